@@ -1,0 +1,188 @@
+"""Callbacks extend the one training loop: progress bar, metric logs, evaluation, early stopping, checkpoints.
+
+Each hook receives the :class:`~suite.trainer.Trainer`; state that must survive a resume lives in
+:class:`TrainState`, which the checkpoint writes as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from suite.trainer import Trainer
+
+
+@dataclass
+class TrainState:
+    total_steps: int = 0
+    steps_per_epoch: int = 0
+    global_step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    should_stop: bool = False
+    best_metric: float | None = None
+    evals_without_improvement: int = 0
+    last_eval_step: int = -1
+    last_metrics: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Callback:
+    """Base class: override the hooks you need. All hooks are no-ops by default."""
+
+    def on_train_begin(self, trainer: Trainer) -> None: ...
+
+    def on_step_end(self, trainer: Trainer, logs: dict[str, float]) -> None: ...
+
+    def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None: ...
+
+    def on_epoch_end(self, trainer: Trainer) -> None: ...
+
+    def on_train_end(self, trainer: Trainer) -> None: ...
+
+
+class ProgressBar(Callback):
+    """A tqdm bar over optimizer steps, showing the running loss."""
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        from tqdm.auto import tqdm
+
+        state = trainer.state
+        self.bar = tqdm(
+            total=state.total_steps,
+            initial=state.global_step,
+            desc="train",
+            unit="step",
+            disable=not trainer.accelerator.is_main_process,
+            dynamic_ncols=True,
+        )
+
+    def on_step_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
+
+    def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+        self.bar.write(f"step {trainer.state.global_step}: {shown}")
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        self.bar.close()
+
+
+class MetricsLogger(Callback):
+    """Appends training and evaluation metrics to ``metrics.jsonl`` and, optionally, TensorBoard (``tb/``)."""
+
+    def __init__(self, output_dir: str | Path, every: int = 10, tensorboard: bool = True):
+        self.path = Path(output_dir) / "metrics.jsonl"
+        self.every, self.tensorboard = every, tensorboard
+        self.writer = None
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        if not trainer.accelerator.is_main_process:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.path.parent / "tb"))
+
+    def _write(self, trainer: Trainer, kind: str, values: dict[str, float]) -> None:
+        if not trainer.accelerator.is_main_process:
+            return
+        step = trainer.state.global_step
+        record = {"kind": kind, "step": step, "epoch": trainer.state.epoch, "time": time.time(), **values}
+        with self.path.open("a", encoding="utf-8") as stream:
+            stream.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for name, value in values.items():
+                if isinstance(value, int | float):
+                    self.writer.add_scalar(f"{kind}/{name}", value, step)
+
+    def on_step_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
+        if trainer.state.global_step % self.every == 0:
+            self._write(trainer, "train", logs)
+
+    def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        self._write(trainer, "eval", metrics)
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class EvaluationCallback(Callback):
+    """Evaluates every ``every`` steps, or at each epoch end when ``every`` is 0, and once more at the end."""
+
+    def __init__(self, every: int = 0):
+        self.every = every
+
+    def _evaluate(self, trainer: Trainer) -> None:
+        if trainer.state.last_eval_step != trainer.state.global_step:
+            trainer.state.last_eval_step = trainer.state.global_step
+            trainer.run_evaluation()
+
+    def on_step_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
+        if self.every and trainer.state.global_step % self.every == 0:
+            self._evaluate(trainer)
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        if not self.every:
+            self._evaluate(trainer)
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        self._evaluate(trainer)
+
+
+class EarlyStopping(Callback):
+    """Stops training after ``patience`` evaluations without improvement of ``metric``."""
+
+    def __init__(self, metric: str, mode: str = "max", patience: int = 3, min_delta: float = 0.0):
+        self.metric, self.mode, self.patience, self.min_delta = metric, mode, patience, min_delta
+
+    def _improved(self, value: float, best: float | None) -> bool:
+        if best is None:
+            return True
+        return value > best + self.min_delta if self.mode == "max" else value < best - self.min_delta
+
+    def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        if self.metric not in metrics:
+            raise KeyError(f"early stopping watches '{self.metric}', but evaluation returned {sorted(metrics)}")
+        state = trainer.state
+        if self._improved(metrics[self.metric], state.best_metric):
+            state.best_metric, state.evals_without_improvement = metrics[self.metric], 0
+            return
+        state.evals_without_improvement += 1
+        if state.evals_without_improvement >= self.patience:
+            state.should_stop = True
+
+
+class CheckpointCallback(Callback):
+    """Writes an atomic checkpoint every ``every`` steps (or at each epoch end when 0) and at the end of training."""
+
+    def __init__(self, output_dir: str | Path, every: int = 0, keep: int = 2):
+        self.output_dir, self.every, self.keep = Path(output_dir), every, keep
+        self.last_saved_step = -1
+
+    def _save(self, trainer: Trainer) -> None:
+        from suite.checkpoint import save_checkpoint
+
+        if self.last_saved_step != trainer.state.global_step:
+            self.last_saved_step = trainer.state.global_step
+            save_checkpoint(trainer, self.output_dir / "checkpoints", keep=self.keep)
+
+    def on_step_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
+        if self.every and trainer.state.global_step % self.every == 0:
+            self._save(trainer)
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        if not self.every:
+            self._save(trainer)
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        self._save(trainer)
