@@ -1,0 +1,24 @@
+"""Distillation losses on tensors: one family per module, formula and paper in each docstring."""
+
+from suite.losses.alignment import MultiStageCosineAlignment, cosine_alignment_loss
+from suite.losses.attention import attention_transfer_loss
+from suite.losses.contrastive import info_nce_loss
+from suite.losses.feature import FeatureDistillationLoss, feature_distillation_loss
+from suite.losses.kd import hinton_kd_loss, soft_label_kd_loss, topk_kd_loss
+from suite.losses.reconstruction import masked_reconstruction_loss
+from suite.losses.relational import rkd_angle_loss, rkd_distance_loss
+
+__all__ = [
+    "FeatureDistillationLoss",
+    "MultiStageCosineAlignment",
+    "attention_transfer_loss",
+    "cosine_alignment_loss",
+    "feature_distillation_loss",
+    "hinton_kd_loss",
+    "info_nce_loss",
+    "masked_reconstruction_loss",
+    "rkd_angle_loss",
+    "rkd_distance_loss",
+    "soft_label_kd_loss",
+    "topk_kd_loss",
+]
