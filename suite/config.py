@@ -142,7 +142,28 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """Defaults of ``cls`` <- YAML file <- ``--set`` overrides, validated once at the end."""
-    data = read_yaml(path) if path else {}
-    return from_dict(cls, apply_overrides(data, overrides or []))
+    """Defaults of ``cls`` <- YAML file <- ``--set`` overrides, validated once at the end.
+
+    Mappings merge key by key (``--set kd.weights.kd=0.9`` keeps the default ``task`` weight); other values replace.
+    """
+    return build_config(cls, read_yaml(path) if path else {}, overrides)
+
+
+def build_config(cls: type[T], data: dict[str, Any], overrides: list[str] | None = None) -> T:
+    """Like :func:`load_config`, from an already-read mapping."""
+    data = apply_overrides(data, overrides or [])
+    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        return from_dict(cls, data)  # reports the unknown key
+    return from_dict(cls, deep_merge(to_dict(cls()), data))

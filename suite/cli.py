@@ -1,0 +1,175 @@
+"""The ``distill`` command. It parses arguments and calls the library; errors are one line unless ``--debug``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from suite.errors import SuiteError
+
+# Nothing in this tool may reach the Hugging Face hub; set before transformers is imported anywhere.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def _recipe_for(domain: Any, profile: str, data: dict, overrides: list[str], output_dir: str | None) -> Any:
+    """Recipe defaults <- profile <- YAML data <- ``--set`` overrides <- ``--output-dir``."""
+    from suite.config import apply_overrides, build_config, deep_merge
+
+    if profile not in domain.profiles:
+        raise SuiteError(f"unknown profile '{profile}' for {domain.name} (known: {', '.join(domain.profiles)})")
+    extra = [f"output_dir={output_dir}"] if output_dir else []
+    profile_data = apply_overrides({}, domain.profiles[profile])
+    return build_config(domain.recipe, deep_merge(profile_data, data), [*overrides, *extra])
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from suite.domains import get_domain
+
+    domain = get_domain(args.domain)
+    recipe = _recipe_for(domain, args.profile, {}, args.set, args.output_dir)
+    print(f"distill run {domain.name} --profile {args.profile}: {domain.description}")
+    domain.run(recipe)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from suite.config import read_yaml
+    from suite.domains import get_domain
+
+    data = read_yaml(args.config)
+    name = data.pop("domain", None)
+    if not name:
+        raise SuiteError(f"{args.config}: add a top-level 'domain:' key naming the recipe (e.g. domain: example)")
+    domain = get_domain(str(name))
+    profile = str(data.pop("profile", "full"))
+    domain.run(_recipe_for(domain, profile, data, args.set, args.output_dir))
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from suite.data import fetch_dataset, get_spec, list_datasets, verify_dataset
+
+    if args.action == "list":
+        for name in list_datasets():
+            spec = get_spec(name)
+            print(f"{name:<20} {spec.license:<40} {spec.description}")
+        return 0
+    names = args.names or list_datasets()
+    failed = 0
+    for name in names:
+        if args.action == "fetch":
+            print(f"{name}: {fetch_dataset(name)}")
+            continue
+        checks = verify_dataset(name)
+        bad = [c for c in checks if not c.ok]
+        failed += bool(bad)
+        print(f"{name}: {len(checks) - len(bad)}/{len(checks)} files verified")
+        for check in bad:
+            print(f"  {check.status}: {check.path}")
+    return 1 if failed else 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from suite.hub import list_models
+    from suite.students import list_students
+    from suite.teachers import list_teachers
+
+    print("pretrained models (offline short names):")
+    for name, description in list_models().items():
+        print(f"  {name:<22} {description}")
+    print("students:")
+    for name in list_students():
+        print(f"  {name}")
+    print("teacher backends:")
+    for name in list_teachers():
+        print(f"  {name}")
+    print("domains:")
+    from suite.domains import DOMAINS
+
+    for name in DOMAINS.names():
+        print(f"  {name:<22} {DOMAINS.describe(name)}")
+    return 0
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    from suite.domains import get_domain
+
+    domain = get_domain(args.domain)
+    if not domain.app:
+        raise SuiteError(f"domain '{args.domain}' has no app yet (apps arrive with the domain packs)")
+    from suite.registry import Registry
+
+    apps = Registry("app")
+    apps.register(domain.name, domain.app)
+    apps.get(domain.name)().launch(server_name=args.host, server_port=args.port)
+    return 0
+
+
+def cmd_not_yet(name: str, issue: int) -> Callable[[argparse.Namespace], int]:
+    def command(args: argparse.Namespace) -> int:
+        raise SuiteError(f"`distill {name}` is not implemented yet (tracked in issue #{issue})")
+
+    return command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="distill", description="Distill large teachers into edge students.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a domain end to end (default: the built-in example)")
+    run.add_argument("domain", nargs="?", default="example", help="domain name (see `distill models list`)")
+    run.add_argument("--profile", default="quick", help="quick | full")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
+    run.add_argument("--output-dir", help="where runs, teacher outputs and results go")
+    run.set_defaults(func=cmd_run)
+
+    train = sub.add_parser("train", help="run a recipe from a YAML file (top-level key 'domain' names it)")
+    train.add_argument("config", help="YAML recipe")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
+    train.add_argument("--output-dir", help="where runs, teacher outputs and results go")
+    train.set_defaults(func=cmd_train)
+
+    data = sub.add_parser("data", help="list, fetch or verify registered datasets")
+    data.add_argument("action", choices=["list", "fetch", "verify"])
+    data.add_argument("names", nargs="*", help="dataset names (default: all)")
+    data.set_defaults(func=cmd_data)
+
+    models = sub.add_parser("models", help="list offline models, students, teacher backends and domains")
+    models.add_argument("action", choices=["list"])
+    models.set_defaults(func=cmd_models)
+
+    app = sub.add_parser("app", help="launch a domain's Gradio app")
+    app.add_argument("domain")
+    app.add_argument("--host", default="127.0.0.1")
+    app.add_argument("--port", type=int, default=7860)
+    app.set_defaults(func=cmd_app)
+
+    for name, text in (("eval", "evaluate students"), ("export", "export to ONNX"), ("bench", "latency benchmark")):
+        stub = sub.add_parser(name, help=f"{text} (not implemented yet: issue #3)")
+        stub.set_defaults(func=cmd_not_yet(name, 3))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SuiteError as error:
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; checkpoints and stored teacher outputs are kept, rerun to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""The domain registry: what ``distill run DOMAIN`` and ``distill app DOMAIN`` accept.
+
+A domain entry bundles a recipe dataclass, named profiles (lists of ``key=value`` overrides) and a ``run(recipe)``
+function. Packs under ``domains/`` add themselves here, in this one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from suite.registry import Registry
+
+
+@dataclass(frozen=True)
+class Domain:
+    name: str
+    description: str
+    recipe: type
+    profiles: dict[str, list[str]]
+    run: Callable[[Any], dict[str, Any]]
+    app: str = ""  # "module:function" building the Gradio app, empty when the domain has none
+
+
+DOMAINS = Registry("domain")
+DOMAINS.register("example", "suite.examples.scoring:DOMAIN", help="built-in end-to-end example (SciEntsBank)")
+
+
+def list_domains() -> list[str]:
+    return DOMAINS.names()
+
+
+def get_domain(name: str) -> Domain:
+    return DOMAINS.get(name)

@@ -1,0 +1,277 @@
+"""Built-in end-to-end example: distill a MiniLM answer scorer into a tiny student (survey Eq. 1).
+
+1. Fine-tune the offline MiniLM (``minilm-l6``) as a cross-encoder teacher on SciEntsBank train
+   (question + reference answer, student answer -> correct/incorrect).
+2. Write the teacher's logits for every example through the teacher-output store (a rerun asks the teacher nothing).
+3. Train a tiny student (< 1M parameters) from those stored logits with hard-label CE + soft-label KD, and the same
+   student with hard labels only as the baseline.
+4. Print accuracy of teacher and students on the unseen-answers split.
+
+``distill run`` runs it with the ``quick`` profile; ``distill train configs/example_scoring.yaml`` runs the recipe from
+a YAML file.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from suite.config import check
+from suite.errors import SuiteError
+from suite.distiller import Distiller, SoftLabelKD, TaskLoss
+from suite.trainer import Trainer, TrainerConfig
+
+
+def _teacher_trainer() -> TrainerConfig:
+    return TrainerConfig(epochs=2, batch_size=32, lr=5e-5, warmup_ratio=0.1, log_every=20)
+
+
+def _student_trainer() -> TrainerConfig:
+    return TrainerConfig(epochs=12, batch_size=32, lr=2e-3, warmup_ratio=0.05, log_every=50)
+
+
+@dataclass
+class ScoringRecipe:
+    """Answer-scoring distillation on SemEval-2013 Task 7 (2-way), weights and temperature after Hinton et al."""
+
+    output_dir: str = field(default="runs/example", metadata={"help": "teacher, store, checkpoints, results"})
+    dataset: str = field(default="semeval2013-sra", metadata={"help": "registered dataset name"})
+    data_path: str = field(default="", metadata={"help": "explicit dataset folder (empty: registry resolution)"})
+    corpus: str = field(default="sciEntsBank", metadata={"help": "sciEntsBank | beetle | both"})
+    eval_splits: list[str] = field(default_factory=lambda: ["unseen_answers"], metadata={"help": "test splits"})
+    dev_fraction: float = field(default=0.1, metadata={"help": "share of train held out for evaluation callbacks"})
+    max_train_examples: int = field(default=0, metadata={"help": "cap on training examples (0: all)"})
+    max_eval_examples: int = field(default=0, metadata={"help": "cap on examples per test split (0: all)"})
+    teacher_model: str = field(default="minilm-l6", metadata={"help": "short model name or local path"})
+    max_length: int = field(default=128, metadata={"help": "tokens per (question+reference, answer) pair"})
+    student_dim: int = field(default=64, metadata={"help": "tiny student width"})
+    student_layers: int = field(default=2, metadata={"help": "tiny student transformer layers"})
+    vocab_size: int = field(default=6000, metadata={"help": "WordPiece vocabulary trained for the student"})
+    temperature: float = field(default=2.0, metadata={"help": "KD temperature tau (Eq. 1)"})
+    alpha: float = field(default=0.5, metadata={"help": "weight of the hard-label CE; 1 - alpha weighs KD (Eq. 1)"})
+    baseline: bool = field(default=True, metadata={"help": "also train the same student without KD"})
+    teacher_trainer: TrainerConfig = field(default_factory=_teacher_trainer)
+    student_trainer: TrainerConfig = field(default_factory=_student_trainer)
+
+    def __post_init__(self) -> None:
+        check(0 <= self.alpha <= 1, "alpha", f"must be in [0, 1], got {self.alpha}")
+        check(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
+        check(0 < self.dev_fraction < 0.5, "dev_fraction", f"must be in (0, 0.5), got {self.dev_fraction}")
+        check(self.max_length >= 16, "max_length", f"must be >= 16, got {self.max_length}")
+        check(self.max_train_examples >= 0, "max_train_examples", "must be >= 0")
+        check(self.max_eval_examples >= 0, "max_eval_examples", "must be >= 0")
+
+
+PROFILES: dict[str, list[str]] = {
+    # About 6 minutes on 2 CPU cores: one teacher epoch on shorter inputs.
+    "quick": ["teacher_trainer.epochs=1", "max_length=96", "student_trainer.epochs=8"],
+    "full": [],
+}
+
+
+# -- data ------------------------------------------------------------------------------------------------------------
+def pair_text(record: dict[str, Any]) -> tuple[str, str]:
+    """(question + first reference answer, student answer): the cross-encoder input."""
+    return f"{record['question']} Reference: {record['reference_answers'][0]}", record["student_answer"]
+
+
+def load_splits(recipe: ScoringRecipe) -> dict[str, list[dict]]:
+    from suite.data import load_dataset
+
+    splits = load_dataset(recipe.dataset, path=recipe.data_path or None, corpus=recipe.corpus)
+    train = list(splits["train"])
+    random.Random(0).shuffle(train)
+    if recipe.max_train_examples:
+        train = train[: recipe.max_train_examples]
+    n_dev = max(1, int(len(train) * recipe.dev_fraction))
+    out = {"train": train[n_dev:], "dev": train[:n_dev]}
+    for name in recipe.eval_splits:
+        if name not in splits:
+            raise SuiteError(f"eval_splits: '{name}' is not a split of {recipe.dataset} ({', '.join(splits)})")
+        out[name] = list(splits[name])[: recipe.max_eval_examples or None]
+    return out
+
+
+def encode(tokenizer: Any, records: list[dict], max_length: int) -> list[dict[str, Any]]:
+    texts, pairs = zip(*(pair_text(r) for r in records), strict=True)
+    encoded = tokenizer(list(texts), list(pairs), truncation=True, max_length=max_length)
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
+    return [{**{k: encoded[k][i] for k in keys}, "label": r["label"]} for i, r in enumerate(records)]
+
+
+def make_collate(tokenizer: Any):
+    def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+        features = [{k: v for k, v in item.items() if k not in ("label", "teacher_logits")} for item in items]
+        inputs = dict(tokenizer.pad(features, return_tensors="pt"))
+        batch: dict[str, Any] = {"inputs": inputs, "labels": torch.tensor([item["label"] for item in items])}
+        if "teacher_logits" in items[0]:
+            batch["teacher"] = {"logits": torch.stack([item["teacher_logits"] for item in items])}
+        return batch
+
+    return collate
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, tokenizer: Any, items: list[dict], batch_size: int = 64) -> list[int]:
+    from suite.distiller import as_output_dict
+
+    collate = make_collate(tokenizer)
+    model.eval()
+    predictions: list[int] = []
+    for start in range(0, len(items), batch_size):
+        batch = collate(items[start : start + batch_size])
+        predictions += as_output_dict(model(**batch["inputs"]))["logits"].argmax(-1).tolist()
+    return predictions
+
+
+def accuracy(predictions: list[int], items: list[dict]) -> float:
+    return sum(p == item["label"] for p, item in zip(predictions, items, strict=True)) / max(1, len(items))
+
+
+def _with_output_dir(config: TrainerConfig, output_dir: Path) -> TrainerConfig:
+    return TrainerConfig(**{**vars(config), "output_dir": str(output_dir)})
+
+
+# -- stages ----------------------------------------------------------------------------------------------------------
+def train_teacher(recipe: ScoringRecipe, splits: dict[str, list[dict]], teacher_dir: Path) -> None:
+    """Fine-tune MiniLM as a cross-encoder with the one training loop and save it as a Hugging Face folder."""
+    from suite.hub import load_minilm
+
+    model, tokenizer = load_minilm(num_labels=2)
+    train, dev = (encode(tokenizer, splits[s], recipe.max_length) for s in ("train", "dev"))
+    distiller = Distiller(model, {"task": TaskLoss()}, {"task": 1.0})
+    config = _with_output_dir(recipe.teacher_trainer, Path(recipe.output_dir) / "teacher_run")
+
+    def evaluate(d: Distiller) -> dict[str, float]:
+        return {"accuracy": accuracy(predict(d.student, tokenizer, dev), dev)}
+
+    Trainer(distiller, config, train, make_collate(tokenizer), evaluate=evaluate).fit(resume=True)
+    model.save_pretrained(teacher_dir)
+    tokenizer.save_pretrained(teacher_dir)
+
+
+def teacher_logits(recipe: ScoringRecipe, teacher_dir: Path, records: list[dict]) -> torch.Tensor:
+    """Teacher logits for ``records``, answered through the store (rerunning asks the teacher nothing)."""
+    from suite.teachers import HFTeacher, TeacherOutputStore
+
+    teacher = HFTeacher(teacher_dir, task="classification", max_length=recipe.max_length)
+    store = TeacherOutputStore(Path(recipe.output_dir) / "teacher_outputs")
+    inputs = [dict(zip(("text", "text_pair"), pair_text(r), strict=True)) for r in records]
+    outputs = store.run(teacher, inputs, batch_size=64)
+    return torch.stack([o.logits for o in outputs])
+
+
+def train_student(
+    recipe: ScoringRecipe, tokenizer: Any, train: list[dict], dev: list[dict], kd: bool, name: str
+) -> torch.nn.Module:
+    from suite.students.text import TinyTextClassifier
+
+    torch.manual_seed(recipe.student_trainer.seed)
+    student = TinyTextClassifier(
+        vocab_size=tokenizer.vocab_size,
+        num_labels=2,
+        dim=recipe.student_dim,
+        layers=recipe.student_layers,
+        max_len=recipe.max_length,
+        pad_id=tokenizer.pad_token_id,
+    )
+    terms: dict[str, Any] = {"task": TaskLoss()}
+    weights = {"task": 1.0}
+    if kd:  # survey Eq. 1: alpha * CE + (1 - alpha) * tau^2 * KL
+        terms["kd"] = SoftLabelKD(recipe.temperature)
+        weights = {"task": recipe.alpha, "kd": 1 - recipe.alpha}
+    config = _with_output_dir(recipe.student_trainer, Path(recipe.output_dir) / name)
+
+    def evaluate(d: Distiller) -> dict[str, float]:
+        return {"accuracy": accuracy(predict(d.student, tokenizer, dev), dev)}
+
+    Trainer(Distiller(student, terms, weights), config, train, make_collate(tokenizer), evaluate=evaluate).fit(
+        resume=True
+    )
+    return student
+
+
+def run(recipe: ScoringRecipe) -> dict[str, Any]:
+    """Run the whole example; returns (and writes to ``results.json``) accuracies per model and split."""
+    from suite.students.text import build_vocab_tokenizer, count_parameters
+
+    started = time.perf_counter()
+    out = Path(recipe.output_dir)
+    splits = load_splits(recipe)
+    print(f"data: {recipe.dataset}/{recipe.corpus}: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
+
+    teacher_dir = out / "teacher"
+    if (teacher_dir / "config.json").is_file():
+        print(f"teacher: reusing the fine-tuned teacher in {teacher_dir}")
+    else:
+        print(f"teacher: fine-tuning {recipe.teacher_model} ({recipe.teacher_trainer.epochs} epoch(s))")
+        train_teacher(recipe, splits, teacher_dir)
+
+    print("teacher outputs: through the teacher-output store")
+    logits = {name: teacher_logits(recipe, teacher_dir, records) for name, records in splits.items()}
+
+    tokenizer = build_vocab_tokenizer([" ".join(pair_text(r)) for r in splits["train"]], recipe.vocab_size)
+    items = {name: encode(tokenizer, records, recipe.max_length) for name, records in splits.items()}
+    for item, row in zip(items["train"], logits["train"], strict=True):
+        item["teacher_logits"] = row
+
+    students = {"student_kd": True, **({"student_no_kd": False} if recipe.baseline else {})}
+    results: dict[str, Any] = {"teacher": {"params": _teacher_params(teacher_dir)}}
+    for name in recipe.eval_splits:
+        predictions = logits[name].argmax(-1).tolist()
+        results["teacher"][name] = accuracy(predictions, items[name])
+    for name, kd in students.items():
+        print(f"{name}: training ({'hard labels + soft teacher labels' if kd else 'hard labels only'})")
+        student = train_student(recipe, tokenizer, items["train"], items["dev"], kd=kd, name=name)
+        results[name] = {"params": count_parameters(student)}
+        for split in recipe.eval_splits:
+            results[name][split] = accuracy(predict(student, tokenizer, items[split]), items[split])
+
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    print_table(results, recipe.eval_splits)
+    return results
+
+
+def _teacher_params(teacher_dir: Path) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(teacher_dir / "model.safetensors"), framework="pt") as weights:
+        return sum(_numel(weights, key) for key in weights.keys())
+
+
+def _numel(weights: Any, key: str) -> int:
+    count = 1
+    for size in weights.get_slice(key).get_shape():
+        count *= size
+    return count
+
+
+def print_table(results: dict[str, Any], splits: list[str]) -> None:
+    header = f"{'model':<16}{'params':>12}" + "".join(f"{s:>20}" for s in splits)
+    print(header)
+    for name in ("teacher", "student_kd", "student_no_kd"):
+        if name in results:
+            row = results[name]
+            print(f"{name:<16}{row['params']:>12,}" + "".join(f"{row[s]:>20.4f}" for s in splits))
+
+
+def _domain():
+    from suite.domains import Domain
+
+    return Domain(
+        name="example",
+        description="built-in: MiniLM scorer -> tiny student on SciEntsBank (survey Eq. 1)",
+        recipe=ScoringRecipe,
+        profiles=PROFILES,
+        run=run,
+    )
+
+
+DOMAIN = _domain()

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from suite.config import check, load_config
+from suite.errors import ConfigError
+from suite.trainer import TrainerConfig
+
+
+@dataclass
+class KD:
+    temperature: float = 2.0
+    weights: dict[str, float] = field(default_factory=lambda: {"task": 0.5, "kd": 0.5})
+
+    def __post_init__(self) -> None:
+        check(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
+
+
+@dataclass
+class Recipe:
+    name: str = "demo"
+    kd: KD = field(default_factory=KD)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    splits: list[str] = field(default_factory=lambda: ["train"])
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_yaml_and_overrides_layer_in_order(tmp_path) -> None:
+    path = write(tmp_path, "kd:\n  temperature: 4\ntrainer:\n  lr: 1e-3\n  epochs: 2\n")
+    recipe = load_config(Recipe, path, ["trainer.lr=3e-4", "kd.weights.kd=0.9", "splits=[train, test]"])
+    assert recipe.kd.temperature == 4.0 and isinstance(recipe.kd.temperature, float)
+    assert recipe.trainer.lr == pytest.approx(3e-4)
+    assert recipe.trainer.epochs == 2
+    assert recipe.kd.weights == {"task": 0.5, "kd": 0.9}
+    assert recipe.splits == ["train", "test"]
+
+
+def test_unknown_key_names_the_full_key(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"^trainer\.lrr: unknown key"):
+        load_config(Recipe, write(tmp_path, "trainer:\n  lrr: 0.1\n"))
+    with pytest.raises(ConfigError, match=r"^kd\.temp: unknown key"):
+        load_config(Recipe, None, ["kd.temp=3"])
+
+
+def test_bad_values_are_one_line_errors_naming_the_key(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"^trainer\.lr: must be > 0"):
+        load_config(Recipe, None, ["trainer.lr=-1"])
+    with pytest.raises(ConfigError, match=r"^kd\.temperature: must be > 0"):
+        load_config(Recipe, None, ["kd.temperature=0"])
+    with pytest.raises(ConfigError, match=r"^trainer\.epochs: expected an integer"):
+        load_config(Recipe, None, ["trainer.epochs=1.5"])
+    with pytest.raises(ConfigError, match=r"^trainer\.progress: expected true or false"):
+        load_config(Recipe, None, ["trainer.progress=maybe"])
+    with pytest.raises(ConfigError, match=r"^trainer: expected a mapping"):
+        load_config(Recipe, write(tmp_path, "trainer: 3\n"))
+    message = str(pytest.raises(ConfigError, load_config, Recipe, None, ["trainer.lr=abc"]).value)
+    assert "\n" not in message and message.startswith("trainer.lr")
+
+
+def test_yaml_never_constructs_objects(tmp_path) -> None:
+    path = write(tmp_path, "name: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(Recipe, path)
+
+
+def test_missing_file_and_malformed_override(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(Recipe, tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="expected key.path=value"):
+        load_config(Recipe, None, ["trainer.lr"])
