@@ -100,6 +100,14 @@ def _prune(root: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def clear_run(output_dir: str | Path) -> None:
+    """Remove an earlier run's checkpoints, metric log and TensorBoard events from ``output_dir``."""
+    root = Path(output_dir)
+    shutil.rmtree(root / "checkpoints", ignore_errors=True)
+    shutil.rmtree(root / "tb", ignore_errors=True)
+    (root / "metrics.jsonl").unlink(missing_ok=True)
+
+
 def find_latest_checkpoint(output_dir: str | Path) -> Path | None:
     root = Path(output_dir) / "checkpoints"
     pointer = root / LATEST

@@ -33,7 +33,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     domain = get_domain(args.domain)
     recipe = _recipe_for(domain, args.profile, {}, args.set, args.output_dir)
     print(f"distill run {domain.name} --profile {args.profile}: {domain.description}")
-    domain.run(recipe)
+    domain.run(recipe, resume=args.resume)
     return 0
 
 
@@ -47,7 +47,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise SuiteError(f"{args.config}: add a top-level 'domain:' key naming the recipe (e.g. domain: example)")
     domain = get_domain(str(name))
     profile = str(data.pop("profile", "full"))
-    domain.run(_recipe_for(domain, profile, data, args.set, args.output_dir))
+    domain.run(_recipe_for(domain, profile, data, args.set, args.output_dir), resume=args.resume)
     return 0
 
 
@@ -127,12 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", default="quick", help="quick | full")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
     run.add_argument("--output-dir", help="where runs, teacher outputs and results go")
+    run.add_argument("--resume", action="store_true", help="continue interrupted training from its checkpoints")
     run.set_defaults(func=cmd_run)
 
     train = sub.add_parser("train", help="run a recipe from a YAML file (top-level key 'domain' names it)")
     train.add_argument("config", help="YAML recipe")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
     train.add_argument("--output-dir", help="where runs, teacher outputs and results go")
+    train.add_argument("--resume", action="store_true", help="continue interrupted training from its checkpoints")
     train.set_defaults(func=cmd_train)
 
     data = sub.add_parser("data", help="list, fetch or verify registered datasets")
@@ -167,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; checkpoints and stored teacher outputs are kept, rerun to resume", file=sys.stderr)
+        message = "interrupted; checkpoints and stored teacher outputs are kept: rerun with --resume to continue"
+        print(message, file=sys.stderr)
         return 130
 
 

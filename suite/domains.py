@@ -19,7 +19,7 @@ class Domain:
     description: str
     recipe: type
     profiles: dict[str, list[str]]
-    run: Callable[[Any], dict[str, Any]]
+    run: Callable[..., dict[str, Any]]  # run(recipe, resume=False) -> results
     app: str = ""  # "module:function" building the Gradio app, empty when the domain has none
 
 

@@ -31,7 +31,7 @@ from suite.callbacks import (
     ProgressBar,
     TrainState,
 )
-from suite.checkpoint import find_latest_checkpoint, load_checkpoint
+from suite.checkpoint import clear_run, find_latest_checkpoint, load_checkpoint
 from suite.config import check
 from suite.distiller import Distiller
 
@@ -125,7 +125,9 @@ def _lr_lambda(schedule: str, warmup: int, total: int) -> Callable[[int], float]
 
 def build_callbacks(config: TrainerConfig, extra: list[Callback], with_evaluation: bool) -> list[Callback]:
     """Callbacks run in list order: evaluate and early-stop before a checkpoint is written at the same step."""
-    callbacks: list[Callback] = [MetricsLogger(config.output_dir, every=config.log_every, tensorboard=config.tensorboard)]
+    callbacks: list[Callback] = [
+        MetricsLogger(config.output_dir, every=config.log_every, tensorboard=config.tensorboard)
+    ]
     if with_evaluation:
         callbacks.append(EvaluationCallback(every=config.eval_every))
     if config.early_stopping_patience:
@@ -133,7 +135,9 @@ def build_callbacks(config: TrainerConfig, extra: list[Callback], with_evaluatio
             EarlyStopping(config.early_stopping_metric, config.early_stopping_mode, config.early_stopping_patience)
         )
     callbacks += extra
-    callbacks.append(CheckpointCallback(config.output_dir, every=config.checkpoint_every, keep=config.keep_checkpoints))
+    callbacks.append(
+        CheckpointCallback(config.output_dir, every=config.checkpoint_every, keep=config.keep_checkpoints)
+    )
     if config.progress:
         callbacks.append(ProgressBar())
     return callbacks
@@ -244,11 +248,18 @@ class Trainer:
         return True
 
     def fit(self, resume: bool | str = False) -> TrainState:
-        """Train to the end; ``resume=True`` continues from the latest checkpoint in ``output_dir`` (if any)."""
+        """Train to the end.
+
+        ``resume=True`` continues from the latest checkpoint in ``output_dir`` (a fresh start when there is none);
+        a path resumes from that checkpoint. Without it, an earlier run's checkpoints and metric log in
+        ``output_dir`` are cleared first, so they cannot mix with this run's.
+        """
         if resume:
             path = Path(resume) if isinstance(resume, str) else find_latest_checkpoint(self.config.output_dir)
             if path is not None:
                 load_checkpoint(path, self)
+        elif self.accelerator.is_main_process:
+            clear_run(self.config.output_dir)
         self.distiller.train()
         self._emit("on_train_begin")
         while not self.state.should_stop and self.state.global_step < self.total_steps:

@@ -23,8 +23,8 @@ from typing import Any
 import torch
 
 from suite.config import check
-from suite.errors import SuiteError
 from suite.distiller import Distiller, SoftLabelKD, TaskLoss
+from suite.errors import SuiteError
 from suite.trainer import Trainer, TrainerConfig
 
 
@@ -139,7 +139,7 @@ def _with_output_dir(config: TrainerConfig, output_dir: Path) -> TrainerConfig:
 
 
 # -- stages ----------------------------------------------------------------------------------------------------------
-def train_teacher(recipe: ScoringRecipe, splits: dict[str, list[dict]], teacher_dir: Path) -> None:
+def train_teacher(recipe: ScoringRecipe, splits: dict[str, list[dict]], teacher_dir: Path, resume: bool) -> None:
     """Fine-tune MiniLM as a cross-encoder with the one training loop and save it as a Hugging Face folder."""
     from suite.hub import load_minilm
 
@@ -151,7 +151,7 @@ def train_teacher(recipe: ScoringRecipe, splits: dict[str, list[dict]], teacher_
     def evaluate(d: Distiller) -> dict[str, float]:
         return {"accuracy": accuracy(predict(d.student, tokenizer, dev), dev)}
 
-    Trainer(distiller, config, train, make_collate(tokenizer), evaluate=evaluate).fit(resume=True)
+    Trainer(distiller, config, train, make_collate(tokenizer), evaluate=evaluate).fit(resume=resume)
     model.save_pretrained(teacher_dir)
     tokenizer.save_pretrained(teacher_dir)
 
@@ -168,7 +168,7 @@ def teacher_logits(recipe: ScoringRecipe, teacher_dir: Path, records: list[dict]
 
 
 def train_student(
-    recipe: ScoringRecipe, tokenizer: Any, train: list[dict], dev: list[dict], kd: bool, name: str
+    recipe: ScoringRecipe, tokenizer: Any, train: list[dict], dev: list[dict], kd: bool, name: str, resume: bool
 ) -> torch.nn.Module:
     from suite.students.text import TinyTextClassifier
 
@@ -192,13 +192,17 @@ def train_student(
         return {"accuracy": accuracy(predict(d.student, tokenizer, dev), dev)}
 
     Trainer(Distiller(student, terms, weights), config, train, make_collate(tokenizer), evaluate=evaluate).fit(
-        resume=True
+        resume=resume
     )
     return student
 
 
-def run(recipe: ScoringRecipe) -> dict[str, Any]:
-    """Run the whole example; returns (and writes to ``results.json``) accuracies per model and split."""
+def run(recipe: ScoringRecipe, resume: bool = False) -> dict[str, Any]:
+    """Run the whole example; returns (and writes to ``results.json``) accuracies per model and split.
+
+    A fine-tuned teacher already in ``output_dir/teacher`` is reused and stored teacher outputs are never recomputed;
+    ``resume`` continues interrupted teacher or student training from its latest checkpoint.
+    """
     from suite.students.text import build_vocab_tokenizer, count_parameters
 
     started = time.perf_counter()
@@ -211,7 +215,7 @@ def run(recipe: ScoringRecipe) -> dict[str, Any]:
         print(f"teacher: reusing the fine-tuned teacher in {teacher_dir}")
     else:
         print(f"teacher: fine-tuning {recipe.teacher_model} ({recipe.teacher_trainer.epochs} epoch(s))")
-        train_teacher(recipe, splits, teacher_dir)
+        train_teacher(recipe, splits, teacher_dir, resume)
 
     print("teacher outputs: through the teacher-output store")
     logits = {name: teacher_logits(recipe, teacher_dir, records) for name, records in splits.items()}
@@ -228,7 +232,7 @@ def run(recipe: ScoringRecipe) -> dict[str, Any]:
         results["teacher"][name] = accuracy(predictions, items[name])
     for name, kd in students.items():
         print(f"{name}: training ({'hard labels + soft teacher labels' if kd else 'hard labels only'})")
-        student = train_student(recipe, tokenizer, items["train"], items["dev"], kd=kd, name=name)
+        student = train_student(recipe, tokenizer, items["train"], items["dev"], kd=kd, name=name, resume=resume)
         results[name] = {"params": count_parameters(student)}
         for split in recipe.eval_splits:
             results[name][split] = accuracy(predict(student, tokenizer, items[split]), items[split])
@@ -243,7 +247,7 @@ def _teacher_params(teacher_dir: Path) -> int:
     from safetensors import safe_open
 
     with safe_open(str(teacher_dir / "model.safetensors"), framework="pt") as weights:
-        return sum(_numel(weights, key) for key in weights.keys())
+        return sum(_numel(weights, key) for key in weights.keys())  # noqa: SIM118 (safe_open is not a dict)
 
 
 def _numel(weights: Any, key: str) -> int:

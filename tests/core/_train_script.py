@@ -59,8 +59,14 @@ def main() -> None:
         student, {"task": TaskLoss(), "kd": SoftLabelKD(2.0)}, {"task": 0.5, "kd": 0.5}, teacher=teacher
     )
     config = TrainerConfig(
-        output_dir=args.output_dir, epochs=3, batch_size=8, lr=1e-2, checkpoint_every=3, progress=False,
-        tensorboard=False, log_every=1,
+        output_dir=args.output_dir,
+        epochs=3,
+        batch_size=8,
+        lr=1e-2,
+        checkpoint_every=3,
+        progress=False,
+        tensorboard=False,
+        log_every=1,
     )
     callbacks = [KillAt(args.kill_at_step)] if args.kill_at_step else []
     trainer = Trainer(distiller, config, make_data(), collate, callbacks=callbacks)

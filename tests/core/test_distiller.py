@@ -48,8 +48,13 @@ def test_named_parts_and_weighted_total_equal_eq1() -> None:
     out = distiller(data)
     assert set(out) == {"loss", "task_loss", "kd_loss"}
     assert torch.allclose(out["loss"], 0.3 * out["task_loss"] + 0.7 * out["kd_loss"])
-    expected = hinton_kd_loss(student(**data["inputs"])["logits"], teacher.eval()(**data["inputs"])["logits"],
-                              data["labels"], temperature=3.0, alpha=0.3)
+    expected = hinton_kd_loss(
+        student(**data["inputs"])["logits"],
+        teacher.eval()(**data["inputs"])["logits"],
+        data["labels"],
+        temperature=3.0,
+        alpha=0.3,
+    )
     assert torch.allclose(out["loss"], expected, atol=1e-6)
 
 

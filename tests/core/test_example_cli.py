@@ -13,8 +13,14 @@ from suite.cli import main
 # Needs the SemEval mirror (../shared/data or SUITE_DATA_MIRRORS), as CI has; without it this fails, never skips.
 def test_example_runs_end_to_end_and_reruns_without_teacher_calls(tmp_path: Path, capsys) -> None:
     overrides = [
-        "max_train_examples=160", "max_eval_examples=64", "teacher_trainer.epochs=1", "student_trainer.epochs=2",
-        "max_length=64", "vocab_size=500", "teacher_trainer.progress=false", "student_trainer.progress=false",
+        "max_train_examples=160",
+        "max_eval_examples=64",
+        "teacher_trainer.epochs=1",
+        "student_trainer.epochs=2",
+        "max_length=64",
+        "vocab_size=500",
+        "teacher_trainer.progress=false",
+        "student_trainer.progress=false",
     ]
     args = ["run", "--output-dir", str(tmp_path)] + [item for o in overrides for item in ("--set", o)]
     assert main(args) == 0
@@ -62,8 +68,15 @@ def test_train_needs_a_domain_key(tmp_path: Path, capsys) -> None:
 def test_listing_commands(capsys) -> None:
     assert main(["data", "list"]) == 0
     out = capsys.readouterr().out
-    for name in ("semeval2013-sra", "gsm8k", "pubmedqa-pqal", "symptom2disease", "mtsamples", "iu-xray-reports",
-                 "bdd-x"):
+    for name in (
+        "semeval2013-sra",
+        "gsm8k",
+        "pubmedqa-pqal",
+        "symptom2disease",
+        "mtsamples",
+        "iu-xray-reports",
+        "bdd-x",
+    ):
         assert name in out
     assert main(["models", "list"]) == 0
     out = capsys.readouterr().out
@@ -75,3 +88,15 @@ def test_debug_flag_shows_the_traceback() -> None:
 
     with pytest.raises(RegistryError):
         main(["--debug", "run", "nope"])
+
+
+def test_shipped_configs_parse_into_recipes() -> None:
+    from suite.cli import _recipe_for
+    from suite.config import read_yaml
+    from suite.domains import get_domain
+
+    for path in sorted(Path(__file__).resolve().parents[2].glob("configs/*.yaml")):
+        data = read_yaml(path)
+        domain = get_domain(data.pop("domain"))
+        recipe = _recipe_for(domain, str(data.pop("profile", "full")), data, [], None)
+        assert isinstance(recipe, domain.recipe), path

@@ -1,0 +1,55 @@
+"""Student factories, by the names users type (``--student tiny-text``).
+
+Filled in this one place with lazy ``"module:attr"`` targets, so listing names imports neither transformers nor
+timm. Text students follow the contract in :mod:`suite.students.text`, vision students the one in
+:mod:`suite.students.vision`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any
+
+from suite.errors import ConfigError
+from suite.registry import Registry
+
+if TYPE_CHECKING:
+    from torch import nn
+
+STUDENTS = Registry("student")
+STUDENTS.register(
+    "tiny-text",
+    "suite.students.text:tiny_text_classifier",
+    "tiny Transformer text classifier (64 dim, 2 layers); < 1M params with an 8k-vocab tokenizer",
+)
+STUDENTS.register(
+    "minilm-truncated",
+    "suite.students.text:truncated_minilm_classifier",
+    "all-MiniLM-L6-v2 cut to its first num_layers (default 2) layers, fresh classification head",
+)
+STUDENTS.register(
+    "minilm-classifier",
+    "suite.students.text:minilm_classifier",
+    "full 6-layer all-MiniLM-L6-v2 with a fresh head (the teacher to fine-tune)",
+)
+STUDENTS.register("tiny-convnet", "suite.students.vision:TinyConvNet", "4-stage CNN, ~60k params at width 16")
+STUDENTS.register(
+    "efficientnet-lite0",
+    "suite.students.vision:efficientnet_lite0_student",
+    "EfficientNet-Lite0 (timm) with packaged ImageNet weights, 4.7M params",
+)
+
+
+def list_students() -> dict[str, str]:
+    """Registered student names with a one-line description."""
+    return {name: STUDENTS.describe(name) for name in STUDENTS}
+
+
+def build_student(name: str, **kwargs: Any) -> nn.Module:
+    """Build the student registered as ``name``; unknown or missing arguments are a one-line ConfigError."""
+    factory = STUDENTS.get(name)
+    try:
+        inspect.signature(factory).bind(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"student '{name}': {exc}") from None
+    return factory(**kwargs)

@@ -1,0 +1,285 @@
+"""Text-classification students and the MiniLM classifier used as the teacher to fine-tune.
+
+Every text model here has the same forward contract, so a Distiller can pair any student with any teacher::
+
+    forward(input_ids, attention_mask, token_type_ids=None) -> {
+        "logits": (B, C),
+        "pooled": (B, D),                   # masked mean of the last hidden state
+        "hidden_states": ((B, T, D), ...),  # embeddings output, then one per layer (HF convention: layers + 1)
+    }
+
+and carries a ``.tokenizer`` so callers tokenise with the vocabulary the embedding was sized for.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from suite import hub
+from suite.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # [PAD] first so pad_id is 0
+# Above this a tokenizer's model_max_length is a "no limit" sentinel, not a length to size positions for.
+_MAX_POSITIONS = 4096
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters, tied parameters counted once."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean over real tokens: sum_t m_t h_t / max(1, sum_t m_t). (B, T, D), (B, T) -> (B, D)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+class EncoderLayer(nn.Module):
+    """Post-norm Transformer encoder layer (BERT layout): x = LN(x + MHA(x)); x = LN(x + FFN(x)).
+
+    Attention is written out, softmax(Q K^T / sqrt(d_h) + mask) V, instead of using ``nn.MultiheadAttention``:
+    the TorchScript ONNX exporter bakes MHA's (T, B*H, d_h) reshapes into constants, so an exported graph would
+    only accept the sequence length it was traced with. Here every reshape keeps the batch and time axes symbolic.
+    """
+
+    def __init__(self, dim: int, heads: int, ffn: int, dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.attn_norm = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn), nn.GELU(), nn.Linear(ffn, dim))
+        self.ffn_norm = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def attention(self, x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        q, k, v = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in self.qkv(x).chunk(3, dim=-1))
+        scores = q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5  # (B, H, T, T)
+        scores = scores.masked_fill(padding[:, None, None, :], torch.finfo(scores.dtype).min)
+        weights = self.dropout(scores.softmax(dim=-1))
+        return self.out((weights @ v).transpose(1, 2).flatten(2))  # (B, T, D)
+
+    def forward(self, x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        x = self.attn_norm(x + self.dropout(self.attention(x, padding)))
+        return self.ffn_norm(x + self.dropout(self.ffn(x)))
+
+
+class TinyTextClassifier(nn.Module):
+    """A sub-1M-parameter Transformer classifier for distilling a fine-tuned encoder.
+
+    Following Latif et al. (2024, "Knowledge distillation of LLMs for automatic scoring of science assessments"),
+    the student is a tiny network trained on teacher soft labels: token + learned position embeddings,
+    ``layers`` post-norm encoder layers, masked mean pooling and a linear head. At the defaults with an 8k
+    WordPiece vocabulary it has about 0.6M parameters, most of them in the embedding.
+
+    Exports to ONNX with dynamic batch and sequence axes: the padding mask is explicit (``masked_fill`` on the
+    attention scores) and there are no nested tensors or fused attention kernels.
+    """
+
+    tokenizer: Any = None  # set by the factories; not part of the state dict
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_labels: int,
+        dim: int = 64,
+        layers: int = 2,
+        heads: int = 2,
+        ffn: int = 128,
+        max_len: int = 256,
+        dropout: float = 0.1,
+        pad_id: int = 0,
+    ):
+        super().__init__()
+        if dim % heads:
+            raise ConfigError(f"dim: must be divisible by heads ({heads}), got {dim}")
+        self.max_len = max_len
+        self.token_embedding = nn.Embedding(vocab_size, dim, padding_idx=pad_id)
+        self.position_embedding = nn.Embedding(max_len, dim)
+        self.embedding_norm = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(EncoderLayer(dim, heads, ffn, dropout) for _ in range(layers))
+        self.head = nn.Linear(dim, num_labels)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> dict[str, Any]:
+        # token_type_ids is accepted for call parity with BERT teachers; one segment embedding would be dead weight.
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        x = self.token_embedding(input_ids) + self.position_embedding(positions)  # (B, T, D)
+        x = self.dropout(self.embedding_norm(x))
+        padding = attention_mask == 0
+        hidden_states = [x]
+        for layer in self.layers:
+            x = layer(x, padding)
+            hidden_states.append(x)
+        pooled = masked_mean(x, attention_mask)
+        return {"logits": self.head(pooled), "pooled": pooled, "hidden_states": tuple(hidden_states)}
+
+
+class MiniLMClassifier(nn.Module):
+    """A Hugging Face sequence classifier (MiniLM) behind the common text forward contract.
+
+    ``logits`` come from the HF head (BERT pooler over [CLS]); ``pooled`` is the masked mean of the last hidden
+    state, the sentence embedding all-MiniLM-L6-v2 was trained to produce, so it compares like with like against
+    the student's ``pooled``.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer: Any):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+
+    @property
+    def num_layers(self) -> int:
+        return self.model.config.num_hidden_layers
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> dict[str, Any]:
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            output_hidden_states=True,
+        )
+        pooled = masked_mean(out.hidden_states[-1], attention_mask)
+        return {"logits": out.logits, "pooled": pooled, "hidden_states": tuple(out.hidden_states)}
+
+
+def tiny_text_classifier(
+    num_labels: int,
+    tokenizer: str | Path | PreTrainedTokenizerBase = "minilm-l6",
+    max_len: int | None = None,
+    **kwargs: Any,
+) -> TinyTextClassifier:
+    """Build a :class:`TinyTextClassifier` sized from ``tokenizer`` (vocab size, pad id, max length).
+
+    The default MiniLM WordPiece vocabulary (30522) alone costs 30522 x 64 = 1.95M embedding parameters; for a
+    sub-1M student pass a small vocabulary from :func:`build_vocab_tokenizer` (or a directory it was saved to).
+    ``max_len`` defaults to the tokenizer's ``model_max_length`` so truncated inputs always have a position.
+    """
+    tokenizer = hub.load_tokenizer(tokenizer)
+    max_len = tokenizer.model_max_length if max_len is None else max_len
+    if max_len > _MAX_POSITIONS:
+        raise ConfigError(f"max_len: tokenizer sets no length limit; pass max_len (<= {_MAX_POSITIONS})")
+    if tokenizer.model_max_length > max_len:
+        raise ConfigError(f"max_len: {max_len} is shorter than the tokenizer's {tokenizer.model_max_length}")
+    model = TinyTextClassifier(len(tokenizer), num_labels, max_len=max_len, pad_id=tokenizer.pad_token_id, **kwargs)
+    model.tokenizer = tokenizer
+    return model
+
+
+def truncated_minilm_classifier(num_labels: int, num_layers: int = 2) -> MiniLMClassifier:
+    """all-MiniLM-L6-v2 keeping its first ``num_layers`` layers, with a fresh classification head."""
+    return MiniLMClassifier(*hub.load_minilm(num_labels=num_labels, num_layers=num_layers))
+
+
+def minilm_classifier(num_labels: int) -> MiniLMClassifier:
+    """The full 6-layer all-MiniLM-L6-v2 with a fresh head: the teacher to fine-tune before distilling."""
+    return truncated_minilm_classifier(num_labels, num_layers=hub.MINILM_NUM_LAYERS)
+
+
+def _merge(symbols: list[str], pair: tuple[str, str], merged: str) -> list[str]:
+    out, i = [], 0
+    while i < len(symbols):
+        if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
+            out.append(merged)
+            i += 2
+        else:
+            out.append(symbols[i])
+            i += 1
+    return out
+
+
+def learn_wordpiece_vocab(word_counts: dict[str, int], vocab_size: int) -> list[str]:
+    """A WordPiece vocabulary learned by BPE merges (Sennrich et al., 2016) over ``##``-marked word pieces.
+
+    Words start as characters (``cats -> c ##a ##t ##s``); each step merges the most frequent adjacent pair,
+    ties broken by the lexicographically smallest pair, until ``vocab_size`` tokens or no pair occurs twice.
+    The ``tokenizers`` WordPiece trainer does the same but breaks ties in hash-map order, so two runs on the same
+    texts give different vocabularies; this one is a pure function of ``word_counts``.
+    """
+    words = [[word[0], *(f"##{c}" for c in word[1:])] for word in word_counts]
+    counts = list(word_counts.values())
+    vocab = list(dict.fromkeys([*SPECIAL_TOKENS, *sorted({s for w in words for s in w})]))
+    pair_counts: Counter[tuple[str, str]] = Counter()
+    holders: defaultdict[tuple[str, str], set[int]] = defaultdict(set)  # pair -> indices of words containing it
+    for i, symbols in enumerate(words):
+        for pair in zip(symbols, symbols[1:], strict=False):
+            pair_counts[pair] += counts[i]
+            holders[pair].add(i)
+    heap = [(-n, pair) for pair, n in pair_counts.items()]
+    heapq.heapify(heap)
+    known = set(vocab)
+    while len(vocab) < vocab_size and heap:
+        negative_count, pair = heapq.heappop(heap)
+        if pair_counts.get(pair) != -negative_count:
+            continue  # stale entry: the pair's count changed after it was pushed
+        if -negative_count < 2:
+            break
+        merged = pair[0] + pair[1].removeprefix("##")
+        if merged not in known:
+            known.add(merged)
+            vocab.append(merged)
+        changed = set()
+        for i in holders.pop(pair):
+            old, new = words[i], _merge(words[i], pair, merged)
+            for p in zip(old, old[1:], strict=False):
+                pair_counts[p] -= counts[i]
+                changed.add(p)
+            for p in zip(new, new[1:], strict=False):
+                pair_counts[p] += counts[i]
+                holders[p].add(i)
+                changed.add(p)
+            words[i] = new
+        del pair_counts[pair]
+        for p in changed - {pair}:
+            heapq.heappush(heap, (-pair_counts[p], p))
+    return vocab
+
+
+def build_vocab_tokenizer(texts: Iterable[str], vocab_size: int = 8000) -> PreTrainedTokenizerFast:
+    """A lowercase BERT-style WordPiece tokenizer whose vocabulary is learned from ``texts``, deterministically.
+
+    Shrinks the student's embedding from 30522 x D to at most ``vocab_size`` x D (fewer when the corpus has fewer
+    recurring pieces). Normalisation, pre-tokenisation and WordPiece encoding come from the ``tokenizers`` library;
+    the vocabulary comes from :func:`learn_wordpiece_vocab`. Special tokens follow BERT ([PAD]=0, [UNK], [CLS],
+    [SEP], [MASK]); inputs are wrapped as ``[CLS] a [SEP]`` / ``[CLS] a [SEP] b [SEP]``. The result saves with
+    ``save_pretrained`` and reloads with ``AutoTokenizer.from_pretrained(dir)``; ``model_max_length`` is 256, the
+    student's default ``max_len``.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    word_counts: Counter[str] = Counter()
+    for text in texts:
+        word_counts.update(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    vocab = learn_wordpiece_vocab(dict(sorted(word_counts.items())), vocab_size)
+    backend = Tokenizer(models.WordPiece({token: i for i, token in enumerate(vocab)}, unk_token="[UNK]"))
+    backend.normalizer, backend.pre_tokenizer, backend.decoder = normalizer, pre_tokenizer, decoders.WordPiece()
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab.index("[CLS]")), ("[SEP]", vocab.index("[SEP]"))],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=256,
+    )

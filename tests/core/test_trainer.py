@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from suite.distiller import Distiller, SoftLabelKD, TaskLoss
+from suite.trainer import EpochSampler, Trainer, TrainerConfig
+
+
+class Net(nn.Module):
+    def __init__(self, width: int, dropout: float = 0.0):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(4, width), nn.ReLU(), nn.Dropout(dropout), nn.Linear(width, 2))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"logits": self.body(x)}
+
+
+def data(n: int = 32) -> list[tuple[torch.Tensor, int]]:
+    x = torch.randn(n, 4, generator=torch.Generator().manual_seed(7))
+    return [(x[i], int(x[i, 0] > 0)) for i in range(n)]
+
+
+def collate(items):
+    return {"inputs": {"x": torch.stack([x for x, _ in items])}, "labels": torch.tensor([y for _, y in items])}
+
+
+def config(tmp_path: Path, **kwargs) -> TrainerConfig:
+    base = dict(output_dir=str(tmp_path), epochs=2, batch_size=8, lr=1e-2, progress=False, log_every=1)
+    return TrainerConfig(**{**base, **kwargs})
+
+
+def test_logs_checkpoints_and_teacher_untouched(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    teacher = Net(16, dropout=0.5)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    distiller = Distiller(Net(4), {"task": TaskLoss(), "kd": SoftLabelKD()}, {"task": 0.5, "kd": 0.5}, teacher=teacher)
+    trainer = Trainer(distiller, config(tmp_path, epochs=3, keep_checkpoints=2), data(), collate,
+                      evaluate=lambda d: {"accuracy": 0.5})  # fmt: skip
+    state = trainer.fit()
+    assert state.global_step == 12 and state.epoch == 3
+    assert not distiller.teacher.module.training
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "train"] == list(range(1, 13))
+    assert {"loss", "task_loss", "kd_loss", "lr"} <= set(records[0])
+    assert [r["step"] for r in records if r["kind"] == "eval"] == [4, 8, 12]
+    assert list((tmp_path / "tb").iterdir()), "TensorBoard events written"
+    steps = sorted(p.name for p in (tmp_path / "checkpoints").glob("step-*"))
+    assert steps == ["step-00000008", "step-00000012"]
+    assert (tmp_path / "checkpoints" / "latest").read_text() == "step-00000012"
+    assert not list((tmp_path / "checkpoints").glob(".*tmp*"))
+
+    # A fresh start (no resume) clears the earlier run's checkpoints and log instead of mixing with them.
+    Trainer(Distiller(Net(4), {"task": TaskLoss()}, {"task": 1.0}), config(tmp_path, epochs=1), data(), collate).fit()
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("step-*")) == ["step-00000004"]
+    assert max(json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()) == 4
+
+
+def test_early_stopping_after_patience(tmp_path: Path) -> None:
+    scores = iter([0.5, 0.6, 0.6, 0.55, 0.9, 0.9])
+    distiller = Distiller(Net(4), {"task": TaskLoss()}, {"task": 1.0})
+    cfg = config(tmp_path, epochs=6, early_stopping_patience=2, early_stopping_metric="f1")
+    state = Trainer(distiller, cfg, data(), collate, evaluate=lambda d: {"f1": next(scores)}).fit()
+    assert state.should_stop and state.epoch == 4 and state.best_metric == 0.6
+
+
+def test_gradient_accumulation_matches_a_larger_batch(tmp_path: Path) -> None:
+    def train(batch_size: int, accum: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        student = Net(4)
+        cfg = config(
+            tmp_path / f"{batch_size}-{accum}", batch_size=batch_size, grad_accum_steps=accum, max_grad_norm=0
+        )
+        Trainer(Distiller(student, {"task": TaskLoss()}, {"task": 1.0}), cfg, data(), collate).fit()
+        return student.state_dict()
+
+    big, accumulated = train(8, 1), train(4, 2)
+    for name in big:
+        assert torch.allclose(big[name], accumulated[name], atol=1e-6), name
+
+
+def test_epoch_order_depends_only_on_seed_and_epoch() -> None:
+    sampler = EpochSampler(10, seed=3)
+    sampler.set_position(epoch=1)
+    order = sampler.order()
+    assert sorted(order) == list(range(10))
+    sampler.set_position(epoch=1, start=4)
+    assert list(sampler) == order[4:]
+    sampler.set_position(epoch=2)
+    assert sampler.order() != order

@@ -1,0 +1,153 @@
+"""Text students: the tiny Transformer, its tokenizer, and the (truncated) MiniLM classifiers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from transformers import AutoTokenizer
+
+from suite.students import build_student
+from suite.students.text import (
+    MiniLMClassifier,
+    TinyTextClassifier,
+    build_vocab_tokenizer,
+    count_parameters,
+    learn_wordpiece_vocab,
+    masked_mean,
+    tiny_text_classifier,
+)
+
+CORPUS = [
+    "Plants convert light energy into chemical energy through photosynthesis.",
+    "The mitochondria produce energy for the cell by respiration.",
+    "Water evaporates when heated and condenses when cooled.",
+    "A force applied to an object changes its motion.",
+    "The student explained that heat flows from warm objects to cold ones.",
+] * 8
+SENTENCES = ["Heat flows from warm to cold.", "Plants use light energy to make sugar in their leaves."]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_vocab_tokenizer(CORPUS, vocab_size=300)
+
+
+@pytest.fixture(scope="module")
+def minilm_pair():
+    torch.manual_seed(0)
+    return build_student("minilm-classifier", num_labels=3).eval(), build_student(
+        "minilm-truncated", num_labels=3
+    ).eval()
+
+
+def test_count_parameters_counts_tied_weights_once():
+    embedding = nn.Embedding(10, 4)
+    head = nn.Linear(4, 10, bias=False)
+    head.weight = embedding.weight
+    assert count_parameters(nn.ModuleList([embedding, head])) == 40
+    assert count_parameters(nn.Linear(3, 4)) == 16
+
+
+def test_default_tiny_student_has_under_a_million_parameters_with_an_8k_vocab():
+    assert 100_000 < count_parameters(TinyTextClassifier(vocab_size=8000, num_labels=4)) < 1_000_000
+
+
+def test_tiny_student_output_contract(tokenizer):
+    model = tiny_text_classifier(num_labels=3, tokenizer=tokenizer, layers=3).eval()
+    batch = tokenizer(SENTENCES, padding=True, return_tensors="pt")
+    out = model(**batch)
+    steps = batch["input_ids"].shape[1]
+    assert out["logits"].shape == (2, 3) and out["pooled"].shape == (2, 64)
+    assert [h.shape for h in out["hidden_states"]] == [(2, steps, 64)] * 4  # embeddings + 3 layers
+    assert torch.allclose(out["pooled"], masked_mean(out["hidden_states"][-1], batch["attention_mask"]))
+
+
+def test_tiny_student_ignores_padding(tokenizer):
+    model = tiny_text_classifier(num_labels=3, tokenizer=tokenizer).eval()
+    alone = tokenizer(SENTENCES[:1], return_tensors="pt")
+    padded = tokenizer(SENTENCES, padding=True, return_tensors="pt")
+    assert padded["input_ids"].shape[1] > alone["input_ids"].shape[1]
+    with torch.no_grad():
+        expected, actual = model(**alone)["logits"][0], model(**padded)["logits"][0]
+    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_tiny_factory_sizes_the_model_from_the_tokenizer(tokenizer):
+    model = build_student("tiny-text", num_labels=2, tokenizer=tokenizer)
+    assert model.tokenizer is tokenizer
+    assert model.token_embedding.num_embeddings == len(tokenizer)
+    assert model.token_embedding.padding_idx == tokenizer.pad_token_id == 0
+    assert model.max_len == tokenizer.model_max_length
+
+
+def test_vocab_tokenizer_is_deterministic_and_round_trips(tokenizer, tmp_path):
+    again = build_vocab_tokenizer(CORPUS, vocab_size=300)
+    assert again.get_vocab() == tokenizer.get_vocab()
+    assert len(tokenizer) <= 300
+    tokenizer.save_pretrained(tmp_path)
+    reloaded = AutoTokenizer.from_pretrained(tmp_path, local_files_only=True)
+    ids = tokenizer(SENTENCES[1])["input_ids"]
+    assert reloaded(SENTENCES[1])["input_ids"] == ids
+    assert tokenizer.convert_ids_to_tokens([ids[0], ids[-1]]) == ["[CLS]", "[SEP]"]
+
+
+def test_tiny_student_exports_to_onnx_with_dynamic_batch_and_length(tokenizer, tmp_path):
+    import onnxruntime
+
+    class Logits(nn.Module):
+        def __init__(self, model: nn.Module):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return self.model(input_ids, attention_mask)["logits"]
+
+    model = Logits(tiny_text_classifier(num_labels=3, tokenizer=tokenizer)).eval()
+    short = tokenizer(["heat"], return_tensors="pt")
+    axes = {0: "batch", 1: "time"}
+    path = tmp_path / "tiny.onnx"
+    torch.onnx.export(
+        model, (short["input_ids"], short["attention_mask"]), path, input_names=["input_ids", "attention_mask"],
+        dynamic_axes={"input_ids": axes, "attention_mask": axes}, dynamo=False, opset_version=17,
+    )  # fmt: skip
+    batch = tokenizer(SENTENCES, padding=True, return_tensors="pt")
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, {k: batch[k].numpy() for k in ("input_ids", "attention_mask")})
+    with torch.no_grad():
+        expected = model(batch["input_ids"], batch["attention_mask"])
+    torch.testing.assert_close(torch.from_numpy(logits), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_truncated_minilm_keeps_two_layers_of_the_full_model(minilm_pair):
+    full, truncated = minilm_pair
+    assert isinstance(truncated, MiniLMClassifier) and truncated.num_layers == 2 and full.num_layers == 6
+    full_weights = full.state_dict()
+    kept = {k: v for k, v in truncated.state_dict().items() if not k.startswith("model.classifier.")}
+    assert any(".encoder.layer.1." in k for k in kept) and not any(".encoder.layer.2." in k for k in kept)
+    for key, value in kept.items():
+        assert torch.equal(value, full_weights[key]), key
+
+
+def test_minilm_classifiers_follow_the_text_contract(minilm_pair):
+    full, truncated = minilm_pair
+    batch = full.tokenizer(SENTENCES, padding=True, return_tensors="pt")
+    steps = batch["input_ids"].shape[1]
+    with torch.no_grad():
+        full_out, truncated_out = full(**batch), truncated(**batch)
+    assert full_out["logits"].shape == (2, 3) and full_out["pooled"].shape == (2, 384)
+    assert len(full_out["hidden_states"]) == 7 and len(truncated_out["hidden_states"]) == 3
+    assert truncated_out["hidden_states"][-1].shape == (2, steps, 384)
+    # Same weights for the kept layers, so the first three hidden states agree exactly.
+    for ours, theirs in zip(truncated_out["hidden_states"], full_out["hidden_states"][:3], strict=False):
+        torch.testing.assert_close(ours, theirs)
+
+
+def test_wordpiece_vocab_merges_most_frequent_pair_with_lexicographic_ties():
+    # Sennrich et al. (2016)'s words. "##e ##s" and "##s ##t" both occur 6 + 3 = 9 times and "##e ##s" sorts first;
+    # later "##o ##w" and "l ##o" tie at 5 + 2 = 7 and "#" sorts before "l".
+    counts = {"low": 5, "lower": 2, "newest": 6, "widest": 3}
+    base = learn_wordpiece_vocab(counts, vocab_size=0)
+    assert base[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] and "##w" in base and "w" in base
+    assert learn_wordpiece_vocab(counts, vocab_size=len(base) + 3)[len(base) :] == ["##es", "##est", "##ow"]
+    assert learn_wordpiece_vocab({"ab": 1, "cd": 1}, vocab_size=100) == learn_wordpiece_vocab({"ab": 1, "cd": 1}, 0)
