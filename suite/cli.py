@@ -83,8 +83,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     for name, description in list_models().items():
         print(f"  {name:<22} {description}")
     print("students:")
-    for name in list_students():
-        print(f"  {name}")
+    for name, description in list_students().items():
+        print(f"  {name:<22} {description}")
     print("teacher backends:")
     for name in list_teachers():
         print(f"  {name}")

@@ -139,11 +139,22 @@ def _with_output_dir(config: TrainerConfig, output_dir: Path) -> TrainerConfig:
 
 
 # -- stages ----------------------------------------------------------------------------------------------------------
-def train_teacher(recipe: ScoringRecipe, splits: dict[str, list[dict]], teacher_dir: Path, resume: bool) -> None:
-    """Fine-tune MiniLM as a cross-encoder with the one training loop and save it as a Hugging Face folder."""
-    from suite.hub import load_minilm
+def load_teacher_model(name_or_path: str, num_labels: int) -> tuple[torch.nn.Module, Any]:
+    """The offline MiniLM by its short name, or any local Hugging Face encoder folder, with a fresh head."""
+    from suite.hub import load_minilm, resolve_model_path
 
-    model, tokenizer = load_minilm(num_labels=2)
+    if name_or_path == "minilm-l6":
+        return load_minilm(num_labels=num_labels)
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = resolve_model_path(name_or_path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, local_files_only=True)
+    return model, AutoTokenizer.from_pretrained(path, local_files_only=True)
+
+
+def train_teacher(recipe: ScoringRecipe, splits: dict[str, list[dict]], teacher_dir: Path, resume: bool) -> None:
+    """Fine-tune the teacher as a cross-encoder with the one training loop and save it as a Hugging Face folder."""
+    model, tokenizer = load_teacher_model(recipe.teacher_model, num_labels=2)
     train, dev = (encode(tokenizer, splits[s], recipe.max_length) for s in ("train", "dev"))
     distiller = Distiller(model, {"task": TaskLoss()}, {"task": 1.0})
     config = _with_output_dir(recipe.teacher_trainer, Path(recipe.output_dir) / "teacher_run")
