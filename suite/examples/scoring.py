@@ -187,17 +187,20 @@ def teacher_logits(recipe: ScoringRecipe, teacher_dir: Path, records: list[dict]
 def train_student(
     recipe: ScoringRecipe, tokenizer: Any, train: list[dict], dev: list[dict], kd: bool, name: str, resume: bool
 ) -> torch.nn.Module:
-    from suite.students.text import TinyTextClassifier
+    """Train the tiny student (with or without KD) and save it to ``output_dir/<name>/model`` (see students.io)."""
+    from suite.students import build_student
+    from suite.students.io import save_student
 
     torch.manual_seed(recipe.student_trainer.seed)
-    student = TinyTextClassifier(
-        vocab_size=tokenizer.vocab_size,
-        num_labels=2,
-        dim=recipe.student_dim,
-        layers=recipe.student_layers,
-        max_len=recipe.max_length,
-        pad_id=tokenizer.pad_token_id,
-    )
+    kwargs = {
+        "vocab_size": len(tokenizer),
+        "num_labels": 2,
+        "dim": recipe.student_dim,
+        "layers": recipe.student_layers,
+        "max_len": recipe.max_length,
+        "pad_id": tokenizer.pad_token_id,
+    }
+    student = build_student("tiny-text-arch", **kwargs)
     terms: dict[str, Any] = {"task": TaskLoss()}
     weights = {"task": 1.0}
     if kd:  # survey Eq. 1: alpha * CE + (1 - alpha) * tau^2 * KL
@@ -211,6 +214,7 @@ def train_student(
     Trainer(Distiller(student, terms, weights), config, train, make_collate(tokenizer), evaluate=evaluate).fit(
         resume=resume
     )
+    save_student(student, Path(recipe.output_dir) / name / "model", "tiny-text-arch", kwargs, tokenizer)
     return student
 
 

@@ -23,6 +23,11 @@ STUDENTS.register(
     "tiny Transformer text classifier (64 dim, 2 layers); < 1M params with an 8k-vocab tokenizer",
 )
 STUDENTS.register(
+    "tiny-text-arch",
+    "suite.students.text:TinyTextClassifier",
+    "TinyTextClassifier from explicit sizes (vocab_size, num_labels, dim, ...); how saved tiny students are rebuilt",
+)
+STUDENTS.register(
     "minilm-truncated",
     "suite.students.text:truncated_minilm_classifier",
     "all-MiniLM-L6-v2 cut to its first num_layers (default 2) layers, fresh classification head",

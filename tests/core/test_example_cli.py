@@ -41,6 +41,7 @@ def test_example_runs_end_to_end_and_reruns_without_teacher_calls(tmp_path: Path
     assert "reusing the fine-tuned teacher" in capsys.readouterr().out
     assert len(TeacherOutputStore(tmp_path / "teacher_outputs")) == store_size
     assert json.loads((tmp_path / "results.json").read_text())["teacher"] == results["teacher"]
+    assert (tmp_path / "student_kd" / "model" / "student.safetensors").is_file()
 
 
 def test_unknown_domain_is_one_line_error(capsys) -> None:
