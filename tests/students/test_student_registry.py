@@ -9,7 +9,7 @@ from suite.students import STUDENTS, build_student, list_students
 
 
 def test_every_registered_student_resolves_to_a_callable():
-    assert set(list_students()) == {"tiny-text", "minilm-truncated", "minilm-classifier", "tiny-convnet",
+    assert set(list_students()) == {"tiny-text", "tiny-text-arch", "minilm-truncated", "minilm-classifier", "tiny-convnet",
                                     "efficientnet-lite0"}  # fmt: skip
     for name, description in list_students().items():
         assert callable(STUDENTS.get(name)) and description
