@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch and torchvision first: pip takes the pinned CUDA build from local disk where it lies there.
 	$(BIN)/pip install --quiet -c constraints.txt torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[cpu,dev]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[cpu,dev,mauve]"
 	touch $(STAMP)
 
 demo: $(STAMP)

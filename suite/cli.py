@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from suite.errors import SuiteError
@@ -110,11 +110,35 @@ def cmd_app(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_not_yet(name: str, issue: int) -> Callable[[argparse.Namespace], int]:
-    def command(args: argparse.Namespace) -> int:
-        raise SuiteError(f"`distill {name}` is not implemented yet (tracked in issue #{issue})")
+def cmd_export(args: argparse.Namespace) -> int:
+    from suite.export.saved import export_saved_text_student
 
-    return command
+    out = export_saved_text_student(args.model_dir, args.out_dir, int8=args.int8, fp16=args.fp16)
+    spec = json.loads((out / "spec.json").read_text())
+    for variant, report in spec["parity"].items():
+        print(
+            f"{variant}: parity ok (max |diff| {report['max_abs_diff']:.2e} <= {report['tolerance']:g}, "
+            f"argmax agreement {report['argmax_agreement']:.3f})"
+        )
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from suite.eval.exported import evaluate_exported_classifier
+
+    pair_field = args.pair_field or None
+    metrics = evaluate_exported_classifier(
+        args.export_dir, args.data, args.text_field, pair_field, args.label_field, variant=args.variant
+    )
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from suite.bench.__main__ import run_from_args
+
+    return run_from_args(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,9 +176,26 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--port", type=int, default=7860)
     app.set_defaults(func=cmd_app)
 
-    for name, text in (("eval", "evaluate students"), ("export", "export to ONNX"), ("bench", "latency benchmark")):
-        stub = sub.add_parser(name, help=f"{text} (not implemented yet: issue #3)")
-        stub.set_defaults(func=cmd_not_yet(name, 3))
+    export = sub.add_parser("export", help="export a saved student to ONNX with a mandatory parity check")
+    export.add_argument("model_dir", help="a saved student (student.json + student.safetensors + tokenizer/)")
+    export.add_argument("out_dir", help="new or empty output directory")
+    export.add_argument("--int8", action="store_true", help="also write a dynamic int8 variant (parity-checked)")
+    export.add_argument("--fp16", action="store_true", help="also write an fp16 variant (parity-checked)")
+    export.set_defaults(func=cmd_export)
+
+    evaluate = sub.add_parser("eval", help="evaluate an exported text classifier on a labelled JSONL file")
+    evaluate.add_argument("export_dir", help="directory written by distill export")
+    evaluate.add_argument("data", help="JSONL with text, text_pair and label fields")
+    evaluate.add_argument("--text-field", default="text")
+    evaluate.add_argument("--pair-field", default="text_pair", help="empty string for single-text inputs")
+    evaluate.add_argument("--label-field", default="label")
+    evaluate.add_argument("--variant", default="fp32", choices=["fp32", "int8", "fp16"])
+    evaluate.set_defaults(func=cmd_eval)
+
+    from suite.bench.__main__ import add_arguments
+
+    bench = add_arguments(sub.add_parser("bench", help="latency of exported students (onnxruntime vs PyTorch)"))
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

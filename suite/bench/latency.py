@@ -1,0 +1,311 @@
+"""Latency of one model at one batch size: onnxruntime on a named provider, or eager PyTorch.
+
+Both benchmarks warm up, synchronise the device around every timed call, and return the same dict::
+
+    {"runtime", "provider", "available": True, "batch_size", "warmup", "repeats",
+     "p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "throughput",   # throughput = batch_size / mean latency
+     "peak_rss_bytes", "peak_gpu_mem_bytes", "gpu_mem_source", "model_bytes", ...}
+
+so rows from both runtimes sit in one table. Latency is wall time of one call with host inputs (the host-to-device
+copy included) unless ``io_binding`` keeps inputs and outputs on the device. Memory: on the CPU, process RSS sampled
+after every timed call; on CUDA, PyTorch's allocator peak for eager PyTorch, and for onnxruntime (which has no
+memory API) this process's usage from ``nvidia-smi``, or device-wide usage from ``torch.cuda.mem_get_info``, or null.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# Short names users type -> onnxruntime execution providers.
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+GPU_PROVIDERS = ("cuda", "tensorrt")
+# Token ids drawn from [5, 100): above BERT's special tokens and inside any vocabulary of 100 or more pieces.
+TOKEN_ID_RANGE = (5, 100)
+DEFAULT_SEQ_LEN = 128
+_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
+
+
+def short_provider(provider: str) -> str:
+    """``"CUDAExecutionProvider"`` or ``"cuda"`` -> ``"cuda"``; unknown names pass through lower-cased."""
+    by_long = {v.lower(): k for k, v in PROVIDERS.items()}
+    return by_long.get(provider.lower(), provider.lower())
+
+
+def provider_available(provider: str) -> bool:
+    """Whether this onnxruntime build offers ``provider`` (short or full name)."""
+    import onnxruntime as ort
+
+    return PROVIDERS.get(short_provider(provider)) in ort.get_available_providers()
+
+
+def physical_cores() -> int:
+    """Physical core count (psutil), falling back to logical cores where psutil cannot tell."""
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def tokenizer_vocab_size(export_dir: Path) -> int | None:
+    """Vocabulary size of ``<dir>/tokenizer/tokenizer.json``, so synthetic token ids stay inside the embedding."""
+    path = export_dir / "tokenizer" / "tokenizer.json"
+    if not path.is_file():
+        return None
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(path)).get_vocab_size()
+
+
+def synth_inputs(
+    spec: Mapping[str, Any], batch_size: int, seq_len: int | None = None, vocab_size: int | None = None, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Inputs shaped by ``spec["inputs"]``: token ids in ``TOKEN_ID_RANGE`` (clipped to ``vocab_size``), full
+    attention masks, zero segment ids, N(0, 1) float32 images.
+
+    Dynamic axes: the first is the batch; the others of an image input come from ``spec["image_size"]`` and the
+    rest are the sequence length (``seq_len``, else ``spec["max_length"]``, else 128).
+    """
+    rng = np.random.default_rng(seed)
+    seq_len = seq_len or spec.get("max_length") or DEFAULT_SEQ_LEN
+    image_size = spec.get("image_size")
+    low, high = TOKEN_ID_RANGE
+    if vocab_size is not None:
+        high = min(high, vocab_size)
+        low = min(low, high - 1)
+    feeds = {}
+    for entry in spec["inputs"]:
+        shape = []
+        for axis, dim in enumerate(entry["shape"]):
+            if isinstance(dim, int):
+                shape.append(dim)
+            elif axis == 0:
+                shape.append(batch_size)
+            elif entry["dtype"] == "float32" and image_size:
+                shape.append(image_size[axis - (len(entry["shape"]) - len(image_size))])
+            else:
+                shape.append(seq_len)
+        feeds[entry["name"]] = _fill(entry["name"], entry["dtype"], shape, rng, low, high)
+    return feeds
+
+
+def _fill(name: str, dtype: str, shape: list[int], rng: np.random.Generator, low: int, high: int) -> np.ndarray:
+    if dtype == "float32":
+        return rng.standard_normal(shape, dtype=np.float32)
+    if name == "attention_mask":
+        return np.ones(shape, dtype=np.int64)
+    if name == "token_type_ids":
+        return np.zeros(shape, dtype=np.int64)
+    return rng.integers(low, high, size=shape, dtype=np.int64)
+
+
+def summarize(seconds: Sequence[float], batch_size: int) -> dict[str, float]:
+    """Percentiles (linear interpolation, numpy's default) of per-call latency and items/s at the mean."""
+    ms = np.asarray(seconds) * 1e3
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    mean = float(ms.mean())
+    return {
+        "p50_ms": float(p50),
+        "p90_ms": float(p90),
+        "p99_ms": float(p99),
+        "mean_ms": mean,
+        "min_ms": float(ms.min()),
+        "throughput": batch_size / (mean / 1e3),
+    }
+
+
+def _time_calls(
+    call: Callable[[], object], warmup: int, repeats: int, sync: Callable[[], None], sample: Callable[[], int | None]
+) -> tuple[list[float], int | None]:
+    """Run ``call`` warmup + repeats times; returns per-call seconds and the largest memory sample."""
+    for _ in range(warmup):
+        call()
+    sync()
+    seconds, peak = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        sync()
+        seconds.append(time.perf_counter() - start)
+        used = sample()  # outside the timed span: reading /proc or nvidia-smi costs more than a tiny model
+        if used is not None:
+            peak = used if peak is None else max(peak, used)
+    return seconds, peak
+
+
+def _rss() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+def gpu_memory_used() -> tuple[int | None, str | None]:
+    """GPU memory this process uses, and where the number came from.
+
+    ``nvidia-smi --query-compute-apps`` gives per-process usage (all allocators, onnxruntime's included); inside
+    containers it often lists no pids, so the fallback is device-wide usage from ``torch.cuda.mem_get_info``,
+    which counts other processes too. ``(None, None)`` when neither is available.
+    """
+    if shutil.which("nvidia-smi"):
+        query = ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"]
+        try:
+            out = subprocess.run(query, capture_output=True, text=True, timeout=10, check=True).stdout
+        except (subprocess.SubprocessError, OSError):
+            out = ""
+        for line in out.splitlines():
+            pid, _, mib = line.partition(",")
+            if pid.strip() == str(os.getpid()) and mib.strip().isdigit():
+                return int(mib) * 2**20, "nvidia-smi (this process)"
+    try:
+        import torch
+    except ImportError:
+        return None, None
+    if not torch.cuda.is_available():
+        return None, None
+    free, total = torch.cuda.mem_get_info()
+    return total - free, "torch.cuda.mem_get_info (device-wide)"
+
+
+def _session(model_path: Path, provider: str, intra_op_threads: int, fp16: bool) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # CPU fallback of a few nodes is expected and not worth a warning per session
+    chain: list[Any] = [PROVIDERS[provider]]
+    if provider == "tensorrt":
+        chain = [(PROVIDERS["tensorrt"], {"trt_fp16_enable": fp16}), PROVIDERS["cuda"]]
+    if provider != "cpu":
+        chain.append(PROVIDERS["cpu"])  # nodes a GPU provider lacks run on the CPU instead of failing the session
+    return ort.InferenceSession(str(model_path), sess_options=options, providers=chain)
+
+
+def _ort_runner(session: Any, feeds: dict[str, np.ndarray], device: str, io_binding: bool) -> Callable[[], object]:
+    import onnxruntime as ort
+
+    if not io_binding:
+        return lambda: session.run(None, feeds)
+    binding = session.io_binding()
+    for name, array in feeds.items():
+        binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array, device, 0))
+    for output in session.get_outputs():
+        binding.bind_output(output.name, device)
+    return lambda: session.run_with_iobinding(binding)
+
+
+def benchmark_onnx(
+    model_path: str | Path,
+    spec: Mapping[str, Any],
+    provider: str,
+    batch_size: int,
+    seq_len: int | None = None,
+    warmup: int = 10,
+    repeats: int = 50,
+    io_binding: bool = False,
+    intra_op_threads: int | None = None,
+    vocab_size: int | None = None,
+) -> dict[str, Any]:
+    """Latency of ``model_path`` under onnxruntime's ``provider`` ("cpu", "cuda", "tensorrt" or the full name).
+
+    A provider this onnxruntime build lacks returns ``{"provider", "available": False, "reason"}`` instead of
+    raising. ``intra_op_threads`` defaults to the physical core count. Input dtypes follow the session (an fp16
+    graph with fp16 inputs gets fp16 arrays); shapes follow ``spec`` (see :func:`synth_inputs`); token ids stay
+    below ``vocab_size``, by default the size of the tokenizer exported next to the model.
+    """
+    name = short_provider(provider)
+    if name not in PROVIDERS or not provider_available(name):
+        return {"provider": name, "available": False, "reason": "not in onnxruntime.get_available_providers()"}
+    model_path = Path(model_path)
+    vocab_size = vocab_size or tokenizer_vocab_size(model_path.parent)
+    threads = intra_op_threads or physical_cores()
+    session = _session(model_path, name, threads, fp16=".fp16." in model_path.name)
+    types = {i.name: _ORT_DTYPES[i.type] for i in session.get_inputs()}
+    feeds = {k: v.astype(types[k]) for k, v in synth_inputs(spec, batch_size, seq_len, vocab_size).items()}
+    on_gpu = name in GPU_PROVIDERS
+    run = _ort_runner(session, feeds, "cuda" if on_gpu else "cpu", io_binding)
+    # onnxruntime's CUDA arena only grows, so GPU usage read once after the timed calls is the peak.
+    seconds, peak_rss = _time_calls(run, warmup, repeats, sync=lambda: None, sample=(lambda: None) if on_gpu else _rss)
+    gpu_bytes, gpu_source = gpu_memory_used() if on_gpu else (None, None)
+    return {
+        "runtime": "onnxruntime",
+        "provider": name,
+        "available": True,
+        "active_providers": [short_provider(p) for p in session.get_providers()],
+        "batch_size": batch_size,
+        "seq_len": _seq_len(feeds),
+        "warmup": warmup,
+        "repeats": repeats,
+        "io_binding": io_binding,
+        "intra_op_threads": threads,
+        **summarize(seconds, batch_size),
+        "peak_rss_bytes": _rss() if on_gpu else peak_rss,
+        "peak_gpu_mem_bytes": gpu_bytes,
+        "gpu_mem_source": gpu_source,
+        "model_bytes": model_path.stat().st_size,
+    }
+
+
+def _seq_len(feeds: Mapping[str, Any]) -> int | None:
+    """The time axis of 2-D token inputs; None for images."""
+    shapes = [tuple(v.shape) for v in feeds.values() if len(v.shape) == 2]
+    return int(shapes[0][1]) if shapes else None
+
+
+def benchmark_torch(
+    model: nn.Module,
+    example_inputs: Sequence[torch.Tensor] | Mapping[str, torch.Tensor],
+    device: str = "cpu",
+    warmup: int = 10,
+    repeats: int = 50,
+    autocast_dtype: torch.dtype | None = None,
+) -> dict[str, Any]:
+    """Eager PyTorch latency under ``torch.no_grad``, synchronising CUDA around every call.
+
+    ``example_inputs`` are positional (a sequence) or keyword (a mapping) arguments; the batch size is the first
+    axis of the first one. ``autocast_dtype`` (e.g. ``torch.float16``) runs the forward under ``torch.autocast``.
+    """
+    import torch
+
+    model = model.eval().to(device)
+    values = list(example_inputs.values()) if isinstance(example_inputs, Mapping) else list(example_inputs)
+    moved = [v.to(device) for v in values]
+    keys = list(example_inputs) if isinstance(example_inputs, Mapping) else None
+    device_type = torch.device(device).type
+    on_gpu = device_type == "cuda"
+
+    def call() -> object:
+        with torch.no_grad(), torch.autocast(device_type, autocast_dtype, enabled=autocast_dtype is not None):
+            return model(**dict(zip(keys, moved, strict=True))) if keys else model(*moved)
+
+    sync = torch.cuda.synchronize if on_gpu else (lambda: None)
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats()
+    seconds, peak = _time_calls(call, warmup, repeats, sync=sync, sample=(lambda: None) if on_gpu else _rss)
+    batch_size = int(values[0].shape[0])
+    return {
+        "runtime": "torch",
+        "provider": f"torch-{device_type}",
+        "available": True,
+        "batch_size": batch_size,
+        "seq_len": int(values[0].shape[1]) if values[0].dim() == 2 else None,
+        "warmup": warmup,
+        "repeats": repeats,
+        "autocast_dtype": str(autocast_dtype).removeprefix("torch.") if autocast_dtype else None,
+        "intra_op_threads": torch.get_num_threads(),
+        **summarize(seconds, batch_size),
+        "peak_rss_bytes": _rss() if on_gpu else peak,
+        "peak_gpu_mem_bytes": torch.cuda.max_memory_allocated() if on_gpu else None,
+        "gpu_mem_source": "torch.cuda.max_memory_allocated" if on_gpu else None,
+        "model_bytes": sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()]),
+    }

@@ -1,0 +1,70 @@
+"""What a benchmark ran on: a latency number means nothing without the machine next to it."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The first ``model name`` in /proc/cpuinfo; ``platform.processor()`` elsewhere (or on ARM boards)."""
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model"):
+                return value.strip()
+    return platform.processor() or platform.machine()
+
+
+def gpu_name() -> str | None:
+    """GPU 0's name from PyTorch when it sees CUDA, else from ``nvidia-smi``, else None."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    if shutil.which("nvidia-smi"):
+        query = ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"]
+        try:
+            out = subprocess.run(query, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        except (subprocess.SubprocessError, OSError):
+            return None
+        return out.splitlines()[0] if out else None
+    return None
+
+
+def _version(module: str) -> str | None:
+    try:
+        return __import__(module).__version__
+    except ImportError:
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    """Platform, CPU model, physical/logical cores, RAM, GPU, and the onnxruntime / torch versions."""
+    import psutil
+
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_model": cpu_model(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "logical_cores": os.cpu_count(),
+        "ram_bytes": psutil.virtual_memory().total,
+        "onnxruntime": _version("onnxruntime"),
+        "torch": _version("torch"),
+        "gpu": gpu_name(),
+    }
+    try:
+        import onnxruntime as ort
+
+        info["onnxruntime_providers"] = ort.get_available_providers()
+    except ImportError:
+        info["onnxruntime_providers"] = []
+    return info

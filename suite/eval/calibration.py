@@ -1,0 +1,100 @@
+r"""Calibration and uncertainty (survey section 6.1, "Robustness and Uncertainty"; Eq. 28).
+
+Inputs are class probabilities ``probs`` of shape ``(N, K)`` (rows sum to 1) and integer ``labels`` of shape
+``(N,)``, as lists, numpy arrays or torch tensors. Confidence is the top-class probability and the prediction its
+argmax (Guo et al. 2017, "On Calibration of Modern Neural Networks").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from suite.eval._arrays import as_numpy, check_same_length
+
+
+def _check_probs(probs: Any) -> np.ndarray:
+    p = as_numpy(probs)
+    if p.ndim != 2:
+        raise ValueError(f"probs must have shape (N, K), got {p.shape}")
+    return p
+
+
+def calibration_bins(probs: Any, labels: Any, n_bins: int = 15) -> dict[str, np.ndarray]:
+    r"""Per-bin statistics over M equal-width confidence bins :math:`B_m = (\frac{m-1}{M}, \frac{m}{M}]`.
+
+    Returns ``{"count": (M,), "accuracy": (M,), "confidence": (M,), "edges": (M+1,)}``; accuracy and confidence of
+    an empty bin are 0 (it carries no weight in the ECE). A confidence of exactly 0 falls into the first bin.
+    """
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    p = _check_probs(probs)
+    y = as_numpy(labels, dtype=np.int64)
+    check_same_length(p, y, "probs", "labels")
+    confidence = p.max(axis=1)
+    correct = (p.argmax(axis=1) == y).astype(np.float64)
+    # right-closed bins: ceil(c * M) - 1 puts c = m/M into bin m-1 (0-based), as in Guo et al.
+    index = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    count = np.bincount(index, minlength=n_bins).astype(np.float64)
+    safe = np.maximum(count, 1)
+    return {
+        "count": count,
+        "accuracy": np.bincount(index, weights=correct, minlength=n_bins) / safe,
+        "confidence": np.bincount(index, weights=confidence, minlength=n_bins) / safe,
+        "edges": np.linspace(0.0, 1.0, n_bins + 1),
+    }
+
+
+def expected_calibration_error(probs: Any, labels: Any, n_bins: int = 15) -> float:
+    r"""Expected Calibration Error, survey Eq. 28 (Guo et al. 2017; Naeini et al. 2015):
+
+    .. math:: \mathrm{ECE} = \sum_{m=1}^{M} \frac{|B_m|}{N}\,\big|\mathrm{acc}(B_m) - \mathrm{conf}(B_m)\big|
+
+    over M equal-width confidence bins (15 as in Guo et al.). 0 for a perfectly calibrated model; at most 1.
+    """
+    bins = calibration_bins(probs, labels, n_bins)
+    weights = bins["count"] / bins["count"].sum()
+    return float(np.sum(weights * np.abs(bins["accuracy"] - bins["confidence"])))
+
+
+def reliability_diagram(probs: Any, labels: Any, n_bins: int = 15, path: str | Path = "reliability.png") -> Path:
+    """Write a reliability diagram (per-bin accuracy against confidence, with the diagonal of perfect calibration
+    and the ECE in the title) as a PNG and return its path. Uses matplotlib's Agg backend, so no display is needed.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bins = calibration_bins(probs, labels, n_bins)
+    ece = expected_calibration_error(probs, labels, n_bins)
+    edges, filled = bins["edges"], bins["count"] > 0
+    width = edges[1] - edges[0]
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    try:
+        ax.bar(edges[:-1][filled], bins["accuracy"][filled], width=width, align="edge", edgecolor="black",
+               label="accuracy")  # fmt: skip
+        gap = bins["confidence"][filled] - bins["accuracy"][filled]
+        ax.bar(edges[:-1][filled], gap, bottom=bins["accuracy"][filled], width=width, align="edge", color="red",
+               alpha=0.3, label="gap to confidence")  # fmt: skip
+        ax.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=f"ECE = {ece:.4f}")
+        ax.legend(loc="upper left")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return path
+
+
+def predictive_entropy(probs: Any) -> np.ndarray:
+    r"""Per-example predictive entropy :math:`H(x) = -\sum_y p(y|x)\log p(y|x)` in nats, shape ``(N,)``.
+
+    :math:`0 \log 0 = 0`; the maximum, :math:`\log K`, is reached by the uniform distribution.
+    """
+    p = _check_probs(probs)
+    logs = np.log(np.where(p > 0, p, 1.0))  # log 1 = 0 stands in for 0 log 0
+    return -(p * logs).sum(axis=1)

