@@ -113,12 +113,20 @@ def cmd_app(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from suite.export.saved import export_saved_text_student
 
-    out = export_saved_text_student(args.model_dir, args.out_dir, int8=args.int8, fp16=args.fp16)
+    out = export_saved_text_student(
+        args.model_dir,
+        args.out_dir,
+        int8=args.int8,
+        fp16=args.fp16,
+        eval_data=args.eval_data,
+        max_metric_drop=args.max_metric_drop,
+    )
     spec = json.loads((out / "spec.json").read_text())
     for variant, report in spec["parity"].items():
+        drop = "" if report["metric_drop"] is None else f", metric drop {report['metric_drop']:+.4f}"
         print(
             f"{variant}: parity ok (max |diff| {report['max_abs_diff']:.2e} <= {report['tolerance']:g}, "
-            f"argmax agreement {report['argmax_agreement']:.3f})"
+            f"argmax agreement {report['argmax_agreement']:.3f}{drop})"
         )
     print(f"wrote {out}")
     return 0
@@ -181,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("out_dir", help="new or empty output directory")
     export.add_argument("--int8", action="store_true", help="also write a dynamic int8 variant (parity-checked)")
     export.add_argument("--fp16", action="store_true", help="also write an fp16 variant (parity-checked)")
+    export.add_argument("--eval-data", help="labelled JSONL (text, text_pair, label): accuracy + variant metric check")
+    export.add_argument(
+        "--max-metric-drop", type=float, default=0.01, help="largest accuracy drop an int8/fp16 variant may have"
+    )
     export.set_defaults(func=cmd_export)
 
     evaluate = sub.add_parser("eval", help="evaluate an exported text classifier on a labelled JSONL file")

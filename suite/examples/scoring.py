@@ -138,38 +138,62 @@ def accuracy(predictions: list[int], items: list[dict]) -> float:
     return sum(p == item["label"] for p, item in zip(predictions, items, strict=True)) / max(1, len(items))
 
 
+def write_jsonl_splits(splits: dict[str, list[dict]], out_dir: Path) -> None:
+    """The model inputs of every split as JSONL (text, text_pair, label), for ``distill eval`` on exported models."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, records in splits.items():
+        with (out_dir / f"{name}.jsonl").open("w", encoding="utf-8") as stream:
+            for record in records:
+                text, pair = pair_text(record)
+                stream.write(json.dumps({"text": text, "text_pair": pair, "label": record["label"]}) + "\n")
+
+
 def _with_output_dir(config: TrainerConfig, output_dir: Path) -> TrainerConfig:
     return TrainerConfig(**{**vars(config), "output_dir": str(output_dir)})
 
 
 # -- stages ----------------------------------------------------------------------------------------------------------
-def load_teacher_model(name_or_path: str, num_labels: int) -> tuple[torch.nn.Module, Any]:
-    """The offline MiniLM by its short name, or any local Hugging Face encoder folder, with a fresh head."""
-    from suite.hub import load_minilm, resolve_model_path
+def load_teacher_model(name_or_path: str, num_labels: int) -> Any:
+    """A MiniLMClassifier around the offline MiniLM (short name) or any local Hugging Face encoder folder."""
+    from suite.students import build_student
+    from suite.students.text import MiniLMClassifier
 
     if name_or_path == "minilm-l6":
-        return load_minilm(num_labels=num_labels)
+        return build_student("minilm-classifier", num_labels=num_labels)
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from suite.hub import resolve_model_path
 
     path = resolve_model_path(name_or_path)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, local_files_only=True)
-    return model, AutoTokenizer.from_pretrained(path, local_files_only=True)
+    return MiniLMClassifier(model, AutoTokenizer.from_pretrained(path, local_files_only=True))
 
 
 def train_teacher(recipe: ScoringRecipe, splits: dict[str, list[dict]], teacher_dir: Path, resume: bool) -> None:
-    """Fine-tune the teacher as a cross-encoder with the one training loop and save it as a Hugging Face folder."""
-    model, tokenizer = load_teacher_model(recipe.teacher_model, num_labels=2)
+    """Fine-tune the teacher as a cross-encoder with the one training loop.
+
+    Saved twice: as a Hugging Face folder (``teacher/``, what HFTeacher loads) and, for the offline MiniLM, as a saved
+    student (``teacher_model/``, what ``distill export`` takes).
+    """
+    from suite.students.io import save_student
+
+    teacher = load_teacher_model(recipe.teacher_model, num_labels=2)
+    tokenizer = teacher.tokenizer
     if recipe.freeze_teacher_embeddings:
-        model.get_input_embeddings().weight.requires_grad_(False)
+        teacher.model.get_input_embeddings().weight.requires_grad_(False)
     train, dev = (encode(tokenizer, splits[s], recipe.max_length) for s in ("train", "dev"))
-    distiller = Distiller(model, {"task": TaskLoss()}, {"task": 1.0})
+    distiller = Distiller(teacher, {"task": TaskLoss()}, {"task": 1.0})
     config = _with_output_dir(recipe.teacher_trainer, Path(recipe.output_dir) / "teacher_run")
 
     def evaluate(d: Distiller) -> dict[str, float]:
         return {"accuracy": accuracy(predict(d.student, tokenizer, dev), dev)}
 
     Trainer(distiller, config, train, make_collate(tokenizer), evaluate=evaluate).fit(resume=resume)
-    model.save_pretrained(teacher_dir)
+    if recipe.teacher_model == "minilm-l6":
+        save_student(
+            teacher, Path(recipe.output_dir) / "teacher_model", "minilm-classifier", {"num_labels": 2}, tokenizer
+        )
+    teacher.model.save_pretrained(teacher_dir)
     tokenizer.save_pretrained(teacher_dir)
 
 
@@ -238,6 +262,7 @@ def run(recipe: ScoringRecipe, resume: bool = False) -> dict[str, Any]:
         print(f"teacher: fine-tuning {recipe.teacher_model} ({recipe.teacher_trainer.epochs} epoch(s))")
         train_teacher(recipe, splits, teacher_dir, resume)
 
+    write_jsonl_splits(splits, out / "data")
     print("teacher outputs: through the teacher-output store")
     logits = {name: teacher_logits(recipe, teacher_dir, records) for name, records in splits.items()}
 

@@ -12,7 +12,9 @@ import torch
 from suite.errors import ConfigError
 
 
-def token_batches(vocab_size: int, shapes: Sequence[tuple[int, int]], seed: int = 0) -> list[dict[str, torch.Tensor]]:
+def token_batches(
+    vocab_size: int, shapes: Sequence[tuple[int, int]], seed: int = 0, token_type_ids: bool = False
+) -> list[dict[str, torch.Tensor]]:
     """Random token-id batches of the given (batch, length) shapes; the last row of each batch is half padding.
 
     Parity is a numerical check of the graph against PyTorch, so any in-vocabulary ids will do; the padded rows make
@@ -26,7 +28,12 @@ def token_batches(vocab_size: int, shapes: Sequence[tuple[int, int]], seed: int 
         if batch > 1:
             mask[-1, length // 2 :] = 0
             ids[-1, length // 2 :] = 0
-        batches.append({"input_ids": ids, "attention_mask": mask})
+        batch_inputs = {"input_ids": ids, "attention_mask": mask}
+        if token_type_ids:  # second segment in the later half, as in a (text, text_pair) input
+            segments = torch.zeros(batch, length, dtype=torch.long)
+            segments[:, length // 2 :] = 1
+            batch_inputs["token_type_ids"] = segments * mask
+        batches.append(batch_inputs)
     return batches
 
 
@@ -39,9 +46,15 @@ def export_saved_text_student(
     labels: Sequence[str] | None = None,
     metrics: Mapping[str, Any] | None = None,
     card: Any = None,
-    eval_fn: Any = None,
+    eval_data: str | Path | None = None,
+    max_metric_drop: float = 0.01,
 ) -> Path:
-    """Export a saved text classifier with parity checks (and optional int8/fp16 variants) to ``out_dir``."""
+    """Export a saved text classifier with parity checks (and optional int8/fp16 variants) to ``out_dir``.
+
+    With ``eval_data`` (JSONL with text, text_pair, label), the PyTorch model's accuracy on it goes to metrics.json
+    and int8/fp16 variants are accepted only if their accuracy drops by at most ``max_metric_drop``; without it the
+    variants are judged by agreement with fp32 on random inputs.
+    """
     from suite.export.package import export_student
     from suite.export.spec import text_classifier_spec
     from suite.students.io import MANIFEST, load_student
@@ -51,12 +64,20 @@ def export_saved_text_student(
         raise ConfigError(f"{model_dir}: a text student needs its tokenizer/ folder to be exported")
     manifest = json.loads((Path(model_dir) / MANIFEST).read_text())
     kwargs = manifest["kwargs"]
-    if "num_labels" not in kwargs or "max_len" not in kwargs:
-        raise ConfigError(f"{model_dir}: only text classifiers with num_labels and max_len export from a saved folder")
-    max_length = int(kwargs["max_len"])
-    spec = text_classifier_spec(list(labels) if labels else int(kwargs["num_labels"]), max_length)
-    vocab = len(tokenizer)
-    example, *heldout = token_batches(vocab, [(2, 16), (3, 23), (1, 7), (5, min(40, max_length))])
+    if "num_labels" not in kwargs:
+        raise ConfigError(f"{model_dir}: only text classifiers (with num_labels) export from a saved folder")
+    # Tiny students carry their position limit; MiniLM-based ones take the tokenizer's.
+    max_length = int(kwargs.get("max_len") or min(tokenizer.model_max_length, 512))
+    segments = "token_type_ids" in tokenizer.model_input_names
+    spec = text_classifier_spec(
+        list(labels) if labels else int(kwargs["num_labels"]), max_length, token_type_ids=segments
+    )
+    eval_fn = None
+    if eval_data is not None:
+        eval_fn, torch_accuracy, examples = _accuracy_fn(model, tokenizer, eval_data, max_length)
+        metrics = {**(metrics or {}), "accuracy": torch_accuracy, "eval_data": str(eval_data), "examples": examples}
+    shapes = [(2, 16), (3, 23), (1, 7), (5, min(40, max_length))]
+    example, *heldout = token_batches(len(tokenizer), shapes, token_type_ids=segments)
     return export_student(
         model,
         spec,
@@ -72,4 +93,38 @@ def export_saved_text_student(
         int8=int8,
         fp16=fp16,
         eval_fn=eval_fn,
+        max_metric_drop=max_metric_drop,
     )
+
+
+def _accuracy_fn(model: Any, tokenizer: Any, data: str | Path, max_length: int) -> tuple[Any, float, int]:
+    """``(eval_fn(run) -> accuracy, PyTorch accuracy, examples)`` on a labelled JSONL file."""
+    import numpy as np
+
+    from suite.eval.exported import read_labelled_jsonl
+
+    records = read_labelled_jsonl(data, "text", "text_pair", "label")
+    labels = np.array([int(r["label"]) for r in records])
+    batches = []
+    for start in range(0, len(records), 64):
+        chunk = records[start : start + 64]
+        batches.append(
+            tokenizer(
+                [r["text"] for r in chunk],
+                [r["text_pair"] for r in chunk],
+                truncation=True,
+                max_length=max_length,
+                padding=True,
+                return_tensors="np",
+            )
+        )
+
+    def eval_fn(run: Any) -> float:
+        predictions = np.concatenate([run(dict(b)).argmax(-1) for b in batches])
+        return float((predictions == labels).mean())
+
+    def run_torch(inputs: dict[str, Any]) -> Any:
+        with torch.no_grad():
+            return model(**{k: torch.from_numpy(v) for k, v in inputs.items()})["logits"].numpy()
+
+    return eval_fn, eval_fn(run_torch), len(records)

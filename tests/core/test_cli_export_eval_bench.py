@@ -35,6 +35,13 @@ def test_export_eval_bench(tmp_path: Path, capsys) -> None:
     data = tmp_path / "data.jsonl"
     rows = [{"text": t, "text_pair": t[::-1], "label": i % 2} for i, t in enumerate(TEXTS)]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    export = ["export", str(model_dir), str(tmp_path / "onnx_eval"), "--int8", "--eval-data", str(data)]
+    assert main(export) == 0
+    assert "int8: parity ok" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "onnx_eval" / "metrics.json").read_text())
+    assert metrics["examples"] == len(rows) and 0 <= metrics["accuracy"] <= 1
+    drop = json.loads((tmp_path / "onnx_eval" / "spec.json").read_text())["parity"]["int8"]["metric_drop"]
+    assert drop <= 0.01
     assert main(["eval", str(tmp_path / "onnx"), str(data)]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["examples"] == len(rows) and 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["ece"] <= 1
