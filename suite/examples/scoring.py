@@ -177,6 +177,7 @@ def train_teacher(recipe: ScoringRecipe, splits: dict[str, list[dict]], teacher_
     """
     from suite.students.io import save_student
 
+    torch.manual_seed(recipe.teacher_trainer.seed)  # the fresh classification head is drawn here
     teacher = load_teacher_model(recipe.teacher_model, num_labels=2)
     tokenizer = teacher.tokenizer
     if recipe.freeze_teacher_embeddings:
