@@ -134,8 +134,10 @@ def predict(model: torch.nn.Module, tokenizer: Any, items: list[dict], batch_siz
     return predictions
 
 
-def accuracy(predictions: list[int], items: list[dict]) -> float:
-    return sum(p == item["label"] for p, item in zip(predictions, items, strict=True)) / max(1, len(items))
+def item_accuracy(predictions: list[int], items: list[dict]) -> float:
+    from suite.eval import accuracy
+
+    return accuracy(predictions, [item["label"] for item in items])
 
 
 def write_jsonl_splits(splits: dict[str, list[dict]], out_dir: Path) -> None:
@@ -187,7 +189,7 @@ def train_teacher(recipe: ScoringRecipe, splits: dict[str, list[dict]], teacher_
     config = _with_output_dir(recipe.teacher_trainer, Path(recipe.output_dir) / "teacher_run")
 
     def evaluate(d: Distiller) -> dict[str, float]:
-        return {"accuracy": accuracy(predict(d.student, tokenizer, dev), dev)}
+        return {"accuracy": item_accuracy(predict(d.student, tokenizer, dev), dev)}
 
     Trainer(distiller, config, train, make_collate(tokenizer), evaluate=evaluate).fit(resume=resume)
     if recipe.teacher_model == "minilm-l6":
@@ -234,7 +236,7 @@ def train_student(
     config = _with_output_dir(recipe.student_trainer, Path(recipe.output_dir) / name)
 
     def evaluate(d: Distiller) -> dict[str, float]:
-        return {"accuracy": accuracy(predict(d.student, tokenizer, dev), dev)}
+        return {"accuracy": item_accuracy(predict(d.student, tokenizer, dev), dev)}
 
     Trainer(Distiller(student, terms, weights), config, train, make_collate(tokenizer), evaluate=evaluate).fit(
         resume=resume
@@ -276,13 +278,13 @@ def run(recipe: ScoringRecipe, resume: bool = False) -> dict[str, Any]:
     results: dict[str, Any] = {"teacher": {"params": _teacher_params(teacher_dir)}}
     for name in recipe.eval_splits:
         predictions = logits[name].argmax(-1).tolist()
-        results["teacher"][name] = accuracy(predictions, items[name])
+        results["teacher"][name] = item_accuracy(predictions, items[name])
     for name, kd in students.items():
         print(f"{name}: training ({'hard labels + soft teacher labels' if kd else 'hard labels only'})")
         student = train_student(recipe, tokenizer, items["train"], items["dev"], kd=kd, name=name, resume=resume)
         results[name] = {"params": count_parameters(student)}
         for split in recipe.eval_splits:
-            results[name][split] = accuracy(predict(student, tokenizer, items[split]), items[split])
+            results[name][split] = item_accuracy(predict(student, tokenizer, items[split]), items[split])
 
     results["seconds"] = round(time.perf_counter() - started, 1)
     (out / "results.json").write_text(json.dumps(results, indent=2))

@@ -117,8 +117,8 @@ def _token_text(value: Any) -> str | None:
     return value["content"] if isinstance(value, dict) else value
 
 
-class ExportedTextClassifier(_Exported):
-    """A text classifier: raw strings in, class probabilities out."""
+class _ExportedClassifier(_Exported):
+    """One ``model[.variant].onnx`` session."""
 
     def __init__(
         self,
@@ -129,6 +129,19 @@ class ExportedTextClassifier(_Exported):
     ):
         super().__init__(export_dir, spec, providers)
         self.model = self.session(f"model{VARIANT_SUFFIX[variant]}.onnx")
+
+
+class ExportedTextClassifier(_ExportedClassifier):
+    """A text classifier: raw strings in, class probabilities out."""
+
+    def __init__(
+        self,
+        export_dir: str | Path,
+        spec: dict[str, Any],
+        providers: Sequence[str] | None = None,
+        variant: str = "fp32",
+    ):
+        super().__init__(export_dir, spec, providers, variant)
         self.input_names = [entry["name"] for entry in spec["inputs"]]
         self._tokenizer = self.tokenizer(required=True)
         pad_token = _token_text(self._token_config().get("pad_token"))
@@ -160,18 +173,8 @@ class ExportedTextClassifier(_Exported):
         return [self.labels[i] for i in self.logits(texts, text_pairs).argmax(-1)]
 
 
-class ExportedVision(_Exported):
+class ExportedVision(_ExportedClassifier):
     """An image classifier on preprocessed float32 (B, C, H, W) arrays."""
-
-    def __init__(
-        self,
-        export_dir: str | Path,
-        spec: dict[str, Any],
-        providers: Sequence[str] | None = None,
-        variant: str = "fp32",
-    ):
-        super().__init__(export_dir, spec, providers)
-        self.model = self.session(f"model{VARIANT_SUFFIX[variant]}.onnx")
 
     def logits(self, pixel_values: np.ndarray) -> np.ndarray:
         return self.model.run(["logits"], {"pixel_values": np.asarray(pixel_values, dtype=np.float32)})[0]

@@ -34,8 +34,10 @@ _MAX_POSITIONS = 4096
 
 
 def count_parameters(module: nn.Module) -> int:
-    """Number of parameters, tied parameters counted once."""
-    return sum(p.numel() for p in module.parameters())
+    """Number of parameters, tied parameters counted once (see :func:`suite.eval.efficiency.parameter_count`)."""
+    from suite.eval.efficiency import parameter_count
+
+    return parameter_count(module)
 
 
 def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
