@@ -59,6 +59,10 @@ class TrainerConfig:
     early_stopping_metric: str = field(default="accuracy", metadata={"help": "metric watched by early stopping"})
     early_stopping_mode: str = field(default="max", metadata={"help": "max or min"})
     mixed_precision: str = field(default="no", metadata={"help": "no | fp16 | bf16 (GPU only)"})
+    group_by_length: bool = field(
+        default=False,
+        metadata={"help": "batch examples of similar length (less padding); items need 'input_ids'"},
+    )
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
     tensorboard: bool = field(default=True, metadata={"help": "also write TensorBoard event files"})
 
@@ -81,10 +85,23 @@ class TrainerConfig:
 
 
 class EpochSampler(Sampler[int]):
-    """Shuffles with a generator seeded by ``(seed, epoch)`` and can start mid-epoch, so resuming replays nothing."""
+    """Shuffles with a generator seeded by ``(seed, epoch)`` and can start mid-epoch, so resuming replays nothing.
 
-    def __init__(self, size: int, seed: int, shuffle: bool = True):
+    With ``lengths`` (one per example) batches are grouped by length: the shuffled order is cut into chunks of 50
+    batches, each chunk is sorted by length and cut into batches, and the full batches are shuffled (the one short
+    batch goes last so every later batch stays aligned). Transformers on CPU cost roughly length x batch, so
+    this cuts the padding a random batch carries, while each epoch still sees a new random order.
+    """
+
+    CHUNK_BATCHES = 50
+
+    def __init__(
+        self, size: int, seed: int, shuffle: bool = True, lengths: Sequence[int] | None = None, batch_size: int = 1
+    ):
+        if lengths is not None and len(lengths) != size:
+            raise ValueError(f"lengths: {len(lengths)} values for {size} examples")
         self.size, self.seed, self.shuffle = size, seed, shuffle
+        self.lengths, self.batch_size = lengths, batch_size
         self.epoch, self.start = 0, 0
 
     def set_position(self, epoch: int, start: int = 0) -> None:
@@ -94,13 +111,33 @@ class EpochSampler(Sampler[int]):
         if not self.shuffle:
             return list(range(self.size))
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return torch.randperm(self.size, generator=generator).tolist()
+        order = torch.randperm(self.size, generator=generator).tolist()
+        return order if self.lengths is None else self._grouped(order, generator)
+
+    def _grouped(self, order: list[int], generator: torch.Generator) -> list[int]:
+        chunk = self.batch_size * self.CHUNK_BATCHES
+        batches: list[list[int]] = []
+        for start in range(0, len(order), chunk):
+            part = sorted(order[start : start + chunk], key=lambda i: self.lengths[i])
+            batches += [part[j : j + self.batch_size] for j in range(0, len(part), self.batch_size)]
+        short = [b for b in batches if len(b) < self.batch_size]
+        full = [b for b in batches if len(b) == self.batch_size]
+        shuffled = [full[k] for k in torch.randperm(len(full), generator=generator).tolist()]
+        return [i for batch in shuffled + short for i in batch]
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.order()[self.start :])
 
     def __len__(self) -> int:
         return self.size - self.start
+
+
+def example_lengths(train_data: Sequence[Any]) -> list[int]:
+    """Token counts of dict items with ``input_ids`` (what ``group_by_length`` sorts by)."""
+    try:
+        return [len(item["input_ids"]) for item in train_data]
+    except (TypeError, KeyError, IndexError):
+        raise ValueError("group_by_length: training items must be dicts with 'input_ids'") from None
 
 
 def seed_everything(seed: int) -> None:
@@ -169,7 +206,8 @@ class Trainer:
         self.distiller = distiller
         self.evaluate_fn = evaluate
         self.callbacks = build_callbacks(config, list(callbacks or []), with_evaluation=evaluate is not None)
-        self.sampler = EpochSampler(len(train_data), seed=config.seed)
+        lengths = example_lengths(train_data) if config.group_by_length else None
+        self.sampler = EpochSampler(len(train_data), config.seed, lengths=lengths, batch_size=config.batch_size)
         # The loader gets its own generator: creating an iterator must not consume the global RNG that dropout uses,
         # or a resumed run would see different dropout masks than an uninterrupted one.
         loader = DataLoader(

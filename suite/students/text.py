@@ -146,6 +146,9 @@ class MiniLMClassifier(nn.Module):
     def num_layers(self) -> int:
         return self.model.config.num_hidden_layers
 
+    def get_input_embeddings(self) -> nn.Module:
+        return self.model.get_input_embeddings()
+
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
     ) -> dict[str, Any]:

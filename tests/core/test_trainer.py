@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -92,3 +93,32 @@ def test_epoch_order_depends_only_on_seed_and_epoch() -> None:
     assert list(sampler) == order[4:]
     sampler.set_position(epoch=2)
     assert sampler.order() != order
+
+
+def test_length_grouped_batches_are_homogeneous_and_cover_every_example() -> None:
+    lengths = [(i * 37) % 101 for i in range(230)]  # 230 examples: 7 full batches of 32 and one of 6
+    sampler = EpochSampler(230, seed=1, lengths=lengths, batch_size=32)
+    order = sampler.order()
+    assert sorted(order) == list(range(230))
+    batches = [order[i : i + 32] for i in range(0, 230, 32)]
+    assert len(batches[-1]) == 6  # the short batch goes last, so the full ones stay aligned
+    spread = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches[:-1]]
+    assert max(spread) < 30  # one sorted chunk of 230: neighbours in length; random batches span ~100
+    sampler.set_position(epoch=1)
+    assert sampler.order() != order  # still reshuffled every epoch
+    random_order = EpochSampler(230, seed=1).order()
+    random_spread = [
+        max(lengths[i] for i in random_order[j : j + 32]) - min(lengths[i] for i in random_order[j : j + 32])
+        for j in range(0, 224, 32)
+    ]
+    assert min(random_spread) > max(spread)
+
+
+def test_group_by_length_needs_token_ids() -> None:
+    with pytest.raises(ValueError, match="2 values for 3 examples"):
+        EpochSampler(3, seed=0, lengths=[1, 2], batch_size=2)
+    from suite.trainer import example_lengths
+
+    with pytest.raises(ValueError, match="input_ids"):
+        example_lengths([torch.zeros(3)])
+    assert example_lengths([{"input_ids": [1, 2, 3]}, {"input_ids": [4]}]) == [3, 1]

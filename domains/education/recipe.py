@@ -1,0 +1,115 @@
+"""The education recipe: which data, teacher, students, loss weights and metrics; defaults are the full profile."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from suite.config import check
+from suite.trainer import TrainerConfig
+
+TASKS = ("sra", "verifier")
+STUDENTS = ("tiny", "minilm2")
+TEACHER_BACKENDS = ("finetune", "hf", "openai")
+
+SRA_RUBRIC = (
+    "You grade a student's answer to a science question against the reference answer.\n"
+    "Question and reference: {text}\nStudent answer: {text_pair}\n"
+    "Is the student answer correct or incorrect? Answer with one word: correct or incorrect."
+)
+VERIFIER_RUBRIC = (
+    "You check a worked solution to a grade-school math problem.\nProblem: {text}\nSolution: {text_pair}\n"
+    "Is the final answer correct or incorrect? Answer with one word: correct or incorrect."
+)
+
+
+def _teacher_trainer() -> TrainerConfig:
+    return TrainerConfig(epochs=1, batch_size=32, lr=1e-4, warmup_ratio=0.1, log_every=20, group_by_length=True)
+
+
+def _tiny_trainer() -> TrainerConfig:
+    return TrainerConfig(epochs=8, batch_size=32, lr=2e-3, warmup_ratio=0.05, log_every=50, group_by_length=True)
+
+
+def _minilm2_trainer() -> TrainerConfig:
+    return TrainerConfig(epochs=1, batch_size=32, lr=1e-4, warmup_ratio=0.1, log_every=50, group_by_length=True)
+
+
+@dataclass
+class EducationRecipe:
+    """Answer scoring (SemEval-2013 SRA) and solution verification (GSM8K) distilled into school-laptop students."""
+
+    output_dir: str = field(default="runs/education/full", metadata={"help": "teachers, store, students, exports"})
+    report_dir: str = field(default="docs/results", metadata={"help": "where education.md/.json and plots go"})
+    model_card_dir: str = field(default="models/education", metadata={"help": "where the model card goes"})
+    tasks: list[str] = field(default_factory=lambda: list(TASKS), metadata={"help": "sra and/or verifier"})
+    sra_path: str = field(default="", metadata={"help": "SemEval folder (empty: dataset registry)"})
+    sra_corpus: str = field(default="both", metadata={"help": "sciEntsBank | beetle | both"})
+    gsm8k_path: str = field(default="", metadata={"help": "GSM8K folder (empty: dataset registry)"})
+    verifier_test_fraction: float = field(default=0.3, metadata={"help": "share of GSM8K problems held out"})
+    verifier_rationales: int = field(
+        default=300, metadata={"help": "GSM8K train problems whose human rationales augment the teacher (Eq. 4)"}
+    )
+    dev_fraction: float = field(default=0.1, metadata={"help": "share of training groups held out as dev"})
+    max_train_examples: int = field(default=0, metadata={"help": "cap per task (0: all)"})
+    max_eval_examples: int = field(default=0, metadata={"help": "cap per test split (0: all)"})
+    robustness_examples: int = field(default=500, metadata={"help": "examples per split perturbed for the PDR"})
+    sra_max_length: int = field(default=128, metadata={"help": "tokens per SRA pair"})
+    verifier_max_length: int = field(default=192, metadata={"help": "tokens per (problem, solution) pair"})
+    teacher: str = field(default="finetune", metadata={"help": "finetune | hf | openai"})
+    teacher_model: str = field(
+        default="minilm-l6", metadata={"help": "finetune: short name or HF folder; hf: a fine-tuned classifier"}
+    )
+    teacher_url: str = field(default="", metadata={"help": "openai: base URL of an OpenAI-compatible server"})
+    teacher_served_model: str = field(default="", metadata={"help": "openai: the served model name"})
+    students: list[str] = field(default_factory=lambda: list(STUDENTS), metadata={"help": "tiny and/or minilm2"})
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "training seeds (tiny student)"})
+    minilm2_seeds: int = field(default=1, metadata={"help": "how many of the seeds the 2-layer MiniLM trains"})
+    tiny_dim: int = field(default=64, metadata={"help": "tiny student width"})
+    tiny_layers: int = field(default=2, metadata={"help": "tiny student transformer layers"})
+    vocab_size: int = field(default=6000, metadata={"help": "WordPiece vocabulary learned for the tiny student"})
+    temperature: float = field(default=2.0, metadata={"help": "KD temperature tau (Eq. 1)"})
+    alpha: float = field(default=0.5, metadata={"help": "weight of hard-label CE; 1 - alpha weighs KD (Eq. 1)"})
+    int8: bool = field(default=True, metadata={"help": "also export dynamic int8 ONNX (kept if accuracy holds)"})
+    bench_repeats: int = field(default=60, metadata={"help": "timed runs per latency measurement"})
+    teacher_trainer: TrainerConfig = field(default_factory=_teacher_trainer)
+    tiny_trainer: TrainerConfig = field(default_factory=_tiny_trainer)
+    minilm2_trainer: TrainerConfig = field(default_factory=_minilm2_trainer)
+
+    def __post_init__(self) -> None:
+        check(self.tasks and set(self.tasks) <= set(TASKS), "tasks", f"choose from {', '.join(TASKS)}")
+        check(self.students and set(self.students) <= set(STUDENTS), "students", f"choose from {STUDENTS}")
+        check(self.teacher in TEACHER_BACKENDS, "teacher", f"choose from {', '.join(TEACHER_BACKENDS)}")
+        check(self.teacher != "openai" or bool(self.teacher_url and self.teacher_served_model), "teacher_url",
+              "the openai teacher needs teacher_url and teacher_served_model")  # fmt: skip
+        check(0 < self.verifier_test_fraction < 1, "verifier_test_fraction", "must be in (0, 1)")
+        check(0 < self.dev_fraction < 0.5, "dev_fraction", "must be in (0, 0.5)")
+        check(len(self.seeds) >= 1, "seeds", "at least one seed")
+        check(1 <= self.minilm2_seeds <= len(self.seeds), "minilm2_seeds", "must be in [1, len(seeds)]")
+        check(0 <= self.alpha <= 1, "alpha", f"must be in [0, 1], got {self.alpha}")
+        check(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
+        check(min(self.sra_max_length, self.verifier_max_length) >= 16, "max_length", "must be >= 16")
+        check(self.bench_repeats >= 5, "bench_repeats", "must be >= 5 (p99 of fewer runs means little)")
+
+    def max_length(self, task: str) -> int:
+        return self.sra_max_length if task == "sra" else self.verifier_max_length
+
+
+PROFILES: dict[str, list[str]] = {
+    # Under 10 minutes on 2 CPU cores: small slices of every split, one seed, short training; proves the wiring.
+    "quick": [
+        "output_dir=runs/education/quick",
+        "report_dir=runs/education/quick/report",
+        "model_card_dir=runs/education/quick/model_card",
+        "max_train_examples=1000",
+        "max_eval_examples=250",
+        "robustness_examples=150",
+        "verifier_rationales=0",
+        "sra_max_length=96",
+        "verifier_max_length=128",
+        "seeds=[0]",
+        "tiny_trainer.epochs=6",
+        "bench_repeats=20",
+    ],
+    # Every example of every split, three seeds for the tiny student; the committed report.
+    "full": [],
+}
