@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Headless Chromium (Debian package) takes the app screenshots the tests check.
+CHROMIUM := /usr/bin/chromium
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
@@ -20,13 +22,17 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[cpu,dev,mauve]"
 	touch $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/distill run
+$(CHROMIUM):
+	@[ "$$(id -u)" = 0 ] || { echo "error: the app tests need Debian's chromium: sudo apt-get install chromium"; exit 1; }
+	apt-get install -y -qq chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
-test: $(STAMP)
+demo: $(STAMP)
+	$(BIN)/distill run education --profile quick
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q
 
-test-all: $(STAMP)
+test-all: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 lint: $(STAMP)

@@ -30,6 +30,8 @@ Pair = tuple[str, str]
 
 def encode_pairs(tokenizer: Any, pairs: Sequence[Pair], labels: Sequence[int], max_length: int) -> list[dict]:
     """Tokenised items (``input_ids``, ``attention_mask``[, ``token_type_ids``], ``label``), unpadded."""
+    if len(pairs) != len(labels):
+        raise ValueError(f"{len(pairs)} pairs but {len(labels)} labels")
     if not pairs:
         return []
     texts, text_pairs = zip(*pairs, strict=True)

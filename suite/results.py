@@ -52,9 +52,14 @@ def validate_summary(summary: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` listing every way ``summary`` departs from the schema."""
     problems = [f"missing key '{k}'" for k in ("command", "machine", "teacher", "models") if k not in summary]
     models = summary.get("models", {})
+    if not isinstance(models, Mapping):
+        raise ValueError("run summary: models must map model names to entries")
     if "teacher" in summary and summary["teacher"] not in models:
         problems.append(f"teacher '{summary['teacher']}' is not an entry of models")
     for name, entry in models.items():
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("metrics", {}), Mapping):
+            problems.append(f"models.{name} must be a mapping with a metrics mapping")
+            continue
         problems += [f"models.{name}: missing '{k}'" for k in MODEL_KEYS if k not in entry]
         if not isinstance(entry.get("params"), int) or isinstance(entry.get("params"), bool):
             problems.append(f"models.{name}.params must be an int")
@@ -72,5 +77,5 @@ def write_summary(path: str | Path, summary: Mapping[str, Any]) -> Path:
     validate_summary(summary)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(summary, indent=2) + "\n")
+    path.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")  # NaN is not JSON; model_entry maps it
     return path

@@ -68,7 +68,7 @@ def _verifier_example(record: dict[str, Any]) -> Example:
     return Example(text, pair, int(record["is_correct"]), record["problem_id"])
 
 
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?")  # "1,200" is one number in GSM8K
 
 
 def wrong_answer(answer: str, rng: random.Random) -> str:
@@ -78,7 +78,12 @@ def wrong_answer(answer: str, rng: random.Random) -> str:
     except ValueError:
         return answer + "0"
     wrong = rng.choice([value + rng.randint(1, 9), value - rng.randint(1, 9), value * 10, value / 2])
-    return f"{wrong:g}" if wrong != value else f"{value + 1:g}"
+    return _plain(wrong) if wrong != value else _plain(value + 1)
+
+
+def _plain(value: float) -> str:
+    # Not ``:g``: its 6 significant digits would write 1600003 as 1.6e+06, i.e. the right answer 1600000.
+    return str(int(value)) if value.is_integer() else f"{value:.12g}"
 
 
 def rationale_examples(records: list[dict[str, Any]], seed: int) -> list[Example]:

@@ -92,7 +92,10 @@ def metrics_table(result: TaskResult, split: str) -> list[str]:
 
 
 def latency_table(result: TaskResult) -> list[str]:
-    lines = ["| model | ORT fp32 b1 p50 / p99 | ORT int8 b1 p50 | ORT fp32 b32 p50 | PyTorch b1 p50 | PyTorch b32 p50 |",
+    header = (
+        "| model | ORT fp32 b1 p50 / p99 | ORT int8 b1 p50 | ORT fp32 b32 p50 | PyTorch b1 p50 | PyTorch b32 p50 |"
+    )
+    lines = [header,
              "|---|---|---|---|---|---|"]  # fmt: skip
     for name in result.export_dirs:
         b1, int8, b32 = (
@@ -104,13 +107,19 @@ def latency_table(result: TaskResult) -> list[str]:
         cells = [
             name,
             "–" if b1 is None else f"{b1['p50_ms']:.2f} / {b1['p99_ms']:.2f}",
-            "–" if int8 is None else f"{int8['p50_ms']:.2f}",
+            _int8_cell(result, name, int8),
             "–" if b32 is None else f"{b32['p50_ms']:.2f}",
             "–" if t1 is None else f"{t1['p50_ms']:.2f}",
             "–" if t32 is None else f"{t32['p50_ms']:.2f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _int8_cell(result: TaskResult, name: str, row: dict | None) -> str:
+    if row is not None:
+        return f"{row['p50_ms']:.2f}"
+    return "rejected (accuracy drop > 1 pt)" if "int8_rejected" in result.models[name] else "–"
 
 
 def goals(result: TaskResult, stats: dict[str, Any]) -> list[str]:
@@ -130,9 +139,7 @@ def goals(result: TaskResult, stats: dict[str, Any]) -> list[str]:
     t_lat, s_lat = latency_row(result, f"{result.task}_teacher"), latency_row(result, f"{result.task}_tiny_kd")
     if t_lat and s_lat:
         faster = t_lat["p50_ms"] / s_lat["p50_ms"]
-        lines.append(
-            f"| >= 10x lower CPU latency (ORT fp32, batch 1, p50) | {faster:.1f}x | {'yes' if faster >= 10 else 'no'} |"
-        )
+        lines.append(f"| >= 10x lower CPU latency (ORT fp32, batch 1, p50) | {faster:.1f}x | {_yes(faster >= 10)} |")
     tiny = stats.get("tiny", {})
     if tiny.get("kd_minus_no_kd_mean") is not None:
         mean, std = tiny["kd_minus_no_kd_mean"], tiny["kd_minus_no_kd_std"]
@@ -143,6 +150,14 @@ def goals(result: TaskResult, stats: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _yes(met: bool) -> str:
+    return "yes" if met else "no"
+
+
+def _accuracies(values: list[float]) -> str:
+    return ", ".join(f"{a:.4f}" for a in values)
+
+
 def seed_table(stats: dict[str, Any]) -> list[str]:
     lines = [
         "| student | KD accuracy per seed | no-KD accuracy per seed | KD − no-KD (mean ± std, pt) |",
@@ -151,9 +166,7 @@ def seed_table(stats: dict[str, Any]) -> list[str]:
     for arch, s in stats.items():
         std = "" if s["kd_minus_no_kd_std"] is None else f" ± {100 * s['kd_minus_no_kd_std']:.2f}"
         mean = "–" if s["kd_minus_no_kd_mean"] is None else f"{100 * s['kd_minus_no_kd_mean']:+.2f}{std}"
-        lines.append(
-            f"| {arch} | {', '.join(f'{a:.4f}' for a in s['kd'])} | {', '.join(f'{a:.4f}' for a in s['no_kd'])} | {mean} |"
-        )
+        lines.append(f"| {arch} | {_accuracies(s['kd'])} | {_accuracies(s['no_kd'])} | {mean} |")
     return lines
 
 
@@ -216,7 +229,8 @@ def write_report(recipe: EducationRecipe, results: Sequence[TaskResult], seconds
         "# Education pack: scoring students distilled from a cross-encoder teacher",
         "",
         f"Produced by `{doc['command']}` in {seconds / 60:.1f} min on {machine['cpu_model']} "
-        f"({machine['physical_cores']} physical cores, {machine['ram_bytes'] / 2**30:.0f} GiB), torch {machine['torch']}, "
+        f"({machine['physical_cores']} physical cores, {machine['ram_bytes'] / 2**30:.0f} GiB), "
+        f"torch {machine['torch']}, "
         f"onnxruntime {machine.get('onnxruntime')}. Machine-readable: [education.json](education.json).",
         "",
         f"Teacher: `{recipe.teacher}` ({recipe.teacher_model}). Students: a tiny Transformer (<1M parameters, "

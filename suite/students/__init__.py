@@ -37,6 +37,11 @@ STUDENTS.register(
     "suite.students.text:minilm_classifier",
     "full 6-layer all-MiniLM-L6-v2 with a fresh head (the teacher to fine-tune)",
 )
+STUDENTS.register(
+    "hf-classifier",
+    "suite.students.text:hf_classifier",
+    "a local Hugging Face sequence-classifier folder (path=...); how fine-tuned teachers are saved and exported",
+)
 STUDENTS.register("tiny-convnet", "suite.students.vision:TinyConvNet", "4-stage CNN, ~60k params at width 16")
 STUDENTS.register(
     "efficientnet-lite0",

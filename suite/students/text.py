@@ -185,6 +185,19 @@ def tiny_text_classifier(
     return model
 
 
+def hf_classifier(path: str, num_labels: int) -> MiniLMClassifier:
+    """Any local Hugging Face sequence classifier folder (``save_pretrained`` output) behind the text contract.
+
+    This is how a fine-tuned or user-supplied teacher is saved with :func:`suite.students.io.save_student` and
+    exported like any student: the folder gives the architecture and tokenizer, the saved weights are loaded on top.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = hub.resolve_model_path(path)
+    model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=num_labels, local_files_only=True)
+    return MiniLMClassifier(model, AutoTokenizer.from_pretrained(folder, local_files_only=True))
+
+
 def truncated_minilm_classifier(num_labels: int, num_layers: int = 2) -> MiniLMClassifier:
     """all-MiniLM-L6-v2 keeping its first ``num_layers`` layers, with a fresh classification head."""
     return MiniLMClassifier(*hub.load_minilm(num_labels=num_labels, num_layers=num_layers))

@@ -56,14 +56,19 @@ class RubricClassifierTeacher:
         except KeyError as error:
             raise TeacherError(f"rubric template needs the field {error}, inputs have {sorted(fields)}") from None
 
-    def label_logits(self, first_token: Sequence[Sequence[Any]]) -> torch.Tensor:
-        """(C,) log-probabilities of the label words, renormalised over the labels, from one token's top-k list."""
+    def label_logprobs(self, first_token: Sequence[Sequence[Any]]) -> list[float]:
+        """(C,) server logprobs of the label words (``UNLISTED_LOGPROB`` where absent) from one token's top-k list."""
         best = [UNLISTED_LOGPROB] * len(self.label_words)
         for token, logprob in first_token:
             word = _normalise(str(token))
             for i, label in enumerate(self.label_words):
                 if word and label.startswith(word) and not any(o.startswith(word) for o in self._others(i)):
                     best[i] = max(best[i], float(logprob))
+        return best
+
+    def label_logits(self, first_token: Sequence[Sequence[Any]]) -> torch.Tensor:
+        """(C,) log-probabilities of the label words, renormalised over the labels, from one token's top-k list."""
+        best = self.label_logprobs(first_token)
         total = math.log(sum(math.exp(lp) for lp in best))
         return torch.tensor([lp - total for lp in best], dtype=torch.float32)
 
@@ -75,7 +80,8 @@ class RubricClassifierTeacher:
         if not steps:
             raise TeacherError("rubric teacher: the server returned no logprobs (does it support top_logprobs?)")
         logits = self.label_logits(steps[0])
-        meta = {"text": output.text, "listed": any(lp > UNLISTED_LOGPROB for lp in logits.tolist())}
+        # Judged on the raw logprobs: after renormalisation every row has a label above the floor.
+        meta = {"text": output.text, "listed": any(lp > UNLISTED_LOGPROB for lp in self.label_logprobs(steps[0]))}
         return TeacherOutput(text=output.text, label=int(logits.argmax()), logits=logits, meta=meta)
 
     def answer(self, inputs: list[Any]) -> list[TeacherOutput]:

@@ -1,0 +1,119 @@
+"""The whole education run on small fixtures in the real formats with a tiny BERT teacher: every stage of
+``distill run education`` runs (fine-tune, store, students with/without KD, metrics, ONNX export, bench, report)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from suite.config import build_config
+from tests.domains.education_fixtures import corpus_texts, write_gsm8k, write_semeval, write_tiny_teacher
+
+
+@pytest.fixture(scope="module")
+def education_run(tmp_path_factory):
+    from domains.education.pipeline import run
+    from domains.education.recipe import EducationRecipe
+
+    root = tmp_path_factory.mktemp("education")
+    semeval, gsm8k = write_semeval(root / "semeval"), write_gsm8k(root / "gsm8k")
+    teacher = write_tiny_teacher(root / "teacher", corpus_texts(semeval, gsm8k))
+    overrides = [
+        f"output_dir={root / 'run'}", f"report_dir={root / 'report'}", f"model_card_dir={root / 'card'}",
+        f"sra_path={semeval}", f"gsm8k_path={gsm8k}", f"teacher_model={teacher}", "verifier_rationales=6",
+        "sra_max_length=48", "verifier_max_length=48", "seeds=[0,1]", "minilm2_seeds=1", "robustness_examples=8",
+        "vocab_size=300", "tiny_dim=16", "tiny_layers=1", "bench_repeats=5", "dev_fraction=0.25",
+        "teacher_trainer.epochs=2", "teacher_trainer.lr=1e-3", "tiny_trainer.epochs=2", "minilm2_trainer.epochs=1",
+        "teacher_trainer.progress=false", "tiny_trainer.progress=false", "minilm2_trainer.progress=false",
+    ]  # fmt: skip
+    recipe = build_config(EducationRecipe, {}, overrides)
+    return recipe, run(recipe), root
+
+
+def test_summary_follows_the_schema_for_every_model(education_run):
+    recipe, summary, root = education_run
+    written = json.loads((root / "report" / "education.json").read_text())
+    assert written == json.loads(json.dumps(summary))
+    assert {"command", "machine", "teacher", "models"} <= set(written)
+    assert written["teacher"] == "sra_teacher"
+    expected = {f"{task}_{m}" for task in ("sra", "verifier") for m in
+                ("teacher", "tiny_kd", "tiny_no_kd", "minilm2_kd", "minilm2_no_kd")}  # fmt: skip
+    assert set(written["models"]) == expected
+    for name, entry in written["models"].items():
+        assert set(entry) == {"params", "kd", "latency_ms_p50", "latency_ms_p99", "metrics"}
+        assert entry["kd"] == (name.endswith("_kd") and not name.endswith("no_kd"))
+        assert isinstance(entry["params"], int) and entry["params"] > 0
+        assert 0 < entry["latency_ms_p50"] <= entry["latency_ms_p99"]
+        splits = {"unseen_answers", "unseen_questions", "unseen_domains"} if name.startswith("sra") else {"test"}
+        assert set(entry["metrics"]) == splits
+        for values in entry["metrics"].values():
+            assert set(values) == {"accuracy", "macro_f1", "qwk", "ece", "pdr_typos"}
+            assert 0 <= values["accuracy"] <= 1 and 0 <= values["ece"] <= 1
+    tiny, teacher = written["models"]["sra_tiny_kd"], written["models"]["sra_teacher"]
+    assert tiny["params"] < 1_000_000 and teacher["params"] > tiny["params"]
+
+
+def test_seed_study_has_one_accuracy_per_seed(education_run):
+    _, summary, _ = education_run
+    study = summary["tasks"]["sra"]["seed_study"]
+    assert len(study["tiny"]["kd"]) == len(study["tiny"]["no_kd"]) == 2
+    assert len(study["minilm2"]["kd"]) == 1 and study["minilm2"]["kd_minus_no_kd_std"] is None
+    diffs = np.subtract(study["tiny"]["kd"], study["tiny"]["no_kd"])
+    assert study["tiny"]["kd_minus_no_kd_mean"] == pytest.approx(diffs.mean())
+
+
+def test_no_problem_is_in_two_verifier_splits(education_run):
+    recipe, _, root = education_run
+    from domains.education.pipeline import load_task
+
+    data = load_task(recipe, "verifier")
+    train = {e.group for e in data.train} | {e.group for e in data.dev}
+    assert train and not train & {e.group for e in data.tests["test"]}
+    assert data.teacher_extra and {e.label for e in data.teacher_extra} == {0, 1}
+
+
+def test_exported_students_match_their_reported_accuracy(education_run):
+    """The ONNX student (torch-free runtime) scores the exported test split as the PyTorch model did."""
+    from suite.export.runtime import load_exported
+
+    recipe, summary, root = education_run
+    data = [json.loads(line) for line in (root / "run" / "sra" / "data" / "unseen_answers.jsonl").open()]
+    for name in ("sra_teacher", "sra_tiny_kd", "sra_minilm2_no_kd"):
+        model = load_exported(root / "run" / "export" / name)
+        probs = model.predict_proba([r["text"] for r in data], [r["text_pair"] for r in data])
+        accuracy = float((probs.argmax(-1) == [r["label"] for r in data]).mean())
+        assert accuracy == pytest.approx(summary["models"][name]["metrics"]["unseen_answers"]["accuracy"], abs=1e-9)
+        spec = json.loads((root / "run" / "export" / name / "spec.json").read_text())
+        assert spec["max_length"] == recipe.sra_max_length
+        assert spec["parity"]["fp32"]["max_abs_diff"] <= spec["parity"]["fp32"]["tolerance"]
+
+
+def test_report_and_model_card_state_the_command_and_the_numbers(education_run):
+    _, summary, root = education_run
+    report = (root / "report" / "education.md").read_text()
+    assert summary["command"] in report and "physical cores" in report
+    for figure in ("sra_accuracy_vs_latency.png", "reliability_sra_teacher.png", "reliability_verifier_tiny_kd.png"):
+        assert (root / "report" / "education" / figure).stat().st_size > 1000
+        assert figure in report
+    accuracy = summary["models"]["sra_tiny_kd"]["metrics"]["unseen_answers"]["accuracy"]
+    assert f"{accuracy:.3f}" in report
+    card = (root / "card" / "README.md").read_text()
+    assert "sra_tiny_kd" in card and f"{accuracy:.3f}" in card
+
+
+def test_rerun_reuses_the_teacher_and_its_stored_outputs(education_run, capsys, monkeypatch):
+    from domains.education import pipeline
+    from suite.teachers import HFTeacher
+
+    recipe, _, _ = education_run
+    asked = []
+    original = HFTeacher.answer
+    monkeypatch.setattr(HFTeacher, "answer", lambda self, inputs: asked.append(len(inputs)) or original(self, inputs))
+    data = pipeline.load_task(recipe, "sra")
+    teacher = pipeline.prepare_teacher(recipe, "sra", data, Path(recipe.output_dir) / "sra", resume=False)
+    pipeline.teacher_logits(teacher, data.train, Path(recipe.output_dir) / "sra")
+    assert "reusing the fine-tuned teacher" in capsys.readouterr().out
+    assert asked == []
