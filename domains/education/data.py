@@ -57,9 +57,13 @@ def load_sra(path: str | None, corpus: str) -> dict[str, list[Example]]:
     return {name: [_sra_example(r) for r in records] for name, records in splits.items()}
 
 
-def problem_split(problem_id: str, test_fraction: float) -> str:
-    """'train' or 'test' from a hash of the problem id: stable across runs, machines and dataset orderings."""
-    bucket = int(hashlib.sha256(problem_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+def problem_split(problem_id: str, test_fraction: float, salt: str = "test") -> str:
+    """'train' or 'test' from a hash of the problem id: stable across runs, machines and dataset orderings.
+
+    ``salt`` names the cut, so a second cut of the train part (``salt="dev"``) is independent of the first.
+    """
+    digest = hashlib.sha256(f"{salt}:{problem_id}".encode()).hexdigest()
+    bucket = int(digest[:8], 16) / 0xFFFFFFFF
     return "test" if bucket < test_fraction else "train"
 
 

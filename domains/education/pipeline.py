@@ -52,8 +52,8 @@ def load_task(recipe: EducationRecipe, task: str) -> TaskData:
     random.Random(0).shuffle(train)
     train = train[: recipe.max_train_examples or None]
     # Dev holds out whole questions/problems, like the unseen-questions test split.
-    dev = [e for e in train if problem_split(e.group, recipe.dev_fraction) == "test"]
-    train = [e for e in train if problem_split(e.group, recipe.dev_fraction) == "train"]
+    dev = [e for e in train if problem_split(e.group, recipe.dev_fraction, salt="dev") == "test"]
+    train = [e for e in train if problem_split(e.group, recipe.dev_fraction, salt="dev") == "train"]
     tests = {name: splits[name][: recipe.max_eval_examples or None] for name in names if name in splits}
     return TaskData(train, dev, tests, extra)
 
@@ -86,7 +86,7 @@ def fine_tune_teacher(recipe: EducationRecipe, task: str, data: TaskData, teache
     (``teacher_dir/hf``, what HFTeacher loads)."""
     from suite.examples.scoring import load_teacher_model
 
-    config = pairs.with_output_dir(recipe.teacher_trainer, teacher_dir / "run")
+    config = pairs.with_output_dir(recipe.teacher_trainer(task), teacher_dir / "run")
     torch.manual_seed(config.seed)  # the fresh classification head is drawn here
     teacher = load_teacher_model(recipe.teacher_model, num_labels=2)
     tokenizer = teacher.tokenizer

@@ -22,7 +22,12 @@ VERIFIER_RUBRIC = (
 )
 
 
-def _teacher_trainer() -> TrainerConfig:
+def _sra_teacher_trainer() -> TrainerConfig:
+    return TrainerConfig(epochs=2, batch_size=32, lr=1e-4, warmup_ratio=0.1, log_every=20, group_by_length=True)
+
+
+def _verifier_teacher_trainer() -> TrainerConfig:
+    # One epoch: solutions are ~2x longer than SRA pairs, so an epoch costs ~16 min on 2 cores.
     return TrainerConfig(epochs=1, batch_size=32, lr=1e-4, warmup_ratio=0.1, log_every=20, group_by_length=True)
 
 
@@ -71,7 +76,8 @@ class EducationRecipe:
     alpha: float = field(default=0.5, metadata={"help": "weight of hard-label CE; 1 - alpha weighs KD (Eq. 1)"})
     int8: bool = field(default=True, metadata={"help": "also export dynamic int8 ONNX (kept if accuracy holds)"})
     bench_repeats: int = field(default=60, metadata={"help": "timed runs per latency measurement"})
-    teacher_trainer: TrainerConfig = field(default_factory=_teacher_trainer)
+    sra_teacher_trainer: TrainerConfig = field(default_factory=_sra_teacher_trainer)
+    verifier_teacher_trainer: TrainerConfig = field(default_factory=_verifier_teacher_trainer)
     tiny_trainer: TrainerConfig = field(default_factory=_tiny_trainer)
     minilm2_trainer: TrainerConfig = field(default_factory=_minilm2_trainer)
 
@@ -93,6 +99,9 @@ class EducationRecipe:
     def max_length(self, task: str) -> int:
         return self.sra_max_length if task == "sra" else self.verifier_max_length
 
+    def teacher_trainer(self, task: str) -> TrainerConfig:
+        return self.sra_teacher_trainer if task == "sra" else self.verifier_teacher_trainer
+
 
 PROFILES: dict[str, list[str]] = {
     # Under 10 minutes on 2 CPU cores: small slices of every split, one seed, short training; proves the wiring.
@@ -100,13 +109,14 @@ PROFILES: dict[str, list[str]] = {
         "output_dir=runs/education/quick",
         "report_dir=runs/education/quick/report",
         "model_card_dir=runs/education/quick/model_card",
-        "max_train_examples=1000",
-        "max_eval_examples=250",
-        "robustness_examples=150",
+        "max_train_examples=800",
+        "max_eval_examples=200",
+        "robustness_examples=100",
         "verifier_rationales=0",
         "sra_max_length=96",
         "verifier_max_length=128",
         "seeds=[0]",
+        "sra_teacher_trainer.epochs=1",
         "tiny_trainer.epochs=6",
         "bench_repeats=20",
     ],

@@ -275,9 +275,10 @@ def write_model_card(recipe: EducationRecipe, results: Sequence[TaskResult], doc
     lines += [
         "",
         "## Training data",
-        "- SemEval-2013 Task 7 SciEntsBank + Beetle (2-way labels; CC BY-SA 3.0), official splits.",
-        "- GSM8K `example_model_solutions.jsonl` (MIT): real GPT-3 solutions labelled correct/incorrect, split by "
-        "problem; GSM8K train rationales augment the teacher only.",
+        "- SemEval-2013 Task 7 SciEntsBank + Beetle, 2-way labels, official splits "
+        f"(license: {_license('semeval2013-sra')}).",
+        "- GSM8K `example_model_solutions.jsonl`: real GPT-3 solutions labelled correct/incorrect, split by problem; "
+        f"GSM8K train rationales augment the teacher only (license: {_license('gsm8k')}).",
         "",
         "## Limitations",
         "- English only; science questions of the SciEntsBank/Beetle kind. Unseen domains score lower than unseen "
@@ -295,6 +296,12 @@ def write_model_card(recipe: EducationRecipe, results: Sequence[TaskResult], doc
     path = out / "README.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _license(dataset: str) -> str:
+    from suite.data import get_spec
+
+    return get_spec(dataset).license
 
 
 def _relative(recipe: EducationRecipe, card_dir: Path) -> str:

@@ -215,3 +215,11 @@ def test_load_sra_builds_question_reference_and_answer_pairs(tmp_path: Path):
     both = load_sra(str(root), corpus="both")
     assert [e.group for e in both["train"]] == ["sciEntsBank/PL_1a", "sciEntsBank/PL_1a", "beetle/LAMP_ON_Q"]
     assert both["train"][2].text == "Why is the lamp on? Reference: Closed."
+
+
+def test_the_dev_cut_of_the_train_part_is_independent_of_the_test_cut():
+    """Regression: with one hash for both cuts, no train problem could ever fall into a 10% dev cut."""
+    ids = [f"test-{i}" for i in range(2000)]
+    train = [pid for pid in ids if problem_split(pid, 0.3) == "train"]
+    dev = [pid for pid in train if problem_split(pid, 0.1, salt="dev") == "test"]
+    assert 0.07 < len(dev) / len(train) < 0.13

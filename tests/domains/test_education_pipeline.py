@@ -26,8 +26,9 @@ def education_run(tmp_path_factory):
         f"sra_path={semeval}", f"gsm8k_path={gsm8k}", f"teacher_model={teacher}", "verifier_rationales=6",
         "sra_max_length=48", "verifier_max_length=48", "seeds=[0,1]", "minilm2_seeds=1", "robustness_examples=8",
         "vocab_size=300", "tiny_dim=16", "tiny_layers=1", "bench_repeats=5", "dev_fraction=0.25",
-        "teacher_trainer.epochs=2", "teacher_trainer.lr=1e-3", "tiny_trainer.epochs=2", "minilm2_trainer.epochs=1",
-        "teacher_trainer.progress=false", "tiny_trainer.progress=false", "minilm2_trainer.progress=false",
+        "sra_teacher_trainer.lr=1e-3", "verifier_teacher_trainer.lr=1e-3", "tiny_trainer.epochs=2",
+        "sra_teacher_trainer.progress=false", "verifier_teacher_trainer.progress=false", "tiny_trainer.progress=false",
+        "minilm2_trainer.progress=false",
     ]  # fmt: skip
     recipe = build_config(EducationRecipe, {}, overrides)
     return recipe, run(recipe), root

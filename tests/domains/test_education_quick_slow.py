@@ -1,0 +1,35 @@
+"""`make demo` as a test: `distill run education --profile quick` on the real data (under 10 minutes on 2 cores;
+the time is measured in the README, not asserted here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from suite.results import validate_summary
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_quick_profile_runs_end_to_end_and_beats_the_majority_class(tmp_path: Path) -> None:
+    run, report = tmp_path / "run", tmp_path / "report"
+    command = [sys.executable, "-m", "suite.cli", "run", "education", "--profile", "quick", "--output-dir", str(run),
+               "--set", f"report_dir={report}", "--set", f"model_card_dir={tmp_path / 'card'}"]  # fmt: skip
+    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    summary = json.loads((report / "education.json").read_text())
+    validate_summary(summary)
+    majority = {}
+    for split in ("unseen_answers", "unseen_questions"):
+        labels = [json.loads(line)["label"] for line in (run / "sra" / "data" / f"{split}.jsonl").open()]
+        majority[split] = max(labels.count(0), labels.count(1)) / len(labels)
+    teacher = summary["models"]["sra_teacher"]["metrics"]
+    assert all(teacher[split]["accuracy"] > majority[split] for split in majority), (teacher, majority)
+    assert summary["models"]["sra_tiny_kd"]["params"] * 20 <= summary["models"]["sra_teacher"]["params"]
+    assert (run / "export" / "sra_tiny_kd" / "model.onnx").is_file()
+    assert (report / "education.md").read_text().count("| sra_teacher |") >= 3
