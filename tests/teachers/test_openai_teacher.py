@@ -8,52 +8,39 @@ number of requests in flight.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from suite.errors import TeacherError
 from suite.teachers import OpenAICompatibleTeacher, TeacherOutputStore
+from tests.fake_llm import LocalServer
 
 TIMEOUT_S = 0.3
 DELAY_S = 0.05  # every answer takes this long, so concurrent requests overlap
 
 
-class FakeServer:
+class FakeServer(LocalServer):
     def __init__(self):
+        super().__init__()
         self.attempts: Counter[str] = Counter()
         self.answers: Counter[str] = Counter()
         self.authorization: set[str | None] = set()
         self.in_flight = self.max_in_flight = 0
-        self.lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with server.lock:
-                    server.in_flight += 1
-                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
-                    server.authorization.add(self.headers.get("Authorization"))
-                try:
-                    server.respond(self, body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up on a slow answer
-                finally:
-                    server.leave(self)
-
-        return Handler
+    def handle(self, handler: BaseHTTPRequestHandler, body: dict) -> None:
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self.authorization.add(handler.headers.get("Authorization"))
+        try:
+            self.respond(handler, body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up on a slow answer
+        finally:
+            self.leave(handler)
 
     def respond(self, handler: BaseHTTPRequestHandler, body: dict) -> None:
         chat = handler.path == "/v1/chat/completions"
@@ -91,14 +78,8 @@ class FakeServer:
                 self.in_flight -= 1
 
     def send(self, handler: BaseHTTPRequestHandler, status: int, payload: bytes, headers: dict | None = None) -> None:
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(payload)))
-        for name, value in (headers or {}).items():
-            handler.send_header(name, value)
-        handler.end_headers()
-        self.leave(handler)
-        handler.wfile.write(payload)
+        self.leave(handler)  # before the client can read all of its answer and send the next request
+        self.send_json(handler, status, payload, headers)
 
     @staticmethod
     def completion(prompt: str, body: dict, chat: bool) -> dict:
@@ -120,14 +101,6 @@ class FakeServer:
             if k:
                 choice["logprobs"] = {"tokens": tokens, "top_logprobs": [dict(alts) for alts in alternatives]}
         return {"id": "cmpl-1", "choices": [choice]}
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture

@@ -6,11 +6,7 @@ The server's first-token alternatives come from ``FirstTokenServer.reply(prompt)
 
 from __future__ import annotations
 
-import json
 import math
-import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
@@ -20,69 +16,10 @@ from suite.losses.kd import soft_label_kd_loss
 from suite.pairs import stored_teacher_logits
 from suite.teachers import OpenAICompatibleTeacher, TeacherOutputStore
 from suite.teachers.rubric import UNLISTED_LOGPROB, RubricClassifierTeacher
+from tests.fake_llm import Alternatives, FirstTokenServer
 
 TEMPLATE = "Question: {text}\nStudent answer: {text_pair}\nReply with one word, correct or incorrect."
 LABELS = ["incorrect", "correct"]
-Alternatives = list[tuple[str, float]]
-
-
-class FirstTokenServer:
-    """``/v1/chat/completions`` answering one token with ``top_logprobs`` = ``reply(prompt)`` (None: no logprobs)."""
-
-    def __init__(self, reply: Callable[[str], Alternatives | None]):
-        self.reply = reply
-        self.bodies: list[dict] = []
-        self.lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
-
-    @property
-    def prompts(self) -> list[str]:
-        return [body["messages"][-1]["content"] for body in self.bodies]
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with server.lock:
-                    server.bodies.append(body)
-                status, payload = (200, server.completion(body)) if self.path == "/v1/chat/completions" else (404, {})
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        return Handler
-
-    def completion(self, body: dict) -> dict:
-        alternatives = self.reply(body["messages"][-1]["content"])
-        choice: dict = {"index": 0, "finish_reason": "length"}
-        if alternatives is None:
-            choice["message"] = {"role": "assistant", "content": "correct"}
-        else:
-            token = max(alternatives, key=lambda alt: alt[1])[0]
-            choice["message"] = {"role": "assistant", "content": token}
-            top = [{"token": t, "logprob": lp} for t, lp in alternatives]
-            choice["logprobs"] = {
-                "content": [{"token": token, "logprob": max(lp for _, lp in alternatives), "top_logprobs": top}]
-            }
-        return {"id": "chatcmpl-1", "object": "chat.completion", "choices": [choice]}
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def rubric(url: str, top_logprobs: int = 8, template: str = TEMPLATE) -> RubricClassifierTeacher:
