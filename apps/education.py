@@ -232,20 +232,26 @@ def build_app(
         out = Path(tempfile.mkdtemp(dir=demo.GRADIO_CACHE)) / f"{Path(upload).stem}_scored.csv"
         return preview(header, scored), str(write_csv(out, header, scored))
 
+    # The example is scored at start-up (twice: the first call warms the sessions), so the page opens with a result.
+    on_score(*EXAMPLE.values())
+    *initial_labels, initial_latency = on_score(*EXAMPLE.values())
+
     with gr.Blocks(title="Short-answer scoring", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(header_markdown(run, names))
         with gr.Tab("Score one answer"):
             fields = [gr.Textbox(label=n, value=EXAMPLE[c], max_length=MAX_CHARS, lines=2) for c, n in FIELDS.items()]
             score = gr.Button("Score", variant="primary")
             with gr.Row():
-                outputs = [gr.Label(label=f"{role.title()} · {names[role]}", num_top_classes=2) for role in ROLES]
-            latency = gr.Markdown()
+                outputs = [
+                    gr.Label(value=value, label=f"{role.title()} · {names[role]}", num_top_classes=2)
+                    for role, value in zip(ROLES, initial_labels, strict=True)
+                ]
+            latency = gr.Markdown(initial_latency)
         with gr.Tab("Score a class set (CSV)"):
             upload = gr.File(label=f"CSV with columns {','.join(FIELDS)} (optional id)", file_types=[".csv"])
             score_csv = gr.Button("Score CSV", variant="primary")
             table = gr.Dataframe(label=f"Preview (first {PREVIEW_ROWS} rows)", interactive=False)
             results = gr.File(label="Results CSV")
         score.click(on_score, fields, [*outputs, latency], api_name="score")
-        demo.load(on_score, fields, [*outputs, latency], api_visibility="private")
         score_csv.click(on_csv, upload, [table, results], api_name="score_csv")
     return demo
