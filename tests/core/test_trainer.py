@@ -120,5 +120,5 @@ def test_group_by_length_needs_token_ids() -> None:
     from suite.trainer import example_lengths
 
     with pytest.raises(ValueError, match="input_ids"):
-        example_lengths([torch.zeros(3)])
+        example_lengths([(torch.zeros(3), 1)])
     assert example_lengths([{"input_ids": [1, 2, 3]}, {"input_ids": [4]}]) == [3, 1]
