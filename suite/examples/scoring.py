@@ -25,6 +25,7 @@ import torch
 from suite.config import check
 from suite.distiller import Distiller, SoftLabelKD, TaskLoss
 from suite.errors import SuiteError
+from suite.pairs import encode_pairs, make_collate
 from suite.trainer import Trainer, TrainerConfig
 
 
@@ -103,22 +104,7 @@ def load_splits(recipe: ScoringRecipe) -> dict[str, list[dict]]:
 
 
 def encode(tokenizer: Any, records: list[dict], max_length: int) -> list[dict[str, Any]]:
-    texts, pairs = zip(*(pair_text(r) for r in records), strict=True)
-    encoded = tokenizer(list(texts), list(pairs), truncation=True, max_length=max_length)
-    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
-    return [{**{k: encoded[k][i] for k in keys}, "label": r["label"]} for i, r in enumerate(records)]
-
-
-def make_collate(tokenizer: Any):
-    def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-        features = [{k: v for k, v in item.items() if k not in ("label", "teacher_logits")} for item in items]
-        inputs = dict(tokenizer.pad(features, return_tensors="pt"))
-        batch: dict[str, Any] = {"inputs": inputs, "labels": torch.tensor([item["label"] for item in items])}
-        if "teacher_logits" in items[0]:
-            batch["teacher"] = {"logits": torch.stack([item["teacher_logits"] for item in items])}
-        return batch
-
-    return collate
+    return encode_pairs(tokenizer, [pair_text(r) for r in records], [r["label"] for r in records], max_length)
 
 
 @torch.no_grad()
