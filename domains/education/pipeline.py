@@ -84,11 +84,14 @@ def prepare_teacher(recipe: EducationRecipe, task: str, data: TaskData, task_dir
 def fine_tune_teacher(recipe: EducationRecipe, task: str, data: TaskData, teacher_dir: Path, resume: bool) -> None:
     """Fine-tune ``teacher_model`` (``minilm-l6`` or a local HF folder) as a cross-encoder; saved as an HF folder
     (``teacher_dir/hf``, what HFTeacher loads)."""
-    from suite.examples.scoring import load_teacher_model
+    from suite.students import build_student
 
     config = pairs.with_output_dir(recipe.teacher_trainer(task), teacher_dir / "run")
     torch.manual_seed(config.seed)  # the fresh classification head is drawn here
-    teacher = load_teacher_model(recipe.teacher_model, num_labels=2)
+    if recipe.teacher_model == "minilm-l6":
+        teacher = build_student("minilm-classifier", num_labels=2)
+    else:  # any local HF encoder folder, through the same student entry that exports it
+        teacher = build_student("hf-classifier", path=recipe.teacher_model, num_labels=2)
     tokenizer = teacher.tokenizer
     tokenizer.model_max_length = recipe.max_length(task)  # what the exported teacher will truncate to
     train = encode(tokenizer, data.train + data.teacher_extra, recipe.max_length(task))
