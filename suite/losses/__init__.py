@@ -2,11 +2,14 @@
 
 from suite.losses.alignment import MultiStageCosineAlignment, cosine_alignment_loss
 from suite.losses.attention import attention_transfer_loss
+from suite.losses.consistency import head_consistency_loss
 from suite.losses.contrastive import info_nce_loss
 from suite.losses.feature import FeatureDistillationLoss, feature_distillation_loss
+from suite.losses.imitation import imitation_loss, waypoint_l2_loss
 from suite.losses.kd import hinton_kd_loss, soft_label_kd_loss, topk_kd_loss
 from suite.losses.reconstruction import masked_reconstruction_loss
 from suite.losses.relational import rkd_angle_loss, rkd_distance_loss
+from suite.losses.ssim import ssim, ssim_attention_loss
 
 __all__ = [
     "FeatureDistillationLoss",
@@ -14,11 +17,16 @@ __all__ = [
     "attention_transfer_loss",
     "cosine_alignment_loss",
     "feature_distillation_loss",
+    "head_consistency_loss",
     "hinton_kd_loss",
+    "imitation_loss",
     "info_nce_loss",
     "masked_reconstruction_loss",
     "rkd_angle_loss",
     "rkd_distance_loss",
     "soft_label_kd_loss",
+    "ssim",
+    "ssim_attention_loss",
     "topk_kd_loss",
+    "waypoint_l2_loss",
 ]

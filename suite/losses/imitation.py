@@ -1,0 +1,49 @@
+r"""Behaviour cloning for driving planners: action cross-entropy plus waypoint L2 (survey section 3.5).
+
+Pomerleau (1989), "ALVINN: An Autonomous Land Vehicle in a Neural Network", NeurIPS; the L2 waypoint term is the
+usual planning loss of end-to-end drivers (e.g. Chitta et al. (2023), "TransFuser", TPAMI).
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from suite.losses._reduce import check_same_shape, masked_mean, upcast
+
+
+def waypoint_l2_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    r""":math:`\mathcal{L}_{wp} = \frac{1}{|\mathcal{V}|}\sum_{(b,t) \in \mathcal{V}} \|\hat w_{b,t} - w_{b,t}\|_2`.
+
+    ``pred``, ``target``: ``(B, T, 2)`` waypoints. The Euclidean distance is *not* squared, so the loss is the mean
+    displacement error in the waypoints' units. ``mask (B, T)`` marks waypoints that exist (the end of an episode
+    has no future); excluded targets may hold any padding, NaN included. An all-false mask gives 0 with a graph.
+    """
+    check_same_shape(pred, target, "waypoints")
+    if pred.dim() != 3:
+        raise ValueError(f"waypoints must be (B, T, 2), got {tuple(pred.shape)}")
+    diff = upcast(pred) - upcast(target)
+    if mask is not None:
+        if mask.shape != pred.shape[:2]:
+            raise ValueError(f"mask has shape {tuple(mask.shape)}, expected (B, T) = {tuple(pred.shape[:2])}")
+        # Zero excluded rows first: NaN padding there would otherwise give NaN gradients.
+        diff = diff.where(mask.bool()[..., None], 0.0)
+    return masked_mean(diff.norm(dim=-1), mask)  # (B, T) distances
+
+
+def imitation_loss(
+    action_logits: Tensor,
+    actions: Tensor,
+    pred_waypoints: Tensor,
+    target_waypoints: Tensor,
+    waypoint_mask: Tensor | None = None,
+    waypoint_weight: float = 1.0,
+) -> Tensor:
+    r""":math:`\mathcal{L}_{BC} = \mathrm{CE}(z, a) + \lambda_{wp}\,\mathcal{L}_{wp}(\hat w, w)`.
+
+    ``action_logits``: ``(B, A)``; ``actions``: ``(B,)`` class indices of the expert's discrete action (e.g. a
+    high-level command); waypoints and mask as in :func:`waypoint_l2_loss`; ``waypoint_weight`` is
+    :math:`\lambda_{wp}`.
+    """
+    action_loss = F.cross_entropy(upcast(action_logits), actions)
+    return action_loss + waypoint_weight * waypoint_l2_loss(pred_waypoints, target_waypoints, waypoint_mask)
