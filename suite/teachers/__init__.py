@@ -10,11 +10,22 @@ from suite.teachers.base import Teacher, TeacherBatchError, TeacherOutput
 from suite.teachers.hf import HFTeacher
 from suite.teachers.openai_compat import OpenAICompatibleTeacher
 from suite.teachers.store import StoredTeacher, TeacherOutputStore, store_key
+from suite.teachers.vision_language import HFVisionLanguageTeacher, OpenAICompatibleVLMTeacher
 
 TEACHERS = Registry("teacher")
 TEACHERS.register("hf", "suite.teachers.hf:HFTeacher", "a local Hugging Face or timm model (offline)")
 TEACHERS.register(
     "openai", "suite.teachers.openai_compat:OpenAICompatibleTeacher", "an OpenAI-compatible HTTP server (vLLM, ...)"
+)
+TEACHERS.register(
+    "openai-vlm",
+    "suite.teachers.vision_language:OpenAICompatibleVLMTeacher",
+    "driving rationales (perception, prediction, planning) from a VLM behind an OpenAI-compatible server",
+)
+TEACHERS.register(
+    "hf-vlm",
+    "suite.teachers.vision_language:HFVisionLanguageTeacher",
+    "driving rationales (perception, prediction, planning) from a local Hugging Face vision-language model",
 )
 
 
@@ -25,7 +36,9 @@ def list_teachers() -> list[str]:
 __all__ = [
     "TEACHERS",
     "HFTeacher",
+    "HFVisionLanguageTeacher",
     "OpenAICompatibleTeacher",
+    "OpenAICompatibleVLMTeacher",
     "StoredTeacher",
     "Teacher",
     "TeacherBatchError",

@@ -204,4 +204,4 @@ def test_stored_teacher_answers_only_from_the_store(tmp_path):
 
 
 def test_registry_lists_both_backends():
-    assert list_teachers() == ["hf", "openai"]
+    assert list_teachers() == ["hf", "hf-vlm", "openai", "openai-vlm"]
