@@ -28,6 +28,7 @@ DOMAINS.register("example", "suite.examples.scoring:DOMAIN", help="built-in end-
 DOMAINS.register(
     "education", "domains.education.domain:DOMAIN", help="answer scoring and solution verification (pack)"
 )
+DOMAINS.register("driving", "domains.driving.domain:DOMAIN", help="VLM reasoning -> real-time pixel planner (pack)")
 
 
 def list_domains() -> list[str]:

@@ -38,12 +38,14 @@ def imitation_loss(
     target_waypoints: Tensor,
     waypoint_mask: Tensor | None = None,
     waypoint_weight: float = 1.0,
+    class_weights: Tensor | None = None,
 ) -> Tensor:
     r""":math:`\mathcal{L}_{BC} = \mathrm{CE}(z, a) + \lambda_{wp}\,\mathcal{L}_{wp}(\hat w, w)`.
 
     ``action_logits``: ``(B, A)``; ``actions``: ``(B,)`` class indices of the expert's discrete action (e.g. a
     high-level command); waypoints and mask as in :func:`waypoint_l2_loss`; ``waypoint_weight`` is
-    :math:`\lambda_{wp}`.
+    :math:`\lambda_{wp}`. ``class_weights (A,)`` reweights the cross-entropy (rare but decisive actions such as
+    braking against a majority of "keep going").
     """
-    action_loss = F.cross_entropy(upcast(action_logits), actions)
+    action_loss = F.cross_entropy(upcast(action_logits), actions, weight=class_weights)
     return action_loss + waypoint_weight * waypoint_l2_loss(pred_waypoints, target_waypoints, waypoint_mask)

@@ -48,6 +48,11 @@ STUDENTS.register(
     "suite.students.vision:efficientnet_lite0_student",
     "EfficientNet-Lite0 (timm) with packaged ImageNet weights, 4.7M params",
 )
+STUDENTS.register(
+    "pixel-planner",
+    "suite.students.planner:PixelPlanner",
+    "frames + ego speed -> perception -> prediction -> planning (action, waypoints, reasoning)",
+)
 
 
 def list_students() -> dict[str, str]:

@@ -1,0 +1,188 @@
+"""Collected shards -> training tensors: stacked frames, labels, and the teacher's targets.
+
+The teacher's targets are the MiniLM embeddings of its perception / prediction / planning rationales and of each
+agent's description (computed once through the teacher-output store), the Vi-LAD relevance map (the boxes of the
+agents the rationale names, plus the ego car), and the grid cells each agent covers (for agent pooling, Eq. 12).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from domains.driving import scenarios as sim
+from domains.driving.collect import load_shard
+from suite.students.planner import GRID
+
+STAGES = ("perception", "prediction", "planning")
+
+
+@dataclass
+class DrivingData:
+    images: torch.Tensor  # (N, 3 * frames, H, W) uint8, oldest frame first
+    actions: torch.Tensor  # (N,)
+    speed: torch.Tensor  # (N, 1) the ego's speedometer [m/s]: a planner input besides the frames
+    waypoints: torch.Tensor  # (N, K, 2)
+    waypoint_mask: torch.Tensor  # (N, K)
+    agent_mask: torch.Tensor  # (N, A)
+    agent_cells: torch.Tensor  # (N, A, G, G): share of each agent's box in each token cell
+    relevance: torch.Tensor  # (N, G, G): the teacher's relevance map
+    boxes: np.ndarray  # (N, A, 4) agent boxes in frame pixels
+    relevant: np.ndarray  # (N, A) agents the rationale names
+    scenario: list[str]
+    texts: list[dict[str, Any]]
+    teacher: dict[str, torch.Tensor] | None = None  # stage -> (N, D); "agents" -> (N, A, D)
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def __getitem__(self, i: int) -> int:
+        return i  # the collate function gathers rows by index (cheaper than one dict per frame)
+
+
+def load(shards: list[Path], frames: int = 2) -> DrivingData:
+    """Concatenate shards; each row's image stacks its frame with the ``frames - 1`` before it in its episode."""
+    parts = [load_shard(path) for path in shards]
+    if not parts:
+        raise ValueError("no shards to load")
+    arrays = {key: np.concatenate([p[0][key] for p in parts]) for key in parts[0][0]}
+    scenario = [name for arr, _, name in parts for _ in range(len(arr["actions"]))]
+    texts = [row for _, rows, _ in parts for row in rows]
+    return DrivingData(
+        images=torch.from_numpy(_stack_frames(arrays["frames"], arrays["step"], frames)),
+        actions=torch.from_numpy(arrays["actions"]),
+        speed=torch.from_numpy(arrays["speed"]).view(-1, 1),
+        waypoints=torch.from_numpy(arrays["waypoints"]),
+        waypoint_mask=torch.from_numpy(arrays["waypoint_mask"]),
+        agent_mask=torch.from_numpy(arrays["agent_mask"]),
+        agent_cells=torch.from_numpy(agent_cells(arrays["boxes"], arrays["agent_mask"])),
+        relevance=torch.from_numpy(relevance_maps(arrays["boxes"], arrays["relevant"], scenario)),
+        boxes=arrays["boxes"],
+        relevant=arrays["relevant"],
+        scenario=scenario,
+        texts=texts,
+    )
+
+
+def _stack_frames(frames: np.ndarray, step: np.ndarray, count: int) -> np.ndarray:
+    """(N, H, W, 3) -> (N, 3 * count, H, W); an episode's first frames repeat the earliest available one."""
+    chw = frames.transpose(0, 3, 1, 2)
+    stacks = []
+    for lag in range(count - 1, -1, -1):
+        index = np.arange(len(frames)) - np.minimum(step, lag)  # rows of one episode are consecutive
+        stacks.append(chw[index])
+    return np.ascontiguousarray(np.concatenate(stacks, axis=1))
+
+
+def _coverage(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """(..., G): overlap of the pixel interval [lo, hi) with each token cell, as a fraction of the cell."""
+    cell = sim.FRAME_SIZE / GRID
+    starts = np.arange(GRID) * cell
+    overlap = np.minimum(hi[..., None], starts + cell) - np.maximum(lo[..., None], starts)
+    return np.clip(overlap, 0, None) / cell
+
+
+def agent_cells(boxes: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(N, A, 4) pixel boxes -> (N, A, G, G) weights summing to 1 over the cells each box covers."""
+    cover = (
+        _coverage(boxes[..., 1], boxes[..., 3])[..., :, None] * _coverage(boxes[..., 0], boxes[..., 2])[..., None, :]
+    )
+    total = cover.sum((-1, -2), keepdims=True)
+    weights = np.where(total > 0, cover / np.maximum(total, 1e-9), 0.0)
+    return (weights * mask[..., None, None]).astype(np.float32)
+
+
+def ego_box(scenario: str) -> np.ndarray:
+    """Pixel box of the ego car, which highway-env draws at the scenario's centering position."""
+    config = sim.SCENARIOS[scenario].config
+    cx, cy = np.array(config["centering_position"]) * sim.FRAME_SIZE
+    half = 2.5 * config["scaling"]
+    return np.array([cx - half, cy - half, cx + half, cy + half])
+
+
+def relevance_maps(boxes: np.ndarray, relevant: np.ndarray, scenario: list[str]) -> np.ndarray:
+    """(N, G, G): 1 on cells covered by agents the rationale names, 0.5 on the ego car, 0 elsewhere.
+
+    A cell counts as covered when a box overlaps it at all: a car (about 6 x 2.5 pixels) is smaller than a cell
+    (8 x 8), so the covered share of a cell would never come near 1.
+    """
+    named = np.where(relevant[..., None], boxes, 0.0)
+    cover = (
+        _coverage(named[..., 1], named[..., 3])[..., :, None] * _coverage(named[..., 0], named[..., 2])[..., None, :]
+    )
+    maps = (cover > 0).any(1)
+    egos = np.stack([ego_box(name) for name in scenario])
+    ego = _coverage(egos[:, 1], egos[:, 3])[:, :, None] * _coverage(egos[:, 0], egos[:, 2])[:, None, :]
+    return np.maximum(maps, 0.5 * (ego > 0)).astype(np.float32)
+
+
+def embed_texts(data: DrivingData, encoder: Any, store_dir: str | Path, progress: bool = True) -> None:
+    """Fill ``data.teacher`` with text embeddings of every rationale stage and agent description.
+
+    Each distinct text is embedded once and kept in the teacher-output store, so reruns and the other split reuse it.
+    """
+    from suite.teachers import TeacherOutputStore
+
+    distinct = sorted(
+        {row[stage] for row in data.texts for stage in STAGES} | {a for r in data.texts for a in r["agents"]}
+    )
+    store = TeacherOutputStore(store_dir)
+    try:
+        vectors = store.run(encoder, distinct, batch_size=128, progress=progress)
+    finally:
+        store.close()
+    table = {text: out.embedding for text, out in zip(distinct, vectors, strict=True)}
+    dim = next(iter(table.values())).shape[0]
+    teacher = {stage: torch.stack([table[row[stage]] for row in data.texts]) for stage in STAGES}
+    agents = torch.zeros(len(data), data.agent_mask.shape[1], dim)
+    for i, row in enumerate(data.texts):
+        for a, text in enumerate(row["agents"]):
+            agents[i, a] = table[text]
+    teacher["agents"] = agents
+    data.teacher = teacher
+
+
+def action_prototypes(data: DrivingData, num_actions: int) -> torch.Tensor:
+    """(A, D): the mean planning-rationale embedding of each expert action (zero for an action never taken)."""
+    planning = data.teacher["planning"]
+    protos = torch.zeros(num_actions, planning.shape[1])
+    for a in range(num_actions):
+        chosen = data.actions == a
+        if chosen.any():
+            protos[a] = torch.nn.functional.normalize(planning[chosen].mean(0), dim=0)
+    return protos
+
+
+def action_weights(data: DrivingData, num_actions: int) -> torch.Tensor:
+    """(A,) cross-entropy weights ∝ 1 / sqrt(frequency), mean 1 (the square root keeps rare lane changes from
+    dominating)."""
+    counts = torch.bincount(data.actions, minlength=num_actions).float() + 1.0
+    weights = (counts.sum() / counts).sqrt()
+    return weights / weights.mean()
+
+
+def make_collate(data: DrivingData):
+    """Batch of row indices -> the Distiller's batch: inputs, labels and the stored teacher targets."""
+
+    def collate(rows: list[int]) -> dict[str, Any]:
+        index = torch.tensor(rows)
+        batch = {
+            "inputs": {"images": data.images[index].float() / 255.0, "ego_speed": data.speed[index]},
+            "labels": {
+                "actions": data.actions[index],
+                "waypoints": data.waypoints[index],
+                "waypoint_mask": data.waypoint_mask[index],
+            },
+        }
+        if data.teacher is not None:
+            batch["teacher"] = {key: value[index] for key, value in data.teacher.items()}
+            batch["teacher"].update(
+                relevance=data.relevance[index], agent_cells=data.agent_cells[index], agent_mask=data.agent_mask[index]
+            )
+        return batch
+
+    return collate

@@ -1,0 +1,199 @@
+"""Open-loop metrics on held-out expert frames and closed-loop driving in the simulator.
+
+Closed loop: each policy drives ``episodes`` seeded episodes per scenario (seeds disjoint from the training data's),
+spread over worker processes. Per scenario: collision rate (episodes that end in a crash), mean speed, mean episode
+return (highway-env's reward), and off-road rate (episodes with any step off the road).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from domains.driving import scenarios as sim
+from domains.driving.collect import MAX_EPISODE_STEPS, episode_seed
+from domains.driving.data import DrivingData
+from domains.driving.expert import PrivilegedExpert
+
+EVAL_SEED_OFFSET = 1_000_003  # closed-loop episodes never reuse a training or validation episode's seed
+
+
+# -- open loop ---------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def predict(planner: torch.nn.Module, data: DrivingData, batch_size: int = 256) -> dict[str, torch.Tensor]:
+    planner.eval()
+    outs = []
+    for start in range(0, len(data), batch_size):
+        images = data.images[start : start + batch_size].float() / 255.0
+        out = planner(images, data.speed[start : start + batch_size])
+        outs.append({k: out[k] for k in ("logits", "waypoints", "reasoning")})
+    return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
+
+
+def open_loop_metrics(planner: torch.nn.Module, data: DrivingData) -> dict[str, float]:
+    """Action accuracy, waypoint L2 (m) at 1/2/3 s, and rationale retrieval accuracy.
+
+    Retrieval: the reasoning head's vector picks the nearest (cosine) of the split's distinct planning rationales;
+    it is right when that is the frame's own rationale.
+    """
+    out = predict(planner, data)
+    metrics = {"action_accuracy": float((out["logits"].argmax(-1) == data.actions).float().mean())}
+    errors = (out["waypoints"] - data.waypoints).norm(dim=-1)  # (N, K)
+    for k in range(errors.shape[1]):
+        valid = data.waypoint_mask[:, k]
+        metrics[f"waypoint_l2_{k + 1}s"] = float(errors[valid, k].mean()) if valid.any() else float("nan")
+    metrics["rationale_retrieval"] = retrieval_accuracy(out["reasoning"], data)
+    return metrics
+
+
+def retrieval_accuracy(reasoning: torch.Tensor, data: DrivingData) -> float:
+    texts = [row["planning"] for row in data.texts]
+    distinct = sorted(set(texts))
+    index = {text: i for i, text in enumerate(distinct)}
+    bank = torch.stack([data.teacher["planning"][texts.index(t)] for t in distinct])  # (R, D)
+    nearest = (
+        torch.nn.functional.normalize(reasoning, dim=-1) @ torch.nn.functional.normalize(bank, dim=-1).T
+    ).argmax(-1)
+    target = torch.tensor([index[t] for t in texts])
+    return float((nearest == target).float().mean())
+
+
+# -- closed loop -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """What a worker needs to rebuild a policy: the expert, or a planner from its kwargs and weights file."""
+
+    kind: str  # "expert" | "planner"
+    weights: str = ""
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+
+class PlannerPolicy:
+    """Drives from its camera frames and speedometer: stacks the last ``frames`` frames, takes the best legal
+    action."""
+
+    def __init__(self, planner: torch.nn.Module, frames: int):
+        self.planner, self.frames = planner.eval(), frames
+        self.history: deque[np.ndarray] = deque(maxlen=frames)
+
+    def reset(self) -> None:
+        self.history.clear()
+
+    @torch.no_grad()
+    def act(self, frame: np.ndarray, env: Any, scenario: str) -> tuple[str, dict[str, np.ndarray]]:
+        self.history.append(frame)
+        while len(self.history) < self.frames:
+            self.history.appendleft(frame)
+        stack = np.concatenate([f.transpose(2, 0, 1) for f in self.history])[None]  # (1, 3F, H, W)
+        speed = torch.tensor([[float(env.unwrapped.vehicle.speed)]])  # the ego's own speedometer
+        out = self.planner(torch.from_numpy(stack).float() / 255.0, speed)
+        return best_legal_action(out["logits"][0].numpy(), scenario), {k: out[k][0].numpy() for k in ("waypoints",)}
+
+
+def best_legal_action(logits: np.ndarray, scenario: str) -> str:
+    # argmax over the legal entries only: masking with -inf would pick index 0 (LANE_LEFT) when every legal logit is
+    # -inf too.
+    legal = np.flatnonzero(sim.SCENARIOS[scenario].legal_mask())
+    return sim.ACTIONS[int(legal[np.argmax(logits[legal])])]
+
+
+class ExpertPolicy:
+    def __init__(self):
+        self.expert = PrivilegedExpert()
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, frame: np.ndarray, env: Any, scenario: str) -> tuple[str, dict]:
+        return self.expert.decide(env, scenario).action, {}
+
+
+def build_policy(spec: PolicySpec) -> Any:
+    if spec.kind == "expert":
+        return ExpertPolicy()
+    from safetensors.torch import load_file
+
+    from suite.students.planner import PixelPlanner
+
+    kwargs = dict(spec.kwargs)
+    planner = PixelPlanner(**{**kwargs, "pretrained": False})
+    planner.load_state_dict(load_file(spec.weights))
+    return PlannerPolicy(planner, kwargs.get("frames", 2))
+
+
+def drive_episode(policy: Any, env: Any, scenario: str, seed: int) -> dict[str, float]:
+    policy.reset()
+    frame = sim.reset(env, seed)
+    speeds, total, offroad, done, info = [], 0.0, False, False, {}
+    while not done and len(speeds) < MAX_EPISODE_STEPS:
+        action, _ = policy.act(frame, env, scenario)
+        frame, reward, done, info = sim.step(env, scenario, action)
+        speeds.append(float(env.unwrapped.vehicle.speed))
+        total += reward
+        offroad |= not env.unwrapped.vehicle.on_road
+    return {"crashed": float(info.get("crashed", False)), "speed": float(np.mean(speeds)), "return": total,
+            "offroad": float(offroad)}  # fmt: skip
+
+
+def _run_chunk(task: tuple[str, PolicySpec, str, list[int]]) -> tuple[str, str, list[dict[str, float]]]:
+    name, spec, scenario, seeds = task
+    torch.set_num_threads(1)
+    policy, env = build_policy(spec), sim.make_env(scenario)
+    try:
+        return name, scenario, [drive_episode(policy, env, scenario, seed) for seed in seeds]
+    finally:
+        env.close()
+
+
+def closed_loop(
+    policies: dict[str, PolicySpec],
+    scenarios: tuple[str, ...],
+    episodes: int,
+    seed: int,
+    workers: int = 2,
+    chunk: int = 10,
+    offset: int = 0,
+    progress: bool = True,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """``{policy: {scenario: metrics}}`` over the same seeded episodes ``offset .. offset + episodes - 1`` per
+    scenario for every policy."""
+    from tqdm.auto import tqdm
+
+    tasks = []
+    for scenario in scenarios:
+        seeds = [episode_seed(seed + EVAL_SEED_OFFSET, scenario, e) for e in range(offset, offset + episodes)]
+        for name, spec in policies.items():
+            tasks += [(name, spec, scenario, seeds[i : i + chunk]) for i in range(0, episodes, chunk)]
+    results: dict[str, dict[str, list[dict[str, float]]]] = {n: {s: [] for s in scenarios} for n in policies}
+    bar = tqdm(
+        total=len(policies) * len(scenarios) * episodes,
+        desc="closed loop",
+        unit="episode",
+        disable=not progress or not sys.stderr.isatty(),
+    )
+    # spawn, not fork: a forked child inherits torch's thread pool state and can hang in its first convolution.
+    with multiprocessing.get_context("spawn").Pool(workers) as pool, bar:
+        for name, scenario, rows in pool.imap_unordered(_run_chunk, tasks):
+            results[name][scenario] += rows
+            bar.update(len(rows))
+    return {name: {s: summarise(rows) for s, rows in per.items()} for name, per in results.items()}
+
+
+def summarise(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {
+        "collision_rate": float(np.mean([r["crashed"] for r in rows])),
+        "mean_speed": float(np.mean([r["speed"] for r in rows])),
+        "episode_return": float(np.mean([r["return"] for r in rows])),
+        "offroad_rate": float(np.mean([r["offroad"] for r in rows])),
+        "episodes": float(len(rows)),
+    }

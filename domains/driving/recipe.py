@@ -1,0 +1,89 @@
+"""The driving recipe: scenarios, data sizes, teacher, planner variants, loss weights (defaults: the full profile)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from domains.driving.scenarios import SCENARIOS
+from suite.config import check
+
+# Each ablation variant adds its reasoning-distillation terms to imitation (CE + waypoint L2).
+VARIANTS = {
+    "imitation": (),
+    "align": ("align",),  # VERDI, Eq. 10
+    "agents": ("agents",),  # VLP, Eq. 12
+    "recon": ("recon",),  # DiMA, Eq. 11
+    "attention": ("attention",),  # Vi-LAD, SSIM
+    "consistency": ("consistency",),  # DSDrive
+    "all": ("align", "agents", "recon", "attention", "consistency"),
+}
+LOSS_WEIGHTS = {"imitation": 1.0, "align": 0.5, "agents": 0.2, "recon": 0.5, "attention": 0.5, "consistency": 0.5}
+TEACHERS = ("expert", "openai-vlm", "hf-vlm")
+
+
+@dataclass
+class DrivingRecipe:
+    """A privileged expert (or a VLM) explains highway-env scenes; a pixel planner learns to drive and to explain."""
+
+    output_dir: str = field(default="runs/driving/full", metadata={"help": "shards, store, students, exports"})
+    report_dir: str = field(default="docs/results", metadata={"help": "where driving.md/.json and plots go"})
+    model_card_dir: str = field(default="models/driving", metadata={"help": "where the model card goes"})
+    scenarios: list[str] = field(default_factory=lambda: list(SCENARIOS), metadata={"help": "highway-env scenes"})
+    train_episodes: int = field(default=60, metadata={"help": "expert episodes per scenario for training"})
+    val_episodes: int = field(default=15, metadata={"help": "expert episodes per scenario for open-loop metrics"})
+    eval_episodes: int = field(
+        default=100,
+        metadata={"help": "closed-loop episodes per scenario, driven by every trained planner and the expert"},
+    )
+    seed: int = field(default=0, metadata={"help": "data seed (episodes derive from it)"})
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "training seeds per variant"})
+    variants: list[str] = field(default_factory=lambda: list(VARIANTS), metadata={"help": "ablation variants"})
+    backbone: str = field(
+        default="tiny", metadata={"help": "planner backbone of the ablation: tiny | efficientnet-lite0"}
+    )
+    extra_backbone: str = field(
+        default="efficientnet-lite0",
+        metadata={"help": "a second backbone trained as imitation and all, first seed only ('' to skip)"},
+    )
+    frames: int = field(default=2, metadata={"help": "stacked frames per input"})
+    epochs: int = field(default=10, metadata={"help": "training epochs (tiny backbone)"})
+    extra_epochs: int = field(default=4, metadata={"help": "training epochs of the extra backbone"})
+    batch_size: int = field(default=64, metadata={"help": "frames per step"})
+    lr: float = field(default=3e-3, metadata={"help": "peak AdamW learning rate"})
+    teacher: str = field(default="expert", metadata={"help": "rationale source: expert | openai-vlm | hf-vlm"})
+    teacher_model: str = field(default="", metadata={"help": "VLM: served model name (openai-vlm) or folder (hf-vlm)"})
+    teacher_url: str = field(default="", metadata={"help": "VLM: base URL of the OpenAI-compatible server"})
+    workers: int = field(default=2, metadata={"help": "processes for collection and the closed-loop evaluation"})
+    bench_repeats: int = field(default=300, metadata={"help": "timed batch-1 runs per exported planner"})
+    progress: bool = field(default=True, metadata={"help": "progress bars"})
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.scenarios) - set(SCENARIOS))
+        check(not unknown, "scenarios", f"unknown {unknown}; choose from {sorted(SCENARIOS)}")
+        bad = sorted(set(self.variants) - set(VARIANTS))
+        check(not bad, "variants", f"unknown {bad}; choose from {sorted(VARIANTS)}")
+        check("imitation" in self.variants, "variants", "the imitation-only baseline is required")
+        check(self.teacher in TEACHERS, "teacher", f"must be one of {TEACHERS}")
+        check(self.teacher == "expert" or bool(self.teacher_model), "teacher_model", "a VLM teacher needs a model")
+        check(self.train_episodes >= 1 and self.val_episodes >= 1, "train_episodes", "must be >= 1")
+        check(self.eval_episodes >= 1, "eval_episodes", "must be >= 1")
+        check(len(self.seeds) >= 1, "seeds", "need at least one training seed")
+        check(self.frames >= 1, "frames", "must be >= 1")
+
+
+PROFILES = {
+    "full": [],
+    "quick": [
+        "output_dir=runs/driving/quick",
+        "report_dir=runs/driving/quick/report",
+        "model_card_dir=runs/driving/quick/model_card",
+        "train_episodes=6",
+        "val_episodes=2",
+        "eval_episodes=4",
+        "seeds=[0]",
+        "variants=[imitation,all]",
+        "extra_backbone=",
+        "epochs=3",
+        "bench_repeats=50",
+    ],
+}

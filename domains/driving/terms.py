@@ -1,0 +1,155 @@
+"""The driving objective as named Distiller terms: imitation plus the five reasoning-distillation losses.
+
+Each term reads the planner's outputs (:mod:`suite.students.planner`) and the stored teacher targets
+(:mod:`domains.driving.data`) and calls a generic loss from :mod:`suite.losses`. Terms that own parameters
+(projectors, the reconstruction decoder) live here, in the Distiller, so the exported planner stays clean.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from suite.distiller import LossTerm
+from suite.losses import (
+    MultiStageCosineAlignment,
+    cosine_alignment_loss,
+    head_consistency_loss,
+    imitation_loss,
+    info_nce_loss,
+    masked_reconstruction_loss,
+    ssim_attention_loss,
+)
+
+STAGES = ("perception", "prediction", "planning")
+WAYPOINT_WEIGHT = 0.1  # waypoint errors are metres (tens of them); this puts them on the cross-entropy's scale
+
+
+class Imitation(LossTerm):
+    """Behaviour cloning of the expert: action cross-entropy + 0.1 * waypoint L2 (metres).
+
+    ``class_weights`` (A,) counter the expert's majority of IDLE; without them the planner never brakes.
+    """
+
+    needs_teacher = False
+
+    def __init__(self, class_weights: torch.Tensor | None = None):
+        super().__init__()
+        self.register_buffer("class_weights", class_weights)
+
+    def forward(self, student_out, teacher_out, batch):
+        labels = batch["labels"]
+        return imitation_loss(
+            student_out["logits"],
+            labels["actions"],
+            student_out["waypoints"],
+            labels["waypoints"],
+            labels["waypoint_mask"],
+            waypoint_weight=WAYPOINT_WEIGHT,
+            class_weights=self.class_weights,
+        )
+
+
+class StageAlignment(LossTerm):
+    """VERDI, survey Eq. 10: each stage's features, projected, against the embedding of that stage's rationale."""
+
+    def __init__(self, hidden: int, text_dim: int):
+        super().__init__()
+        self.align = MultiStageCosineAlignment(dict.fromkeys(STAGES, hidden), text_dim)
+
+    def forward(self, student_out, teacher_out, batch):
+        return self.align({k: student_out[k] for k in STAGES}, {k: teacher_out[k] for k in STAGES})
+
+
+class AgentContrast(LossTerm):
+    """VLP, survey Eq. 12: each agent's pooled token features vs the embedding of its description (InfoNCE).
+
+    Negatives are the other agents of the batch (other cars of the same frame and of other frames).
+    """
+
+    def __init__(self, token_dim: int, text_dim: int, temperature: float = 0.1):
+        super().__init__()
+        self.projector = nn.Linear(token_dim, text_dim)
+        self.temperature = temperature
+
+    def forward(self, student_out, teacher_out, batch):
+        tokens = student_out["tokens"]  # (B, C, G, G)
+        pooled = torch.einsum("bagh,bcgh->bac", teacher_out["agent_cells"], tokens)  # (B, A, C)
+        mask = teacher_out["agent_mask"].bool()
+        if mask.sum() < 2:
+            return tokens.sum() * 0.0  # no negatives in this batch; keep the graph
+        query = self.projector(pooled[mask])
+        return info_nce_loss(query, teacher_out["agents"][mask], temperature=self.temperature)
+
+
+class MaskedTokens(LossTerm):
+    """DiMA, survey Eq. 11: mask scene tokens, reconstruct the frame patch under each from its neighbours.
+
+    A learnable mask token replaces a random ``ratio`` of the tokens; a light decoder (3x3 conv, 1x1 conv) used only
+    in training predicts the masked cells' pixels (the current frame, 2x downsampled, one 4x4 patch per cell).
+    """
+
+    needs_teacher = False
+
+    def __init__(self, token_dim: int, ratio: float = 0.5, patch: int = 4):
+        super().__init__()
+        self.ratio, self.patch = ratio, patch
+        self.mask_token = nn.Parameter(torch.zeros(token_dim))
+        self.decoder = nn.Sequential(
+            nn.Conv2d(token_dim, token_dim, 3, padding=1), nn.GELU(), nn.Conv2d(token_dim, 3 * patch * patch, 1)
+        )
+
+    def forward(self, student_out, teacher_out, batch):
+        tokens = student_out["tokens"]  # (B, C, G, G)
+        b, c, g, _ = tokens.shape
+        masked = torch.rand(b, 1, g, g, device=tokens.device) < self.ratio
+        filled = torch.where(masked, self.mask_token.view(1, c, 1, 1), tokens)
+        pred = self.decoder(filled).flatten(2).transpose(1, 2)  # (B, G*G, 3*p*p)
+        frame = batch["inputs"]["images"][:, -3:]  # the current frame, (B, 3, H, W)
+        small = F.adaptive_avg_pool2d(frame, g * self.patch)
+        target = F.unfold(small, self.patch, stride=self.patch).transpose(1, 2)  # (B, G*G, 3*p*p)
+        return masked_reconstruction_loss(pred, target, masked.flatten(1))
+
+
+class AttentionDistill(LossTerm):
+    """Vi-LAD: SSIM between the perception stage's spatial attention and the teacher's relevance map."""
+
+    def forward(self, student_out, teacher_out, batch):
+        return ssim_attention_loss(student_out["attention"], teacher_out["relevance"], window_size=3)
+
+
+class ReasoningConsistency(LossTerm):
+    """DSDrive: the reasoning head learns the planning rationale, and its implied action must agree with the action
+    head. The implied action is a softmax over the cosine of the reasoning vector with each action's prototype
+    (the mean planning-rationale embedding of that action); the two heads meet in a symmetric KL.
+    """
+
+    def __init__(self, prototypes: torch.Tensor, temperature: float = 0.1):
+        super().__init__()
+        self.register_buffer("prototypes", prototypes)  # (A, D)
+        self.temperature = temperature
+
+    def forward(self, student_out, teacher_out, batch):
+        reasoning = student_out["reasoning"]
+        learn = cosine_alignment_loss(reasoning, teacher_out["planning"])
+        intent = F.normalize(reasoning, dim=-1) @ self.prototypes.T / self.temperature  # (B, A)
+        return learn + head_consistency_loss(intent, student_out["logits"])
+
+
+def build_terms(
+    variant_terms: tuple[str, ...], planner, prototypes: torch.Tensor, class_weights: torch.Tensor | None = None
+) -> dict[str, LossTerm]:
+    """The named terms of one ablation variant (always with imitation)."""
+    text_dim = prototypes.shape[1]
+    factories = {
+        "align": lambda: StageAlignment(planner.hidden, text_dim),
+        "agents": lambda: AgentContrast(planner.token_dim, text_dim),
+        "recon": lambda: MaskedTokens(planner.token_dim),
+        "attention": lambda: AttentionDistill(),
+        "consistency": lambda: ReasoningConsistency(prototypes),
+    }
+    unknown = sorted(set(variant_terms) - set(factories))
+    if unknown:
+        raise ValueError(f"unknown loss terms {unknown}; choose from {sorted(factories)}")
+    return {"imitation": Imitation(class_weights), **{name: factories[name]() for name in variant_terms}}

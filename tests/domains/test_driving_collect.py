@@ -1,0 +1,126 @@
+"""The expert-episode collector: seeded episodes, real frames, ego-frame waypoints, resumable shards."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from domains.driving.collect import WAYPOINT_STEPS, CollectPlan, collect, load_shard, record_episode
+from domains.driving.scenarios import ACTION_INDEX, FRAME_SIZE
+
+ARRAYS = ("frames", "actions", "speed", "waypoints", "waypoint_mask", "boxes", "agent_mask", "relevant")
+
+
+@pytest.fixture(scope="module")
+def merge_episode():
+    return record_episode("merge", seed=0, episode=0)
+
+
+@pytest.fixture(scope="module")
+def highway_episode():
+    # Seed 0, episode 0 of highway changes lanes (LANE_LEFT) and changes speed: it exercises the lateral waypoints.
+    return record_episode("highway", seed=0, episode=0)
+
+
+def test_an_episode_depends_on_its_seed_only(merge_episode):
+    again = record_episode("merge", seed=0, episode=0)
+    for key in ARRAYS:
+        np.testing.assert_array_equal(again["arrays"][key], merge_episode["arrays"][key], err_msg=key)
+    assert again["texts"] == merge_episode["texts"]
+    other = record_episode("merge", seed=1, episode=0)
+    first = min(len(other["arrays"]["frames"]), len(merge_episode["arrays"]["frames"]))
+    assert not np.array_equal(other["arrays"]["frames"][:first], merge_episode["arrays"]["frames"][:first])
+
+
+@pytest.mark.parametrize("name", ["merge", "highway"])
+def test_frames_are_real_renders(name, merge_episode, highway_episode):
+    frames = {"merge": merge_episode, "highway": highway_episode}[name]["arrays"]["frames"]
+    assert frames.dtype == np.uint8 and frames.shape[1:] == (FRAME_SIZE, FRAME_SIZE, 3) and len(frames) >= 5
+    for frame in frames:
+        # The dummy SDL driver renders black frames; a real one shows grey road, white lines and dark cars.
+        assert frame.mean() > 50
+        assert len(np.unique(frame.reshape(-1, 3), axis=0)) >= 3
+    assert not all(np.array_equal(frames[0], f) for f in frames[1:])  # the view moves
+
+
+@pytest.mark.parametrize("name", ["merge", "highway"])
+def test_waypoints_are_ego_frame_metres_and_masked_only_at_the_end(name, merge_episode, highway_episode):
+    arrays = {"merge": merge_episode, "highway": highway_episode}[name]["arrays"]
+    waypoints, mask, speed = arrays["waypoints"], arrays["waypoint_mask"], arrays["speed"]
+    n = len(arrays["actions"])
+    expected = np.array([[t + ahead <= n for ahead in WAYPOINT_STEPS] for t in range(n)])
+    np.testing.assert_array_equal(mask, expected)  # False only for futures beyond the last recorded position
+    assert (waypoints[~mask] == 0).all()
+    moving = mask[:, 0] & (speed > 1.0)
+    assert moving.any()
+    assert (waypoints[moving, 0, 0] > 0).all()  # ahead of the car
+    # One decision per second: the 1 s waypoint is about one second of travel ahead, and they keep their order.
+    np.testing.assert_allclose(waypoints[moving, 0, 0], speed[moving], atol=5.0)
+    later = mask[:, 2] & moving
+    assert (np.diff(waypoints[later, :, 0], axis=1) > 0).all()
+
+
+def test_lane_changes_move_the_waypoints_to_that_side(highway_episode):
+    arrays = highway_episode["arrays"]
+    lateral = arrays["waypoints"][:, 0, 1]  # metres to the right, 1 s ahead
+    left = arrays["actions"] == ACTION_INDEX["LANE_LEFT"]
+    right = arrays["actions"] == ACTION_INDEX["LANE_RIGHT"]
+    assert left.any()
+    assert (lateral[left] < -1.0).all()
+    assert (lateral[right] > 1.0).all()
+
+
+def test_texts_line_up_with_the_agents(merge_episode):
+    arrays, texts = merge_episode["arrays"], merge_episode["texts"]
+    assert len(texts) == len(arrays["actions"])
+    for row, mask in zip(texts, arrays["agent_mask"], strict=True):
+        assert len(row["agents"]) == mask.sum()
+        assert all(row[stage] for stage in ("perception", "prediction", "planning"))
+
+
+def test_collection_resumes_only_the_missing_shard(tmp_path):
+    plan = CollectPlan(("merge",), episodes=2, seed=0, shard_episodes=1)
+    paths = collect(plan, tmp_path, progress=False)
+    assert [p.name for p in paths] == ["merge-0000.npz", "merge-0001.npz"]
+    assert all(p.exists() and p.with_suffix(".json").exists() for p in paths)
+    before = [load_shard(p) for p in paths]
+    assert set(before[0][0]["episode"]) == {0} and set(before[1][0]["episode"]) == {1}
+    kept_mtime = paths[0].stat().st_mtime_ns
+
+    paths[1].unlink()
+    assert collect(plan, tmp_path, progress=False) == paths
+    assert paths[0].stat().st_mtime_ns == kept_mtime  # the complete shard was not rewritten
+    rebuilt = load_shard(paths[1])
+    for key, value in before[1][0].items():
+        np.testing.assert_array_equal(rebuilt[0][key], value, err_msg=key)
+    assert rebuilt[1:] == before[1][1:]
+
+    with pytest.raises(ValueError, match="another collection"):
+        collect(CollectPlan(("merge",), episodes=2, seed=1, shard_episodes=1), tmp_path, progress=False)
+
+
+@pytest.fixture(scope="module")
+def shard_bytes(tmp_path_factory):
+    [path] = collect(CollectPlan(("intersection",), episodes=1, seed=0), tmp_path_factory.mktemp("shard"), False)
+    return path.read_bytes(), path.with_suffix(".json").read_bytes()
+
+
+def _flip_middle(data: bytes) -> bytes:
+    middle = len(data) // 2  # inside the compressed frames, the largest member
+    return data[:middle] + bytes(b ^ 0xFF for b in data[middle : middle + 64]) + data[middle + 64 :]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [lambda data: b"not a shard" * 10, lambda data: data[: len(data) // 2], _flip_middle],
+    ids=["garbage", "truncated", "corrupted"],
+)
+def test_a_damaged_shard_names_its_file(tmp_path, shard_bytes, damage):
+    npz, texts = shard_bytes
+    path = tmp_path / "intersection-0000.npz"
+    path.with_suffix(".json").write_bytes(texts)
+    path.write_bytes(npz)
+    assert load_shard(path)[2] == "intersection"
+    path.write_bytes(damage(npz))
+    with pytest.raises(ValueError, match=path.name):
+        load_shard(path)

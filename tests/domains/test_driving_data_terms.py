@@ -1,0 +1,225 @@
+"""Training tensors from shards (agent cells, relevance maps, frame stacks) and the driving Distiller terms on a tiny
+planner: finite, differentiable into the planner, and zero in their identity cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from domains.driving import scenarios as sim
+from domains.driving.collect import CollectPlan, collect
+from domains.driving.data import STAGES, _stack_frames, agent_cells, ego_box, load, make_collate, relevance_maps
+from domains.driving.recipe import LOSS_WEIGHTS, VARIANTS
+from domains.driving.terms import (
+    AgentContrast,
+    AttentionDistill,
+    Imitation,
+    MaskedTokens,
+    ReasoningConsistency,
+    StageAlignment,
+    build_terms,
+)
+from suite.distiller import Distiller
+from suite.losses import cosine_alignment_loss, waypoint_l2_loss
+from suite.students.planner import GRID, PixelPlanner
+
+TEXT_DIM = 16
+CELL = sim.FRAME_SIZE // GRID  # 8 pixels
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # A few-unit planner gains nothing from threads, and on a busy 2-core machine two threads are 50x slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# -- data --------------------------------------------------------------------------------------------------------
+
+
+def test_agent_cells_share_each_box_over_its_cells():
+    boxes = np.array([[[10, 20, 30, 27], [4, 4, 12, 12], [0, 0, 64, 64], [8, 8, 16, 16]]], np.float32)
+    mask = np.array([[True, True, True, False]])
+    cells = agent_cells(boxes, mask)  # (1, 4, G, G)
+    assert cells.shape == (1, 4, GRID, GRID)
+    np.testing.assert_allclose(cells[0, :3].sum((-1, -2)), 1.0, rtol=1e-6)
+    assert (cells[0, 3] == 0).all()  # a masked agent covers nothing
+    # A box on the corner of four cells shares itself equally among them.
+    expected = np.zeros((GRID, GRID))
+    expected[0:2, 0:2] = 0.25
+    np.testing.assert_allclose(cells[0, 1], expected, atol=1e-7)
+    np.testing.assert_allclose(cells[0, 2], 1 / GRID**2, rtol=1e-6)  # the whole frame: uniform
+    assert (cells[0, 0, :, 4:] == 0).all() and (cells[0, 0, :2] == 0).all()  # nothing outside the box
+
+
+def test_relevance_is_one_under_named_agents_and_half_on_the_ego():
+    named = [5 * CELL, 1 * CELL, 7 * CELL, 3 * CELL]  # rows 1-2, columns 5-6, far from the ego
+    ignored = [0, 6 * CELL, 2 * CELL, 8 * CELL]
+    car = [41.9, 30.75, 48.2, 33.25]  # a real merge car (6.3 x 2.5 pixels) on the corner of rows 3-4, columns 5-6
+    boxes = np.array([[named, ignored, car]], np.float32)
+    maps = relevance_maps(boxes, np.array([[True, False, True]]), ["merge"])[0]
+    assert maps.shape == (GRID, GRID)
+    expected = np.zeros((GRID, GRID), np.float32)
+    expected[1:5, 5:7] = 1.0
+    # The merge ego box (6.25 px square around pixel (16, 32)) overlaps the corner of four cells.
+    x0, y0, x1, y1 = ego_box("merge")
+    assert (x0 + x1) / 2 == 16 and (y0 + y1) / 2 == 32
+    expected[3:5, 1:3] = 0.5
+    np.testing.assert_array_equal(maps, expected)  # the unnamed agent leaves no trace
+    # A named agent on the ego's cells wins over the ego.
+    on_ego = relevance_maps(np.array([[[8, 24, 16, 32]]], np.float32), np.array([[True]]), ["merge"])[0]
+    assert on_ego[3, 1] == 1.0 and on_ego[3, 2] == on_ego[4, 1] == 0.5
+
+
+def test_the_ego_box_marks_the_drawn_ego_car():
+    for name in sim.SCENARIOS:
+        env = sim.make_env(name)
+        try:
+            frame = sim.reset(env, 0)
+        finally:
+            env.close()
+        x0, y0, x1, y1 = ego_box(name)
+        region = frame[int(y0) : int(np.ceil(y1)), int(x0) : int(np.ceil(x1))].reshape(-1, 3)
+        road_or_line = (region == 100).all(1) | (region == 255).all(1)
+        assert not road_or_line.all(), name
+
+
+def test_stacked_frames_repeat_the_first_frame_at_episode_starts():
+    frames = np.arange(5, dtype=np.uint8)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)  # frame i == i
+    step = np.array([0, 1, 2, 0, 1])  # two episodes
+    stacked = _stack_frames(frames, step, 3)
+    assert stacked.shape == (5, 9, 2, 2)
+    oldest_to_newest = stacked[:, ::3, 0, 0]  # the first channel of each stacked frame
+    np.testing.assert_array_equal(oldest_to_newest, [[0, 0, 0], [0, 0, 1], [0, 1, 2], [3, 3, 3], [3, 3, 4]])
+    np.testing.assert_array_equal(_stack_frames(frames, step, 1)[:, 0, 0, 0], np.arange(5))
+
+
+# -- terms -------------------------------------------------------------------------------------------------------
+
+
+def _unit(*shape: int) -> torch.Tensor:
+    return F.normalize(torch.randn(*shape), dim=-1)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    shards = collect(CollectPlan(("merge",), episodes=1, seed=0), tmp_path_factory.mktemp("shards"), progress=False)
+    data = load(shards, frames=2)
+    torch.manual_seed(0)
+    data.teacher = {stage: _unit(len(data), TEXT_DIM) for stage in STAGES}
+    data.teacher["agents"] = _unit(len(data), data.agent_mask.shape[1], TEXT_DIM) * data.agent_mask[..., None]
+    assert data.agent_mask.sum() >= 2 and data.relevance.max() > 0
+    return data
+
+
+@pytest.fixture
+def batch(data):
+    return make_collate(data)(list(range(len(data))))
+
+
+@pytest.fixture
+def planner():
+    torch.manual_seed(0)
+    return PixelPlanner(backbone="tiny", width=4, hidden=8, text_dim=TEXT_DIM, pretrained=False)
+
+
+def test_collate_shapes(data, batch):
+    n = len(data)
+    assert batch["inputs"]["images"].shape == (n, 6, sim.FRAME_SIZE, sim.FRAME_SIZE)
+    assert batch["inputs"]["images"].min() >= 0 and batch["inputs"]["images"].max() <= 1
+    teacher = batch["teacher"]
+    assert teacher["agents"].shape == (n, data.agent_mask.shape[1], TEXT_DIM)
+    assert teacher["relevance"].shape == (n, GRID, GRID) and teacher["agent_cells"].shape[-2:] == (GRID, GRID)
+
+
+@pytest.mark.parametrize("name", ["imitation", *VARIANTS["all"]])
+def test_every_term_is_finite_and_trains_the_planner(name, planner, batch):
+    terms = build_terms(VARIANTS["all"], planner, _unit(len(sim.ACTIONS), TEXT_DIM))
+    term = terms[name]
+    loss = term(planner(**batch["inputs"]), batch["teacher"], batch)
+    assert loss.dim() == 0 and torch.isfinite(loss) and loss > 0
+    loss.backward()
+    grads = {n: p.grad for n, p in planner.named_parameters()}
+    assert all(g is None or torch.isfinite(g).all() for g in grads.values())
+    first_conv = grads["backbone.layers.0.0.weight"]
+    assert first_conv is not None and first_conv.abs().sum() > 0, "no gradient reaches the backbone"
+    head = {"imitation": "waypoint_head", "consistency": "reasoning_head", "attention": "attention_logits",
+            "align": "planning.0", "agents": "backbone.layers.3", "recon": "backbone.layers.3"}[name]  # fmt: skip
+    assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith(head)), head
+    for parameter in term.parameters():  # the term's own projectors / decoder learn too
+        assert parameter.grad is not None
+
+
+def test_all_terms_together_lower_the_loss(planner, batch):
+    torch.manual_seed(0)
+    terms = build_terms(VARIANTS["all"], planner, _unit(len(sim.ACTIONS), TEXT_DIM))
+    distiller = Distiller(planner, terms, {name: LOSS_WEIGHTS[name] for name in terms})
+    out = distiller(batch)
+    assert set(out) == {"loss"} | {f"{name}_loss" for name in terms}
+    optimizer = torch.optim.Adam(distiller.trainable_parameters(), lr=1e-2)
+    first = None
+    for _ in range(20):
+        loss = distiller(batch)["loss"]
+        first = loss.item() if first is None else first
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert distiller(batch)["loss"].item() < 0.8 * first
+
+
+def test_imitation_is_cross_entropy_when_the_waypoints_are_right(planner, batch):
+    out = planner(**batch["inputs"])
+    labels = dict(batch["labels"])
+    assert waypoint_l2_loss(out["waypoints"], out["waypoints"].detach(), labels["waypoint_mask"]).item() == 0.0
+    labels["waypoints"] = out["waypoints"].detach()
+    loss = Imitation()(out, None, {**batch, "labels": labels})
+    torch.testing.assert_close(loss, F.cross_entropy(out["logits"], labels["actions"]))
+    # With the real targets the waypoint part is 0.1 x the mean displacement in metres.
+    wrong = Imitation()(out, None, batch)
+    expected = 0.1 * waypoint_l2_loss(out["waypoints"], batch["labels"]["waypoints"], batch["labels"]["waypoint_mask"])
+    torch.testing.assert_close(wrong - loss, expected)
+
+
+def test_attention_distill_is_zero_when_the_teacher_attends_like_the_student(planner, batch):
+    out = planner(**batch["inputs"])
+    same = AttentionDistill()(out, {"relevance": out["attention"].detach()}, batch)
+    assert abs(same.item()) < 1e-5
+    assert AttentionDistill()(out, batch["teacher"], batch).item() > 0.01
+
+
+def test_reasoning_consistency_kl_vanishes_when_the_heads_agree(planner, batch):
+    term = ReasoningConsistency(_unit(len(sim.ACTIONS), TEXT_DIM))
+    out = planner(**batch["inputs"])
+    intent = F.normalize(out["reasoning"], dim=-1) @ term.prototypes.T / term.temperature
+    agreeing = {**out, "logits": intent}
+    loss = term(agreeing, batch["teacher"], batch)
+    torch.testing.assert_close(loss, cosine_alignment_loss(out["reasoning"], batch["teacher"]["planning"]))
+    # ... and the whole term is 0 when the reasoning vector is also the teacher's rationale.
+    assert abs(term(agreeing, {"planning": out["reasoning"].detach()}, batch).item()) < 1e-5
+    assert term(out, batch["teacher"], batch).item() > loss.item()
+
+
+def test_stage_alignment_is_zero_on_its_own_projections(planner, batch):
+    term = StageAlignment(planner.hidden, TEXT_DIM)
+    out = planner(**batch["inputs"])
+    target = {stage: term.align.projectors[stage](out[stage]).detach() for stage in STAGES}
+    assert abs(term(out, target, batch).item()) < 1e-5
+
+
+def test_agent_contrast_without_negatives_and_masked_tokens_without_masks_are_zero(planner, batch):
+    out = planner(**batch["inputs"])
+    teacher = {**batch["teacher"], "agent_mask": torch.zeros_like(batch["teacher"]["agent_mask"])}
+    lone = AgentContrast(planner.token_dim, TEXT_DIM)(out, teacher, batch)
+    assert lone.item() == 0.0 and lone.requires_grad
+    assert MaskedTokens(planner.token_dim, ratio=0.0)(out, None, batch).item() == 0.0
+    assert MaskedTokens(planner.token_dim, ratio=1.0)(out, None, batch).item() > 0
+
+
+def test_build_terms_rejects_unknown_names(planner):
+    with pytest.raises(ValueError, match="unknown loss terms"):
+        build_terms(("align", "telepathy"), planner, _unit(len(sim.ACTIONS), TEXT_DIM))
+    assert set(build_terms((), planner, _unit(len(sim.ACTIONS), TEXT_DIM))) == {"imitation"}

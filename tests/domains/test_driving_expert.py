@@ -1,0 +1,129 @@
+"""The privileged expert: legal, explained decisions whose boxes mark the cars drawn in the frame, and no driving
+into an obvious obstacle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from domains.driving import scenarios as sim
+from domains.driving.evaluate import best_legal_action
+from domains.driving.expert import MAX_AGENTS, PrivilegedExpert
+
+STAGES = ("perception", "prediction", "planning")
+ROAD, LINE = (100, 100, 100), (255, 255, 255)  # highway-env's road grey and lane-marking white
+
+
+def _drive(scenario: str, seed: int, steps: int):
+    """Yield ``(frame, decision)`` for the first ``steps`` expert decisions of one seeded episode."""
+    env, expert = sim.make_env(scenario), PrivilegedExpert()
+    try:
+        frame = sim.reset(env, seed)
+        for _ in range(steps):
+            decision = expert.decide(env, scenario)
+            yield frame, decision
+            frame, _, done, _ = sim.step(env, scenario, decision.action)
+            if done:
+                break
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("scenario", ["highway", "merge", "intersection", "roundabout"])
+def test_decisions_are_legal_explained_and_boxed(scenario):
+    decisions = 0
+    for seed in (1, 2):
+        for frame, decision in _drive(scenario, seed, steps=6):
+            decisions += 1
+            assert decision.action in sim.SCENARIOS[scenario].actions
+            assert set(decision.rationale) == set(STAGES)
+            assert all(decision.rationale[stage].strip() for stage in STAGES)
+            assert len(decision.agents) <= MAX_AGENTS
+            for agent in decision.agents:
+                x0, y0, x1, y1 = agent.box
+                assert 0 <= x0 <= x1 <= sim.FRAME_SIZE and 0 <= y0 <= y1 <= sim.FRAME_SIZE
+                assert agent.description.startswith("car ")
+                if (x1 - x0) * (y1 - y0) >= 4:  # not a sliver at the frame's edge
+                    region = frame[int(y0) : int(np.ceil(y1)), int(x0) : int(np.ceil(x1))].reshape(-1, 3)
+                    background = (region == ROAD).all(1) | (region == LINE).all(1)
+                    assert not background.all(), f"no car drawn under {agent.box} ({agent.description})"
+            # The rationale names the most critical relevant agents (up to three) in its perception stage.
+            named = sorted((a for a in decision.agents if a.relevant), key=lambda a: a.clearance)[:3]
+            for agent in named:
+                assert agent.description in decision.rationale["perception"]
+            if not any(a.relevant for a in decision.agents):
+                assert "No car is close" in decision.rationale["perception"]
+    assert decisions >= 6
+
+
+def _place(road, vehicle, lane_index: tuple, s: float, speed: float) -> None:
+    """Put ``vehicle`` at ``s`` metres along lane ``lane_index``, cruising at ``speed`` in that lane."""
+    lane = road.network.get_lane(lane_index)
+    vehicle.lane_index = vehicle.target_lane_index = lane_index
+    vehicle.lane = lane
+    vehicle.position = lane.position(s, 0.0)
+    vehicle.heading = lane.heading_at(s)
+    vehicle.speed = vehicle.target_speed = speed
+    # IDM cars would otherwise dodge the ego on their own (MOBIL), which is a cut-in, not a parked obstacle.
+    vehicle.enable_lane_change = False
+
+
+def _highway_with_obstacle(seed: int, gap: float, speed: float, block_sides: bool):
+    env = sim.make_env("highway")
+    sim.reset(env, seed)
+    ego, road = env.unwrapped.vehicle, env.unwrapped.road
+    middle = ("0", "1", 1)
+    s0 = ego.lane.local_coordinates(ego.position)[0]
+    _place(road, ego, middle, s0, float(ego.speed))
+    others = [v for v in road.vehicles if v is not ego]
+    others.sort(key=lambda v: np.linalg.norm(v.position - ego.position))
+    _place(road, others[0], middle, s0 + gap, speed)
+    if block_sides:
+        _place(road, others[1], ("0", "1", 0), s0, float(ego.speed))
+        _place(road, others[2], ("0", "1", 2), s0, float(ego.speed))
+    sim.render(env)  # the expert's boxes read the viewer's window, which follows the ego
+    return env
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_slow_car_just_ahead_makes_the_expert_leave_its_lane(seed):
+    env = _highway_with_obstacle(seed, gap=12.0, speed=5.0, block_sides=False)
+    try:
+        expert = PrivilegedExpert()
+        decision = expert.decide(env, "highway")
+        assert decision.action not in ("FASTER", "IDLE")
+        planning = decision.rationale["planning"]
+        assert "pass the slower traffic" in planning or "too close" in planning, planning
+        assert "car ahead" in decision.rationale["perception"]
+        for _ in range(3):  # and it does get past
+            _, _, done, info = sim.step(env, "highway", decision.action)
+            assert not info["crashed"]
+            if done:
+                break
+            decision = expert.decide(env, "highway")
+    finally:
+        env.close()
+
+
+def test_with_both_sides_taken_the_expert_brakes_and_says_why():
+    env = _highway_with_obstacle(0, gap=30.0, speed=18.0, block_sides=True)
+    try:
+        decision = PrivilegedExpert().decide(env, "highway")
+    finally:
+        env.close()
+    assert decision.action == "SLOWER"
+    assert decision.rationale["planning"] == "Slow down: the car ahead is too close."
+    assert "car ahead" in decision.rationale["perception"]
+
+
+def test_best_legal_action_never_steers_at_the_intersection():
+    rng = np.random.default_rng(0)
+    lateral = {"LANE_LEFT", "LANE_RIGHT"}
+    for _ in range(200):
+        logits = rng.normal(size=len(sim.ACTIONS)) * 5
+        logits[[sim.ACTION_INDEX[a] for a in lateral]] += 100.0  # the lane changes are the planner's favourites
+        assert best_legal_action(logits, "intersection") not in lateral
+        assert best_legal_action(logits, "highway") in lateral
+    logits = np.full(len(sim.ACTIONS), -np.inf)
+    logits[sim.ACTION_INDEX["LANE_LEFT"]] = np.inf
+    assert best_legal_action(logits, "intersection") in sim.SCENARIOS["intersection"].actions

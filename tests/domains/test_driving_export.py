@@ -1,0 +1,96 @@
+"""The driving pack's export path: a pixel planner -> ONNX (logits, waypoints, reasoning) that onnxruntime loads and
+that matches PyTorch on new frames and batch sizes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from domains.driving import scenarios as sim
+from domains.driving.collect import CollectPlan, collect
+from domains.driving.data import load
+from domains.driving.pipeline import export_planners, planner_kwargs
+from domains.driving.recipe import DrivingRecipe
+from suite.students.planner import PixelPlanner
+
+OUTPUTS = ("logits", "waypoints", "reasoning")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small convolutions on a busy 2-core machine: threads only contend
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("driving-export")
+    val = load(collect(CollectPlan(("intersection",), episodes=1, seed=3), root / "data", progress=False))
+    assert len(val) >= 6  # the export traces rows 0-1 and checks parity on rows 2-4 and 5
+    recipe = DrivingRecipe(output_dir=str(root), seeds=[0], variants=["imitation"], extra_backbone="")
+    torch.manual_seed(0)
+    # The recipe's own planner size: export_planners records planner_kwargs(recipe) as the way to rebuild it.
+    planner = PixelPlanner(**planner_kwargs(recipe, "tiny"), pretrained=False)
+    with torch.no_grad():  # non-trivial batch-norm statistics, as after training
+        for module in planner.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    exports = export_planners(recipe, {("tiny-imitation", 0): planner}, val, root)
+    return exports, planner.eval(), val
+
+
+def _torch(planner: torch.nn.Module, images: np.ndarray) -> dict[str, np.ndarray]:
+    with torch.no_grad():
+        out = planner(torch.from_numpy(images))
+    return {name: out[name].numpy() for name in OUTPUTS}
+
+
+def test_export_writes_the_planner_with_a_passed_parity_check(exported):
+    exports, _, _ = exported
+    assert set(exports) == {"tiny-imitation"}
+    folder = exports["tiny-imitation"]
+    spec = json.loads((folder / "spec.json").read_text())
+    assert [o["name"] for o in spec["outputs"]] == list(OUTPUTS)
+    assert spec["inputs"][0]["shape"] == ["batch", 6, sim.FRAME_SIZE, sim.FRAME_SIZE]
+    assert spec["labels"] == list(sim.ACTIONS)
+    parity = spec["parity"]["fp32"]
+    assert parity["max_abs_diff"] <= parity["tolerance"] <= 1e-3
+    assert spec["torch"]["student"] == "pixel-planner" and not spec["torch"]["kwargs"]["pretrained"]
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_onnxruntime_matches_pytorch_on_new_frames(exported, batch):
+    import onnx
+    import onnxruntime as ort
+
+    exports, planner, val = exported
+    path = exports["tiny-imitation"] / "model.onnx"
+    model = onnx.load(str(path))
+    assert model.ir_version == json.loads((path.parent / "spec.json").read_text())["ir_version"]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])  # the IR version is accepted
+    assert [o.name for o in session.get_outputs()] == list(OUTPUTS)
+    rng = np.random.default_rng(batch)
+    frames = val.images[-batch:].float().numpy() / 255.0  # real frames the trace did not see
+    noise = rng.random((batch, 6, sim.FRAME_SIZE, sim.FRAME_SIZE), dtype=np.float32)
+    for images in (frames.astype(np.float32), noise):
+        expected = _torch(planner, images)
+        got = dict(zip(OUTPUTS, session.run(list(OUTPUTS), {"pixel_values": images}), strict=True))
+        for name in OUTPUTS:
+            assert got[name].shape == expected[name].shape
+            np.testing.assert_allclose(got[name], expected[name], atol=1e-4, rtol=0, err_msg=name)
+
+
+def test_the_exported_weights_rebuild_the_planner(exported):
+    from suite.export import load_torch_student
+
+    exports, planner, val = exported
+    rebuilt = load_torch_student(exports["tiny-imitation"])
+    images = val.images[:4].float().numpy() / 255.0
+    for name, value in _torch(rebuilt, images).items():
+        np.testing.assert_array_equal(value, _torch(planner, images)[name], err_msg=name)
