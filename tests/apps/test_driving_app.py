@@ -46,9 +46,13 @@ def driving_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("driving-run")
     torch.manual_seed(0)
     planner = PixelPlanner(backbone="tiny", width=4, hidden=8, pretrained=False).eval()
-    images = torch.rand(6, 6, sim.FRAME_SIZE, sim.FRAME_SIZE)
-    heldout = [{"pixel_values": images[2:5]}, {"pixel_values": images[5:]}]
-    export_student(planner, planner_spec(frames=2), {"pixel_values": images[:2]}, heldout, run / "export" / STUDENT)
+    images, speed = torch.rand(6, 6, sim.FRAME_SIZE, sim.FRAME_SIZE), 30 * torch.rand(6, 1)
+
+    def feeds(rows: slice) -> dict[str, torch.Tensor]:
+        return {"pixel_values": images[rows], "ego_speed": speed[rows]}
+
+    heldout = [feeds(slice(2, 5)), feeds(slice(5, 6))]
+    export_student(planner, planner_spec(frames=2), feeds(slice(0, 2)), heldout, run / "export" / STUDENT)
     vectors = np.random.default_rng(0).normal(size=(len(BANK), 384))
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     bank = {"encoder": "minilm-l6", "texts": BANK, "embeddings": vectors.tolist()}

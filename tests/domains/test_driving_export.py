@@ -45,9 +45,9 @@ def exported(tmp_path_factory):
     return exports, planner.eval(), val
 
 
-def _torch(planner: torch.nn.Module, images: np.ndarray) -> dict[str, np.ndarray]:
+def _torch(planner: torch.nn.Module, images: np.ndarray, speed: np.ndarray) -> dict[str, np.ndarray]:
     with torch.no_grad():
-        out = planner(torch.from_numpy(images))
+        out = planner(torch.from_numpy(images), torch.from_numpy(speed))
     return {name: out[name].numpy() for name in OUTPUTS}
 
 
@@ -58,6 +58,7 @@ def test_export_writes_the_planner_with_a_passed_parity_check(exported):
     spec = json.loads((folder / "spec.json").read_text())
     assert [o["name"] for o in spec["outputs"]] == list(OUTPUTS)
     assert spec["inputs"][0]["shape"] == ["batch", 6, sim.FRAME_SIZE, sim.FRAME_SIZE]
+    assert spec["inputs"][1]["name"] == "ego_speed" and spec["inputs"][1]["shape"] == ["batch", 1]
     assert spec["labels"] == list(sim.ACTIONS)
     parity = spec["parity"]["fp32"]
     assert parity["max_abs_diff"] <= parity["tolerance"] <= 1e-3
@@ -78,9 +79,11 @@ def test_onnxruntime_matches_pytorch_on_new_frames(exported, batch):
     rng = np.random.default_rng(batch)
     frames = val.images[-batch:].float().numpy() / 255.0  # real frames the trace did not see
     noise = rng.random((batch, 6, sim.FRAME_SIZE, sim.FRAME_SIZE), dtype=np.float32)
+    speed = (30 * rng.random((batch, 1))).astype(np.float32)
     for images in (frames.astype(np.float32), noise):
-        expected = _torch(planner, images)
-        got = dict(zip(OUTPUTS, session.run(list(OUTPUTS), {"pixel_values": images}), strict=True))
+        expected = _torch(planner, images, speed)
+        feeds = {"pixel_values": images, "ego_speed": speed}
+        got = dict(zip(OUTPUTS, session.run(list(OUTPUTS), feeds), strict=True))
         for name in OUTPUTS:
             assert got[name].shape == expected[name].shape
             np.testing.assert_allclose(got[name], expected[name], atol=1e-4, rtol=0, err_msg=name)
@@ -91,6 +94,6 @@ def test_the_exported_weights_rebuild_the_planner(exported):
 
     exports, planner, val = exported
     rebuilt = load_torch_student(exports["tiny-imitation"])
-    images = val.images[:4].float().numpy() / 255.0
-    for name, value in _torch(rebuilt, images).items():
-        np.testing.assert_array_equal(value, _torch(planner, images)[name], err_msg=name)
+    images, speed = val.images[:4].float().numpy() / 255.0, val.speed[:4].numpy()
+    for name, value in _torch(rebuilt, images, speed).items():
+        np.testing.assert_array_equal(value, _torch(planner, images, speed)[name], err_msg=name)
