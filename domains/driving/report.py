@@ -296,7 +296,8 @@ def write_model_card(recipe: DrivingRecipe, results: dict[str, Any], doc: dict[s
         "",
         "A pixel-to-plan student for highway-env (highway, merge, intersection, roundabout): two stacked 64x64 RGB "
         "frames and the ego speed (m/s) in; action logits over LANE_LEFT, IDLE, LANE_RIGHT, FASTER, SLOWER, three "
-        "waypoints (1/2/3 s, metres, ego frame) and a 384-d reasoning vector (nearest MiniLM embedding of the teacher's planning rationales) out.",
+        "waypoints (1/2/3 s, metres, ego frame) and a 384-d reasoning vector (nearest MiniLM embedding of the "
+        "teacher's planning rationales) out.",
         "",
         f"- Parameters: {entry.get('params', 'n/a')}; ONNX fp32 batch-1 CPU latency "
         f"p50 {_f(entry.get('latency_ms_p50'))} ms, "
