@@ -22,6 +22,7 @@ from domains.driving.data import DrivingData
 from domains.driving.expert import PrivilegedExpert
 
 EVAL_SEED_OFFSET = 1_000_003  # closed-loop episodes never reuse a training or validation episode's seed
+CHUNK_TIMEOUT_S = 900  # a chunk of 10 episodes takes seconds; a worker that died must not hang the run
 
 
 # -- open loop ---------------------------------------------------------------------------------------------------
@@ -183,7 +184,14 @@ def closed_loop(
     )
     # spawn, not fork: a forked child inherits torch's thread pool state and can hang in its first convolution.
     with multiprocessing.get_context("spawn").Pool(workers) as pool, bar:
-        for name, scenario, rows in pool.imap_unordered(_run_chunk, tasks):
+        finished = pool.imap_unordered(_run_chunk, tasks)
+        for _ in tasks:
+            try:
+                name, scenario, rows = finished.next(timeout=CHUNK_TIMEOUT_S)
+            except multiprocessing.TimeoutError:
+                raise RuntimeError(
+                    f"closed loop: no episode chunk finished in {CHUNK_TIMEOUT_S} s (a worker process died?)"
+                ) from None
             results[name][scenario] += rows
             bar.update(len(rows))
     return {name: {s: summarise(rows) for s, rows in per.items()} for name, per in results.items()}

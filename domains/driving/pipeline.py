@@ -90,9 +90,16 @@ def planner_kwargs(recipe: DrivingRecipe, backbone: str) -> dict[str, Any]:
 
 
 def train_planner(
-    recipe: DrivingRecipe, train: DrivingData, backbone: str, variant: str, seed: int, run_dir: Path
+    recipe: DrivingRecipe,
+    train: DrivingData,
+    backbone: str,
+    variant: str,
+    seed: int,
+    run_dir: Path,
+    resume: bool = False,
 ) -> torch.nn.Module:
-    """Train one planner (or load it when ``run_dir`` already holds its weights)."""
+    """Train one planner, or load it when ``run_dir`` already holds its final weights; ``resume`` continues an
+    interrupted training from its last epoch checkpoint."""
     from safetensors.torch import load_file, save_file
 
     from suite.distiller import Distiller
@@ -115,7 +122,7 @@ def train_planner(
         output_dir=str(run_dir), epochs=epochs, batch_size=recipe.batch_size, lr=recipe.lr, seed=seed,
         warmup_ratio=0.05, schedule="cosine", log_every=50, progress=recipe.progress, tensorboard=False,
     )  # fmt: skip
-    Trainer(distiller, config, train, make_collate(train)).fit()
+    Trainer(distiller, config, train, make_collate(train)).fit(resume)
     save_file({k: v.contiguous() for k, v in planner.state_dict().items()}, str(weights))
     return planner.eval()
 
@@ -145,7 +152,7 @@ def run(recipe: DrivingRecipe, resume: bool = False) -> dict[str, Any]:
     for backbone, variant, seed in runs(recipe):
         name, run_dir = model_name(backbone, variant), out / "students" / f"{model_name(backbone, variant)}-s{seed}"
         print(f"[driving] training {name} seed {seed}")
-        planner = train_planner(recipe, train, backbone, variant, seed, run_dir)
+        planner = train_planner(recipe, train, backbone, variant, seed, run_dir, resume)
         planners[(name, seed)] = planner
         open_loop[(name, seed)] = open_loop_metrics(planner, val)
         kwargs = tuple(sorted(planner_kwargs(recipe, backbone).items()))
@@ -160,7 +167,6 @@ def run(recipe: DrivingRecipe, resume: bool = False) -> dict[str, Any]:
         "recipe": asdict(recipe), "train_frames": len(train), "val_frames": len(val), "open_loop": _keyed(open_loop),
         "closed_loop": driving, "exports": {k: str(v) for k, v in exports.items()}, "bench": bench,
         "params": {name: _params(p) for (name, _), p in planners.items()},
-        "expert_open_loop": {"action_accuracy": 1.0},
         "samples": sample_frames(val, out / "samples.png"),
     }  # fmt: skip
     (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
