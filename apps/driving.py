@@ -15,7 +15,6 @@ import json
 import time
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from apps.common import InputError, find_run, shown_to_user
 from domains.driving import scenarios as sim
 from domains.driving.evaluate import best_legal_action
 from domains.driving.expert import PrivilegedExpert
@@ -44,18 +44,9 @@ WAYPOINT_COLOUR = (255, 0, 200)
 RELEVANT_COLOUR = (255, 90, 0)
 
 
-class InputError(SuiteError):
-    """An input the app refuses; the message says what to change."""
-
-
 def resolve_run_dir(run_dir: str | Path | None) -> Path:
     """The run the app serves: ``run_dir``, else the full profile's run, else the quick one's."""
-    candidates = [Path(run_dir)] if run_dir is not None else [RUNS / "full", RUNS / "quick"]
-    for candidate in candidates:
-        if (candidate / "export").is_dir():
-            return candidate
-    tried = " or ".join(str(c / "export") for c in candidates)
-    raise SuiteError(f"no exported driving planners in {tried}; run `distill run driving --profile quick` first")
+    return find_run(run_dir, RUNS, "driving planners", "`distill run driving --profile quick`")
 
 
 @dataclass(frozen=True)
@@ -231,17 +222,6 @@ def header_markdown(run: Path, name: str, bank: RationaleBank) -> str:
         "the cars its rationale names are boxed in orange",
     ]
     return "\n".join(lines)
-
-
-@contextmanager
-def shown_to_user() -> Iterator[None]:
-    """SuiteError messages as gradio errors: shown in the page (and to API clients) without a server traceback."""
-    import gradio as gr
-
-    try:
-        yield
-    except SuiteError as error:
-        raise gr.Error(str(error), print_exception=False) from None
 
 
 def build_app(run_dir: str | Path | None = None, student: str = STUDENT) -> gr.Blocks:

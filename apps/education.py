@@ -13,11 +13,10 @@ import io
 import json
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from apps.common import InputError, find_run, shown_to_user
 from domains.education.data import LABELS, sra_pair
 from suite.errors import MalformedRowError, SuiteError
 from suite.export.runtime import ExportedTextClassifier, load_exported
@@ -44,18 +43,9 @@ EXAMPLE = {  # a Beetle-style electric-circuits item (SemEval-2013 Task 7), writ
 Models = dict[str, ExportedTextClassifier]  # role ("student", "teacher") -> model
 
 
-class InputError(SuiteError):
-    """An input the app refuses. The message says what to change and never quotes the answer's text."""
-
-
 def resolve_run_dir(run_dir: str | Path | None) -> Path:
     """The run whose ``export/`` the app serves: ``run_dir``, else the full profile's run, else the quick one's."""
-    candidates = [Path(run_dir)] if run_dir is not None else [RUNS / "full", RUNS / "quick"]
-    for candidate in candidates:
-        if (candidate / "export").is_dir():
-            return candidate
-    tried = " or ".join(str(c / "export") for c in candidates)
-    raise SuiteError(f"no exported education models in {tried}; run `make demo` or `distill run education` first")
+    return find_run(run_dir, RUNS, "education models", "`make demo` or `distill run education`")
 
 
 def load_model(export_dir: Path) -> ExportedTextClassifier:
@@ -192,17 +182,6 @@ def header_markdown(run: Path, names: dict[str, str]) -> str:
         lines.append(f"- **{role.title()}**: `{name}`" + (f", {params:,} parameters" if params else ""))
     lines += ["", f"Both run on onnxruntime (CPU), loaded from `{run / 'export'}`. Answers are not logged."]
     return "\n".join(lines)
-
-
-@contextmanager
-def shown_to_user() -> Iterator[None]:
-    """SuiteError messages as gradio errors: shown in the page (and to API clients) without a server traceback."""
-    import gradio as gr
-
-    try:
-        yield
-    except SuiteError as error:
-        raise gr.Error(str(error), print_exception=False) from None
 
 
 def build_app(
