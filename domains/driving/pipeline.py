@@ -295,11 +295,3 @@ def benchmark(recipe: DrivingRecipe, exports: dict[str, Path], out: Path) -> dic
         warmup=20, repeats=recipe.bench_repeats, progress=recipe.progress,
     )  # fmt: skip
     return {"machine": result["machine"], "results": result["results"]}
-
-
-def latency_of(bench: dict[str, Any], name: str) -> dict[str, float] | None:
-    """The batch-1 onnxruntime CPU row of the exported planner ``name`` (None: not exported or not measured)."""
-    for row in bench.get("results", []):
-        if row["model"] == name and row["runtime"] == "onnxruntime" and row["batch_size"] == 1:
-            return row
-    return None
