@@ -122,7 +122,7 @@ def render(env: Any) -> np.ndarray:
 
 
 def _skip_observations(env: Any) -> None:
-    # The Kinematics observation (a pandas table per step) is a third of the step time and nobody reads it:
+    # The Kinematics observation (a pandas table per step) costs a large share of each step and nobody reads it:
     # the student sees frames and the expert reads the simulator state directly.
     env.unwrapped.observation_type.observe = lambda: np.zeros(1, dtype=np.float32)
 

@@ -49,7 +49,7 @@ class EfficientNetLite0Backbone(nn.Module):
     """EfficientNet-Lite0's stem and first three stages (stride 8, 40 channels): 64x64 -> (40, 8, 8).
 
     The deeper stages would shrink 64x64 frames below the 8x8 token grid, and upsampling the frames to keep them
-    made training ~40x slower than the tiny CNN on a 2-core CPU.
+    made training far slower than the tiny CNN on a 2-core CPU.
 
     The ImageNet stem expects 3 channels; for ``in_ch = 3 * frames`` its kernel is repeated per frame and divided by
     the number of frames, so a stack of identical frames gives the pretrained activations.
