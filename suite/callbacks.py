@@ -87,10 +87,26 @@ class MetricsLogger(Callback):
         if not trainer.accelerator.is_main_process:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        resumed_at = trainer.state.global_step
+        if resumed_at:
+            self._drop_records_after(resumed_at)
         if self.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(self.path.parent / "tb"))
+            # purge_step hides events a killed run wrote past the checkpoint it is resumed from.
+            self.writer = SummaryWriter(
+                str(self.path.parent / "tb"), purge_step=resumed_at + 1 if resumed_at else None
+            )
+
+    def _drop_records_after(self, step: int) -> None:
+        """A resumed run replays the steps after its checkpoint: drop what the killed run logged for them."""
+        if not self.path.is_file():
+            return
+        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if _logged_step(line) <= step]
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        tmp.replace(self.path)
 
     def _write(self, trainer: Trainer, kind: str, values: dict[str, float]) -> None:
         if not trainer.accelerator.is_main_process:
@@ -114,6 +130,14 @@ class MetricsLogger(Callback):
     def on_train_end(self, trainer: Trainer) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def _logged_step(line: str) -> float:
+    """The step of one metrics.jsonl line; a line a kill cut short counts as after every checkpoint."""
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return float("inf")
 
 
 class EvaluationCallback(Callback):

@@ -137,7 +137,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     pair_field = args.pair_field or None
     metrics = evaluate_exported_classifier(
-        args.export_dir, args.data, args.text_field, pair_field, args.label_field, variant=args.variant
+        args.export_dir,
+        args.data,
+        args.text_field,
+        pair_field,
+        args.label_field,
+        variant=args.variant,
+        rating_range=tuple(args.rating_range) if args.rating_range else None,
     )
     print(json.dumps(metrics, indent=2))
     return 0
@@ -202,6 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--pair-field", default="text_pair", help="empty string for single-text inputs")
     evaluate.add_argument("--label-field", default="label")
     evaluate.add_argument("--variant", default="fp32", choices=["fp32", "int8", "fp16"])
+    evaluate.add_argument(
+        "--rating-range",
+        nargs=2,
+        type=int,
+        metavar=("LOW", "HIGH"),
+        help="class indices of an ordinal scale: adds quadratic weighted kappa (off for nominal classes)",
+    )
     evaluate.set_defaults(func=cmd_eval)
 
     from suite.bench.__main__ import add_arguments

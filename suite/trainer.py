@@ -11,6 +11,7 @@ run killed at any point and resumed ends with the same weights as an uninterrupt
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 from collections.abc import Callable, Iterator, Sequence
@@ -199,9 +200,9 @@ class Trainer:
         from accelerate import Accelerator
 
         self.config = config
-        self.accelerator = Accelerator(
-            mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum_steps
-        )
+        # Accumulation is done here, not by Accelerate: its ``backward`` would divide the loss by the group size a
+        # second time, and it cannot know that an epoch's last group is short.
+        self.accelerator = Accelerator(mixed_precision=config.mixed_precision)
         seed_everything(config.seed)
         self.distiller = distiller
         self.evaluate_fn = evaluate
@@ -217,7 +218,11 @@ class Trainer:
             collate_fn=collate,
             generator=torch.Generator().manual_seed(config.seed),
         )
-        self.steps_per_epoch = math.ceil(len(train_data) / config.batch_size / config.grad_accum_steps)
+        # Accelerate deals batches out to the processes in turn (padding the last round), so each process sees
+        # ceil(batches / processes) of them per epoch.
+        self.processes = self.accelerator.num_processes
+        self.batches_per_epoch = math.ceil(math.ceil(len(train_data) / config.batch_size) / self.processes)
+        self.steps_per_epoch = math.ceil(self.batches_per_epoch / config.grad_accum_steps)
         self.total_steps = config.max_steps or self.steps_per_epoch * config.epochs
         self.optimizer = torch.optim.AdamW(
             distiller.trainable_parameters(), lr=config.lr, weight_decay=config.weight_decay
@@ -265,16 +270,28 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
 
+    def _group_size(self, batch_in_epoch: int) -> int:
+        """Micro-batches in the accumulation group holding batch ``batch_in_epoch`` (the epoch's last may be short)."""
+        accum = self.config.grad_accum_steps
+        start = batch_in_epoch - batch_in_epoch % accum
+        return min(accum, self.batches_per_epoch - start)
+
     def _train_epoch(self, epoch: int) -> bool:
         """Run (the rest of) one epoch; True when the epoch ran to its end."""
-        state, accum = self.state, self.config.grad_accum_steps
-        batches = math.ceil(self.sampler.size / self.config.batch_size)
-        self.sampler.set_position(epoch, state.batch_in_epoch * self.config.batch_size)
+        state, batches = self.state, self.batches_per_epoch
+        # batch_in_epoch counts this process's batches; every process has taken as many, in turn.
+        self.sampler.set_position(epoch, state.batch_in_epoch * self.config.batch_size * self.processes)
         for batch in self.loader:
-            outputs = self.distiller(batch)
-            self.accelerator.backward(outputs["loss"] / accum)
+            group = self._group_size(state.batch_in_epoch)
+            closes_group = (state.batch_in_epoch + 1) % self.config.grad_accum_steps == 0 or (
+                state.batch_in_epoch + 1 >= batches
+            )
+            # Gradients are averaged across processes only on the micro-batch that closes a group.
+            with contextlib.nullcontext() if closes_group else self.accelerator.no_sync(self.distiller.student):
+                outputs = self.distiller(batch)
+                self.accelerator.backward(outputs["loss"] / group)
             state.batch_in_epoch += 1
-            if state.batch_in_epoch % accum and state.batch_in_epoch < batches:
+            if not closes_group:
                 continue
             self._optimizer_step()
             state.global_step += 1

@@ -55,3 +55,28 @@ def _guarded_connect_ex(self: socket.socket, address: object) -> int:
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
     monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect ``gpu`` tests on a machine without a CUDA device, whatever ``-m`` selected (``make test-all`` too).
+
+    They are reported as deselected with the reason, not run to fail on a missing device.
+    """
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu:
+        config.hook.pytest_deselected(items=gpu)
+        items[:] = [item for item in items if not item.get_closest_marker("gpu")]
+        config.stash[_DESELECTED_GPU] = len(gpu)
+
+
+_DESELECTED_GPU = pytest.StashKey[int]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    count = config.stash.get(_DESELECTED_GPU, 0)
+    if count:
+        terminalreporter.write_line(f"{count} gpu test(s) deselected: no CUDA device on this machine")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from domains.driving.recipe import VARIANTS, DrivingRecipe
+from domains.driving.terms import distils_from_teacher
 from suite.results import invoked_command, model_entry, write_summary
 
 CLOSED = ("collision_rate", "mean_speed", "episode_return", "offroad_rate")
@@ -62,7 +63,7 @@ def summary(recipe: DrivingRecipe, results: dict[str, Any], table: dict[str, Any
     models = {}
     for name, entry in table.items():
         params = 0 if name == "expert" else results["params"][name]
-        kd = name != "expert" and not name.endswith("-imitation")
+        kd = name != "expert" and distils_from_teacher(VARIANTS[name.rsplit("-", 1)[1]])
         models[name] = model_entry(params, kd, latency(results, name), entry["metrics"])
         models[name]["metrics_std"] = entry["std"]
         models[name]["seeds"] = entry["seeds"]

@@ -65,7 +65,8 @@ class StageAlignment(LossTerm):
 class AgentContrast(LossTerm):
     """VLP, survey Eq. 12: each agent's pooled token features vs the embedding of its description (InfoNCE).
 
-    Negatives are the other agents of the batch (other cars of the same frame and of other frames).
+    Negatives are the other agents of the batch (other cars of the same frame and of other frames), except those the
+    teacher described with the same text: an identical description is the same positive, not a negative.
     """
 
     def __init__(self, token_dim: int, text_dim: int, temperature: float = 0.1):
@@ -80,7 +81,9 @@ class AgentContrast(LossTerm):
         if mask.sum() < 2:
             return tokens.sum() * 0.0  # no negatives in this batch; keep the graph
         query = self.projector(pooled[mask])
-        return info_nce_loss(query, teacher_out["agents"][mask], temperature=self.temperature)
+        texts = teacher_out["agents"][mask]  # (N, D) embeddings: identical texts give identical rows
+        groups = torch.unique(texts, dim=0, return_inverse=True)[1]
+        return info_nce_loss(query, texts, temperature=self.temperature, groups=groups)
 
 
 class MaskedTokens(LossTerm):
@@ -153,3 +156,18 @@ def build_terms(
     if unknown:
         raise ValueError(f"unknown loss terms {unknown}; choose from {sorted(factories)}")
     return {"imitation": Imitation(class_weights), **{name: factories[name]() for name in variant_terms}}
+
+
+TERM_CLASSES = {
+    "imitation": Imitation,
+    "align": StageAlignment,
+    "agents": AgentContrast,
+    "recon": MaskedTokens,
+    "attention": AttentionDistill,
+    "consistency": ReasoningConsistency,
+}
+
+
+def distils_from_teacher(variant_terms: tuple[str, ...]) -> bool:
+    """Whether any term of a variant learns from the teacher (DiMA's reconstruction learns from pixels only)."""
+    return any(TERM_CLASSES[name].needs_teacher for name in variant_terms)

@@ -11,12 +11,18 @@ from typing import Any
 
 import numpy as np
 
-from suite.errors import MalformedRowError
+from suite.errors import DataError, MalformedRowError
 
 
-def read_labelled_jsonl(path: str | Path, text_field: str, pair_field: str | None, label_field: str) -> list[dict]:
-    """Records with ``text_field`` (and ``pair_field``) strings and an integer or label-name ``label_field``."""
-    records = []
+def read_labelled_jsonl(
+    path: str | Path, text_field: str, pair_field: str | None, label_field: str, label_names: list[str]
+) -> tuple[list[dict], list[int]]:
+    """Records with ``text_field`` (and ``pair_field``) strings, and their labels as class indices.
+
+    A label is a class index in ``0..len(label_names) - 1`` or one of ``label_names``; anything else is an error
+    naming the file and line (an out-of-range index would otherwise count as a silent miss).
+    """
+    records, labels = [], []
     path = Path(path)
     with path.open(encoding="utf-8") as stream:
         for number, line in enumerate(stream, start=1):
@@ -31,16 +37,20 @@ def read_labelled_jsonl(path: str | Path, text_field: str, pair_field: str | Non
             if missing:
                 raise MalformedRowError(path, number, f"missing field '{missing[0]}'")
             records.append(row)
-    return records
+            labels.append(_label_index(row[label_field], label_names, f"{path}:{number}"))
+    return records, labels
 
 
 def _label_index(value: Any, labels: list[str], where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError(f"{where}: label must be an integer or a label name, got {value!r}")
+        raise DataError(f"{where}: label must be an integer or a label name, got {value!r}")
     if isinstance(value, int):
+        if not 0 <= value < len(labels):
+            last = len(labels) - 1
+            raise DataError(f"{where}: label {value} is out of range for a {len(labels)}-class model (0..{last})")
         return value
     if value not in labels:
-        raise ValueError(f"{where}: unknown label '{value}' (known: {', '.join(labels)})")
+        raise DataError(f"{where}: unknown label '{value}' (known: {', '.join(labels)})")
     return labels.index(value)
 
 
@@ -52,14 +62,18 @@ def evaluate_exported_classifier(
     label_field: str = "label",
     variant: str = "fp32",
     batch_size: int = 64,
+    rating_range: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Accuracy, macro-F1, quadratic weighted kappa, ECE and mean predictive entropy of the exported model."""
+    """Accuracy, macro-F1, ECE and mean predictive entropy of the exported model.
+
+    Quadratic weighted kappa only with ``rating_range`` (the lowest and highest class index of an ordinal scale):
+    on nominal classes the distance between class indices means nothing, so neither would the kappa.
+    """
     from suite.eval import accuracy, expected_calibration_error, macro_f1, predictive_entropy, quadratic_weighted_kappa
     from suite.export.runtime import load_exported
 
     model = load_exported(export_dir, variant=variant)
-    records = read_labelled_jsonl(data, text_field, pair_field, label_field)
-    labels = [_label_index(r[label_field], list(model.labels), f"{data}:{i + 1}") for i, r in enumerate(records)]
+    records, labels = read_labelled_jsonl(data, text_field, pair_field, label_field, list(model.labels))
     probabilities = []
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
@@ -67,12 +81,14 @@ def evaluate_exported_classifier(
         probabilities.append(model.predict_proba([r[text_field] for r in chunk], pairs))
     probs = np.concatenate(probabilities)
     predictions = probs.argmax(-1).tolist()
-    return {
+    metrics = {
         "examples": len(records),
         "variant": variant,
         "accuracy": accuracy(predictions, labels),
         "macro_f1": macro_f1(predictions, labels),
-        "quadratic_weighted_kappa": quadratic_weighted_kappa(predictions, labels),
         "ece": expected_calibration_error(probs, labels),
         "mean_entropy": float(predictive_entropy(probs).mean()),
     }
+    if rating_range is not None:
+        metrics["quadratic_weighted_kappa"] = quadratic_weighted_kappa(predictions, labels, rating_range)
+    return metrics

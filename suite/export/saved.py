@@ -74,7 +74,7 @@ def export_saved_text_student(
     )
     eval_fn = None
     if eval_data is not None:
-        eval_fn, torch_accuracy, examples = _accuracy_fn(model, tokenizer, eval_data, max_length)
+        eval_fn, torch_accuracy, examples = _accuracy_fn(model, tokenizer, eval_data, max_length, spec.labels)
         metrics = {**(metrics or {}), "accuracy": torch_accuracy, "eval_data": str(eval_data), "examples": examples}
     shapes = [(2, 16), (3, 23), (1, 7), (5, min(40, max_length))]
     example, *heldout = token_batches(len(tokenizer), shapes, token_type_ids=segments)
@@ -97,14 +97,16 @@ def export_saved_text_student(
     )
 
 
-def _accuracy_fn(model: Any, tokenizer: Any, data: str | Path, max_length: int) -> tuple[Any, float, int]:
+def _accuracy_fn(
+    model: Any, tokenizer: Any, data: str | Path, max_length: int, label_names: list[str]
+) -> tuple[Any, float, int]:
     """``(eval_fn(run) -> accuracy, PyTorch accuracy, examples)`` on a labelled JSONL file."""
     import numpy as np
 
     from suite.eval.exported import read_labelled_jsonl
 
-    records = read_labelled_jsonl(data, "text", "text_pair", "label")
-    labels = np.array([int(r["label"]) for r in records])
+    records, label_indices = read_labelled_jsonl(data, "text", "text_pair", "label", label_names)
+    labels = np.array(label_indices)
     batches = []
     for start in range(0, len(records), 64):
         chunk = records[start : start + 64]

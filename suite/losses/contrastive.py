@@ -14,7 +14,11 @@ from suite.losses._reduce import check_same_shape, check_temperature, upcast
 
 
 def info_nce_loss(
-    query: Tensor, positive: Tensor, negatives: Tensor | None = None, temperature: float = 0.07
+    query: Tensor,
+    positive: Tensor,
+    negatives: Tensor | None = None,
+    temperature: float = 0.07,
+    groups: Tensor | None = None,
 ) -> Tensor:
     r"""InfoNCE with cosine similarity, averaged over the B queries:
 
@@ -28,6 +32,10 @@ def info_nce_loss(
     a ``(B, B)`` cross-entropy with targets on the diagonal), ``(N, D)`` shares N negatives across queries,
     ``(B, N, D)`` gives each query its own. One direction only (query -> positive); for a symmetric CLIP-style loss
     call it twice with the roles swapped. A learnable temperature is the caller's job: pass its current value.
+
+    ``groups`` (``(B,)`` integers, in-batch negatives only): rows with the same group id share one positive (e.g.
+    two agents described by the same teacher text), so they are not each other's negatives: pushing a query away
+    from its own positive's twin would contradict pulling it towards the positive.
     """
     check_same_shape(query, positive, "query/positive")
     if query.dim() != 2:
@@ -37,7 +45,16 @@ def info_nce_loss(
     if negatives is None:
         logits = query @ positive.T  # (B, B)
         targets = torch.arange(query.shape[0], device=query.device)
+        if groups is not None:
+            if groups.shape != targets.shape:
+                raise ValueError(f"groups must be ({query.shape[0]},), got {tuple(groups.shape)}")
+            twins = (groups[:, None] == groups[None, :]) & ~torch.eye(
+                len(groups), dtype=torch.bool, device=groups.device
+            )
+            logits = logits.masked_fill(twins, float("-inf"))
         return F.cross_entropy(logits / temperature, targets)
+    if groups is not None:
+        raise ValueError("groups apply to in-batch negatives only (negatives=None)")
     negatives = F.normalize(upcast(negatives), dim=-1)
     if negatives.dim() == 2 and negatives.shape[1] == query.shape[1]:
         negative_sims = query @ negatives.T  # (B, N)

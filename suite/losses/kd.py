@@ -18,10 +18,14 @@ from suite.losses._reduce import check_same_shape, check_temperature, masked_mea
 
 def _kl_per_position(log_p_teacher: Tensor, log_p_student: Tensor) -> Tensor:
     r""":math:`\sum_v p_T(v) (\log p_T(v) - \log p_S(v))` over the last axis; (..., V) -> (...)."""
+    # Ids the teacher rules out (-inf logit, zero prob) contribute 0, not 0 * inf = NaN. A row the teacher rules out
+    # entirely (a padded position: all -inf, so log_softmax gives NaN) contributes 0 too. Both factors are replaced
+    # before the product, not after: torch.where passes NaN gradients through a discarded branch's product.
     p_teacher = log_p_teacher.exp()
-    # Ids the teacher rules out (-inf logit, zero prob) contribute 0, not 0 * inf = NaN.
-    terms = torch.where(p_teacher > 0, p_teacher * (log_p_teacher - log_p_student), 0.0)
-    return terms.sum(-1)
+    kept = p_teacher > 0  # False for NaN as well
+    p_teacher = torch.where(kept, p_teacher, 0.0)
+    log_ratio = torch.where(kept, log_p_teacher - log_p_student, 0.0)
+    return (p_teacher * log_ratio).sum(-1)
 
 
 def soft_label_kd_loss(

@@ -18,6 +18,25 @@ TASKS = ("classification", "encoder", "causal-lm", "seq2seq", "vision")
 _TIMM_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 
 
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+_CHUNK = 1 << 20
+
+
+def model_digest(path: Path) -> str:
+    """sha256 (16 hex digits) of ``config.json`` and every weight file in ``path`` (names and bytes, sorted).
+
+    Reads every weight byte once when the teacher is built; that is cheap next to loading and asking the model.
+    """
+    files = [path / "config.json"] + sorted(p for p in path.iterdir() if p.suffix in _WEIGHT_SUFFIXES and p.is_file())
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.name.encode() + b"\0")
+        with file.open("rb") as stream:
+            while chunk := stream.read(_CHUNK):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
 def _freeze(model: torch.nn.Module) -> torch.nn.Module:
     model.eval()
     model.requires_grad_(False)
@@ -57,9 +76,9 @@ class HFTeacher:
             raise ModelNotFoundError(f"teacher model not found ({what} {self.path}); teachers load local paths only")
         self.task, self.device, self.dtype = task, device, dtype
         self.max_length, self.max_new_tokens, self.top_k = max_length, max_new_tokens, top_k
-        # The config hash makes retrained weights saved to the same path a new teacher in the store.
-        digest = hashlib.sha256(config.read_bytes()).hexdigest()[:16]
-        self.teacher_id = f"{self.path}@{digest}"
+        # Keyed by the weights, not the path: a teacher retrained into the same directory is a new teacher to the
+        # store, so its stale outputs are never reused.
+        self.teacher_id = f"{self.path}@{model_digest(self.path)}"
         self._model: torch.nn.Module | None = None
         self._tokenizer: Any = None
 

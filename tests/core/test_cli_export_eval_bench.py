@@ -45,6 +45,13 @@ def test_export_eval_bench(tmp_path: Path, capsys) -> None:
     assert main(["eval", str(tmp_path / "onnx"), str(data)]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["examples"] == len(rows) and 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["ece"] <= 1
+    assert "quadratic_weighted_kappa" not in metrics  # nominal classes unless a rating range is given
+    assert main(["eval", str(tmp_path / "onnx"), str(data), "--rating-range", "0", "1"]) == 0
+    assert -1 <= json.loads(capsys.readouterr().out)["quadratic_weighted_kappa"] <= 1
+
+    data.write_text(json.dumps({**rows[0], "label": 2}) + "\n")
+    assert main(["eval", str(tmp_path / "onnx"), str(data)]) == 2
+    assert f"{data}:1: label 2 is out of range for a 2-class model" in capsys.readouterr().err
 
     data.write_text(json.dumps(rows[0]) + "\n{not json\n")
     assert main(["eval", str(tmp_path / "onnx"), str(data)]) == 2

@@ -46,6 +46,9 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path: Path)
         return {r["step"]: r["loss"] for r in lines if r["kind"] == "train"}
 
     full_losses, resumed_losses = losses(tmp_path / "full"), losses(tmp_path / "killed")
+    # The killed run logged step 13 before dying; the resumed run logs it again, once.
+    logged = [json.loads(line) for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if r["kind"] == "train"] == list(range(1, 28))
     assert sorted(full_losses) == list(range(1, 28))
     for step in range(13, 28):
         assert resumed_losses[step] == full_losses[step], step

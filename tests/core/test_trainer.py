@@ -69,19 +69,38 @@ def test_early_stopping_after_patience(tmp_path: Path) -> None:
     assert state.should_stop and state.epoch == 4 and state.best_metric == 0.6
 
 
-def test_gradient_accumulation_matches_a_larger_batch(tmp_path: Path) -> None:
-    def train(batch_size: int, accum: int) -> dict[str, torch.Tensor]:
-        torch.manual_seed(0)
-        student = Net(4)
-        cfg = config(
-            tmp_path / f"{batch_size}-{accum}", batch_size=batch_size, grad_accum_steps=accum, max_grad_norm=0
-        )
-        Trainer(Distiller(student, {"task": TaskLoss()}, {"task": 1.0}), cfg, data(), collate).fit()
-        return student.state_dict()
+def step_gradients(tmp_path: Path, batch_size: int, accum: int, n: int = 32, lr: float = 1e-2) -> list[torch.Tensor]:
+    """The flattened student gradient at every optimizer step of a one-epoch run."""
+    torch.manual_seed(0)
+    student = Net(4)
+    cfg = config(tmp_path / f"{batch_size}x{accum}", epochs=1, batch_size=batch_size, grad_accum_steps=accum,
+                 max_grad_norm=0, lr=lr)  # fmt: skip
+    trainer = Trainer(Distiller(student, {"task": TaskLoss()}, {"task": 1.0}), cfg, data(n), collate)
+    seen: list[torch.Tensor] = []
+    trainer.optimizer.optimizer.register_step_pre_hook(
+        lambda *_: seen.append(torch.cat([p.grad.flatten().clone() for p in student.parameters()]))
+    )
+    trainer.fit()
+    return seen
 
-    big, accumulated = train(8, 1), train(4, 2)
-    for name in big:
-        assert torch.allclose(big[name], accumulated[name], atol=1e-6), name
+
+def test_first_step_gradient_is_the_same_for_any_split_of_the_batch(tmp_path: Path) -> None:
+    # 8x1, 4x2 and 2x4 see the same 8 examples before the first optimizer step: one mean gradient, not one divided
+    # by the group size twice (once here, once more by Accelerate's backward).
+    reference = step_gradients(tmp_path, 8, 1)[0]
+    for batch_size, accum in [(4, 2), (2, 4)]:
+        gradient = step_gradients(tmp_path, batch_size, accum)[0]
+        assert torch.allclose(gradient, reference, atol=1e-6), (batch_size, accum)
+
+
+def test_an_epochs_short_last_accumulation_group_is_a_mean_over_its_batches(tmp_path: Path) -> None:
+    # 20 examples in batches of 4 with groups of 2: groups of 2, 2 and 1 batches. With a vanishing lr the weights
+    # stay put, so the lone last batch must give the same gradient as when it is its own step (not half of it).
+    lone = step_gradients(tmp_path, 4, 1, n=20, lr=1e-12)
+    grouped = step_gradients(tmp_path, 4, 2, n=20, lr=1e-12)
+    assert len(grouped) == 3
+    assert torch.allclose(grouped[0], (lone[0] + lone[1]) / 2, atol=1e-6)
+    assert torch.allclose(grouped[2], lone[4], atol=1e-6)
 
 
 def test_epoch_order_depends_only_on_seed_and_epoch() -> None:

@@ -219,7 +219,36 @@ def test_agent_contrast_without_negatives_and_masked_tokens_without_masks_are_ze
     assert MaskedTokens(planner.token_dim, ratio=1.0)(out, None, batch).item() > 0
 
 
+def test_agent_contrast_does_not_push_apart_agents_the_teacher_described_alike(planner, batch):
+    from suite.losses import info_nce_loss
+
+    out = planner(**batch["inputs"])
+    mask = batch["teacher"]["agent_mask"].bool()
+    agents = batch["teacher"]["agents"].clone()
+    first, second = mask.nonzero()[:2].tolist()
+    agents[second[0], second[1]] = agents[first[0], first[1]]  # two agents, one description
+    teacher = {**batch["teacher"], "agents": agents}
+    term = AgentContrast(planner.token_dim, TEXT_DIM)
+    loss = term(out, teacher, batch)
+
+    query = term.projector(torch.einsum("bagh,bcgh->bac", teacher["agent_cells"], out["tokens"])[mask])
+    texts = agents[mask]
+    losses = []
+    for i in range(len(texts)):
+        others = [j for j in range(len(texts)) if not torch.equal(texts[j], texts[i])]
+        losses.append(info_nce_loss(query[i : i + 1], texts[i : i + 1], texts[others], temperature=term.temperature))
+    torch.testing.assert_close(loss, torch.stack(losses).mean())
+
+
 def test_build_terms_rejects_unknown_names(planner):
     with pytest.raises(ValueError, match="unknown loss terms"):
         build_terms(("align", "telepathy"), planner, _unit(len(sim.ACTIONS), TEXT_DIM))
     assert set(build_terms((), planner, _unit(len(sim.ACTIONS), TEXT_DIM))) == {"imitation"}
+
+
+def test_only_variants_with_a_teacher_term_count_as_distillation():
+    from domains.driving.terms import distils_from_teacher
+
+    assert not distils_from_teacher(VARIANTS["imitation"])
+    assert not distils_from_teacher(VARIANTS["recon"])  # DiMA reconstructs pixels: no teacher involved
+    assert all(distils_from_teacher(VARIANTS[v]) for v in ("align", "agents", "attention", "consistency", "all"))

@@ -98,6 +98,26 @@ def test_soft_label_teacher_neg_inf_logit_is_finite():
     assert torch.isfinite(loss) and torch.isfinite(student.grad).all()
 
 
+@pytest.mark.parametrize("loss_fn", ["soft_label", "topk"])
+def test_masked_position_with_an_all_neg_inf_teacher_row_has_finite_gradients(loss_fn):
+    # (B=1, T=3, V=4): position 2 is padding, where a stored teacher row can be all -inf.
+    student = randn(1, 3, 4, requires_grad=True)
+    teacher = randn(1, 3, 4, seed=1)
+    teacher[0, 2] = float("-inf")
+    mask = torch.tensor([[True, True, False]])
+    if loss_fn == "soft_label":
+        loss = soft_label_kd_loss(student, teacher, temperature=2.0, mask=mask)
+        expected = soft_label_kd_loss(student[:, :2], teacher[:, :2], temperature=2.0)
+    else:
+        ids = torch.arange(4).expand(1, 3, 4)
+        loss = topk_kd_loss(student, ids, teacher.log_softmax(-1), mask=mask)
+        expected = topk_kd_loss(student[:, :2], ids[:, :2], teacher[:, :2].log_softmax(-1))
+    loss.backward()
+    assert torch.isfinite(student.grad).all()
+    assert torch.equal(student.grad[0, 2], torch.zeros(4, dtype=torch.float64))
+    assert torch.allclose(loss, expected)
+
+
 def test_soft_label_half_precision_upcasts():
     student, teacher = randn(2, 5).bfloat16(), randn(2, 5, seed=1).bfloat16()
     assert soft_label_kd_loss(student, teacher).dtype == torch.float32

@@ -86,6 +86,22 @@ def test_info_nce_in_batch_equals_explicit_per_query_negatives():
     )
 
 
+def test_info_nce_groups_drop_a_shared_positive_from_the_negatives():
+    # Rows 0 and 2 share one positive (the same teacher text): each is scored against row 1 only.
+    query, positive = randn(3, 3, seed=1), randn(3, 3, seed=2)
+    positive[2] = positive[0]
+    grouped = info_nce_loss(query, positive, temperature=0.5, groups=torch.tensor([0, 1, 0]))
+    per_query = [
+        info_nce_loss(query[b : b + 1], positive[b : b + 1], positive[negatives], temperature=0.5)
+        for b, negatives in enumerate([[1], [0, 2], [1]])
+    ]
+    torch.testing.assert_close(grouped, torch.stack(per_query).mean())
+    distinct = info_nce_loss(query, positive, temperature=0.5, groups=torch.tensor([0, 1, 2]))
+    torch.testing.assert_close(distinct, info_nce_loss(query, positive, temperature=0.5))
+    with pytest.raises(ValueError, match="in-batch"):
+        info_nce_loss(query, positive, randn(2, 3), groups=torch.tensor([0, 1, 0]))
+
+
 def test_info_nce_shared_negatives_equal_expanded_per_query():
     query, positive, negatives = randn(4, 3, seed=1), randn(4, 3, seed=2), randn(6, 3, seed=3)
     shared = info_nce_loss(query, positive, negatives, temperature=0.2)

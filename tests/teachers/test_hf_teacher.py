@@ -131,3 +131,26 @@ def test_missing_model_and_changed_config(models, tmp_path):
         assert HFTeacher(path, "encoder").teacher_id != before
     finally:
         config.write_text(original)
+
+
+def test_retrained_weights_at_the_same_path_are_a_new_teacher_to_the_store(tmp_path):
+    import transformers as tf
+
+    config = tf.BertConfig(vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=32, max_position_embeddings=32, num_labels=3)  # fmt: skip
+    path, store = tmp_path / "teacher", TeacherOutputStore(tmp_path / "store")
+    torch.manual_seed(0)
+    tf.BertForSequenceClassification(config).save_pretrained(path)
+    save_tokenizer(path, with_cls=True)
+    first = store.run(HFTeacher(path, "classification"), PROMPTS, progress=False)
+
+    # "Retrain": same config.json byte for byte, new weights written over the old ones.
+    torch.manual_seed(1)
+    tf.BertForSequenceClassification(config).save_pretrained(path)
+    retrained = HFTeacher(path, "classification")
+    second = store.run(retrained, PROMPTS, progress=False)
+    fresh = retrained.answer(PROMPTS)
+    assert not torch.allclose(first[0].logits, second[0].logits)
+    for stored, answered in zip(second, fresh, strict=True):
+        torch.testing.assert_close(stored.logits, answered.logits)
+    assert len(store) == 2 * len(PROMPTS)
