@@ -26,6 +26,8 @@ class TrainState:
     should_stop: bool = False
     best_metric: float | None = None
     evals_without_improvement: int = 0
+    best_weights_metric: float | None = None
+    best_weights_step: int = -1
     last_eval_step: int = -1
     last_metrics: dict[str, float] = field(default_factory=dict)
 
@@ -48,19 +50,14 @@ class Callback:
 
 
 class ProgressBar(Callback):
-    """A tqdm bar over optimizer steps, showing the running loss."""
+    """A bar over optimizer steps showing the running loss (plain lines when the output is not a terminal)."""
 
     def on_train_begin(self, trainer: Trainer) -> None:
-        from tqdm.auto import tqdm
+        from suite.progress import progress_bar
 
         state = trainer.state
-        self.bar = tqdm(
-            total=state.total_steps,
-            initial=state.global_step,
-            desc="train",
-            unit="step",
-            disable=not trainer.accelerator.is_main_process,
-            dynamic_ncols=True,
+        self.bar = progress_bar(
+            state.total_steps, "train", "step", enabled=trainer.accelerator.is_main_process, initial=state.global_step
         )
 
     def on_step_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
@@ -184,6 +181,45 @@ class EarlyStopping(Callback):
         state.evals_without_improvement += 1
         if state.evals_without_improvement >= self.patience:
             state.should_stop = True
+
+
+def _improves(value: float, best: float | None, mode: str) -> bool:
+    return best is None or (value > best if mode == "max" else value < best)
+
+
+class KeepBestWeights(Callback):
+    """Keeps the trainable weights of the best evaluation by ``metric`` in ``output_dir/best/`` and loads them back
+    at the end of training, so a model that peaked before the last epoch ends at its peak.
+
+    The copy lives beside the checkpoints and survives a resume; it is written atomically (safetensors).
+    """
+
+    def __init__(self, output_dir: str | Path, metric: str, mode: str = "max"):
+        self.dir, self.metric, self.mode = Path(output_dir) / "best", metric, mode
+
+    def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        if self.metric not in metrics:
+            raise KeyError(
+                f"the best weights are picked by '{self.metric}', but evaluation returned {sorted(metrics)}"
+            )
+        state = trainer.state
+        if not _improves(metrics[self.metric], state.best_weights_metric, self.mode):
+            return
+        state.best_weights_metric, state.best_weights_step = float(metrics[self.metric]), state.global_step
+        from suite.checkpoint import save_weights
+
+        save_weights(trainer, self.dir)
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        state = trainer.state
+        if state.best_weights_step < 0 or state.best_weights_step == state.global_step:
+            return
+        from suite.checkpoint import load_weights
+
+        load_weights(trainer, self.dir)
+        if trainer.accelerator.is_main_process:
+            print(f"restored the best weights: step {state.best_weights_step}, "
+                  f"{self.metric}={state.best_weights_metric:.4f}")  # fmt: skip
 
 
 class CheckpointCallback(Callback):

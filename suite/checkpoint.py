@@ -94,6 +94,29 @@ def save_checkpoint(trainer: Trainer, root: Path, keep: int = 2) -> Path | None:
     return final
 
 
+def save_weights(trainer: Trainer, directory: Path) -> None:
+    """Write the trainable weights (student and loss terms) to ``directory``, replacing it atomically."""
+    accelerator = trainer.accelerator
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return
+    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_model(accelerator.unwrap_model(trainer.distiller.student), str(tmp / "student.safetensors"))
+    save_model(trainer.distiller.terms, str(tmp / "terms.safetensors"))
+    (tmp / "step.json").write_text(json.dumps({"step": trainer.state.global_step}))
+    shutil.rmtree(directory, ignore_errors=True)
+    os.replace(tmp, directory)
+
+
+def load_weights(trainer: Trainer, directory: Path) -> None:
+    """Load what :func:`save_weights` wrote back into the trainer's student and loss terms (every process)."""
+    trainer.accelerator.wait_for_everyone()
+    load_model(trainer.accelerator.unwrap_model(trainer.distiller.student), str(directory / "student.safetensors"))
+    load_model(trainer.distiller.terms, str(directory / "terms.safetensors"))
+
+
 def _prune(root: Path, keep: int) -> None:
     steps = sorted(p for p in root.glob("step-*") if p.is_dir())
     for old in steps[:-keep]:
@@ -101,9 +124,10 @@ def _prune(root: Path, keep: int) -> None:
 
 
 def clear_run(output_dir: str | Path) -> None:
-    """Remove an earlier run's checkpoints, metric log and TensorBoard events from ``output_dir``."""
+    """Remove an earlier run's checkpoints, best weights, metric log and TensorBoard events from ``output_dir``."""
     root = Path(output_dir)
     shutil.rmtree(root / "checkpoints", ignore_errors=True)
+    shutil.rmtree(root / "best", ignore_errors=True)
     shutil.rmtree(root / "tb", ignore_errors=True)
     (root / "metrics.jsonl").unlink(missing_ok=True)
 

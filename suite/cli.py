@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from suite.errors import SuiteError
@@ -16,25 +19,76 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
-def _recipe_for(domain: Any, profile: str, data: dict, overrides: list[str], output_dir: str | None) -> Any:
-    """Recipe defaults <- profile <- YAML data <- ``--set`` overrides <- ``--output-dir``."""
+def _recipe_for(
+    domain: Any, profile: str, data: dict, overrides: list[str], output_dir: str | None, publish: bool = False
+) -> Any:
+    """Recipe defaults <- profile <- YAML data <- ``--set`` overrides <- ``--output-dir`` <- ``--publish``.
+
+    A run writes under its output directory only; ``--publish`` sends the report to ``docs/results`` and the model
+    card to ``models/DOMAIN`` (what the repository commits), for packs that have those fields.
+    """
     from suite.config import apply_overrides, build_config, deep_merge
 
     if profile not in domain.profiles:
         raise SuiteError(f"unknown profile '{profile}' for {domain.name} (known: {', '.join(domain.profiles)})")
     extra = [f"output_dir={output_dir}"] if output_dir else []
+    if publish:
+        fields = {f.name for f in dataclasses.fields(domain.recipe)}
+        if not {"report_dir", "model_card_dir"} <= fields:
+            raise SuiteError(f"domain '{domain.name}' writes no report or model card to publish")
+        extra += ["report_dir=docs/results", f"model_card_dir=models/{domain.name}"]
     profile_data = apply_overrides({}, domain.profiles[profile])
     return build_config(domain.recipe, deep_merge(profile_data, data), [*overrides, *extra])
+
+
+def _opening_line(domain: Any, recipe: Any, how: str) -> str:
+    where = f"writing to {recipe.output_dir}"
+    if hasattr(recipe, "report_path"):  # packs with a report say where it and the model card go
+        where += f" (report: {recipe.report_path}, model card: {recipe.model_card_path})"
+    return f"{how}: {domain.description}; {where}"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from suite.domains import get_domain
 
     domain = get_domain(args.domain)
-    recipe = _recipe_for(domain, args.profile, {}, args.set, args.output_dir)
-    print(f"distill run {domain.name} --profile {args.profile}: {domain.description}")
-    domain.run(recipe, resume=args.resume)
+    recipe = _recipe_for(domain, args.profile, {}, args.set, args.output_dir, args.publish)
+    print(_opening_line(domain, recipe, f"distill run {domain.name} --profile {args.profile}"), flush=True)
+    with quiet_library_progress():
+        domain.run(recipe, resume=args.resume)
     return 0
+
+
+def cmd_recipe(args: argparse.Namespace) -> int:
+    from suite.config import describe_fields
+    from suite.domains import get_domain
+
+    domain = get_domain(args.domain)
+    recipe = _recipe_for(domain, args.profile, {}, args.set, None)
+    print(f"recipe of '{domain.name}' (profile {args.profile}); change a key with --set KEY=VALUE")
+    for key, type_name, value, help_text in describe_fields(recipe):
+        print(f"  {key} ({type_name}) = {value!r}" + (f"\n      {help_text}" if help_text else ""))
+    print(f"profiles: {', '.join(domain.profiles)}")
+    return 0
+
+
+@contextlib.contextmanager
+def quiet_library_progress() -> Iterator[None]:
+    """Silence transformers' and huggingface_hub's own loading bars and info logs inside a run: the run prints
+    its own progress, and a wall of "Loading weights" bars hides it."""
+    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
+        enable_progress_bars()
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -47,7 +101,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise SuiteError(f"{args.config}: add a top-level 'domain:' key naming the recipe (e.g. domain: example)")
     domain = get_domain(str(name))
     profile = str(data.pop("profile", "full"))
-    domain.run(_recipe_for(domain, profile, data, args.set, args.output_dir), resume=args.resume)
+    recipe = _recipe_for(domain, profile, data, args.set, args.output_dir, args.publish)
+    print(_opening_line(domain, recipe, f"distill train {args.config}"), flush=True)
+    with quiet_library_progress():
+        domain.run(recipe, resume=args.resume)
     return 0
 
 
@@ -166,13 +223,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
     run.add_argument("--output-dir", help="where runs, teacher outputs and results go")
     run.add_argument("--resume", action="store_true", help="continue interrupted training from its checkpoints")
+    run.add_argument("--publish", action="store_true", help="write the report to docs/results, the card to models/")
     run.set_defaults(func=cmd_run)
+
+    recipe = sub.add_parser("recipe", help="list a domain's recipe keys: type, value in a profile, help")
+    recipe.add_argument("domain", help="domain name (see `distill models list`)")
+    recipe.add_argument("--profile", default="full", help="show the values of this profile")
+    recipe.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
+    recipe.set_defaults(func=cmd_recipe)
 
     train = sub.add_parser("train", help="run a recipe from a YAML file (top-level key 'domain' names it)")
     train.add_argument("config", help="YAML recipe")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
     train.add_argument("--output-dir", help="where runs, teacher outputs and results go")
     train.add_argument("--resume", action="store_true", help="continue interrupted training from its checkpoints")
+    train.add_argument("--publish", action="store_true", help="write the report to docs/results, the card to models/")
     train.set_defaults(func=cmd_train)
 
     data = sub.add_parser("data", help="list, fetch or verify registered datasets")

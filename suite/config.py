@@ -167,3 +167,21 @@ def build_config(cls: type[T], data: dict[str, Any], overrides: list[str] | None
     if unknown:
         return from_dict(cls, data)  # reports the unknown key
     return from_dict(cls, deep_merge(to_dict(cls()), data))
+
+
+def _type_name(annotation: Any) -> str:
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+
+
+def describe_fields(config: Any, prefix: str = "") -> list[tuple[str, str, Any, str]]:
+    """``(key, type, value, help)`` of every field of a config dataclass, nested sections as dotted keys."""
+    rows = []
+    hints = typing.get_type_hints(type(config))
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        key = f"{prefix}{field.name}"
+        if dataclasses.is_dataclass(value):
+            rows += describe_fields(value, prefix=f"{key}.")
+        else:
+            rows.append((key, _type_name(hints[field.name]), value, field.metadata.get("help", "")))
+    return rows

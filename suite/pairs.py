@@ -15,6 +15,7 @@ Recipes (the built-in example, ``domains/education``) only choose data, models a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from suite.distiller import Distiller, SoftLabelKD, TaskLoss, as_output_dict
 from suite.trainer import Trainer, TrainerConfig
 
 Pair = tuple[str, str]
+logger = logging.getLogger(__name__)
 
 
 def encode_pairs(tokenizer: Any, pairs: Sequence[Pair], labels: Sequence[int], max_length: int) -> list[dict]:
@@ -36,8 +38,32 @@ def encode_pairs(tokenizer: Any, pairs: Sequence[Pair], labels: Sequence[int], m
         return []
     texts, text_pairs = zip(*pairs, strict=True)
     encoded = tokenizer(list(texts), list(text_pairs), truncation=True, max_length=max_length)
+    warn_truncated(tokenizer, texts, text_pairs, encoded["input_ids"], max_length)
     keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
     return [{**{k: encoded[k][i] for k in keys}, "label": int(y)} for i, y in enumerate(labels)]
+
+
+def count_truncated(tokenizer: Any, texts: Sequence[str], text_pairs: Sequence[str], ids: Sequence[list[int]],
+                    max_length: int) -> int:  # fmt: skip
+    """How many pairs ``max_length`` cut. Only pairs that came out at exactly ``max_length`` can have been cut, so
+    only those are tokenised again in full."""
+    full = [i for i, row in enumerate(ids) if len(row) >= max_length]
+    if not full:
+        return 0
+    untruncated = tokenizer([texts[i] for i in full], [text_pairs[i] for i in full])["input_ids"]
+    return sum(len(row) > max_length for row in untruncated)
+
+
+def warn_truncated(tokenizer: Any, texts: Sequence[str], text_pairs: Sequence[str], ids: Sequence[list[int]],
+                   max_length: int) -> int:  # fmt: skip
+    """Log a warning with the count when ``max_length`` cut any pair (a silent cut hides lost answers); returns it."""
+    cut = count_truncated(tokenizer, texts, text_pairs, ids, max_length)
+    if cut:
+        logger.warning(
+            "%d of %d pairs (%.0f%%) are longer than max_length=%d tokens and were truncated; raise max_length if "
+            "the cut part matters", cut, len(ids), 100 * cut / len(ids), max_length,
+        )  # fmt: skip
+    return cut
 
 
 def attach_teacher_logits(items: list[dict], logits: torch.Tensor) -> list[dict]:

@@ -28,6 +28,7 @@ from suite.callbacks import (
     CheckpointCallback,
     EarlyStopping,
     EvaluationCallback,
+    KeepBestWeights,
     MetricsLogger,
     ProgressBar,
     TrainState,
@@ -56,9 +57,15 @@ class TrainerConfig:
     eval_every: int = field(default=0, metadata={"help": "steps between evaluations (0: at each epoch end)"})
     checkpoint_every: int = field(default=0, metadata={"help": "steps between checkpoints (0: at each epoch end)"})
     keep_checkpoints: int = field(default=2, metadata={"help": "how many recent checkpoints to keep"})
+    watch_metric: str = field(
+        default="accuracy",
+        metadata={"help": "evaluation metric that picks the best weights and drives early stopping"},
+    )
+    watch_mode: str = field(default="max", metadata={"help": "max or min: which way watch_metric improves"})
+    restore_best: bool = field(
+        default=True, metadata={"help": "end with the weights of the best evaluation, not the last (needs evaluation)"}
+    )
     early_stopping_patience: int = field(default=0, metadata={"help": "evaluations without improvement (0: off)"})
-    early_stopping_metric: str = field(default="accuracy", metadata={"help": "metric watched by early stopping"})
-    early_stopping_mode: str = field(default="max", metadata={"help": "max or min"})
     mixed_precision: str = field(default="no", metadata={"help": "no | fp16 | bf16 (GPU only)"})
     group_by_length: bool = field(
         default=False,
@@ -81,7 +88,7 @@ class TrainerConfig:
         check(self.eval_every >= 0, "eval_every", f"must be >= 0, got {self.eval_every}")
         check(self.checkpoint_every >= 0, "checkpoint_every", f"must be >= 0, got {self.checkpoint_every}")
         check(self.keep_checkpoints >= 1, "keep_checkpoints", f"must be >= 1, got {self.keep_checkpoints}")
-        check(self.early_stopping_mode in ("max", "min"), "early_stopping_mode", "must be max or min")
+        check(self.watch_mode in ("max", "min"), "watch_mode", "must be max or min")
         check(self.mixed_precision in ("no", "fp16", "bf16"), "mixed_precision", "must be no, fp16 or bf16")
 
 
@@ -168,10 +175,10 @@ def build_callbacks(config: TrainerConfig, extra: list[Callback], with_evaluatio
     ]
     if with_evaluation:
         callbacks.append(EvaluationCallback(every=config.eval_every))
+        if config.restore_best:
+            callbacks.append(KeepBestWeights(config.output_dir, config.watch_metric, config.watch_mode))
     if config.early_stopping_patience:
-        callbacks.append(
-            EarlyStopping(config.early_stopping_metric, config.early_stopping_mode, config.early_stopping_patience)
-        )
+        callbacks.append(EarlyStopping(config.watch_metric, config.watch_mode, config.early_stopping_patience))
     callbacks += extra
     callbacks.append(
         CheckpointCallback(config.output_dir, every=config.checkpoint_every, keep=config.keep_checkpoints)

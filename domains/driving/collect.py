@@ -13,7 +13,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import sys
 import zipfile
 import zlib
 from dataclasses import asdict, dataclass
@@ -52,7 +51,7 @@ def episode_seed(seed: int, scenario: str, episode: int) -> int:
 def collect(plan: CollectPlan, out_dir: str | Path, progress: bool = True, workers: int = 1) -> list[Path]:
     """Collect every missing shard of ``plan`` under ``out_dir`` (``workers`` processes, one shard per task);
     returns all shard paths (npz), in order. Shards are independent, so the order they finish in changes nothing."""
-    from tqdm.auto import tqdm
+    from suite.progress import progress_bar
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -65,7 +64,7 @@ def collect(plan: CollectPlan, out_dir: str | Path, progress: bool = True, worke
     todo = [
         (plan, out, scenario, index) for scenario, index in shards if not _shard_path(out, scenario, index).exists()
     ]
-    bar = tqdm(total=len(todo), desc="collect shards", unit="shard", disable=not progress or not sys.stderr.isatty())
+    bar = progress_bar(len(todo), "collect shards", "shard", enabled=progress and bool(todo))
     with bar:
         if workers > 1 and len(todo) > 1:
             # spawn: a forked child would inherit pygame and torch state from the parent.

@@ -8,7 +8,6 @@ return (highway-env's reward), and off-road rate (episodes with any step off the
 from __future__ import annotations
 
 import multiprocessing
-import sys
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -168,7 +167,7 @@ def closed_loop(
 ) -> dict[str, dict[str, dict[str, float]]]:
     """``{policy: {scenario: metrics}}`` over the same seeded episodes ``offset .. offset + episodes - 1`` per
     scenario for every policy."""
-    from tqdm.auto import tqdm
+    from suite.progress import progress_bar
 
     tasks = []
     for scenario in scenarios:
@@ -176,12 +175,7 @@ def closed_loop(
         for name, spec in policies.items():
             tasks += [(name, spec, scenario, seeds[i : i + chunk]) for i in range(0, episodes, chunk)]
     results: dict[str, dict[str, list[dict[str, float]]]] = {n: {s: [] for s in scenarios} for n in policies}
-    bar = tqdm(
-        total=len(policies) * len(scenarios) * episodes,
-        desc="closed loop",
-        unit="episode",
-        disable=not progress or not sys.stderr.isatty(),
-    )
+    bar = progress_bar(len(policies) * len(scenarios) * episodes, "closed loop", "episode", enabled=progress)
     # spawn, not fork: a forked child inherits torch's thread pool state and can hang in its first convolution.
     with multiprocessing.get_context("spawn").Pool(workers) as pool, bar:
         finished = pool.imap_unordered(_run_chunk, tasks)

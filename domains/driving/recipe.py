@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from domains.driving.scenarios import SCENARIOS
 from suite.config import check
@@ -26,8 +27,14 @@ class DrivingRecipe:
     """A privileged expert (or a VLM) explains highway-env scenes; a pixel planner learns to drive and to explain."""
 
     output_dir: str = field(default="runs/driving/full", metadata={"help": "shards, store, students, exports"})
-    report_dir: str = field(default="docs/results", metadata={"help": "where driving.md/.json and plots go"})
-    model_card_dir: str = field(default="models/driving", metadata={"help": "where the model card goes"})
+    report_dir: str = field(
+        default="",
+        metadata={"help": "where driving.md/.json and plots go (empty: OUTPUT_DIR/report; --publish: docs/results)"},
+    )
+    model_card_dir: str = field(
+        default="",
+        metadata={"help": "where the model card goes (empty: OUTPUT_DIR/model_card; --publish: models/driving)"},
+    )
     scenarios: list[str] = field(default_factory=lambda: list(SCENARIOS), metadata={"help": "highway-env scenes"})
     train_episodes: int = field(default=60, metadata={"help": "expert episodes per scenario for training"})
     val_episodes: int = field(default=15, metadata={"help": "expert episodes per scenario for open-loop metrics"})
@@ -70,13 +77,20 @@ class DrivingRecipe:
         check(len(self.seeds) >= 1, "seeds", "need at least one training seed")
         check(self.frames >= 1, "frames", "must be >= 1")
 
+    # Everything a run writes lives under output_dir unless a directory is named (--publish names the repo's).
+    @property
+    def report_path(self) -> Path:
+        return Path(self.report_dir or f"{self.output_dir}/report")
+
+    @property
+    def model_card_path(self) -> Path:
+        return Path(self.model_card_dir or f"{self.output_dir}/model_card")
+
 
 PROFILES = {
     "full": [],
     "quick": [
         "output_dir=runs/driving/quick",
-        "report_dir=runs/driving/quick/report",
-        "model_card_dir=runs/driving/quick/model_card",
         "train_episodes=6",
         "val_episodes=2",
         "eval_episodes=4",

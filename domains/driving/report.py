@@ -182,7 +182,7 @@ def _yes(met: bool) -> str:
 
 
 def write_report(recipe: DrivingRecipe, results: dict[str, Any], seconds: float) -> dict[str, Any]:
-    out = Path(recipe.report_dir)
+    out = recipe.report_path
     out.mkdir(parents=True, exist_ok=True)
     table = per_model(results)
     doc = summary(recipe, results, table, seconds)
@@ -279,7 +279,7 @@ def write_report(recipe: DrivingRecipe, results: dict[str, Any], seconds: float)
 
 def write_model_card(recipe: DrivingRecipe, results: dict[str, Any], doc: dict[str, Any]) -> Path:
     name = f"{recipe.backbone}-{SHIPPED}"
-    card = Path(recipe.model_card_dir)
+    card = recipe.model_card_path
     card.mkdir(parents=True, exist_ok=True)
     entry = doc["models"].get(name, {})
     scen = list(recipe.scenarios)

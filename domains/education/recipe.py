@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from suite.config import check
 from suite.trainer import TrainerConfig
@@ -44,8 +45,14 @@ class EducationRecipe:
     """Answer scoring (SemEval-2013 SRA) and solution verification (GSM8K) distilled into school-laptop students."""
 
     output_dir: str = field(default="runs/education/full", metadata={"help": "teachers, store, students, exports"})
-    report_dir: str = field(default="docs/results", metadata={"help": "where education.md/.json and plots go"})
-    model_card_dir: str = field(default="models/education", metadata={"help": "where the model card goes"})
+    report_dir: str = field(
+        default="",
+        metadata={"help": "where education.md/.json and plots go (empty: OUTPUT_DIR/report; --publish: docs/results)"},
+    )
+    model_card_dir: str = field(
+        default="",
+        metadata={"help": "where the model card goes (empty: OUTPUT_DIR/model_card; --publish: models/education)"},
+    )
     tasks: list[str] = field(default_factory=lambda: list(TASKS), metadata={"help": "sra and/or verifier"})
     sra_path: str = field(default="", metadata={"help": "SemEval folder (empty: dataset registry)"})
     sra_corpus: str = field(default="both", metadata={"help": "sciEntsBank | beetle | both"})
@@ -102,14 +109,21 @@ class EducationRecipe:
     def teacher_trainer(self, task: str) -> TrainerConfig:
         return self.sra_teacher_trainer if task == "sra" else self.verifier_teacher_trainer
 
+    # Everything a run writes lives under output_dir unless a directory is named (--publish names the repo's).
+    @property
+    def report_path(self) -> Path:
+        return Path(self.report_dir or f"{self.output_dir}/report")
+
+    @property
+    def model_card_path(self) -> Path:
+        return Path(self.model_card_dir or f"{self.output_dir}/model_card")
+
 
 PROFILES: dict[str, list[str]] = {
     # Under 10 minutes on 2 CPU cores: small slices of every split, one seed, short training. It proves the wiring,
     # not the quality: ~40 teacher steps leave the teacher near the majority class (the full profile is the result).
     "quick": [
         "output_dir=runs/education/quick",
-        "report_dir=runs/education/quick/report",
-        "model_card_dir=runs/education/quick/model_card",
         "max_train_examples=1200",
         "max_eval_examples=200",
         "robustness_examples=100",

@@ -219,7 +219,7 @@ def task_section(result: TaskResult, stats: dict[str, Any], out_dir: Path) -> li
 
 
 def write_report(recipe: EducationRecipe, results: Sequence[TaskResult], seconds: float) -> dict[str, Any]:
-    report_dir = Path(recipe.report_dir)
+    report_dir = recipe.report_path
     figures = report_dir / "education"
     figures.mkdir(parents=True, exist_ok=True)
     doc = summary(recipe, results, seconds)
@@ -249,7 +249,7 @@ def write_report(recipe: EducationRecipe, results: Sequence[TaskResult], seconds
 
 def write_model_card(recipe: EducationRecipe, results: Sequence[TaskResult], doc: dict[str, Any]) -> Path:
     """``<model_card_dir>/README.md``: what the released students are, how well they do, and where they fail."""
-    out = Path(recipe.model_card_dir)
+    out = recipe.model_card_path
     out.mkdir(parents=True, exist_ok=True)
     lines = [
         "# Education students (answer scoring and solution verification)",
@@ -307,4 +307,4 @@ def _license(dataset: str) -> str:
 def _relative(recipe: EducationRecipe, card_dir: Path) -> str:
     import os
 
-    return os.path.relpath(Path(recipe.report_dir) / "education.md", card_dir)
+    return os.path.relpath(recipe.report_path / "education.md", card_dir)

@@ -176,7 +176,7 @@ def run_benchmark(
     ``metric`` names a key found in ``<dir>/metrics.json``, ``metric_vs_latency.png``. Providers missing from this
     onnxruntime build are listed under ``unavailable_providers``; they never raise.
     """
-    from tqdm import tqdm
+    from suite.progress import progress_bar
 
     providers = [short_provider(p) for p in providers]
     _check_choices("providers", providers, PROVIDERS)
@@ -195,10 +195,11 @@ def run_benchmark(
         if torch_eager:
             jobs += _torch_jobs(d, specs[d], _torch_devices(available), batch_sizes, options, skipped)
     rows = []
-    bar = tqdm(jobs, desc="bench", unit="run", disable=not progress)
-    for label, job, tags in bar:
-        bar.set_postfix_str(label)
-        rows.append({**tags, **job()})
+    with progress_bar(len(jobs), "bench", "run", enabled=progress) as bar:
+        for label, job, tags in jobs:
+            bar.set_postfix(run=label)
+            rows.append({**tags, **job()})
+            bar.update(1)
     _add_speedups(rows)
     report = {
         "machine": machine_info(),

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import sqlite3
-import sys
 from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,9 +26,9 @@ from typing import Any
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from tqdm.auto import tqdm
 
 from suite.errors import TeacherError
+from suite.progress import progress_bar
 from suite.teachers.base import Teacher, TeacherBatchError, TeacherOutput
 
 _SHARD = re.compile(r"shard-(\d+)\.safetensors")
@@ -216,12 +215,7 @@ class TeacherOutputStore:
             if key not in stored:
                 missing.setdefault(key, i)
         todo = list(missing.items())
-        bar = tqdm(
-            total=len(todo),
-            desc=f"teacher {teacher.teacher_id}",
-            unit="input",
-            disable=not progress or not sys.stderr.isatty(),
-        )
+        bar = progress_bar(len(todo), f"teacher {teacher.teacher_id}", "input", enabled=progress and bool(todo))
         with bar:
             for start in range(0, len(todo), batch_size):
                 batch = todo[start : start + batch_size]

@@ -58,15 +58,21 @@ def tiny_student(tokenizer, seed: int = 0) -> torch.nn.Module:
     )
 
 
-def test_encode_pairs_truncates_and_keeps_labels(tokenizer):
+def test_encode_pairs_truncates_and_keeps_labels(tokenizer, caplog):
     assert encode_pairs(tokenizer, [], [], max_length=8) == []
     pairs = [("why", "apple"), ("why does the boat float " * 4, "water is dense and heavy " * 4)]
-    items = encode_pairs(tokenizer, pairs, [1, 0], max_length=12)
+    with caplog.at_level("WARNING", logger="suite.pairs"):
+        items = encode_pairs(tokenizer, pairs, [1, 0], max_length=12)
+    assert "1 of 2 pairs (50%) are longer than max_length=12 tokens" in caplog.text
     assert [item["label"] for item in items] == [1, 0]
     assert len(items[0]["input_ids"]) == 5  # [CLS] why [SEP] apple [SEP]
     assert len(items[1]["input_ids"]) == 12 and len(items[1]["attention_mask"]) == 12
     assert items[1]["input_ids"][0] == tokenizer.cls_token_id and items[1]["input_ids"][-1] == tokenizer.sep_token_id
     assert tokenizer.convert_ids_to_tokens(items[0]["input_ids"])[1:4] == ["why", "[SEP]", "apple"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="suite.pairs"):
+        encode_pairs(tokenizer, [("why", "apple")], [1], max_length=5)  # exactly max_length: nothing was cut
+    assert "truncated" not in caplog.text
 
 
 def test_predict_proba_returns_rows_in_input_order(tokenizer):

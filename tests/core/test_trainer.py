@@ -64,9 +64,31 @@ def test_logs_checkpoints_and_teacher_untouched(tmp_path: Path) -> None:
 def test_early_stopping_after_patience(tmp_path: Path) -> None:
     scores = iter([0.5, 0.6, 0.6, 0.55, 0.9, 0.9])
     distiller = Distiller(Net(4), {"task": TaskLoss()}, {"task": 1.0})
-    cfg = config(tmp_path, epochs=6, early_stopping_patience=2, early_stopping_metric="f1")
+    cfg = config(tmp_path, epochs=6, early_stopping_patience=2, watch_metric="f1")
     state = Trainer(distiller, cfg, data(), collate, evaluate=lambda d: {"f1": next(scores)}).fit()
     assert state.should_stop and state.epoch == 4 and state.best_metric == 0.6
+
+
+def test_training_ends_with_the_weights_of_the_best_evaluation(tmp_path: Path) -> None:
+    scores, snapshots = iter([0.5, 0.9, 0.6]), []
+    student = Net(4)
+
+    def evaluate(distiller):
+        snapshots.append({k: v.clone() for k, v in student.state_dict().items()})
+        return {"accuracy": next(scores)}
+
+    distiller = Distiller(student, {"task": TaskLoss()}, {"task": 1.0})
+    state = Trainer(distiller, config(tmp_path, epochs=3), data(), collate, evaluate=evaluate).fit()
+    assert state.best_weights_step == 8 and state.global_step == 12
+    assert all(torch.equal(v, snapshots[1][k]) for k, v in student.state_dict().items()), "epoch 2's weights"
+    assert not all(torch.equal(v, snapshots[2][k]) for k, v in student.state_dict().items())
+
+    # restore_best=False keeps the last weights.
+    scores, snapshots = iter([0.5, 0.9, 0.6]), []
+    student = Net(4)
+    distiller = Distiller(student, {"task": TaskLoss()}, {"task": 1.0})
+    Trainer(distiller, config(tmp_path, epochs=3, restore_best=False), data(), collate, evaluate=evaluate).fit()
+    assert all(torch.equal(v, snapshots[2][k]) for k, v in student.state_dict().items())
 
 
 def step_gradients(tmp_path: Path, batch_size: int, accum: int, n: int = 32, lr: float = 1e-2) -> list[torch.Tensor]:
