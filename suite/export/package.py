@@ -1,7 +1,7 @@
 """Write the whole exported directory of a student (the contract shared with suite/bench and the apps)::
 
     model.onnx [model.int8.onnx] [model.fp16.onnx]   classifiers; generation: [encoder.onnx] decoder.onnx
-    spec.json        family, task, inputs/outputs, opset, ir_version, labels, max_length, image_size,
+    spec.json        family, task, inputs/outputs, opset, ir_version, labels, max_length, image_size, rejected,
                      files {name: sha256}, parity {variant: report}, torch {student, kwargs, weights} | null,
                      generation {...} | null (decoding metadata, generation students only)
     tokenizer/       tokenizer.save_pretrained (tokenizer.json is what the torch-free runtime reads)
@@ -27,6 +27,7 @@ from torch import nn
 
 from suite.config import check
 from suite.errors import ConfigError
+from suite.export.errors import ExportParityError
 from suite.export.generation import EXAMPLE_STEPS, HELDOUT_STEPS, component_inputs
 from suite.export.onnx_export import (
     ParityReport,
@@ -79,15 +80,24 @@ def _export_classifier(
     variants: list[str],
     eval_fn: Callable[[RunFn], float] | None,
     max_metric_drop: float,
+    rejected: dict[str, str] | None = None,
 ) -> dict[str, ParityReport]:
+    """fp32 must pass its parity check. A variant that fails its check raises, or, when ``rejected`` is a dict, is
+    deleted and its reason recorded there (the gate: ship fp32 alone rather than a variant that lost accuracy)."""
     path = export_onnx(model, spec, example, out_dir)
     reports = {"fp32": check_parity(path, model, spec, heldout, example_inputs=example)}
     convert = {"int8": quantize_int8, "fp16": convert_fp16}
     for variant in variants:
         variant_path = convert[variant](path)
-        reports[variant] = check_variant(
-            variant_path, path, model, spec, heldout, variant, eval_fn=eval_fn, max_metric_drop=max_metric_drop
-        )
+        try:
+            reports[variant] = check_variant(
+                variant_path, path, model, spec, heldout, variant, eval_fn=eval_fn, max_metric_drop=max_metric_drop
+            )
+        except ExportParityError as error:
+            if rejected is None:
+                raise
+            variant_path.unlink()
+            rejected[variant] = str(error)
     return reports
 
 
@@ -234,6 +244,7 @@ def export_student(
     fp16: bool = False,
     eval_fn: Callable[[RunFn], float] | None = None,
     max_metric_drop: float = 0.01,
+    drop_failing_variants: bool = False,
 ) -> Path:
     """Export ``model`` to ``out_dir`` (new or empty) with every file of the contract; returns ``out_dir``.
 
@@ -241,6 +252,8 @@ def export_student(
     axis. Generation students: they are tokenised prompts (``input_ids``, ``attention_mask``); decoder inputs with
     several past lengths are derived from them. ``int8``/``fp16`` add variants (classifiers only), accepted when
     the task metric (``eval_fn(run)``, else argmax agreement with fp32) drops by at most ``max_metric_drop``.
+    A variant that fails raises :class:`ExportParityError`; with ``drop_failing_variants`` it is left out instead
+    and spec.json's ``rejected`` says why (fp32 must always pass).
     """
     out = Path(out_dir)
     if isinstance(spec, GenerationSpec) and (int8 or fp16):
@@ -250,14 +263,16 @@ def export_student(
     if labels is not None and isinstance(spec, ExportSpec):
         spec = dataclasses.replace(spec, labels=list(labels))
     _fresh_dir(out)
+    rejected: dict[str, str] = {}
     if isinstance(spec, GenerationSpec):
         reports = _export_generation(model, spec, example_inputs, heldout_inputs, out)
         first = describe_onnx(out / spec.components[0].filename)
     else:
         variants = [v for v, wanted in (("int8", int8), ("fp16", fp16)) if wanted]
         reports = _export_classifier(
-            model, spec, example_inputs, heldout_inputs, out, variants, eval_fn, max_metric_drop
-        )
+            model, spec, example_inputs, heldout_inputs, out, variants, eval_fn, max_metric_drop,
+            rejected if drop_failing_variants else None,
+        )  # fmt: skip
         first = describe_onnx(out / spec.filename)
     if tokenizer is not None:
         _save_tokenizer(tokenizer, out)
@@ -275,6 +290,7 @@ def export_student(
         "image_size": None if isinstance(spec, GenerationSpec) or spec.image_size is None else list(spec.image_size),
         "files": {},
         "parity": {variant: report.to_dict() for variant, report in reports.items()},
+        "rejected": rejected,
         "torch": _torch_entry(model, out, student_name, student_kwargs, tokenizer),
         "generation": _generation_entry(spec, out) if isinstance(spec, GenerationSpec) else None,
     }

@@ -48,6 +48,7 @@ def export_saved_text_student(
     card: Any = None,
     eval_data: str | Path | None = None,
     max_metric_drop: float = 0.01,
+    drop_failing_variants: bool = False,
 ) -> Path:
     """Export a saved text classifier with parity checks (and optional int8/fp16 variants) to ``out_dir``.
 
@@ -94,6 +95,7 @@ def export_saved_text_student(
         fp16=fp16,
         eval_fn=eval_fn,
         max_metric_drop=max_metric_drop,
+        drop_failing_variants=drop_failing_variants,
     )
 
 

@@ -17,6 +17,7 @@ from tokenizers import Tokenizer
 
 from suite.errors import ConfigError
 from suite.export import ExportIntegrityError, ExportParityError, export_student, load_exported, vision_spec
+from suite.export.spec import text_classifier_spec
 from suite.export.package import load_torch_student
 from suite.export.runtime import ExportedTextClassifier, ExportedVision
 from tests.export.tiny import CORPUS, LABELS, FrozenBatch, text_batch
@@ -175,6 +176,25 @@ def test_a_failed_parity_check_leaves_no_spec_json(tmp_path):
     assert (out / "model.onnx").exists() and not (out / "spec.json").exists()
     with pytest.raises(ExportIntegrityError, match="no spec.json"):
         load_exported(out)
+
+
+def test_the_metric_gate_drops_a_failing_variant_and_records_why(tmp_path, text_model, tokenizer, text_inputs):
+    example, heldout = text_inputs
+    calls = []
+
+    def eval_fn(run) -> float:  # fp32 first, then the variant: report a 5-point drop for the variant
+        calls.append(run)
+        return 0.9 if len(calls) % 2 else 0.85
+
+    kwargs = dict(tokenizer=tokenizer, int8=True, eval_fn=eval_fn, max_metric_drop=0.01)
+    with pytest.raises(ExportParityError, match="drops by 0.05"):
+        export_student(text_model, text_classifier_spec(LABELS, 32), example, heldout, tmp_path / "strict", **kwargs)
+    out = export_student(text_model, text_classifier_spec(LABELS, 32), example, heldout, tmp_path / "gated",
+                         drop_failing_variants=True, **kwargs)  # fmt: skip
+    spec = read_spec(out)
+    assert set(spec["parity"]) == {"fp32"} and "drops by 0.05" in spec["rejected"]["int8"]
+    assert not (out / "model.int8.onnx").exists() and "model.int8.onnx" not in spec["files"]
+    assert load_exported(out).predict_proba(["water"]).shape == (1, 3)
 
 
 CHILD = """

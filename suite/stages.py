@@ -1,0 +1,87 @@
+"""Stage-level resume for a run directory: finished stages are reused, changed ones rerun with everything after.
+
+Each stage records a fingerprint of what it was built from (its recipe section and input summaries) chained with
+the fingerprints of the stages it depends on, in ``<root>/stages.json``. On a rerun:
+
+- same fingerprint, finished: the stage's ``load`` reads what it wrote (nothing is recomputed);
+- same fingerprint, unfinished (a crash or Ctrl-C): ``build`` runs again over what is there, so a stage that
+  resumes from its own checkpoints (training) continues where it stopped;
+- another fingerprint, or a directory no ledger describes: the directory is deleted and ``build`` starts afresh.
+  Because a stage's fingerprint includes its dependencies', a changed teacher reruns every student after it: a
+  stale teacher or planner is never reused silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from suite.errors import SuiteError
+
+T = TypeVar("T")
+LEDGER = "stages.json"
+
+
+def fingerprint(value: Any) -> str:
+    """sha256 (16 hex digits) of ``value`` as canonical JSON (dataclasses and paths as their ``str``)."""
+    text = json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+class StageLedger:
+    """The stages of one run directory and their fingerprints (see the module docstring)."""
+
+    def __init__(self, root: str | Path, log: Callable[[str], None] = print):
+        self.root = Path(root)
+        self.path = self.root / LEDGER
+        self.log = log
+        self.records: dict[str, dict[str, Any]] = (
+            json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {}
+        )
+
+    def fingerprint_of(self, name: str) -> str:
+        record = self.records.get(name)
+        if record is None or not record["done"]:
+            raise SuiteError(f"stage '{name}' has not finished; a stage after it cannot start")
+        return record["fingerprint"]
+
+    def _save(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{LEDGER}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(self.records, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+    def run(
+        self,
+        name: str,
+        inputs: Any,
+        build: Callable[[Path], T],
+        load: Callable[[Path], T] | None = None,
+        after: Sequence[str] = (),
+        directory: str | Path | None = None,
+    ) -> T:
+        """Run stage ``name`` in ``directory`` (default ``root/name``) unless it is finished with the same
+        fingerprint, in which case ``load(directory)`` returns what it built. Without ``load`` a finished stage is
+        built again over its own outputs (for stages that are cheap or reuse their files themselves)."""
+        out = Path(directory) if directory is not None else self.root / name
+        key = fingerprint({"inputs": inputs, "after": {a: self.fingerprint_of(a) for a in after}})
+        record = self.records.get(name)
+        if record is not None and record["fingerprint"] == key:
+            if record["done"] and load is not None:
+                self.log(f"[{name}] up to date: reusing {out}")
+                return load(out)
+        elif out.exists() and any(out.iterdir()):
+            why = "its recipe or inputs changed" if record else "no record of what built it"
+            self.log(f"[{name}] rebuilding: {why}; removing {out}")
+            shutil.rmtree(out)
+        self.records[name] = {"fingerprint": key, "done": False}
+        self._save()
+        result = build(out)
+        self.records[name]["done"] = True
+        self._save()
+        return result

@@ -1,0 +1,76 @@
+"""Stage-level resume: reuse finished stages, rerun changed ones and everything after them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from suite.errors import SuiteError
+from suite.stages import StageLedger
+
+
+class Pipeline:
+    """teacher -> student, each writing one file and counting its builds."""
+
+    def __init__(self, root: Path):
+        self.root, self.builds = root, {"teacher": 0, "student": 0}
+
+    def _build(self, name: str, text: str):
+        def build(out: Path) -> str:
+            self.builds[name] += 1
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "model.txt").write_text(text)
+            return text
+
+        return build
+
+    def run(self, teacher_lr: float, student_lr: float) -> str:
+        ledger = StageLedger(self.root, log=lambda _: None)
+        read = lambda out: (out / "model.txt").read_text()  # noqa: E731
+        teacher = ledger.run("teacher", {"lr": teacher_lr}, self._build("teacher", f"t{teacher_lr}"), read)
+        return ledger.run(
+            "student", {"lr": student_lr}, self._build("student", f"{teacher}/s{student_lr}"), read, after=["teacher"]
+        )
+
+
+def test_a_rerun_reuses_finished_stages(tmp_path: Path) -> None:
+    pipeline = Pipeline(tmp_path)
+    assert pipeline.run(1.0, 2.0) == "t1.0/s2.0"
+    assert pipeline.run(1.0, 2.0) == "t1.0/s2.0"
+    assert pipeline.builds == {"teacher": 1, "student": 1}
+
+
+def test_a_changed_stage_reruns_with_every_stage_after_it(tmp_path: Path) -> None:
+    pipeline = Pipeline(tmp_path)
+    pipeline.run(1.0, 2.0)
+    assert pipeline.run(1.0, 3.0) == "t1.0/s3.0"  # student section changed: the teacher is reused
+    assert pipeline.builds == {"teacher": 1, "student": 2}
+    assert pipeline.run(5.0, 3.0) == "t5.0/s3.0"  # teacher changed: the student is rebuilt on the new teacher
+    assert pipeline.builds == {"teacher": 2, "student": 3}
+
+
+def test_an_unfinished_stage_is_built_again_over_its_files_and_a_stray_directory_is_removed(tmp_path: Path) -> None:
+    ledger = StageLedger(tmp_path, log=lambda _: None)
+    stray = tmp_path / "teacher" / "stale.bin"
+    stray.parent.mkdir(parents=True)
+    stray.write_text("from an older run that no ledger describes")
+
+    def crash(out: Path) -> None:
+        assert not stray.exists()  # removed before the build
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "checkpoint").write_text("half way")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ledger.run("teacher", {"lr": 1}, crash, load=lambda out: "loaded")
+    seen = []
+    resumed = StageLedger(tmp_path, log=lambda _: None).run(
+        "teacher", {"lr": 1}, lambda out: seen.append((out / "checkpoint").read_text()) or "built", lambda out: "x"
+    )
+    assert resumed == "built" and seen == ["half way"]  # same fingerprint: resumed over its own checkpoint
+
+
+def test_a_stage_cannot_start_before_its_dependency_finished(tmp_path: Path) -> None:
+    with pytest.raises(SuiteError, match="stage 'teacher' has not finished"):
+        StageLedger(tmp_path).run("student", {}, lambda out: None, after=["teacher"])
