@@ -17,9 +17,9 @@ from tokenizers import Tokenizer
 
 from suite.errors import ConfigError
 from suite.export import ExportIntegrityError, ExportParityError, export_student, load_exported, vision_spec
-from suite.export.spec import text_classifier_spec
 from suite.export.package import load_torch_student
 from suite.export.runtime import ExportedTextClassifier, ExportedVision
+from suite.export.spec import text_classifier_spec
 from tests.export.tiny import CORPUS, LABELS, FrozenBatch, text_batch
 
 REPO = Path(__file__).resolve().parents[2]
