@@ -22,9 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from suite.losses import feature_distillation_loss, hinton_kd_loss, soft_label_kd_loss
-
-Outputs = dict[str, Any]
+from suite.losses.term import LossTerm, Outputs
 
 
 def as_output_dict(output: Any) -> Outputs:
@@ -58,78 +56,6 @@ class FrozenTeacher(nn.Module):
     @torch.no_grad()
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.module(*args, **kwargs)
-
-
-class LossTerm(nn.Module):
-    """One named component of the objective. Subclasses implement ``forward(student_out, teacher_out, batch)``."""
-
-    needs_teacher: bool = True
-
-    def forward(self, student_out: Outputs, teacher_out: Outputs | None, batch: Mapping[str, Any]) -> torch.Tensor:
-        raise NotImplementedError
-
-
-class TaskLoss(LossTerm):
-    """Hard-label cross-entropy, ``L_CE(sigma(z_S), y)``: the first term of survey Eq. 1."""
-
-    needs_teacher = False
-
-    def __init__(self, ignore_index: int = -100):
-        super().__init__()
-        self.ignore_index = ignore_index
-
-    def forward(self, student_out, teacher_out, batch):
-        logits = student_out["logits"]
-        return nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1), ignore_index=self.ignore_index
-        )
-
-
-class SoftLabelKD(LossTerm):
-    """``tau^2 * KL(sigma(z_T / tau) || sigma(z_S / tau))``: the second term of survey Eq. 1 (Hinton et al., 2015).
-
-    With weights ``{"task": alpha, "kd": 1 - alpha}`` the Distiller's total is exactly Eq. 1.
-    """
-
-    def __init__(self, temperature: float = 2.0):
-        super().__init__()
-        self.temperature = temperature
-
-    def forward(self, student_out, teacher_out, batch):
-        return soft_label_kd_loss(student_out["logits"], teacher_out["logits"], temperature=self.temperature)
-
-
-class HintonKD(LossTerm):
-    """Survey Eq. 1 as one term, for recipes that prefer a single ``alpha`` over two weights."""
-
-    def __init__(self, temperature: float = 2.0, alpha: float = 0.5):
-        super().__init__()
-        self.temperature, self.alpha = temperature, alpha
-
-    def forward(self, student_out, teacher_out, batch):
-        return hinton_kd_loss(
-            student_out["logits"], teacher_out["logits"], batch["labels"], self.temperature, self.alpha
-        )
-
-
-class FeatureKD(LossTerm):
-    """FitNets-style hint loss between a student and a teacher representation through a learnable projector."""
-
-    def __init__(
-        self,
-        student_dim: int,
-        teacher_dim: int,
-        student_key: str = "pooled",
-        teacher_key: str = "embedding",
-        metric: str = "cosine",
-    ):
-        super().__init__()
-        self.student_key, self.teacher_key, self.metric = student_key, teacher_key, metric
-        self.projector = nn.Linear(student_dim, teacher_dim)
-
-    def forward(self, student_out, teacher_out, batch):
-        projected = self.projector(student_out[self.student_key])
-        return feature_distillation_loss(projected, teacher_out[self.teacher_key], metric=self.metric)
 
 
 class Distiller(nn.Module):

@@ -16,14 +16,15 @@ Recipes (the built-in example, ``domains/education``) only choose data, models a
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from suite.distiller import Distiller, SoftLabelKD, TaskLoss, as_output_dict
+from suite.distiller import Distiller, as_output_dict
+from suite.losses import SoftLabelKD, SoftLabelKDConfig, TaskLoss
 from suite.trainer import Trainer, TrainerConfig
 
 Pair = tuple[str, str]
@@ -143,6 +144,18 @@ def fine_tune_cross_encoder(
     return model
 
 
+PAIR_TERMS = ("task", "kd")
+
+
+def pair_terms(weights: Mapping[str, float], kd: SoftLabelKDConfig | None = None) -> dict[str, Any]:
+    """The named loss terms of a pair classifier: ``task`` (hard-label CE) and ``kd`` (soft-label KD)."""
+    unknown = sorted(set(weights) - set(PAIR_TERMS))
+    if unknown:
+        raise ValueError(f"unknown loss terms {unknown} for a pair classifier (known: {', '.join(PAIR_TERMS)})")
+    factories = {"task": TaskLoss, "kd": lambda: SoftLabelKD(kd or SoftLabelKDConfig())}
+    return {name: factories[name]() for name in weights}
+
+
 def train_pair_student(
     student: torch.nn.Module,
     tokenizer: Any,
@@ -150,24 +163,20 @@ def train_pair_student(
     dev: list[dict],
     config: TrainerConfig,
     *,
-    kd: bool,
-    alpha: float,
-    temperature: float,
+    terms: Mapping[str, float],
+    kd: SoftLabelKDConfig | None = None,
     resume: bool = False,
 ) -> torch.nn.Module:
-    """Train ``student`` on ``train`` items; with ``kd`` the items need ``teacher_logits``.
+    """Train ``student`` on ``train`` items with the named, weighted ``terms``; a ``kd`` term needs items with
+    ``teacher_logits``.
 
-    Survey Eq. 1: ``L = alpha * CE(y, p_s) + (1 - alpha) * tau^2 * KL(p_t^tau || p_s^tau)``; without KD it is CE only,
-    the baseline that isolates what the teacher adds.
+    ``{"task": alpha, "kd": 1 - alpha}`` is survey Eq. 1:
+    ``L = alpha * CE(y, p_s) + (1 - alpha) * tau^2 * KL(p_t^tau || p_s^tau)``; ``{"task": 1.0}`` is the hard-label
+    baseline that isolates what the teacher adds.
     """
-    terms: dict[str, Any] = {"task": TaskLoss()}
-    weights = {"task": 1.0}
-    if kd:
-        if "teacher_logits" not in train[0]:
-            raise ValueError("kd=True needs items with teacher_logits (see attach_teacher_logits)")
-        terms["kd"] = SoftLabelKD(temperature)
-        weights = {"task": alpha, "kd": 1 - alpha}
-    distiller = Distiller(student, terms, weights)
+    if terms.get("kd") and "teacher_logits" not in train[0]:
+        raise ValueError("a kd term needs items with teacher_logits (see attach_teacher_logits)")
+    distiller = Distiller(student, pair_terms(terms, kd), dict(terms))
     Trainer(distiller, config, train, make_collate(tokenizer), evaluate=dev_accuracy(tokenizer, dev)).fit(resume)
     return student
 

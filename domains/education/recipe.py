@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from suite.config import check
+from suite.losses import SoftLabelKDConfig
+from suite.pairs import PAIR_TERMS
 from suite.trainer import TrainerConfig
 
 TASKS = ("sra", "verifier")
@@ -79,10 +81,15 @@ class EducationRecipe:
     tiny_dim: int = field(default=64, metadata={"help": "tiny student width"})
     tiny_layers: int = field(default=2, metadata={"help": "tiny student transformer layers"})
     vocab_size: int = field(default=6000, metadata={"help": "WordPiece vocabulary learned for the tiny student"})
-    temperature: float = field(default=2.0, metadata={"help": "KD temperature tau (Eq. 1)"})
-    alpha: float = field(default=0.5, metadata={"help": "weight of hard-label CE; 1 - alpha weighs KD (Eq. 1)"})
+    variants: dict[str, dict[str, float]] = field(
+        default_factory=lambda: {"kd": {"task": 0.5, "kd": 0.5}, "no_kd": {"task": 1.0}},
+        metadata={"help": "students' loss variants: name -> {term: weight}; terms: task (hard-label CE), kd "
+                  "(soft-label KD); {task: alpha, kd: 1 - alpha} is survey Eq. 1"},
+    )  # fmt: skip
+    kd: SoftLabelKDConfig = field(default_factory=SoftLabelKDConfig, metadata={"help": "the kd term's settings"})
     int8: bool = field(default=True, metadata={"help": "also export dynamic int8 ONNX (kept if accuracy holds)"})
     bench_repeats: int = field(default=60, metadata={"help": "timed runs per latency measurement"})
+    progress: bool = field(default=True, metadata={"help": "progress lines while benchmarking"})
     sra_teacher_trainer: TrainerConfig = field(default_factory=_sra_teacher_trainer)
     verifier_teacher_trainer: TrainerConfig = field(default_factory=_verifier_teacher_trainer)
     tiny_trainer: TrainerConfig = field(default_factory=_tiny_trainer)
@@ -98,8 +105,11 @@ class EducationRecipe:
         check(0 < self.dev_fraction < 0.5, "dev_fraction", "must be in (0, 0.5)")
         check(len(self.seeds) >= 1, "seeds", "at least one seed")
         check(1 <= self.minilm2_seeds <= len(self.seeds), "minilm2_seeds", "must be in [1, len(seeds)]")
-        check(0 <= self.alpha <= 1, "alpha", f"must be in [0, 1], got {self.alpha}")
-        check(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
+        check(bool(self.variants), "variants", "at least one variant")
+        for name, terms in self.variants.items():
+            unknown = sorted(set(terms) - set(PAIR_TERMS))
+            check(not unknown, f"variants.{name}", f"unknown terms {unknown}; choose from {', '.join(PAIR_TERMS)}")
+            check(bool(terms) and all(w >= 0 for w in terms.values()), f"variants.{name}", "non-negative weights")
         check(min(self.sra_max_length, self.verifier_max_length) >= 16, "max_length", "must be >= 16")
         check(self.bench_repeats >= 5, "bench_repeats", "must be >= 5 (p99 of fewer runs means little)")
 
@@ -108,6 +118,9 @@ class EducationRecipe:
 
     def teacher_trainer(self, task: str) -> TrainerConfig:
         return self.sra_teacher_trainer if task == "sra" else self.verifier_teacher_trainer
+
+    def seeds_of(self, student: str) -> list[int]:
+        return self.seeds if student == "tiny" else self.seeds[: self.minilm2_seeds]
 
     # Everything a run writes lives under output_dir unless a directory is named (--publish names the repo's).
     @property

@@ -23,8 +23,9 @@ from typing import Any
 import torch
 
 from suite.config import check
-from suite.distiller import Distiller, SoftLabelKD, TaskLoss
+from suite.distiller import Distiller
 from suite.errors import SuiteError
+from suite.losses import SoftLabelKD, SoftLabelKDConfig, TaskLoss
 from suite.pairs import encode_pairs, make_collate
 from suite.trainer import Trainer, TrainerConfig
 
@@ -217,7 +218,7 @@ def train_student(
     terms: dict[str, Any] = {"task": TaskLoss()}
     weights = {"task": 1.0}
     if kd:  # survey Eq. 1: alpha * CE + (1 - alpha) * tau^2 * KL
-        terms["kd"] = SoftLabelKD(recipe.temperature)
+        terms["kd"] = SoftLabelKD(SoftLabelKDConfig(recipe.temperature))
         weights = {"task": recipe.alpha, "kd": 1 - recipe.alpha}
     config = _with_output_dir(recipe.student_trainer, Path(recipe.output_dir) / name)
 

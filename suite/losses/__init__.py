@@ -4,15 +4,23 @@ from suite.losses.alignment import MultiStageCosineAlignment, cosine_alignment_l
 from suite.losses.attention import attention_transfer_loss
 from suite.losses.consistency import head_consistency_loss
 from suite.losses.contrastive import info_nce_loss
-from suite.losses.feature import FeatureDistillationLoss, feature_distillation_loss
+from suite.losses.feature import FeatureDistillationLoss, FeatureHint, FeatureHintConfig, feature_distillation_loss
 from suite.losses.imitation import imitation_loss, waypoint_l2_loss
-from suite.losses.kd import hinton_kd_loss, soft_label_kd_loss, topk_kd_loss
+from suite.losses.kd import SoftLabelKD, SoftLabelKDConfig, hinton_kd_loss, soft_label_kd_loss, topk_kd_loss
 from suite.losses.reconstruction import masked_reconstruction_loss
 from suite.losses.relational import rkd_angle_loss, rkd_distance_loss
 from suite.losses.ssim import ssim, ssim_attention_loss
+from suite.losses.task import TaskLoss
+from suite.losses.term import LossTerm
 
 __all__ = [
     "FeatureDistillationLoss",
+    "FeatureHint",
+    "FeatureHintConfig",
+    "LossTerm",
+    "SoftLabelKD",
+    "SoftLabelKDConfig",
+    "TaskLoss",
     "MultiStageCosineAlignment",
     "attention_transfer_loss",
     "cosine_alignment_loss",

@@ -8,10 +8,13 @@ axis. The projector belongs to the Distiller (CONVENTIONS item 2), so the export
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from suite.losses._reduce import check_same_shape, masked_mean, upcast
+from suite.losses.term import LossTerm
 
 METRICS = ("mse", "cosine")
 
@@ -52,3 +55,25 @@ class FeatureDistillationLoss(nn.Module):
 
     def forward(self, student_feat: Tensor, teacher_feat: Tensor, mask: Tensor | None = None) -> Tensor:
         return feature_distillation_loss(self.projector(student_feat), teacher_feat, self.metric, mask)
+
+
+@dataclass
+class FeatureHintConfig:
+    """Which outputs a FitNets hint compares, and how."""
+
+    student_key: str = field(default="pooled", metadata={"help": "student output holding the hinted feature"})
+    teacher_key: str = field(default="embedding", metadata={"help": "teacher output holding the hint"})
+    metric: str = field(default="mse", metadata={"help": "mse (FitNets) | cosine"})
+
+
+class FeatureHint(LossTerm):
+    """:class:`FeatureDistillationLoss` as a Distiller term: ``student_out[student_key]`` projected to the teacher's
+    width against ``teacher_out[teacher_key]``. The projector is this term's, so the exported student stays clean."""
+
+    def __init__(self, student_dim: int, teacher_dim: int, config: FeatureHintConfig | None = None):
+        super().__init__()
+        self.config = config or FeatureHintConfig()
+        self.loss = FeatureDistillationLoss(student_dim, teacher_dim, metric=self.config.metric)
+
+    def forward(self, student_out, teacher_out, batch):
+        return self.loss(student_out[self.config.student_key], teacher_out[self.config.teacher_key])

@@ -9,11 +9,15 @@ Distiller freezes the teacher). Causal-LM shifting of logits against labels is t
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from suite.config import check
 from suite.losses._reduce import check_same_shape, check_temperature, masked_mean, upcast
+from suite.losses.term import LossTerm
 
 
 def _kl_per_position(log_p_teacher: Tensor, log_p_student: Tensor) -> Tensor:
@@ -111,3 +115,28 @@ def topk_kd_loss(
     log_p_s = F.log_softmax(upcast(student_logits) / temperature, dim=-1).gather(-1, teacher_topk_ids.long())
     log_q = F.log_softmax(upcast(teacher_topk_logprobs) / temperature, dim=-1)
     return temperature**2 * masked_mean(_kl_per_position(log_q, log_p_s), mask)
+
+
+@dataclass
+class SoftLabelKDConfig:
+    """Hinton et al. (2015) soft-label KD settings."""
+
+    temperature: float = field(default=2.0, metadata={"help": "tau: softens both distributions (paper: 1-20)"})
+
+    def __post_init__(self) -> None:
+        check(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
+
+
+class SoftLabelKD(LossTerm):
+    """``tau^2 * KL(sigma(z_T / tau) || sigma(z_S / tau))`` on ``logits``: the second term of survey Eq. 1.
+
+    With weights ``{"task": alpha, "kd": 1 - alpha}`` beside :class:`~suite.losses.task.TaskLoss` the Distiller's
+    total is exactly Eq. 1.
+    """
+
+    def __init__(self, config: SoftLabelKDConfig | None = None):
+        super().__init__()
+        self.config = config or SoftLabelKDConfig()
+
+    def forward(self, student_out, teacher_out, batch):
+        return soft_label_kd_loss(student_out["logits"], teacher_out["logits"], temperature=self.config.temperature)

@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from suite.distiller import Distiller, TaskLoss
+from suite.distiller import Distiller
+from suite.losses import TaskLoss
 from suite.trainer import Trainer, TrainerConfig
 
 EXAMPLES = 40  # 10 batches of 4: 5 per process per epoch, accumulated in groups of 2, 2 and 1

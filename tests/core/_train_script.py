@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from suite.callbacks import Callback
-from suite.distiller import Distiller, SoftLabelKD, TaskLoss
+from suite.distiller import Distiller
+from suite.losses import SoftLabelKD, SoftLabelKDConfig, TaskLoss
 from suite.trainer import Trainer, TrainerConfig
 
 
@@ -56,7 +57,10 @@ def main() -> None:
     torch.manual_seed(0)
     teacher, student = TinyNet(32), TinyNet(8)
     distiller = Distiller(
-        student, {"task": TaskLoss(), "kd": SoftLabelKD(2.0)}, {"task": 0.5, "kd": 0.5}, teacher=teacher
+        student,
+        {"task": TaskLoss(), "kd": SoftLabelKD(SoftLabelKDConfig(2.0))},
+        {"task": 0.5, "kd": 0.5},
+        teacher=teacher,
     )
     config = TrainerConfig(
         output_dir=args.output_dir,

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from suite.distiller import Distiller, FeatureKD, FrozenTeacher, SoftLabelKD, TaskLoss
-from suite.losses import hinton_kd_loss
+from suite.distiller import Distiller, FrozenTeacher
+from suite.losses import FeatureHint, FeatureHintConfig, SoftLabelKD, SoftLabelKDConfig, TaskLoss, hinton_kd_loss
 
 
 class Net(nn.Module):
@@ -42,7 +42,10 @@ def test_named_parts_and_weighted_total_equal_eq1() -> None:
     torch.manual_seed(1)
     student, teacher = Net(4).eval(), Net(8)
     distiller = Distiller(
-        student, {"task": TaskLoss(), "kd": SoftLabelKD(3.0)}, {"task": 0.3, "kd": 0.7}, teacher=teacher
+        student,
+        {"task": TaskLoss(), "kd": SoftLabelKD(SoftLabelKDConfig(3.0))},
+        {"task": 0.3, "kd": 0.7},
+        teacher=teacher,
     ).eval()
     data = batch()
     out = distiller(data)
@@ -74,12 +77,14 @@ def test_precomputed_teacher_outputs_need_no_teacher_module() -> None:
 def test_projectors_live_in_the_distiller_not_the_student() -> None:
     student = Net(4)
     before = set(student.state_dict())
-    distiller = Distiller(student, {"hint": FeatureKD(4, 8)}, {"hint": 1.0}, teacher=Net(8))
+    distiller = Distiller(
+        student, {"hint": FeatureHint(4, 8, FeatureHintConfig(metric="cosine"))}, {"hint": 1.0}, teacher=Net(8)
+    )
     assert set(student.state_dict()) == before
     names = {n for n, _ in distiller.named_parameters() if _.requires_grad}
-    assert "terms.hint.projector.weight" in names
+    assert "terms.hint.loss.projector.weight" in names
     distiller(batch())["loss"].backward()
-    assert distiller.terms["hint"].projector.weight.grad is not None
+    assert distiller.terms["hint"].loss.projector.weight.grad is not None
 
 
 def test_weights_must_name_every_term() -> None:

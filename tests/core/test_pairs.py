@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from suite.distiller import Distiller, TaskLoss
+from suite.distiller import Distiller
+from suite.losses import SoftLabelKDConfig, TaskLoss
 from suite.pairs import (
     attach_teacher_logits,
     dev_accuracy,
@@ -115,8 +116,10 @@ def test_kd_without_teacher_logits_is_an_error(tokenizer, tmp_path):
     items = encode_pairs(tokenizer, pairs, marked, max_length=32)
     with pytest.raises(ValueError, match="teacher_logits"):
         train_pair_student(
-            tiny_student(tokenizer), tokenizer, items, [], config(tmp_path), kd=True, alpha=0.5, temperature=2.0
+            tiny_student(tokenizer), tokenizer, items, [], config(tmp_path), terms={"task": 0.5, "kd": 0.5}
         )
+    with pytest.raises(ValueError, match=r"unknown loss terms \['rkd'\]"):
+        train_pair_student(tiny_student(tokenizer), tokenizer, items, [], config(tmp_path), terms={"rkd": 1.0})
 
 
 def kl(teacher_logits: torch.Tensor, student_probs: np.ndarray) -> float:
@@ -128,8 +131,8 @@ def kl(teacher_logits: torch.Tensor, student_probs: np.ndarray) -> float:
 
 def test_kd_with_alpha_zero_moves_the_student_toward_the_teacher(tokenizer, tmp_path):
     pairs, marked = toy_pairs(32, seed=1)
-    # The teacher says "correct" iff the answer holds 'apple'; the hard labels say the opposite. With alpha=0 only
-    # the KD term counts, so the student must follow the teacher, not the labels.
+    # The teacher says "correct" iff the answer holds 'apple'; the hard labels say the opposite. With the KD term alone
+    # (alpha=0), so the student must follow the teacher, not the labels.
     teacher = torch.tensor([[-1.5, 1.5] if m else [1.5, -1.5] for m in marked])
     labels = [1 - m for m in marked]
     items = attach_teacher_logits(encode_pairs(tokenizer, pairs, labels, max_length=32), teacher)
@@ -142,9 +145,8 @@ def test_kd_with_alpha_zero_moves_the_student_toward_the_teacher(tokenizer, tmp_
         items,
         [],
         config(tmp_path, epochs=6, lr=3e-2, warmup_ratio=0.0, schedule="constant"),
-        kd=True,
-        alpha=0.0,
-        temperature=1.0,
+        terms={"kd": 1.0},
+        kd=SoftLabelKDConfig(temperature=1.0),
     )
     probs = predict_proba(student, tokenizer, items)
     after = kl(teacher, probs)

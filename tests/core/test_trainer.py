@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from suite.distiller import Distiller, SoftLabelKD, TaskLoss
+from suite.distiller import Distiller
+from suite.losses import SoftLabelKD, TaskLoss
 from suite.trainer import EpochSampler, Trainer, TrainerConfig
 
 

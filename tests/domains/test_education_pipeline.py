@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,13 +40,23 @@ def test_summary_follows_the_schema_for_every_model(education_run):
     assert {"command", "machine", "teacher", "models"} <= set(written)
     assert written["teacher"] == "sra_teacher"
     expected = {f"{task}_{m}" for task in ("sra", "verifier") for m in
-                ("teacher", "tiny_kd", "tiny_no_kd", "minilm2_kd", "minilm2_no_kd")}  # fmt: skip
+                ("teacher", "majority", "tiny_kd", "tiny_no_kd", "minilm2_kd", "minilm2_no_kd")}  # fmt: skip
     assert set(written["models"]) == expected
     for name, entry in written["models"].items():
-        assert set(entry) == {"params", "kd", "latency_ms_p50", "latency_ms_p99", "metrics"}
+        assert set(entry) == {
+            "params",
+            "kd",
+            "latency_ms_p50",
+            "latency_ms_p99",
+            "metrics",
+            "seeds",
+            "metrics_std",
+            "metrics_first_seed",
+        }
         assert entry["kd"] == (name.endswith("_kd") and not name.endswith("no_kd"))
-        assert isinstance(entry["params"], int) and entry["params"] > 0
-        assert 0 < entry["latency_ms_p50"] <= entry["latency_ms_p99"]
+        assert isinstance(entry["params"], int) and (entry["params"] > 0) == (not name.endswith("majority"))
+        if not name.endswith("majority"):
+            assert 0 < entry["latency_ms_p50"] <= entry["latency_ms_p99"]
         splits = {"unseen_answers", "unseen_questions", "unseen_domains"} if name.startswith("sra") else {"test"}
         assert set(entry["metrics"]) == splits
         for values in entry["metrics"].values():
@@ -55,15 +64,26 @@ def test_summary_follows_the_schema_for_every_model(education_run):
             assert 0 <= values["accuracy"] <= 1 and 0 <= values["ece"] <= 1
     tiny, teacher = written["models"]["sra_tiny_kd"], written["models"]["sra_teacher"]
     assert tiny["params"] < 1_000_000 and teacher["params"] > 0
+    assert written["models"]["sra_tiny_kd"]["seeds"] == [0, 1] and written["models"]["sra_minilm2_kd"]["seeds"] == [0]
 
 
-def test_seed_study_has_one_accuracy_per_seed(education_run):
-    _, summary, _ = education_run
-    study = summary["tasks"]["sra"]["seed_study"]
-    assert len(study["tiny"]["kd"]) == len(study["tiny"]["no_kd"]) == 2
-    assert len(study["minilm2"]["kd"]) == 1 and study["minilm2"]["kd_minus_no_kd_std"] is None
-    diffs = np.subtract(study["tiny"]["kd"], study["tiny"]["no_kd"])
-    assert study["tiny"]["kd_minus_no_kd_mean"] == pytest.approx(diffs.mean())
+def test_majority_baseline_predicts_the_most_common_training_label(education_run):
+    from domains.education.pipeline import load_task
+
+    recipe, summary, _ = education_run
+    data = load_task(recipe, "sra")
+    majority = int(np.bincount([e.label for e in data.train]).argmax())
+    for split, examples in data.tests.items():
+        expected = float(np.mean([e.label == majority for e in examples]))
+        assert summary["models"]["sra_majority"]["metrics"][split]["accuracy"] == pytest.approx(expected)
+
+
+def test_seed_study_pairs_kd_and_no_kd_on_the_same_seeds(education_run):
+    _, summary, root = education_run
+    report = (root / "report" / "education.md").read_text()
+    kd, no_kd = (summary["models"][f"sra_tiny_{v}"] for v in ("kd", "no_kd"))
+    assert kd["seeds"] == no_kd["seeds"] == [0, 1]
+    assert "| tiny |" in report and "difference (mean ± std, pt)" in report
 
 
 def test_no_problem_is_in_two_verifier_splits(education_run):
@@ -86,7 +106,8 @@ def test_exported_students_match_their_reported_accuracy(education_run):
         model = load_exported(root / "run" / "export" / name)
         probs = model.predict_proba([r["text"] for r in data], [r["text_pair"] for r in data])
         accuracy = float((probs.argmax(-1) == [r["label"] for r in data]).mean())
-        assert accuracy == pytest.approx(summary["models"][name]["metrics"]["unseen_answers"]["accuracy"], abs=1e-9)
+        exported = summary["models"][name]["metrics_first_seed"]["unseen_answers"]["accuracy"]
+        assert accuracy == pytest.approx(exported, abs=1e-9)
         spec = json.loads((root / "run" / "export" / name / "spec.json").read_text())
         assert spec["max_length"] == recipe.sra_max_length
         assert spec["parity"]["fp32"]["max_abs_diff"] <= spec["parity"]["fp32"]["tolerance"]
@@ -99,22 +120,55 @@ def test_report_and_model_card_state_the_command_and_the_numbers(education_run):
     for figure in ("sra_accuracy_vs_latency.png", "reliability_sra_teacher.png", "reliability_verifier_tiny_kd.png"):
         assert (root / "report" / "education" / figure).stat().st_size > 1000
         assert figure in report
-    accuracy = summary["models"]["sra_tiny_kd"]["metrics"]["unseen_answers"]["accuracy"]
-    assert f"{accuracy:.3f}" in report
+    mean = summary["models"]["sra_tiny_kd"]["metrics"]["unseen_answers"]["accuracy"]
+    assert f"{mean:.3f} ± " in report  # two seeds: mean ± std
+    exported = summary["models"]["sra_tiny_kd"]["metrics_first_seed"]["unseen_answers"]["accuracy"]
     card = (root / "card" / "README.md").read_text()
-    assert "sra_tiny_kd" in card and f"{accuracy:.3f}" in card
+    assert "sra_tiny_kd" in card and f"unseen_answers {exported:.3f}" in card
 
 
-def test_rerun_reuses_the_teacher_and_its_stored_outputs(education_run, capsys, monkeypatch):
+def test_rerun_reuses_the_teacher_students_and_stored_outputs(education_run, capsys, monkeypatch):
     from domains.education import pipeline
     from suite.teachers import HFTeacher
 
-    recipe, _, _ = education_run
+    recipe, first, _ = education_run
     asked = []
     original = HFTeacher.answer
     monkeypatch.setattr(HFTeacher, "answer", lambda self, inputs: asked.append(len(inputs)) or original(self, inputs))
-    data = pipeline.load_task(recipe, "sra")
-    teacher = pipeline.prepare_teacher(recipe, "sra", data, Path(recipe.output_dir) / "sra", resume=False)
-    pipeline.teacher_logits(teacher, data.train, Path(recipe.output_dir) / "sra")
-    assert "reusing the fine-tuned teacher" in capsys.readouterr().out
-    assert asked == []
+    trained = []
+    monkeypatch.setattr(pipeline.EducationTask, "train", lambda *args: trained.append(args) or None)
+    again = pipeline.run(recipe)
+    out = capsys.readouterr().out
+    assert "[sra/teacher] up to date" in out and "[students/sra_tiny_kd-s1] up to date" in out
+    assert asked == [] and trained == []
+    assert again["models"]["sra_tiny_kd"]["metrics"] == first["models"]["sra_tiny_kd"]["metrics"]
+
+
+def test_a_changed_student_recipe_retrains_only_that_student(education_run, capsys, monkeypatch):
+    from domains.education import pipeline
+
+    recipe, _, _ = education_run
+    changed = build_config(type(recipe), {}, [f"{k}={v}" for k, v in _overrides(recipe).items()]
+                           + ["variants.kd.kd=0.7", "tasks=[sra]", "students=[tiny]", "seeds=[0]"])  # fmt: skip
+    trained = []
+    original = pipeline.EducationTask.train
+    monkeypatch.setattr(
+        pipeline.EducationTask, "train", lambda self, v, s, d: trained.append(v.name) or original(self, v, s, d)
+    )
+    pipeline.run(changed)
+    assert trained == ["sra_tiny_kd"]  # no_kd's terms did not change, nor did the teacher
+    assert "[students/sra_tiny_kd-s0] rebuilding: its recipe or inputs changed" in capsys.readouterr().out
+
+
+def _overrides(recipe) -> dict:
+    import dataclasses
+
+    keep = ["output_dir", "report_dir", "model_card_dir", "sra_path", "gsm8k_path", "teacher_model"]
+    keep += ["verifier_rationales", "sra_max_length", "verifier_max_length", "robustness_examples", "vocab_size"]
+    keep += ["tiny_dim", "tiny_layers", "bench_repeats", "dev_fraction", "minilm2_seeds"]
+    values = dataclasses.asdict(recipe)
+    out = {k: values[k] for k in keep}
+    for section in ("sra_teacher_trainer", "verifier_teacher_trainer", "tiny_trainer", "minilm2_trainer"):
+        out |= {f"{section}.lr": values[section]["lr"], f"{section}.epochs": values[section]["epochs"],
+                f"{section}.progress": False}  # fmt: skip
+    return out

@@ -1,0 +1,220 @@
+"""The run stages every pack shares: variants x seeds -> evaluate -> export (parity, gated int8) -> benchmark ->
+one results table. A pack declares what is specific to it by implementing :class:`Pack`; this module runs it.
+
+Stages go through a :class:`~suite.stages.StageLedger`, so a rerun reuses every trained student whose recipe,
+seed and upstream stages (the teacher) are unchanged, and retrains the ones that changed.
+
+A pack supplies (see :class:`Pack`):
+
+- ``variants()``: the students, each a :class:`Variant` (student name, named loss terms with weights, seeds);
+- ``train`` / ``load``: build one trained student into a directory, or read it back;
+- ``evaluate``: ``{split: {metric: value}}`` for each trained student (all at once, so a pack that evaluates in
+  worker processes can batch);
+- ``export``: export one student with ``suite.export`` (parity, gated int8), or skip it;
+- ``baselines``: trivial baselines (majority class, constant policy) every table carries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from suite.stages import StageLedger
+
+Metrics = dict[str, dict[str, float]]  # split -> metric -> value
+
+
+@dataclass
+class Variant:
+    """One student recipe: which student, which loss terms with which weights, trained with which seeds."""
+
+    name: str
+    student: str
+    terms: dict[str, float]
+    seeds: list[int]
+    kd: bool  # a weighted term learns from the teacher (False for the hard-label and teacher-free baselines)
+
+
+@dataclass
+class Trained:
+    variant: Variant
+    seed: int
+    model: nn.Module
+    directory: Path
+
+
+class Pack:
+    """The hooks a pack implements; the shared stages call them in order."""
+
+    def variants(self) -> list[Variant]:
+        raise NotImplementedError
+
+    def student_settings(self, variant: Variant) -> Any:
+        """What shapes a variant's training besides its terms and seed (architecture, trainer config): a change
+        here retrains it."""
+        raise NotImplementedError
+
+    def train(self, variant: Variant, seed: int, directory: Path) -> nn.Module:
+        raise NotImplementedError
+
+    def load(self, variant: Variant, seed: int, directory: Path) -> nn.Module:
+        raise NotImplementedError
+
+    def evaluate(self, trained: list[Trained]) -> list[Metrics]:
+        raise NotImplementedError
+
+    def export(self, trained: Trained, target: Path) -> Path | None:
+        """Export one student to the new directory ``target`` with ``suite.export`` (parity, and
+        ``drop_failing_variants=True`` so a variant that fails its metric gate is left out); None: not exported."""
+        return None
+
+    def baselines(self) -> dict[str, Metrics]:
+        return {}
+
+
+@dataclass
+class ModelResult:
+    """A model's row in the results: metrics averaged over seeds, with their spread.
+
+    ``role`` is ``"student"``, ``"teacher"`` or ``"baseline"`` (a trivial predictor every table carries)."""
+
+    role: str
+    params: int
+    kd: bool
+    seeds: list[int]
+    per_seed: dict[int, Metrics]
+    metrics: Metrics
+    std: Metrics
+
+    @classmethod
+    def single(cls, role: str, metrics: Metrics, params: int = 0) -> ModelResult:
+        """A model measured once (a teacher, a baseline): no seeds, no spread."""
+        return cls(role, params, False, [], {}, metrics, {s: dict.fromkeys(m, 0.0) for s, m in metrics.items()})
+
+
+def train_variants(pack: Pack, ledger: StageLedger, after: Sequence[str] = (), prefix: str = "") -> list[Trained]:
+    """Every variant x seed, each a stage ``students/<prefix><variant>-s<seed>`` depending on ``after``."""
+    trained = []
+    for variant in pack.variants():
+        for seed in variant.seeds:
+            inputs = {"terms": variant.terms, "student": variant.student, "seed": seed,
+                      "settings": pack.student_settings(variant)}  # fmt: skip
+            model = ledger.run(
+                f"students/{prefix}{variant.name}-s{seed}",
+                inputs,
+                build=lambda out, v=variant, s=seed: pack.train(v, s, out),
+                load=lambda out, v=variant, s=seed: pack.load(v, s, out),
+                after=after,
+            )
+            trained.append(Trained(variant, seed, model, ledger.root / f"students/{prefix}{variant.name}-s{seed}"))
+    return trained
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if v is not None and v == v]
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def aggregate(per_seed: Mapping[int, Metrics]) -> tuple[Metrics, Metrics]:
+    """Mean and sample std over seeds of every split's metrics (std 0 with one seed)."""
+    first = next(iter(per_seed.values()))
+    mean: Metrics = {split: {} for split in first}
+    std: Metrics = {split: {} for split in first}
+    for split, metrics in first.items():
+        for metric in metrics:
+            mean[split][metric], std[split][metric] = _mean_std([run[split][metric] for run in per_seed.values()])
+    return mean, std
+
+
+def evaluate_variants(pack: Pack, trained: list[Trained]) -> dict[str, ModelResult]:
+    """One :class:`ModelResult` per variant (first the pack's baselines, with 0 parameters and no KD)."""
+    from suite.eval import parameter_count
+
+    results = {name: ModelResult.single("baseline", metrics) for name, metrics in pack.baselines().items()}
+    grouped: dict[str, list[tuple[Trained, Metrics]]] = {}
+    for run, metrics in zip(trained, pack.evaluate(trained), strict=True):
+        grouped.setdefault(run.variant.name, []).append((run, metrics))
+    for name, runs in grouped.items():
+        per_seed = {run.seed: metrics for run, metrics in runs}
+        mean, std = aggregate(per_seed)
+        first = runs[0][0]
+        params = parameter_count(first.model)
+        results[name] = ModelResult("student", params, first.variant.kd, list(per_seed), per_seed, mean, std)
+    return results
+
+
+def fresh_export_dir(target: Path) -> Path:
+    """``target``, emptied of this run's own earlier export (suite.export refuses to write over anything)."""
+    if target.is_dir():
+        shutil.rmtree(target)
+    return target
+
+
+def export_first_seeds(pack: Pack, trained: list[Trained], out_dir: Path) -> dict[str, Path]:
+    """The first seed of every variant to ``out_dir/<variant>``, through the pack's ``export``."""
+    exports, done = {}, set()
+    for run in trained:
+        if run.variant.name in done:
+            continue
+        done.add(run.variant.name)
+        exported = pack.export(run, fresh_export_dir(out_dir / run.variant.name))
+        if exported is not None:
+            exports[run.variant.name] = exported
+    return exports
+
+
+def latency(bench: Mapping[str, Any], model: str, runtime: str = "onnxruntime", variant: str = "fp32",
+            batch: int = 1) -> dict[str, Any] | None:  # fmt: skip
+    """The benchmark row of one model / runtime / variant / batch size, or None when it was not measured."""
+    for row in bench.get("results", []):
+        if (row["model"], row["runtime"], row["batch_size"]) == (model, runtime, batch) and (
+            runtime != "onnxruntime" or row["variant"] == variant
+        ):
+            return row
+    return None
+
+
+def rejected_variants(export_dir: Path) -> dict[str, str]:
+    import json
+
+    return json.loads((export_dir / "spec.json").read_text()).get("rejected", {})
+
+
+def beats_baselines(results: Mapping[str, ModelResult], name: str, split: str, metric: str,
+                    higher_is_better: bool = True) -> bool:  # fmt: skip
+    """Whether ``name`` does strictly better than every baseline on ``split``/``metric``."""
+    value = results[name].metrics[split][metric]
+    for other, entry in results.items():
+        if other != name and entry.role == "baseline":
+            base = entry.metrics[split][metric]
+            if (value <= base) if higher_is_better else (value >= base):
+                return False
+    return True
+
+
+def summary_models(results: Mapping[str, ModelResult], bench: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``models`` mapping of the run summary (:mod:`suite.results`): metrics are means over seeds, with their
+    std and the first (exported) seed's own values beside them."""
+    from suite.results import model_entry
+
+    models = {}
+    for name, entry in results.items():
+        models[name] = model_entry(entry.params, entry.kd, latency(bench, name), entry.metrics)
+        models[name]["seeds"] = entry.seeds
+        models[name]["metrics_std"] = entry.std
+        # The first seed is the exported one: its own numbers, for model cards and export checks.
+        models[name]["metrics_first_seed"] = entry.per_seed[entry.seeds[0]] if entry.seeds else entry.metrics
+    return models
+
+
+def variant_record(variant: Variant) -> dict[str, Any]:
+    return dataclasses.asdict(variant)
