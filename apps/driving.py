@@ -206,9 +206,9 @@ def step_outputs(step: Step, max_steps: int) -> tuple[Image.Image, str, str, str
 
 
 def header_markdown(run: Path, name: str, bank: RationaleBank) -> str:
-    """What the page serves; the parameter count only when the run's results.json records it."""
-    results = run / "results.json"
-    params = json.loads(results.read_text()).get("params", {}).get(name) if results.is_file() else None
+    """What the page serves; the parameter count only when the run's report summary records it."""
+    summary = run / "report" / "driving.json"
+    params = json.loads(summary.read_text())["models"].get(name, {}).get("params") if summary.is_file() else None
     lines = [
         "# Driving planner",
         "A distilled pixel planner drives one highway-env episode from its camera frames alone; the privileged "

@@ -139,9 +139,10 @@ def evaluate_variants(pack: Pack, trained: list[Trained]) -> dict[str, ModelResu
     """One :class:`ModelResult` per variant (first the pack's baselines, with 0 parameters and no KD)."""
     from suite.eval import parameter_count
 
+    evaluated = pack.evaluate(trained)  # first: a pack may evaluate its baselines in the same batch
     results = {name: ModelResult.single("baseline", metrics) for name, metrics in pack.baselines().items()}
     grouped: dict[str, list[tuple[Trained, Metrics]]] = {}
-    for run, metrics in zip(trained, pack.evaluate(trained), strict=True):
+    for run, metrics in zip(trained, evaluated, strict=True):
         grouped.setdefault(run.variant.name, []).append((run, metrics))
     for name, runs in grouped.items():
         per_seed = {run.seed: metrics for run, metrics in runs}

@@ -71,9 +71,10 @@ def retrieval_accuracy(reasoning: torch.Tensor, data: DrivingData) -> float:
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """What a worker needs to rebuild a policy: the expert, or a planner from its kwargs and weights file."""
+    """What a worker needs to rebuild a policy: the expert, a constant action (``kwargs`` = (("action", A),)), or
+    a planner from its kwargs and weights file."""
 
-    kind: str  # "expert" | "planner"
+    kind: str  # "expert" | "constant" | "planner"
     weights: str = ""
     kwargs: tuple[tuple[str, Any], ...] = ()
 
@@ -118,9 +119,26 @@ class ExpertPolicy:
         return self.expert.decide(env, scenario).action, {}
 
 
+class ConstantPolicy:
+    """The trivial baseline: the same action at every step (the best legal one when the scenario lacks it)."""
+
+    def __init__(self, action: str):
+        self.action = action
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, frame: np.ndarray, env: Any, scenario: str) -> tuple[str, dict]:
+        if self.action in sim.SCENARIOS[scenario].actions:
+            return self.action, {}
+        return best_legal_action(np.eye(len(sim.ACTIONS))[sim.ACTIONS.index(self.action)], scenario), {}
+
+
 def build_policy(spec: PolicySpec) -> Any:
     if spec.kind == "expert":
         return ExpertPolicy()
+    if spec.kind == "constant":
+        return ConstantPolicy(dict(spec.kwargs)["action"])
     from safetensors.torch import load_file
 
     from suite.students.planner import PixelPlanner

@@ -1,13 +1,13 @@
-"""``distill run driving``: collect -> teacher rationales and embeddings -> train the ablation -> open and closed
-loop -> export (+ parity) -> latency -> report. Every stage keeps its output under ``output_dir`` and a rerun skips
-what exists (shards, stored embeddings, trained weights)."""
+"""``distill run driving``: collect -> teacher rationales and embeddings, then the shared stages
+(:mod:`suite.runner`): the planner ablation x seeds, open and closed loop (with the expert and a constant-action
+baseline on the same episodes), export (+ parity), latency; then the report. A rerun reuses the shards, the stored
+embeddings and every planner whose recipe did not change."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,8 +17,10 @@ from domains.driving import scenarios as sim
 from domains.driving.collect import CollectPlan, collect
 from domains.driving.data import DrivingData, action_prototypes, action_weights, embed_texts, load, make_collate
 from domains.driving.evaluate import PolicySpec, closed_loop, open_loop_metrics
-from domains.driving.recipe import LOSS_WEIGHTS, VARIANTS, DrivingRecipe
-from domains.driving.terms import build_terms
+from domains.driving.recipe import VARIANTS, DrivingRecipe
+from domains.driving.terms import build_terms, distils_from_teacher
+from suite.runner import ModelResult, Pack, Trained, Variant, evaluate_variants, export_first_seeds, train_variants
+from suite.stages import StageLedger
 from suite.trainer import TrainerConfig
 
 if TYPE_CHECKING:
@@ -82,56 +84,110 @@ def vlm_rationales(recipe: DrivingRecipe, data: DrivingData, store_dir: Path) ->
     print(f"[driving] VLM rationales: {len(answers) - kept} parsed, {kept} kept the expert's text")
 
 
-# -- training ----------------------------------------------------------------------------------------------------
+# -- the pack ----------------------------------------------------------------------------------------------------
 
 
 def planner_kwargs(recipe: DrivingRecipe, backbone: str) -> dict[str, Any]:
     return {"backbone": backbone, "frames": recipe.frames, "num_actions": len(sim.ACTIONS)}
 
 
-def train_planner(
-    recipe: DrivingRecipe,
-    train: DrivingData,
-    backbone: str,
-    variant: str,
-    seed: int,
-    run_dir: Path,
-    resume: bool = False,
-) -> torch.nn.Module:
-    """Train one planner, or load it when ``run_dir`` already holds its final weights; ``resume`` continues an
-    interrupted training from its last epoch checkpoint."""
-    from safetensors.torch import load_file, save_file
+BASELINES = {"constant-IDLE": "IDLE"}  # issue 14: a policy that never acts matched the first planners
 
-    from suite.distiller import Distiller
-    from suite.students.planner import PixelPlanner
-    from suite.trainer import Trainer, seed_everything
 
-    weights = run_dir / "model.safetensors"
-    seed_everything(seed)
-    planner = PixelPlanner(**planner_kwargs(recipe, backbone), pretrained=not weights.exists())
-    if weights.exists():
-        planner.load_state_dict(load_file(weights))
+class DrivingPack(Pack):
+    """The expert's (or a VLM's) rationales distilled into pixel planners, as the shared stages see them."""
+
+    def __init__(self, recipe: DrivingRecipe, ledger: StageLedger, resume: bool):
+        self.recipe, self.resume, self.out = recipe, resume, ledger.root
+        inputs = {k: getattr(recipe, k) for k in ("scenarios", "train_episodes", "val_episodes", "seed", "frames",
+                                                  "teacher", "teacher_model", "teacher_url")}  # fmt: skip
+        self.train_data, self.val = ledger.run("teacher", inputs, lambda out: load_splits(recipe, self.out))
+        num_actions = len(sim.ACTIONS)
+        self.prototypes = action_prototypes(self.train_data, num_actions)
+        self.class_weights = action_weights(self.train_data, num_actions)
+        self.closed: dict[str, dict[str, dict[str, float]]] = {}  # policy -> scenario -> metrics
+
+    def variants(self) -> list[Variant]:
+        recipe, out = self.recipe, []
+        for backbone, variant, seeds in runs(recipe):
+            terms = {t: recipe.weights[t] for t in ("imitation", *VARIANTS[variant])}
+            out.append(
+                Variant(model_name(backbone, variant), backbone, terms, seeds, distils_from_teacher(VARIANTS[variant]))
+            )
+        return out
+
+    def _settings(self) -> dict[str, float]:
+        names = ("waypoint_weight", "agents_temperature", "consistency_temperature", "mask_ratio")
+        return {name: getattr(self.recipe, name) for name in names}
+
+    def student_settings(self, variant: Variant) -> Any:
+        recipe = self.recipe
+        epochs = recipe.epochs if variant.student == recipe.backbone else recipe.extra_epochs
+        return {"planner": planner_kwargs(recipe, variant.student), "epochs": epochs, "batch_size": recipe.batch_size,
+                "lr": recipe.lr, "terms": self._settings()}  # fmt: skip
+
+    def train(self, variant: Variant, seed: int, directory: Path) -> torch.nn.Module:
+        from safetensors.torch import save_file
+
+        from suite.distiller import Distiller
+        from suite.students.planner import PixelPlanner
+        from suite.trainer import Trainer, seed_everything
+
+        print(f"[driving] training {variant.name} seed {seed}")
+        seed_everything(seed)
+        planner = PixelPlanner(**planner_kwargs(self.recipe, variant.student), pretrained=True)
+        variant_terms = tuple(t for t in variant.terms if t != "imitation")
+        terms = build_terms(variant_terms, planner, self.prototypes, self.class_weights, self._settings())
+        settings = self.student_settings(variant)
+        config = TrainerConfig(
+            output_dir=str(directory), epochs=settings["epochs"], batch_size=self.recipe.batch_size, lr=self.recipe.lr,
+            seed=seed, warmup_ratio=0.05, schedule="cosine", log_every=50, progress=self.recipe.progress,
+            tensorboard=False,
+        )  # fmt: skip
+        Trainer(Distiller(planner, terms, variant.terms), config, self.train_data, make_collate(self.train_data)).fit(
+            self.resume
+        )
+        save_file({k: v.contiguous() for k, v in planner.state_dict().items()}, str(directory / "model.safetensors"))
         return planner.eval()
-    num_actions = len(sim.ACTIONS)
-    terms = build_terms(
-        VARIANTS[variant], planner, action_prototypes(train, num_actions), action_weights(train, num_actions)
-    )
-    distiller = Distiller(planner, terms, {name: LOSS_WEIGHTS[name] for name in terms})
-    epochs = recipe.epochs if backbone == recipe.backbone else recipe.extra_epochs
-    config = TrainerConfig(
-        output_dir=str(run_dir), epochs=epochs, batch_size=recipe.batch_size, lr=recipe.lr, seed=seed,
-        warmup_ratio=0.05, schedule="cosine", log_every=50, progress=recipe.progress, tensorboard=False,
-    )  # fmt: skip
-    Trainer(distiller, config, train, make_collate(train)).fit(resume)
-    save_file({k: v.contiguous() for k, v in planner.state_dict().items()}, str(weights))
-    return planner.eval()
+
+    def load(self, variant: Variant, seed: int, directory: Path) -> torch.nn.Module:
+        from safetensors.torch import load_file
+
+        from suite.students.planner import PixelPlanner
+
+        planner = PixelPlanner(**planner_kwargs(self.recipe, variant.student), pretrained=False)
+        planner.load_state_dict(load_file(directory / "model.safetensors"))
+        return planner.eval()
+
+    def evaluate(self, trained: list[Trained]) -> list[dict]:
+        """Open loop on the validation frames; closed loop for every planner, the expert and the baselines at once
+        (the same seeded episodes, in worker processes)."""
+        recipe = self.recipe
+        specs = {"expert": PolicySpec("expert")}
+        specs |= {name: PolicySpec("constant", kwargs=(("action", a),)) for name, a in BASELINES.items()}
+        for run in trained:
+            kwargs = tuple(sorted(planner_kwargs(recipe, run.variant.student).items()))
+            specs[f"{run.variant.name}|{run.seed}"] = PolicySpec(
+                "planner", str(run.directory / "model.safetensors"), kwargs
+            )
+        print(f"[driving] closed loop: {recipe.eval_episodes} episodes per scenario for each of {len(specs)} policies")
+        self.closed = closed_loop(specs, tuple(recipe.scenarios), recipe.eval_episodes, recipe.seed, recipe.workers,
+                                  progress=recipe.progress)  # fmt: skip
+        return [{"open_loop": open_loop_metrics(run.model, self.val), **self.closed[f"{run.variant.name}|{run.seed}"]}
+                for run in trained]  # fmt: skip
+
+    def baselines(self) -> dict[str, dict]:
+        return {name: self.closed[name] for name in BASELINES}
+
+    def export(self, trained: Trained, target: Path) -> Path | None:
+        return export_planner(self.recipe, trained.model, trained.variant.student, self.val, target)
 
 
-def runs(recipe: DrivingRecipe) -> list[tuple[str, str, int]]:
-    """(backbone, variant, seed) of every planner the recipe trains."""
-    plan = [(recipe.backbone, v, s) for v in recipe.variants for s in recipe.seeds]
+def runs(recipe: DrivingRecipe) -> list[tuple[str, str, list[int]]]:
+    """(backbone, variant, seeds) of every planner variant the recipe trains."""
+    plan = [(recipe.backbone, v, list(recipe.seeds)) for v in recipe.variants]
     if recipe.extra_backbone:
-        plan += [(recipe.extra_backbone, v, recipe.seeds[0]) for v in ("imitation", "all") if v in recipe.variants]
+        plan += [(recipe.extra_backbone, v, recipe.seeds[:1]) for v in ("imitation", "all") if v in recipe.variants]
     return plan
 
 
@@ -146,43 +202,32 @@ def run(recipe: DrivingRecipe, resume: bool = False) -> dict[str, Any]:
     from domains.driving.report import write_model_card, write_report
 
     started = time.perf_counter()
-    out = Path(recipe.output_dir)
-    train, val = load_splits(recipe, out)
-    planners, open_loop, specs = {}, {}, {"expert|0": PolicySpec("expert")}
-    for backbone, variant, seed in runs(recipe):
-        name, run_dir = model_name(backbone, variant), out / "students" / f"{model_name(backbone, variant)}-s{seed}"
-        print(f"[driving] training {name} seed {seed}")
-        planner = train_planner(recipe, train, backbone, variant, seed, run_dir, resume)
-        planners[(name, seed)] = planner
-        open_loop[(name, seed)] = open_loop_metrics(planner, val)
-        kwargs = tuple(sorted(planner_kwargs(recipe, backbone).items()))
-        specs[f"{name}|{seed}"] = PolicySpec("planner", str(run_dir / "model.safetensors"), kwargs)
-    print(f"[driving] closed loop: {recipe.eval_episodes} episodes per scenario for each of {len(specs)} policies")
-    driving = closed_loop(specs, tuple(recipe.scenarios), recipe.eval_episodes, recipe.seed, recipe.workers,
-                          progress=recipe.progress)  # fmt: skip
-    exports = export_planners(recipe, planners, val, out)
-    save_rationale_bank([train, val], out / "rationale_bank.json")
-    bench = benchmark(recipe, exports, out)
-    results = {
-        "recipe": asdict(recipe), "train_frames": len(train), "val_frames": len(val), "open_loop": _keyed(open_loop),
-        "closed_loop": driving, "exports": {k: str(v) for k, v in exports.items()}, "bench": bench,
-        "params": {name: _params(p) for (name, _), p in planners.items()},
-        "samples": sample_frames(val, out / "samples.png"),
-    }  # fmt: skip
-    (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
-    doc = write_report(recipe, results, seconds=time.perf_counter() - started)
-    write_model_card(recipe, results, doc)
+    ledger = StageLedger(recipe.output_dir)
+    pack = DrivingPack(recipe, ledger, resume)
+    trained = train_variants(pack, ledger, after=["teacher"])
+    results = evaluate_variants(pack, trained)
+    results = {"expert": ModelResult.single("teacher", pack.closed["expert"]), **results}
+    exports = export_first_seeds(pack, trained, ledger.root / "export")
+    save_rationale_bank([pack.train_data, pack.val], ledger.root / "rationale_bank.json")
+    samples = sample_frames(pack.val, ledger.root / "samples.png")
+    bench = benchmark(recipe, exports, ledger.root)
+    run_result = DrivingResult(recipe, results, exports, bench, len(pack.train_data), len(pack.val), samples)
+    doc = write_report(run_result, seconds=time.perf_counter() - started)
+    write_model_card(run_result, doc)
     return doc
 
 
-def _keyed(table: dict[tuple[str, int], Any]) -> dict[str, Any]:
-    return {f"{name}|{seed}": value for (name, seed), value in table.items()}
+@dataclass
+class DrivingResult:
+    """What the report is written from."""
 
-
-def _params(planner: torch.nn.Module) -> int:
-    from suite.eval.efficiency import parameter_count
-
-    return int(parameter_count(planner))
+    recipe: DrivingRecipe
+    results: dict[str, ModelResult]
+    exports: dict[str, Path]
+    bench: dict[str, Any]
+    train_frames: int
+    val_frames: int
+    samples: list[dict[str, Any]]
 
 
 def save_rationale_bank(splits: list[DrivingData], path: Path) -> None:
@@ -252,36 +297,21 @@ def planner_spec(frames: int) -> ExportSpec:
     )
 
 
-def export_planners(recipe: DrivingRecipe, planners: dict, val: DrivingData, out: Path) -> dict[str, Path]:
-    """First-seed planner of every variant -> ONNX (logits, waypoints, reasoning) with the parity check."""
+def export_planner(recipe: DrivingRecipe, planner: torch.nn.Module, backbone: str, val: DrivingData,
+                   target: Path) -> Path:  # fmt: skip
+    """A planner -> ONNX (logits, waypoints, reasoning), parity-checked on validation frames it was not traced on."""
     from suite.export import export_student
     from suite.export.package import ModelCardInfo
-
-    first = recipe.seeds[0]
-    spec = planner_spec(recipe.frames)
 
     def inputs(start: int, count: int) -> dict[str, torch.Tensor]:
         rows = slice(start, start + count)
         return {"pixel_values": val.images[rows].float() / 255.0, "ego_speed": val.speed[rows]}
 
-    example, heldout = inputs(0, 2), [inputs(2, 3), inputs(5, 1)]
-    exports = {}
-    for (name, seed), planner in planners.items():
-        if seed != first:
-            continue
-        target = out / "export" / name
-        if target.is_dir():  # this run's own earlier export; export_student refuses to write over anything else
-            shutil.rmtree(target)
-        card = ModelCardInfo(name=f"driving planner {name}", license="MIT (highway-env data, generated)")
-        exports[name] = export_student(
-            planner.eval(), spec, example, heldout, target, card=card, student_name="pixel-planner",
-            student_kwargs={**planner_kwargs(recipe, _backbone_of(name, recipe)), "pretrained": False},
-        )  # fmt: skip
-    return exports
-
-
-def _backbone_of(name: str, recipe: DrivingRecipe) -> str:
-    return next(b for b in (recipe.backbone, recipe.extra_backbone) if b and name.startswith(b + "-"))
+    card = ModelCardInfo(name=f"driving planner {target.name}", license="MIT (highway-env data, generated)")
+    return export_student(
+        planner.eval(), planner_spec(recipe.frames), inputs(0, 2), [inputs(2, 3), inputs(5, 1)], target, card=card,
+        student_name="pixel-planner", student_kwargs={**planner_kwargs(recipe, backbone), "pretrained": False},
+    )  # fmt: skip
 
 
 def benchmark(recipe: DrivingRecipe, exports: dict[str, Path], out: Path) -> dict[str, Any]:

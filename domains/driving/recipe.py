@@ -57,6 +57,17 @@ class DrivingRecipe:
     extra_epochs: int = field(default=4, metadata={"help": "training epochs of the extra backbone"})
     batch_size: int = field(default=64, metadata={"help": "frames per step"})
     lr: float = field(default=3e-3, metadata={"help": "peak AdamW learning rate"})
+    weights: dict[str, float] = field(
+        default_factory=lambda: dict(LOSS_WEIGHTS), metadata={"help": "loss weight of each term a variant uses"}
+    )
+    waypoint_weight: float = field(
+        default=0.1, metadata={"help": "imitation: weight of the waypoint L2 (metres) beside the action CE"}
+    )
+    agents_temperature: float = field(default=0.1, metadata={"help": "VLP agent InfoNCE temperature (Eq. 12)"})
+    consistency_temperature: float = field(
+        default=0.1, metadata={"help": "DSDrive: temperature of the reasoning head's implied-action softmax"}
+    )
+    mask_ratio: float = field(default=0.5, metadata={"help": "DiMA: share of scene tokens masked (Eq. 11)"})
     teacher: str = field(default="expert", metadata={"help": "rationale source: expert | openai-vlm | hf-vlm"})
     teacher_model: str = field(default="", metadata={"help": "VLM: served model name (openai-vlm) or folder (hf-vlm)"})
     teacher_url: str = field(default="", metadata={"help": "VLM: base URL of the OpenAI-compatible server"})
@@ -76,6 +87,12 @@ class DrivingRecipe:
         check(self.eval_episodes >= 1, "eval_episodes", "must be >= 1")
         check(len(self.seeds) >= 1, "seeds", "need at least one training seed")
         check(self.frames >= 1, "frames", "must be >= 1")
+        missing = sorted(
+            {t for v in self.variants for t in VARIANTS[v]} - set(self.weights) | {"imitation"} - set(self.weights)
+        )
+        check(not missing, "weights", f"no weight for the terms {missing}")
+        check(min(self.agents_temperature, self.consistency_temperature) > 0, "agents_temperature", "must be > 0")
+        check(0 < self.mask_ratio < 1, "mask_ratio", "must be in (0, 1)")
 
     # Everything a run writes lives under output_dir unless a directory is named (--publish names the repo's).
     @property

@@ -7,11 +7,12 @@ Each term reads the planner's outputs (:mod:`suite.students.planner`) and the st
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from suite.distiller import LossTerm
 from suite.losses import (
     MultiStageCosineAlignment,
     cosine_alignment_loss,
@@ -21,22 +22,24 @@ from suite.losses import (
     masked_reconstruction_loss,
     ssim_attention_loss,
 )
+from suite.losses.term import LossTerm
 
 STAGES = ("perception", "prediction", "planning")
-WAYPOINT_WEIGHT = 0.1  # waypoint errors are metres (tens of them); this puts them on the cross-entropy's scale
 
 
 class Imitation(LossTerm):
-    """Behaviour cloning of the expert: action cross-entropy + 0.1 * waypoint L2 (metres).
+    """Behaviour cloning of the expert: action cross-entropy + ``waypoint_weight`` x waypoint L2 (metres; 0.1 puts
+    tens of metres on the cross-entropy's scale).
 
     ``class_weights`` (A,) counter the expert's majority of IDLE; without them the planner never brakes.
     """
 
     needs_teacher = False
 
-    def __init__(self, class_weights: torch.Tensor | None = None):
+    def __init__(self, class_weights: torch.Tensor | None = None, waypoint_weight: float = 0.1):
         super().__init__()
         self.register_buffer("class_weights", class_weights)
+        self.waypoint_weight = waypoint_weight
 
     def forward(self, student_out, teacher_out, batch):
         labels = batch["labels"]
@@ -46,7 +49,7 @@ class Imitation(LossTerm):
             student_out["waypoints"],
             labels["waypoints"],
             labels["waypoint_mask"],
-            waypoint_weight=WAYPOINT_WEIGHT,
+            waypoint_weight=self.waypoint_weight,
             class_weights=self.class_weights,
         )
 
@@ -141,21 +144,30 @@ class ReasoningConsistency(LossTerm):
 
 
 def build_terms(
-    variant_terms: tuple[str, ...], planner, prototypes: torch.Tensor, class_weights: torch.Tensor | None = None
+    variant_terms: tuple[str, ...],
+    planner,
+    prototypes: torch.Tensor,
+    class_weights: torch.Tensor | None = None,
+    settings: Mapping[str, float] | None = None,
 ) -> dict[str, LossTerm]:
-    """The named terms of one ablation variant (always with imitation)."""
+    """The named terms of one ablation variant (always with imitation). ``settings`` holds the recipe's
+    ``waypoint_weight``, ``agents_temperature``, ``consistency_temperature`` and ``mask_ratio`` (defaults: 0.1, 0.1,
+    0.1, 0.5)."""
+    s = {"waypoint_weight": 0.1, "agents_temperature": 0.1, "consistency_temperature": 0.1, "mask_ratio": 0.5,
+         **(settings or {})}  # fmt: skip
     text_dim = prototypes.shape[1]
     factories = {
         "align": lambda: StageAlignment(planner.hidden, text_dim),
-        "agents": lambda: AgentContrast(planner.token_dim, text_dim),
-        "recon": lambda: MaskedTokens(planner.token_dim),
+        "agents": lambda: AgentContrast(planner.token_dim, text_dim, s["agents_temperature"]),
+        "recon": lambda: MaskedTokens(planner.token_dim, s["mask_ratio"]),
         "attention": lambda: AttentionDistill(),
-        "consistency": lambda: ReasoningConsistency(prototypes),
+        "consistency": lambda: ReasoningConsistency(prototypes, s["consistency_temperature"]),
     }
     unknown = sorted(set(variant_terms) - set(factories))
     if unknown:
         raise ValueError(f"unknown loss terms {unknown}; choose from {sorted(factories)}")
-    return {"imitation": Imitation(class_weights), **{name: factories[name]() for name in variant_terms}}
+    imitation = Imitation(class_weights, s["waypoint_weight"])
+    return {"imitation": imitation, **{name: factories[name]() for name in variant_terms}}
 
 
 TERM_CLASSES = {

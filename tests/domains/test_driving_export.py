@@ -12,7 +12,7 @@ import torch
 from domains.driving import scenarios as sim
 from domains.driving.collect import CollectPlan, collect
 from domains.driving.data import load
-from domains.driving.pipeline import export_planners, planner_kwargs
+from domains.driving.pipeline import export_planner, planner_kwargs
 from domains.driving.recipe import DrivingRecipe
 from suite.students.planner import PixelPlanner
 
@@ -41,7 +41,7 @@ def exported(tmp_path_factory):
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.5, 0.5)
                 module.running_var.uniform_(0.5, 2.0)
-    exports = export_planners(recipe, {("tiny-imitation", 0): planner}, val, root)
+    exports = {"tiny-imitation": export_planner(recipe, planner, "tiny", val, root / "export" / "tiny-imitation")}
     return exports, planner.eval(), val
 
 
