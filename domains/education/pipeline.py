@@ -362,4 +362,39 @@ def run(recipe: EducationRecipe, resume: bool = False) -> dict[str, Any]:
     results = [run_task(recipe, task, ledger, resume) for task in recipe.tasks]
     doc = write_report(recipe, results, seconds=time.perf_counter() - started)
     write_model_card(recipe, results, doc)
+    release(recipe, results, doc["command"])
     return doc
+
+
+def release(recipe: EducationRecipe, results: list[TaskResult], command: str) -> None:
+    """Copy the recipe's released models beside the model card, each checked on a slice of its first test split."""
+    from suite.release import release_exports
+
+    exports = {name: path for r in results for name, path in r.exports.items() if name in recipe.release}
+    missing = sorted(set(recipe.release) - set(exports))
+    if missing:
+        print(f"not released (not exported in this run): {', '.join(missing)}")
+    tasks = {r.task: r for r in results}
+
+    def check(released: Path) -> dict[str, Any]:
+        task = tasks[released.name.split("_")[0]]
+        split = next(iter(task.pack.data.tests))
+        return release_check(released, task.pack.data.tests[split][: recipe.release_check_examples], split)
+
+    if exports:
+        release_exports(exports, recipe.model_card_path, command, check)
+        print(f"released {', '.join(exports)} to {recipe.model_card_path / 'export'}")
+
+
+def release_check(export_dir: Path, examples: list[Example], split: str) -> dict[str, Any]:
+    """Accuracy of the exported ONNX files (fp32 and, where released, int8) on ``examples``."""
+    from suite.export.runtime import load_exported
+
+    check: dict[str, Any] = {"split": split, "examples": len(examples)}
+    labels = labels_of(examples)
+    for variant in ("fp32", "int8"):
+        if (export_dir / ("model.onnx" if variant == "fp32" else "model.int8.onnx")).is_file():
+            model = load_exported(export_dir, variant=variant)
+            probs = model.predict_proba([e.text for e in examples], [e.text_pair for e in examples])
+            check[f"accuracy_{variant}"] = float((probs.argmax(-1) == labels).mean())
+    return check

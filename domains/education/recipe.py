@@ -88,6 +88,13 @@ class EducationRecipe:
     )  # fmt: skip
     kd: SoftLabelKDConfig = field(default_factory=SoftLabelKDConfig, metadata={"help": "the kd term's settings"})
     int8: bool = field(default=True, metadata={"help": "also export dynamic int8 ONNX (kept if accuracy holds)"})
+    release: list[str] = field(
+        default_factory=lambda: ["sra_tiny_kd"],
+        metadata={"help": "exported models copied beside the model card (--publish: models/education/export/)"},
+    )
+    release_check_examples: int = field(
+        default=200, metadata={"help": "released models are checked on this many examples of the first test split"}
+    )
     bench_repeats: int = field(default=60, metadata={"help": "timed runs per latency measurement"})
     progress: bool = field(default=True, metadata={"help": "progress lines while benchmarking"})
     sra_teacher_trainer: TrainerConfig = field(default_factory=_sra_teacher_trainer)
