@@ -13,12 +13,15 @@ class InputError(SuiteError):
     """An input the app refuses. The message says what to change and never quotes the user's text."""
 
 
-def find_run(run_dir: str | Path | None, runs: Path, what: str, how: str) -> Path:
-    """``run_dir``, else ``runs/full``, else ``runs/quick``: the first that has an ``export/`` folder.
+def find_run(run_dir: str | Path | None, runs: Path, what: str, how: str, released: Path | None = None) -> Path:
+    """``run_dir``, else ``runs/full``, else ``runs/quick``, else the ``released`` students (``models/<pack>``): the
+    first that has an ``export/`` folder.
 
     ``what`` names the exported models and ``how`` the command that makes them, for the error when none exists.
     """
     candidates = [Path(run_dir)] if run_dir is not None else [runs / "full", runs / "quick"]
+    if run_dir is None and released is not None:
+        candidates.append(released)
     for candidate in candidates:
         if (candidate / "export").is_dir():
             return candidate

@@ -1,9 +1,11 @@
 """Gradio app of the education pack: grade short answers with the distilled student, its teacher beside it.
 
 Both models are exported directories (``suite.export``) served by the torch-free runtime on onnxruntime CPU, from
-``runs/education/{full,quick}/export/``. Inputs are bounded (characters per field, file size, rows) and the
-answers' text is never logged or quoted in an error: student answers can be personal data. Parsing, validation and
-scoring are plain functions, so they are tested without gradio; ``build_app`` only lays out the page.
+``runs/education/{full,quick}/export/`` or, on a fresh clone with no run, the released student in
+``models/education/export/`` (the teacher is not released: the page then shows the student alone). Inputs are
+bounded (characters per field, file size, rows) and the answers' text is never logged or quoted in an error: student
+answers can be personal data. Parsing, validation and scoring are plain functions, so they are tested without
+gradio; ``build_app`` only lays out the page.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     import gradio as gr
 
 RUNS = Path("runs/education")
+RELEASED = Path(__file__).resolve().parents[1] / "models" / "education"
 MAX_CHARS = 2_000
 MAX_CSV_BYTES = 1_000_000
 MAX_ROWS = 500
@@ -32,7 +35,13 @@ BATCH_SIZE = 64
 PREVIEW_ROWS = 20
 FIELDS = {"question": "Question", "reference_answer": "Reference answer", "student_answer": "Student answer"}
 ROLES = ("student", "teacher")
-RESULT_COLUMNS = [f"{role}_{column}" for role in ROLES for column in ("label", "p_correct")]
+
+
+def result_columns(roles: tuple[str, ...] | list[str] = ROLES) -> list[str]:
+    return [f"{role}_{column}" for role in roles for column in ("label", "p_correct")]
+
+
+RESULT_COLUMNS = result_columns()
 CORRECT = LABELS.index("correct")
 EXAMPLE = {  # a Beetle-style electric-circuits item (SemEval-2013 Task 7), written for this demo
     "question": "Explain why bulb A stays on when switch Y is open and switch Z is closed.",
@@ -45,7 +54,7 @@ Models = dict[str, ExportedTextClassifier]  # role ("student", "teacher") -> mod
 
 def resolve_run_dir(run_dir: str | Path | None) -> Path:
     """The run whose ``export/`` the app serves: ``run_dir``, else the full profile's run, else the quick one's."""
-    return find_run(run_dir, RUNS, "education models", "`make demo` or `distill run education`")
+    return find_run(run_dir, RUNS, "education models", "`make demo` or `distill run education`", released=RELEASED)
 
 
 def load_model(export_dir: Path) -> ExportedTextClassifier:
@@ -158,8 +167,9 @@ def score_rows(models: Models, rows: list[dict[str, str]]) -> list[dict[str, str
 
 
 def write_csv(path: Path, header: list[str], rows: list[dict[str, str]]) -> Path:
-    """The input columns, then RESULT_COLUMNS (an input column of the same name is replaced)."""
-    columns = [column for column in header if column not in RESULT_COLUMNS] + RESULT_COLUMNS
+    """The input columns, then the scored ones (an input column of the same name is replaced)."""
+    scored = [c for c in RESULT_COLUMNS if c in rows[0]] if rows else RESULT_COLUMNS
+    columns = [column for column in header if column not in RESULT_COLUMNS] + scored
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
@@ -169,7 +179,8 @@ def write_csv(path: Path, header: list[str], rows: list[dict[str, str]]) -> Path
 
 def preview(header: list[str], rows: list[dict[str, str]]) -> dict[str, list]:
     """The first PREVIEW_ROWS rows as a gr.Dataframe value: id (if any), the answer and the scores."""
-    columns = [c for c in ("id", "student_answer") if c in header] + RESULT_COLUMNS
+    scored = [c for c in RESULT_COLUMNS if c in rows[0]] if rows else RESULT_COLUMNS
+    columns = [c for c in ("id", "student_answer") if c in header] + scored
     return {"headers": columns, "data": [[row[c] for c in columns] for row in rows[:PREVIEW_ROWS]]}
 
 
@@ -180,7 +191,10 @@ def header_markdown(run: Path, names: dict[str, str]) -> str:
     for role, name in names.items():
         params = parameter_count(run / "export" / name)
         lines.append(f"- **{role.title()}**: `{name}`" + (f", {params:,} parameters" if params else ""))
-    lines += ["", f"Both run on onnxruntime (CPU), loaded from `{run / 'export'}`. Answers are not logged."]
+    served = "Both run" if len(names) > 1 else "It runs"
+    lines += ["", f"{served} on onnxruntime (CPU), loaded from `{run / 'export'}`. Answers are not logged."]
+    if len(names) == 1:
+        lines.append("This is the released student (no local run yet): `distill run education` adds its teacher.")
     return "\n".join(lines)
 
 
@@ -192,6 +206,8 @@ def build_app(
 
     run = resolve_run_dir(run_dir)
     names = dict(zip(ROLES, (student, teacher), strict=True))
+    # A release ships the student only; a run also has its teacher to compare with.
+    names = {role: name for role, name in names.items() if role == "student" or (run / "export" / name).is_dir()}
     models = {role: load_model(run / "export" / name) for role, name in names.items()}
 
     def on_score(question: str, reference: str, answer: str) -> tuple[dict, dict, str]:
@@ -223,7 +239,7 @@ def build_app(
             with gr.Row():
                 outputs = [
                     gr.Label(value=value, label=f"{role.title()} · {names[role]}", num_top_classes=2)
-                    for role, value in zip(ROLES, initial_labels, strict=True)
+                    for role, value in zip(names, initial_labels, strict=True)
                 ]
             latency = gr.Markdown(initial_latency)
         with gr.Tab("Score a class set (CSV)"):

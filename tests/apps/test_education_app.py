@@ -13,6 +13,7 @@ from PIL import Image
 
 from apps import education
 from apps.education import (
+    EXAMPLE,
     MAX_CHARS,
     MAX_ROWS,
     RESULT_COLUMNS,
@@ -22,6 +23,7 @@ from apps.education import (
     header_markdown,
     read_csv,
     resolve_run_dir,
+    score_one,
 )
 from apps.screenshot import WINDOW, screenshot
 from domains.education.data import sra_pair
@@ -158,7 +160,9 @@ def test_read_csv_names_the_line_of_a_malformed_row(tmp_path, row, reason):
 
 def test_missing_runs_raise_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    message = r"no exported education models in runs/education/full/export or runs/education/quick/export; run"
+    monkeypatch.setattr(education, "RELEASED", tmp_path / "models" / "education")
+    message = (r"no exported education models in runs/education/full/export or runs/education/quick/export or "
+               rf"{re.escape(str(tmp_path))}/models/education/export; run")  # fmt: skip
     with pytest.raises(SuiteError, match=message):
         build_app()
     with pytest.raises(SuiteError, match=re.escape(f"no exported education models in {tmp_path}/nowhere/export;")):
@@ -171,6 +175,25 @@ def test_the_full_run_is_preferred(tmp_path, monkeypatch):
     assert resolve_run_dir(None) == education.RUNS / "quick"
     (tmp_path / education.RUNS / "full" / "export").mkdir(parents=True)
     assert resolve_run_dir(None) == education.RUNS / "full"
+
+
+def test_with_no_run_the_released_student_is_served_alone(run_dir, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    released = tmp_path / "models" / "education"
+    shutil.copytree(run_dir / "export" / "sra_tiny_kd", released / "export" / "sra_tiny_kd")
+    monkeypatch.setattr(education, "RELEASED", released)
+    assert resolve_run_dir(None) == released
+    student = load_exported(released / "export" / "sra_tiny_kd")
+    results = score_one({"student": student}, *EXAMPLE.values())
+    assert set(results) == {"student"}
+    app = build_app()
+    try:
+        assert "This is the released student" in header_markdown(released, {"student": "sra_tiny_kd"})
+        assert app.fns  # the page was laid out with the student alone
+    finally:
+        app.close()
 
 
 def test_header_shows_what_the_files_record(run_dir):
