@@ -8,9 +8,10 @@ everywhere; otherwise :class:`ExportParityError`. Reduced-precision variants are
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -301,19 +302,68 @@ def check_variant(
 # Dynamic int8 on CPU: ConvInteger has no int8-weight kernel in onnxruntime's CPU provider, so Conv stays fp32;
 # MatMul/Gemm (MatMulInteger) and Gather (int8 embedding tables) are the layers that dominate text students.
 INT8_OP_TYPES = ("MatMul", "Gemm", "Gather")
+# A fused encoder: its fused Attention nodes hold the QKV projections, so they are quantized too.
+FUSED_INT8_OP_TYPES = ("MatMul", "Gemm", "Attention")
 
 
-def quantize_int8(onnx_path: str | Path, out_path: str | Path | None = None) -> Path:
-    """Dynamic int8 quantisation (onnxruntime.quantization.quantize_dynamic, QInt8 weights) of ``INT8_OP_TYPES``.
+def quantize_int8(onnx_path: str | Path, out_path: str | Path | None = None, fused: bool = False) -> Path:
+    """Dynamic int8 quantisation (onnxruntime.quantization.quantize_dynamic, QInt8 weights).
 
-    Weights are quantised offline per tensor, activations per batch at run time (Jacob et al., 2018), so no
-    calibration data is needed. Written next to the input as ``model.int8.onnx`` unless ``out_path`` is given.
+    Weights are quantised offline, activations per batch at run time (Jacob et al., 2018), so no calibration data is
+    needed. Plain graphs: ``INT8_OP_TYPES``, one scale per weight tensor. Fused encoders (``fused``):
+    ``FUSED_INT8_OP_TYPES`` with one scale per output channel, which keeps the logits closer to fp32. Written next
+    to the input as ``model.int8.onnx`` unless ``out_path`` is given.
     """
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out = Path(out_path) if out_path else Path(onnx_path).with_name(variant_filename(Path(onnx_path).name, "int8"))
-    quantize_dynamic(str(onnx_path), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=list(INT8_OP_TYPES))
+    op_types = FUSED_INT8_OP_TYPES if fused else INT8_OP_TYPES
+    # ONNX shape inference cannot type the outputs of onnxruntime's fused (com.microsoft) ops: they are float.
+    extra = {"DefaultTensorType": onnx.TensorProto.FLOAT} if fused else None
+    quantize_dynamic(str(onnx_path), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types),
+                     per_channel=fused, extra_options=extra)  # fmt: skip
     return out
+
+
+@contextlib.contextmanager
+def eager_attention(model: nn.Module) -> Iterator[None]:
+    """Trace Hugging Face models inside ``model`` with eager attention: SDPA's exported graph (a constant-scale Mul,
+    a NaN guard, a boolean-mask Where) is not a pattern onnxruntime's attention fusion recognises."""
+    from transformers import PreTrainedModel
+
+    models = [m for m in model.modules() if isinstance(m, PreTrainedModel)]
+    before = [m.config._attn_implementation for m in models]
+    for m in models:
+        m.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        for m, implementation in zip(models, before, strict=True):
+            m.set_attn_implementation(implementation)
+
+
+def fuse_encoder(onnx_path: str | Path, fuse: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite ``onnx_path`` in place with onnxruntime's transformer fusions (Attention, EmbedLayerNormalization,
+    SkipLayerNormalization, BiasGelu); returns the op counts before and after, for spec.json."""
+    import onnx
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    before = len(onnx.load(str(onnx_path)).graph.node)
+    optimized = optimize_model(str(onnx_path), model_type=fuse["model_type"], num_heads=fuse["num_heads"],
+                               hidden_size=fuse["hidden_size"])  # fmt: skip
+    optimized.save_model_to_file(str(onnx_path))
+    graph = onnx.load(str(onnx_path)).graph
+    counts: dict[str, int] = {}
+    for node in graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    onnx.checker.check_model(str(onnx_path))
+    return {
+        **fuse,
+        "nodes_before": before,
+        "nodes_after": len(graph.node),
+        "attention_nodes": counts.get("Attention", 0),
+    }
 
 
 def convert_fp16(onnx_path: str | Path, out_path: str | Path | None = None) -> Path:

@@ -1,7 +1,7 @@
 """Write the whole exported directory of a student (the contract shared with suite/bench and the apps)::
 
     model.onnx [model.int8.onnx] [model.fp16.onnx]   classifiers; generation: [encoder.onnx] decoder.onnx
-    spec.json        family, task, inputs/outputs, opset, ir_version, labels, max_length, image_size, rejected,
+    spec.json        family, task, inputs/outputs, opset, ir_version, labels, max_length, image_size, rejected, fused,
                      files {name: sha256}, parity {variant: report}, torch {student, kwargs, weights} | null,
                      generation {...} | null (decoding metadata, generation students only)
     tokenizer/       tokenizer.save_pretrained (tokenizer.json is what the torch-free runtime reads)
@@ -36,7 +36,9 @@ from suite.export.onnx_export import (
     check_variant,
     convert_fp16,
     describe_onnx,
+    eager_attention,
     export_onnx,
+    fuse_encoder,
     quantize_int8,
 )
 from suite.export.runtime import read_spec, sha256
@@ -81,12 +83,20 @@ def _export_classifier(
     eval_fn: Callable[[RunFn], float] | None,
     max_metric_drop: float,
     rejected: dict[str, str] | None = None,
+    fused: dict[str, Any] | None = None,
 ) -> dict[str, ParityReport]:
     """fp32 must pass its parity check. A variant that fails its check raises, or, when ``rejected`` is a dict, is
-    deleted and its reason recorded there (the gate: ship fp32 alone rather than a variant that lost accuracy)."""
-    path = export_onnx(model, spec, example, out_dir)
+    deleted and its reason recorded there (the gate: ship fp32 alone rather than a variant that lost accuracy).
+    With ``spec.fuse`` the fp32 graph that is checked and shipped is the fused one; ``fused`` gets its op counts."""
+    fused = {} if fused is None else fused
+    if spec.fuse is None:
+        path = export_onnx(model, spec, example, out_dir)
+    else:
+        with eager_attention(model):
+            path = export_onnx(model, spec, example, out_dir)
+        fused.update(fuse_encoder(path, spec.fuse))
     reports = {"fp32": check_parity(path, model, spec, heldout, example_inputs=example)}
-    convert = {"int8": quantize_int8, "fp16": convert_fp16}
+    convert = {"int8": lambda p: quantize_int8(p, fused=spec.fuse is not None), "fp16": convert_fp16}
     for variant in variants:
         variant_path = convert[variant](path)
         try:
@@ -264,6 +274,7 @@ def export_student(
         spec = dataclasses.replace(spec, labels=list(labels))
     _fresh_dir(out)
     rejected: dict[str, str] = {}
+    fused: dict[str, Any] = {}
     if isinstance(spec, GenerationSpec):
         reports = _export_generation(model, spec, example_inputs, heldout_inputs, out)
         first = describe_onnx(out / spec.components[0].filename)
@@ -271,7 +282,7 @@ def export_student(
         variants = [v for v, wanted in (("int8", int8), ("fp16", fp16)) if wanted]
         reports = _export_classifier(
             model, spec, example_inputs, heldout_inputs, out, variants, eval_fn, max_metric_drop,
-            rejected if drop_failing_variants else None,
+            rejected if drop_failing_variants else None, fused,
         )  # fmt: skip
         first = describe_onnx(out / spec.filename)
     if tokenizer is not None:
@@ -291,6 +302,7 @@ def export_student(
         "files": {},
         "parity": {variant: report.to_dict() for variant, report in reports.items()},
         "rejected": rejected,
+        "fused": fused or None,
         "torch": _torch_entry(model, out, student_name, student_kwargs, tokenizer),
         "generation": _generation_entry(spec, out) if isinstance(spec, GenerationSpec) else None,
     }

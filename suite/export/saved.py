@@ -71,8 +71,9 @@ def export_saved_text_student(
     max_length = int(kwargs.get("max_len") or min(tokenizer.model_max_length, 512))
     segments = "token_type_ids" in tokenizer.model_input_names
     spec = text_classifier_spec(
-        list(labels) if labels else int(kwargs["num_labels"]), max_length, token_type_ids=segments
-    )
+        list(labels) if labels else int(kwargs["num_labels"]), max_length, token_type_ids=segments,
+        fuse=encoder_fusion(model),
+    )  # fmt: skip
     eval_fn = None
     if eval_data is not None:
         eval_fn, torch_accuracy, examples = _accuracy_fn(model, tokenizer, eval_data, max_length, spec.labels)
@@ -97,6 +98,22 @@ def export_saved_text_student(
         max_metric_drop=max_metric_drop,
         drop_failing_variants=drop_failing_variants,
     )
+
+
+def encoder_fusion(model: Any) -> dict[str, Any] | None:
+    """The ``fuse`` entry of a Hugging Face BERT-layout encoder (MiniLM teachers and layer-cut students); None for
+    the suite's own tiny students and for layouts onnxruntime's optimizer does not fuse here."""
+    from suite.export.spec import FUSED_MODEL_TYPES
+    from suite.students.text import MiniLMClassifier
+
+    if not isinstance(model, MiniLMClassifier) or model.model.config.model_type not in FUSED_MODEL_TYPES:
+        return None
+    config = model.model.config
+    return {
+        "model_type": config.model_type,
+        "num_heads": config.num_attention_heads,
+        "hidden_size": config.hidden_size,
+    }
 
 
 def _accuracy_fn(

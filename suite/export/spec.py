@@ -41,6 +41,9 @@ def variant_filename(filename: str, variant: str) -> str:
     return f"{stem}{VARIANT_FILES[variant]}.onnx"
 
 
+FUSED_MODEL_TYPES = ("bert",)  # encoder layouts onnxruntime.transformers.optimizer fuses here
+
+
 @dataclass
 class ExportSpec:
     """What one ONNX file takes and returns, and the parity tolerance it is held to.
@@ -63,6 +66,10 @@ class ExportSpec:
     variant_tolerance: dict[str, float] = field(default_factory=lambda: dict(VARIANT_TOLERANCE))
     component: str = "model"
     filename: str = "model.onnx"
+    # onnxruntime's transformer fusions for an encoder: {"model_type": "bert", "num_heads": H, "hidden_size": D}.
+    # The model is traced with eager attention (SDPA's graph defeats the fusions) and the fused graph is what ships,
+    # after the same parity check; int8 then quantizes it per channel.
+    fuse: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         check(self.family in FAMILIES, "export.family", f"must be one of {FAMILIES}, got '{self.family}'")
@@ -80,6 +87,11 @@ class ExportSpec:
         if self.image_size is not None:
             check(len(self.image_size) == 3, "export.image_size", f"must be [C, H, W], got {self.image_size}")
             self.image_size = tuple(int(d) for d in self.image_size)
+        if self.fuse is not None:
+            check(self.fuse.get("model_type") in FUSED_MODEL_TYPES, "export.fuse",
+                  f"model_type must be one of {FUSED_MODEL_TYPES}, got {self.fuse.get('model_type')!r}")  # fmt: skip
+            check(min(self.fuse.get("num_heads", 0), self.fuse.get("hidden_size", 0)) > 0, "export.fuse",
+                  "needs num_heads and hidden_size")  # fmt: skip
         unknown_variants = set(self.variant_tolerance) - {"int8", "fp16"}
         check(not unknown_variants, "export.variant_tolerance", f"unknown variants {sorted(unknown_variants)}")
 
@@ -150,11 +162,13 @@ def text_classifier_spec(
     token_type_ids: bool = False,
     task: str = "text-classification",
     tolerance: float = 1e-4,
+    fuse: dict[str, Any] | None = None,
 ) -> ExportSpec:
     """Spec of a text classifier (TinyTextClassifier, MiniLMClassifier): token ids in, ``logits`` (B, C) out.
 
     ``labels`` is the list of class names or their number (names default to HF's ``LABEL_{i}``). Pass
-    ``token_type_ids=True`` for models that use segment ids (BERT/MiniLM); TinyTextClassifier ignores them.
+    ``token_type_ids=True`` for models that use segment ids (BERT/MiniLM); TinyTextClassifier ignores them. ``fuse``
+    (see :class:`ExportSpec`) ships a Hugging Face encoder with onnxruntime's attention and layer-norm fusions.
     """
     names = [f"LABEL_{i}" for i in range(labels)] if isinstance(labels, int) else list(labels)
     check(len(names) >= 2, "export.labels", f"a classifier needs at least 2 labels, got {len(names)}")
@@ -170,6 +184,7 @@ def text_classifier_spec(
         labels=names,
         max_length=max_length,
         tolerance=tolerance,
+        fuse=fuse,
     )
 
 
