@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, help="ORT intra-op threads (default: physical cores)")
     parser.add_argument("--metric", default=None, help="key of <dir>/metrics.json to plot against latency")
     parser.add_argument("--no-torch", action="store_true", help="skip the eager PyTorch comparison")
+    real = "also time text models at the real token lengths of this JSONL file's text/text_pair"
+    parser.add_argument("--real-data", default=None, metavar="JSONL", help=real)
+    parser.add_argument("--max-load", type=float, default=None, help="refuse to start above this 1-min load average")
     parser.add_argument("--out", default="runs/bench", help="output directory (default runs/bench)")
     return parser
 
@@ -40,6 +43,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         seq_len=args.seq_len,
         metric=args.metric,
         intra_op_threads=args.threads,
+        real_data=args.real_data,
+        max_load=args.max_load,
     )
     with open(report["files"]["markdown"]) as f:
         print(f.read())

@@ -14,11 +14,13 @@ memory API) this process's usage from ``nvidia-smi``, or device-wide usage from 
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -124,25 +126,6 @@ def summarize(seconds: Sequence[float], batch_size: int) -> dict[str, float]:
     }
 
 
-def _time_calls(
-    call: Callable[[], object], warmup: int, repeats: int, sync: Callable[[], None], sample: Callable[[], int | None]
-) -> tuple[list[float], int | None]:
-    """Run ``call`` warmup + repeats times; returns per-call seconds and the largest memory sample."""
-    for _ in range(warmup):
-        call()
-    sync()
-    seconds, peak = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        sync()
-        seconds.append(time.perf_counter() - start)
-        used = sample()  # outside the timed span: reading /proc or nvidia-smi costs more than a tiny model
-        if used is not None:
-            peak = used if peak is None else max(peak, used)
-    return seconds, peak
-
-
 def _rss() -> int:
     import psutil
 
@@ -204,6 +187,95 @@ def _ort_runner(session: Any, feeds: dict[str, np.ndarray], device: str, io_bind
     return lambda: session.run_with_iobinding(binding)
 
 
+@dataclass
+class Timed:
+    """One configuration under test: its call (which cycles through its inputs), how to synchronise, how to sample
+    memory, and the row fields known before timing."""
+
+    call: Callable[[], object]
+    sync: Callable[[], None]
+    sample: Callable[[], int | None]
+    row: dict[str, Any]
+    after: Callable[[int | None], dict[str, Any]]  # memory fields from the largest sample
+
+
+def time_interleaved(timed: Sequence[Timed], warmup: int, repeats: int) -> list[dict[str, Any]]:
+    """Warm every configuration up, then time them call by call in turn (a, b, c, a, b, c, ...), so a burst of load
+    on the machine hits all of them alike instead of one block; one row each."""
+    for t in timed:
+        for _ in range(warmup):
+            t.call()
+        t.sync()
+    seconds: list[list[float]] = [[] for _ in timed]
+    peaks: list[int | None] = [None for _ in timed]
+    for _ in range(repeats):
+        for i, t in enumerate(timed):
+            start = time.perf_counter()
+            t.call()
+            t.sync()
+            seconds[i].append(time.perf_counter() - start)
+            used = t.sample()  # outside the timed span: reading /proc or nvidia-smi costs more than a tiny model
+            if used is not None:
+                peaks[i] = used if peaks[i] is None else max(peaks[i], used)
+    return [{**t.row, "warmup": warmup, "repeats": repeats, **summarize(s, t.row["batch_size"]), **t.after(peak)}
+            for t, s, peak in zip(timed, seconds, peaks, strict=True)]  # fmt: skip
+
+
+def _cycle(feeds: Sequence[Any]) -> Callable[[], Any]:
+    position = itertools.cycle(range(len(feeds)))
+    return lambda: feeds[next(position)]
+
+
+def prepare_onnx(
+    model_path: str | Path,
+    spec: Mapping[str, Any],
+    provider: str,
+    batch_size: int,
+    seq_len: int | None = None,
+    io_binding: bool = False,
+    intra_op_threads: int | None = None,
+    vocab_size: int | None = None,
+    feeds: Sequence[dict[str, np.ndarray]] | None = None,
+) -> Timed | dict[str, Any]:
+    """A :class:`Timed` onnxruntime session on ``provider`` ("cpu", "cuda", "tensorrt" or the full name), or
+    ``{"provider", "available": False, "reason"}`` when this onnxruntime build lacks the provider.
+
+    Inputs: ``feeds`` (real batches, used in turn), else synthetic ones shaped by ``spec`` (:func:`synth_inputs`)
+    with token ids below ``vocab_size`` (default: the size of the tokenizer exported next to the model).
+    ``intra_op_threads`` defaults to the physical core count. Dtypes follow the session (fp16 graphs get fp16).
+    """
+    name = short_provider(provider)
+    if name not in PROVIDERS or not provider_available(name):
+        return {"provider": name, "available": False, "reason": "not in onnxruntime.get_available_providers()"}
+    model_path = Path(model_path)
+    vocab_size = vocab_size or tokenizer_vocab_size(model_path.parent)
+    threads = intra_op_threads or physical_cores()
+    session = _session(model_path, name, threads, fp16=".fp16." in model_path.name)
+    types = {i.name: _ORT_DTYPES[i.type] for i in session.get_inputs()}
+    batches = list(feeds) if feeds else [synth_inputs(spec, batch_size, seq_len, vocab_size)]
+    batches = [{k: v.astype(types[k]) for k, v in b.items() if k in types} for b in batches]
+    on_gpu = name in GPU_PROVIDERS
+    next_run = _cycle([_ort_runner(session, b, "cuda" if on_gpu else "cpu", io_binding) for b in batches])
+
+    def call() -> object:
+        return next_run()()
+
+    row = {
+        "runtime": "onnxruntime", "provider": name, "available": True,
+        "active_providers": [short_provider(p) for p in session.get_providers()], "batch_size": batch_size,
+        "seq_len": _seq_len(batches), "inputs": "real" if feeds else "padded", "io_binding": io_binding,
+        "intra_op_threads": threads,
+    }  # fmt: skip
+
+    def after(peak_rss: int | None) -> dict[str, Any]:
+        # onnxruntime's CUDA arena only grows, so GPU usage read once after the timed calls is the peak.
+        gpu_bytes, gpu_source = gpu_memory_used() if on_gpu else (None, None)
+        return {"peak_rss_bytes": _rss() if on_gpu else peak_rss, "peak_gpu_mem_bytes": gpu_bytes,
+                "gpu_mem_source": gpu_source, "model_bytes": model_path.stat().st_size}  # fmt: skip
+
+    return Timed(call, lambda: None, (lambda: None) if on_gpu else _rss, row, after)
+
+
 def benchmark_onnx(
     model_path: str | Path,
     spec: Mapping[str, Any],
@@ -216,50 +288,67 @@ def benchmark_onnx(
     intra_op_threads: int | None = None,
     vocab_size: int | None = None,
 ) -> dict[str, Any]:
-    """Latency of ``model_path`` under onnxruntime's ``provider`` ("cpu", "cuda", "tensorrt" or the full name).
+    """Latency of one onnxruntime configuration (see :func:`prepare_onnx`), timed on its own."""
+    timed = prepare_onnx(model_path, spec, provider, batch_size, seq_len, io_binding, intra_op_threads, vocab_size)
+    return timed if isinstance(timed, dict) else time_interleaved([timed], warmup, repeats)[0]
 
-    A provider this onnxruntime build lacks returns ``{"provider", "available": False, "reason"}`` instead of
-    raising. ``intra_op_threads`` defaults to the physical core count. Input dtypes follow the session (an fp16
-    graph with fp16 inputs gets fp16 arrays); shapes follow ``spec`` (see :func:`synth_inputs`); token ids stay
-    below ``vocab_size``, by default the size of the tokenizer exported next to the model.
+
+def _seq_len(batches: Sequence[Mapping[str, Any]]) -> int | None:
+    """The (median) time axis of 2-D token inputs; None for images."""
+    lengths = [int(v.shape[1]) for b in batches for v in list(b.values())[:1] if len(v.shape) == 2]
+    return int(np.median(lengths)) if lengths else None
+
+
+def prepare_torch(
+    model: nn.Module,
+    example_inputs: Sequence[torch.Tensor] | Mapping[str, torch.Tensor],
+    device: str = "cpu",
+    autocast_dtype: torch.dtype | None = None,
+    batches: Sequence[Sequence[torch.Tensor]] | None = None,
+) -> Timed:
+    """A :class:`Timed` eager PyTorch forward under ``torch.inference_mode``, synchronising CUDA around every call.
+
+    ``example_inputs`` are positional (a sequence) or keyword (a mapping) arguments; the batch size is the first
+    axis of the first one. ``batches`` (positional, real lengths) replace them in turn when given.
+    ``autocast_dtype`` (e.g. ``torch.float16``) runs the forward under ``torch.autocast``. Threads are the caller's
+    (``torch.set_num_threads``); the row records them.
     """
-    name = short_provider(provider)
-    if name not in PROVIDERS or not provider_available(name):
-        return {"provider": name, "available": False, "reason": "not in onnxruntime.get_available_providers()"}
-    model_path = Path(model_path)
-    vocab_size = vocab_size or tokenizer_vocab_size(model_path.parent)
-    threads = intra_op_threads or physical_cores()
-    session = _session(model_path, name, threads, fp16=".fp16." in model_path.name)
-    types = {i.name: _ORT_DTYPES[i.type] for i in session.get_inputs()}
-    feeds = {k: v.astype(types[k]) for k, v in synth_inputs(spec, batch_size, seq_len, vocab_size).items()}
-    on_gpu = name in GPU_PROVIDERS
-    run = _ort_runner(session, feeds, "cuda" if on_gpu else "cpu", io_binding)
-    # onnxruntime's CUDA arena only grows, so GPU usage read once after the timed calls is the peak.
-    seconds, peak_rss = _time_calls(run, warmup, repeats, sync=lambda: None, sample=(lambda: None) if on_gpu else _rss)
-    gpu_bytes, gpu_source = gpu_memory_used() if on_gpu else (None, None)
-    return {
-        "runtime": "onnxruntime",
-        "provider": name,
-        "available": True,
-        "active_providers": [short_provider(p) for p in session.get_providers()],
-        "batch_size": batch_size,
-        "seq_len": _seq_len(feeds),
-        "warmup": warmup,
-        "repeats": repeats,
-        "io_binding": io_binding,
-        "intra_op_threads": threads,
-        **summarize(seconds, batch_size),
-        "peak_rss_bytes": _rss() if on_gpu else peak_rss,
-        "peak_gpu_mem_bytes": gpu_bytes,
-        "gpu_mem_source": gpu_source,
-        "model_bytes": model_path.stat().st_size,
-    }
+    import torch
 
+    model = model.eval().to(device)
+    values = list(example_inputs.values()) if isinstance(example_inputs, Mapping) else list(example_inputs)
+    keys = list(example_inputs) if isinstance(example_inputs, Mapping) else None
+    moved = [[v.to(device) for v in b] for b in (batches or [values])]
+    next_inputs = _cycle(moved)
+    device_type = torch.device(device).type
+    on_gpu = device_type == "cuda"
 
-def _seq_len(feeds: Mapping[str, Any]) -> int | None:
-    """The time axis of 2-D token inputs; None for images."""
-    shapes = [tuple(v.shape) for v in feeds.values() if len(v.shape) == 2]
-    return int(shapes[0][1]) if shapes else None
+    def call() -> object:
+        inputs = next_inputs()
+        with torch.inference_mode(), torch.autocast(device_type, autocast_dtype, enabled=autocast_dtype is not None):
+            return model(**dict(zip(keys, inputs, strict=True))) if keys else model(*inputs)
+
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats()
+    lengths = [int(b[0].shape[1]) for b in moved if b[0].dim() == 2]
+    row = {
+        "runtime": "torch", "provider": f"torch-{device_type}", "available": True,
+        "batch_size": int(values[0].shape[0]), "seq_len": int(np.median(lengths)) if lengths else None,
+        "inputs": "real" if batches else "padded",
+        "autocast_dtype": str(autocast_dtype).removeprefix("torch.") if autocast_dtype else None,
+        "intra_op_threads": torch.get_num_threads(),
+    }  # fmt: skip
+
+    def after(peak: int | None) -> dict[str, Any]:
+        return {
+            "peak_rss_bytes": _rss() if on_gpu else peak,
+            "peak_gpu_mem_bytes": torch.cuda.max_memory_allocated() if on_gpu else None,
+            "gpu_mem_source": "torch.cuda.max_memory_allocated" if on_gpu else None,
+            "model_bytes": sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()]),
+        }
+
+    sync = torch.cuda.synchronize if on_gpu else (lambda: None)
+    return Timed(call, sync, (lambda: None) if on_gpu else _rss, row, after)
 
 
 def benchmark_torch(
@@ -270,42 +359,5 @@ def benchmark_torch(
     repeats: int = 50,
     autocast_dtype: torch.dtype | None = None,
 ) -> dict[str, Any]:
-    """Eager PyTorch latency under ``torch.no_grad``, synchronising CUDA around every call.
-
-    ``example_inputs`` are positional (a sequence) or keyword (a mapping) arguments; the batch size is the first
-    axis of the first one. ``autocast_dtype`` (e.g. ``torch.float16``) runs the forward under ``torch.autocast``.
-    """
-    import torch
-
-    model = model.eval().to(device)
-    values = list(example_inputs.values()) if isinstance(example_inputs, Mapping) else list(example_inputs)
-    moved = [v.to(device) for v in values]
-    keys = list(example_inputs) if isinstance(example_inputs, Mapping) else None
-    device_type = torch.device(device).type
-    on_gpu = device_type == "cuda"
-
-    def call() -> object:
-        with torch.no_grad(), torch.autocast(device_type, autocast_dtype, enabled=autocast_dtype is not None):
-            return model(**dict(zip(keys, moved, strict=True))) if keys else model(*moved)
-
-    sync = torch.cuda.synchronize if on_gpu else (lambda: None)
-    if on_gpu:
-        torch.cuda.reset_peak_memory_stats()
-    seconds, peak = _time_calls(call, warmup, repeats, sync=sync, sample=(lambda: None) if on_gpu else _rss)
-    batch_size = int(values[0].shape[0])
-    return {
-        "runtime": "torch",
-        "provider": f"torch-{device_type}",
-        "available": True,
-        "batch_size": batch_size,
-        "seq_len": int(values[0].shape[1]) if values[0].dim() == 2 else None,
-        "warmup": warmup,
-        "repeats": repeats,
-        "autocast_dtype": str(autocast_dtype).removeprefix("torch.") if autocast_dtype else None,
-        "intra_op_threads": torch.get_num_threads(),
-        **summarize(seconds, batch_size),
-        "peak_rss_bytes": _rss() if on_gpu else peak,
-        "peak_gpu_mem_bytes": torch.cuda.max_memory_allocated() if on_gpu else None,
-        "gpu_mem_source": "torch.cuda.max_memory_allocated" if on_gpu else None,
-        "model_bytes": sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()]),
-    }
+    """Eager PyTorch latency of one configuration (see :func:`prepare_torch`), timed on its own."""
+    return time_interleaved([prepare_torch(model, example_inputs, device, autocast_dtype)], warmup, repeats)[0]

@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-_COLUMNS = ["model", "variant", "provider", "batch", "p50 ms", "p90 ms", "p99 ms", "items/s", "speed-up vs torch"]
+_COLUMNS = ["model", "variant", "provider", "batch", "tokens", "threads", "p50 ms", "p90 ms", "p99 ms", "items/s",
+            "speed-up vs torch"]  # fmt: skip
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -24,6 +25,8 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
             r["variant"],
             r["provider"],
             str(r["batch_size"]),
+            "-" if r.get("seq_len") is None else f"{r['seq_len']} ({r.get('inputs', 'padded')})",
+            str(r.get("intra_op_threads", "-")),
             _fmt(r["p50_ms"]),
             _fmt(r["p90_ms"]),
             _fmt(r["p99_ms"]),
@@ -32,6 +35,17 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _load_line(load: Mapping[str, Any] | None) -> str:
+    if not load:
+        return ""
+    before, after = load["before"], load["after"]
+    return (
+        f"Load average (1/5/15 min) before: {', '.join(f'{x:.2f}' for x in before)}; after: "
+        + ", ".join(f"{x:.2f}" for x in after)
+        + "."
+    )
 
 
 def markdown_report(report: Mapping[str, Any]) -> str:
@@ -44,8 +58,11 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         f"Machine: {m['cpu_model']} ({m['physical_cores']} physical / {m['logical_cores']} logical cores, "
         f"{m['ram_bytes'] / 2**30:.1f} GiB RAM), GPU: {m['gpu'] or 'none'}, {m['platform']}.",
         f"onnxruntime {m['onnxruntime']} (providers: {', '.join(m['onnxruntime_providers'])}), torch {m['torch']}.",
-        f"Warm-up {s['warmup']} calls, {s['repeats']} timed calls per row; latency per call of a whole batch; "
-        "speed-up = torch eager p50 / p50 on the same device and batch.",
+        f"Warm-up {s['warmup']} calls, {s['repeats']} timed calls per row; latency per call of a whole batch. The "
+        "configurations of one model and batch are timed call by call in turn, eager PyTorch under "
+        "torch.inference_mode with the same threads; speed-up = torch eager p50 / p50 on the same device, batch "
+        "and inputs. Tokens: padded to the length, or the median of real examples' lengths (real).",
+        _load_line(report.get("load_average")),
         "",
         markdown_table(report["results"]),
     ]

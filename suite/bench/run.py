@@ -8,18 +8,22 @@ set, the ``student.safetensors`` that rebuilds the PyTorch model for the eager c
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from suite.bench.latency import (
     GPU_PROVIDERS,
     PROVIDERS,
-    benchmark_onnx,
-    benchmark_torch,
+    Timed,
+    physical_cores,
+    prepare_onnx,
+    prepare_torch,
     provider_available,
     short_provider,
     synth_inputs,
+    time_interleaved,
     tokenizer_vocab_size,
 )
 from suite.bench.machine import machine_info
@@ -66,16 +70,17 @@ def _skip(model: str, reason: str, **where: str) -> dict[str, str]:
     return {"model": model, **where, "reason": reason}
 
 
-def _onnx_jobs(
+def _onnx_timed(
     export_dir: Path,
     spec: Mapping[str, Any],
     providers: Sequence[str],
     variants: Sequence[str],
-    batch_sizes: Sequence[int],
+    batch: int,
     options: Mapping[str, Any],
     skipped: list[dict[str, str]],
-) -> list[tuple[str, Callable[[], dict[str, Any]], dict[str, Any]]]:
-    model, jobs = export_dir.name, []
+    feeds: list[dict[str, Any]] | None,
+) -> list[tuple[dict[str, Any], Timed]]:
+    model, timed = export_dir.name, []
     for variant in variants:
         path = export_dir / VARIANT_FILES[variant]
         if not path.is_file():
@@ -86,48 +91,112 @@ def _onnx_jobs(
                 skipped.append(_skip(model, "fp16 graphs are benchmarked on GPU providers only", variant=variant))
                 continue
             gpu = provider in GPU_PROVIDERS
-            for batch in batch_sizes:
-                kwargs = dict(options, io_binding=gpu)
-                job = lambda p=path, pr=provider, b=batch, kw=kwargs: benchmark_onnx(p, spec, pr, b, **kw)  # noqa: E731
-                jobs.append((f"{model} {variant} {provider} b{batch}", job, {"model": model, "variant": variant}))
-    return jobs
+            prepared = prepare_onnx(path, spec, provider, batch, options["seq_len"], io_binding=gpu,
+                                    intra_op_threads=options["intra_op_threads"], feeds=feeds)  # fmt: skip
+            timed.append(({"model": model, "variant": variant}, prepared))
+    return timed
 
 
-def _torch_jobs(
+def _torch_timed(
     export_dir: Path,
     spec: Mapping[str, Any],
     devices: Sequence[str],
-    batch_sizes: Sequence[int],
+    batch: int,
     options: Mapping[str, Any],
     skipped: list[dict[str, str]],
-) -> list[tuple[str, Callable[[], dict[str, Any]], dict[str, Any]]]:
+    feeds: list[dict[str, Any]] | None,
+) -> list[tuple[dict[str, Any], Timed]]:
     import torch
 
-    model_name = export_dir.name
     module = load_torch_student(export_dir, spec)
     if module is None:
-        skipped.append(_skip(model_name, 'spec.json has no "torch" entry; no eager comparison', variant="eager"))
+        skipped.append(_skip(export_dir.name, 'spec.json has no "torch" entry; no eager comparison', variant="eager"))
         return []
-    vocab, jobs = tokenizer_vocab_size(export_dir), []
-    for device in devices:
+    names = [i["name"] for i in spec["inputs"]]
+    example = synth_inputs(spec, batch, options["seq_len"], tokenizer_vocab_size(export_dir))
+    positional = [torch.from_numpy(example[n]) for n in names]  # as exported
+    real = [[torch.from_numpy(f[n]) for n in names] for f in feeds] if feeds else None
+    return [({"model": export_dir.name, "variant": "eager"}, prepare_torch(module, positional, d, batches=real))
+            for d in devices]  # fmt: skip
+
+
+def check_load(max_load: float | None) -> list[float]:
+    """The 1/5/15-minute load averages; a warning on a busy machine, a refusal above ``max_load``."""
+    load = list(os.getloadavg())
+    cores = os.cpu_count() or 1
+    if max_load is not None and load[0] > max_load:
+        raise ConfigError(f"bench: load average {load[0]:.2f} is above --max-load {max_load:g}; timings would lie")
+    if load[0] > 0.5 * cores:
+        print(f"warning: load average {load[0]:.2f} on {cores} logical cores: other work will inflate the timings")
+    return load
+
+
+def _set_torch_threads(threads: int) -> int:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    return before
+
+
+REAL_BATCHES = 16  # real-length batches cycled through per row
+
+
+def real_feeds(export_dir: Path, spec: Mapping[str, Any], data: Path, batch: int) -> list[dict[str, Any]] | None:
+    """Batches of the first ``REAL_BATCHES x batch`` examples of ``data``, tokenised by the exported tokenizer and
+    truncated to the spec's max length, each padded to its longest; None for models that do not read text."""
+    import numpy as np
+
+    if spec["family"] != "text-classifier":
+        return None
+    from suite.export.runtime import load_exported
+
+    model = load_exported(export_dir)
+    rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines()[: REAL_BATCHES * batch]]
+    feeds = []
+    for start in range(0, len(rows) - batch + 1, batch):
+        chunk = rows[start : start + batch]
+        pairs = [r["text_pair"] for r in chunk] if all("text_pair" in r for r in chunk) else None
+        encoded = model.encode([r["text"] for r in chunk], pairs)
+        feeds.append({k: np.asarray(v) for k, v in encoded.items()})
+    return feeds or None
+
+
+def _groups(
+    dirs: Sequence[Path], specs: Mapping[Path, Any], available: Sequence[str], variants: Sequence[str],
+    batch_sizes: Sequence[int], options: Mapping[str, Any], skipped: list[dict[str, str]], torch_eager: bool,
+    real_data: str | Path | None,
+) -> list[tuple[str, list[tuple[dict[str, Any], Timed]]]]:  # fmt: skip
+    """(label, configurations timed together): one group per model, batch size and kind of input."""
+    groups = []
+    for d in dirs:
+        spec = specs[d]
+        if spec["family"] not in BENCHMARKED_FAMILIES:
+            skipped.append(_skip(d.name, f"family {spec['family']!r}: encoder/decoder latency is not benchmarked"))
+            continue
         for batch in batch_sizes:
-            feeds = synth_inputs(spec, batch, options["seq_len"], vocab)
-            inputs = [torch.from_numpy(feeds[i["name"]]) for i in spec["inputs"]]  # positional, as exported
-
-            def job(d: str = device, x: list = inputs) -> dict[str, Any]:
-                return benchmark_torch(module, x, d, options["warmup"], options["repeats"])
-
-            jobs.append((f"{model_name} torch {device} b{batch}", job, {"model": model_name, "variant": "eager"}))
-    return jobs
+            real = real_feeds(d, spec, Path(real_data), batch) if real_data else None
+            for feeds in [None, real] if real else [None]:
+                group = _onnx_timed(d, spec, available, variants, batch, options, skipped, feeds)
+                if torch_eager:
+                    group += _torch_timed(d, spec, _torch_devices(available), batch, options, skipped, feeds)
+                if group:
+                    groups.append((f"{d.name} b{batch} {'real' if feeds else 'padded'}", group))
+    return groups
 
 
 def _add_speedups(rows: list[dict[str, Any]]) -> None:
-    """speed-up = torch-eager p50 / p50, matched on model, device (cpu, or cuda for GPU providers) and batch."""
-    eager = {(r["model"], r["provider"], r["batch_size"]): r["p50_ms"] for r in rows if r["runtime"] == "torch"}
+    """speed-up = torch-eager p50 / p50, matched on model, device (cpu, or cuda for GPU providers), batch and inputs
+    (padded or real lengths)."""
+
+    def key(r: Mapping[str, Any], provider: str) -> tuple:
+        return r["model"], provider, r["batch_size"], r.get("inputs")
+
+    eager = {key(r, r["provider"]): r["p50_ms"] for r in rows if r["runtime"] == "torch"}
     for r in rows:
         if r["runtime"] == "onnxruntime":
             device = "cuda" if r["provider"] in GPU_PROVIDERS else "cpu"
-            reference = eager.get((r["model"], f"torch-{device}", r["batch_size"]))
+            reference = eager.get(key(r, f"torch-{device}"))
             r["speedup_vs_torch"] = None if reference is None else reference / r["p50_ms"]
 
 
@@ -169,8 +238,17 @@ def run_benchmark(
     metric: str | None = None,
     intra_op_threads: int | None = None,
     progress: bool = True,
+    real_data: str | Path | None = None,
+    max_load: float | None = None,
 ) -> dict[str, Any]:
     """Benchmark every variant of every exported dir on every available provider and batch size.
+
+    Hygiene: for each model and batch size, its onnxruntime variants and eager PyTorch are timed call by call in
+    turn (not one block after another), with the same thread count (``intra_op_threads``, default the physical
+    cores), eager under ``torch.inference_mode``. The load average is recorded before and after; above half the
+    logical cores a warning is printed, and above ``max_load`` the benchmark refuses to start. With ``real_data``
+    (JSONL with ``text``/``text_pair``) text classifiers get a second set of rows at the data's real token lengths
+    (batches of consecutive examples, padded to their longest), besides the padded ``seq_len`` rows.
 
     Writes ``bench.json`` (machine, settings, rows, skips), ``bench.md``, ``latency_vs_batch.png`` and, when
     ``metric`` names a key found in ``<dir>/metrics.json``, ``metric_vs_latency.png``. Providers missing from this
@@ -184,27 +262,29 @@ def run_benchmark(
     dirs = [Path(d) for d in export_dirs]
     specs = {d: load_spec(d) for d in dirs}
     available = [p for p in providers if provider_available(p)]
-    options = {"seq_len": seq_len, "warmup": warmup, "repeats": repeats, "intra_op_threads": intra_op_threads}
+    threads = intra_op_threads or physical_cores()
+    options = {"seq_len": seq_len, "warmup": warmup, "repeats": repeats, "intra_op_threads": threads}
     skipped: list[dict[str, str]] = []
-    jobs = []
-    for d in dirs:
-        if specs[d]["family"] not in BENCHMARKED_FAMILIES:
-            skipped.append(_skip(d.name, f"family {specs[d]['family']!r}: encoder/decoder latency is not benchmarked"))
-            continue
-        jobs += _onnx_jobs(d, specs[d], available, variants, batch_sizes, options, skipped)
-        if torch_eager:
-            jobs += _torch_jobs(d, specs[d], _torch_devices(available), batch_sizes, options, skipped)
+    load_before = check_load(max_load)
     rows = []
-    with progress_bar(len(jobs), "bench", "run", enabled=progress) as bar:
-        for label, job, tags in jobs:
-            bar.set_postfix(run=label)
-            rows.append({**tags, **job()})
-            bar.update(1)
+    # Both runtimes get the same threads; eager PyTorch would otherwise take every logical core.
+    torch_threads = _set_torch_threads(threads)
+    try:
+        groups = _groups(dirs, specs, available, variants, batch_sizes, options, skipped, torch_eager, real_data)
+        with progress_bar(len(groups), "bench", "group", enabled=progress) as bar:
+            for label, group in groups:
+                bar.set_postfix(run=label)
+                timed_rows = time_interleaved([t for _, t in group], warmup, repeats)
+                rows += [{**tags, **row} for (tags, _), row in zip(group, timed_rows, strict=True)]
+                bar.update(1)
+    finally:
+        _set_torch_threads(torch_threads)
     _add_speedups(rows)
     report = {
         "machine": machine_info(),
         "settings": {"batch_sizes": list(batch_sizes), "providers": providers, "variants": list(variants), **options},
         "unavailable_providers": [p for p in providers if p not in available],
+        "load_average": {"before": load_before, "after": list(os.getloadavg())},
         "results": rows,
         "skipped": skipped,
     }

@@ -230,3 +230,70 @@ def test_directory_written_by_suite_export(tmp_path: Path, cpu_only: None) -> No
     rows = {(r["variant"], r["provider"]) for r in report["results"]}
     assert rows == {("fp32", "cpu"), ("int8", "cpu"), ("eager", "torch-cpu")}
     assert all(r["seq_len"] == 32 for r in report["results"])
+
+
+# -- hygiene ---------------------------------------------------------------------------------------------------
+
+
+def test_configurations_are_timed_call_by_call_in_turn() -> None:
+    from suite.bench.latency import Timed, time_interleaved
+
+    calls: list[str] = []
+
+    def timed(name: str) -> Timed:
+        return Timed(lambda: calls.append(name), lambda: None, lambda: None, {"batch_size": 1}, lambda peak: {})
+
+    rows = time_interleaved([timed("a"), timed("b")], warmup=2, repeats=3)
+    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3  # warm-up per configuration, then interleaved
+    assert [r["repeats"] for r in rows] == [3, 3]
+
+
+def test_both_runtimes_share_threads_and_eager_runs_in_inference_mode(exports: dict[str, Path], cpu_only: None,
+                                                                       tmp_path: Path) -> None:  # fmt: skip
+    import torch
+
+    from suite.export.package import load_torch_student
+
+    seen = []
+    spec = json.loads((exports["text"] / "spec.json").read_text())
+    model = load_torch_student(exports["text"])
+    model.register_forward_hook(lambda *_: seen.append(torch.is_inference_mode_enabled()))
+    from suite.bench.latency import prepare_torch, time_interleaved, tokenizer_vocab_size
+
+    feeds = synth_inputs(spec, 1, vocab_size=tokenizer_vocab_size(exports["text"]))
+    time_interleaved([prepare_torch(model, [torch.from_numpy(v) for v in feeds.values()])], 1, 2)
+    assert seen and all(seen)
+    threads = torch.get_num_threads()
+    report = run_benchmark([exports["text"]], batch_sizes=(1,), variants=("fp32",), out_dir=tmp_path, warmup=1,
+                           repeats=2, intra_op_threads=1, progress=False)  # fmt: skip
+    assert {r["intra_op_threads"] for r in report["results"]} == {1}
+    assert {r["runtime"] for r in report["results"]} == {"onnxruntime", "torch"}
+    assert torch.get_num_threads() == threads  # restored
+    assert len(report["load_average"]["before"]) == 3
+
+
+def test_a_busy_machine_is_refused_above_max_load(exports: dict[str, Path], monkeypatch, tmp_path: Path) -> None:
+    import os
+
+    from suite.errors import ConfigError
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (7.5, 3.0, 1.0))
+    with pytest.raises(ConfigError, match="load average 7.50 is above --max-load 1"):
+        run_benchmark([exports["text"]], batch_sizes=(1,), out_dir=tmp_path, max_load=1.0, progress=False)
+
+
+def test_real_length_rows_beside_the_padded_ones(exports: dict[str, Path], cpu_only: None, tmp_path: Path) -> None:
+    data = tmp_path / "data.jsonl"
+    data.write_text(
+        "".join(json.dumps({"text": t, "text_pair": "a cat"}) + "\n" for t in ["the cat", "a dog ran"] * 8)
+    )
+    report = run_benchmark([exports["text"], exports["vision"]], batch_sizes=(2,), variants=("fp32",), warmup=1,
+                           repeats=2, out_dir=tmp_path / "out", real_data=data, progress=False)  # fmt: skip
+    text = [r for r in report["results"] if r["model"] == exports["text"].name]
+    kinds = {(r["runtime"], r["inputs"]): r["seq_len"] for r in text}
+    spec = json.loads((exports["text"] / "spec.json").read_text())
+    assert kinds[("onnxruntime", "padded")] == kinds[("torch", "padded")] == spec["max_length"]
+    assert kinds[("onnxruntime", "real")] == kinds[("torch", "real")] < spec["max_length"]
+    assert all(r["speedup_vs_torch"] is not None for r in text if r["runtime"] == "onnxruntime")
+    vision = [r for r in report["results"] if r["model"] == exports["vision"].name]
+    assert {r["inputs"] for r in vision} == {"padded"}  # images have no token length
