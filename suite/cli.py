@@ -217,8 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run a domain end to end (default: the built-in example)")
-    run.add_argument("domain", nargs="?", default="example", help="domain name (see `distill models list`)")
+    run = sub.add_parser("run", help="run a domain end to end (default: the education pack)")
+    run.add_argument("domain", nargs="?", default="education", help="domain name (see `distill models list`)")
     run.add_argument("--profile", default="quick", help="quick | full")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
     run.add_argument("--output-dir", help="where runs, teacher outputs and results go")

@@ -24,7 +24,6 @@ class Domain:
 
 
 DOMAINS = Registry("domain")
-DOMAINS.register("example", "suite.examples.scoring:DOMAIN", help="built-in end-to-end example (SciEntsBank)")
 DOMAINS.register(
     "education", "domains.education.domain:DOMAIN", help="answer scoring and solution verification (pack)"
 )
