@@ -19,6 +19,7 @@ from domains.driving.data import DrivingData, action_prototypes, action_weights,
 from domains.driving.evaluate import PolicySpec, closed_loop, open_loop_metrics
 from domains.driving.recipe import VARIANTS, DrivingRecipe
 from domains.driving.terms import build_terms, distils_from_teacher
+from domains.driving.vlm import DRIVING_TASK
 from suite.runner import ModelResult, Pack, Trained, Variant, evaluate_variants, export_first_seeds, train_variants
 from suite.stages import StageLedger
 from suite.trainer import TrainerConfig
@@ -63,9 +64,11 @@ def vlm_rationales(recipe: DrivingRecipe, data: DrivingData, store_dir: Path) ->
     from suite.teachers.vision_language import HFVisionLanguageTeacher, OpenAICompatibleVLMTeacher, vlm_inputs
 
     if recipe.teacher == "openai-vlm":
-        teacher = OpenAICompatibleVLMTeacher(base_url=recipe.teacher_url, model=recipe.teacher_model)
+        teacher = OpenAICompatibleVLMTeacher(
+            base_url=recipe.teacher_url, model=recipe.teacher_model, task=DRIVING_TASK
+        )
     else:
-        teacher = HFVisionLanguageTeacher(recipe.teacher_model)
+        teacher = HFVisionLanguageTeacher(recipe.teacher_model, task=DRIVING_TASK)
     frames = [img[-3:].permute(1, 2, 0).numpy() for img in data.images]
     contexts = [
         f"Scenario: {name}. Allowed actions: {', '.join(sim.SCENARIOS[name].actions)}." for name in data.scenario
@@ -77,8 +80,8 @@ def vlm_rationales(recipe: DrivingRecipe, data: DrivingData, store_dir: Path) ->
         store.close()
     kept = 0
     for row, answer in zip(data.texts, answers, strict=True):
-        if answer.meta.get("rationale"):
-            row.update(answer.meta["rationale"])
+        if answer.meta.get("sections"):
+            row.update(answer.meta["sections"])
         else:
             kept += 1
     print(f"[driving] VLM rationales: {len(answers) - kept} parsed, {kept} kept the expert's text")

@@ -1,18 +1,18 @@
-"""Vision-language teachers that explain a driving frame as perception -> prediction -> planning rationales.
+"""Vision-language teachers that answer about an image in labelled sections (a rationale in stages).
 
-VERDI (Feng et al., 2025) distils a VLM's reasoning into a small planner: the VLM is asked about a rendered driving
-frame in a fixed order (perception: the relevant agents, lanes and distances; prediction: what they will do;
-planning: the ego action and why), its answer is split into those three texts, and a text encoder later embeds each
-one as a target for the planner's matching intermediate features.
+A :class:`VisionTask` says what the model is asked (a scene line, optional per-image context, a format
+instruction) and which labelled sections its answer must hold, in order; a pack defines its own (the driving pack
+asks for perception -> prediction -> planning, as VERDI does). The answer is split into those sections, which a text
+encoder later embeds as targets for a student's intermediate features.
 
 Both backends take inputs ``{"image_png_b64": str, "context": str | None}`` (build them with :func:`vlm_inputs`);
 they are JSON-serialisable, so :meth:`~suite.teachers.TeacherOutputStore.run` keys them, and each output is
-``TeacherOutput(text=raw answer, meta={"rationale": {"perception": ..., "prediction": ..., "planning": ...}})``.
+``TeacherOutput(text=raw answer, meta={"sections": {section: text, ...}})``.
 
-An answer that does not parse is kept, not raised: its raw text is stored with ``meta["rationale"] = None`` and
+An answer that does not parse is kept, not raised: its raw text is stored with ``meta["sections"] = None`` and
 ``meta["parse_error"]``. The request itself succeeded and cost a VLM call; raising would drop the whole batch's
 answers, and a rerun (with the same settings, hence the same store keys) would not ask again anyway. Consumers filter
-on ``meta["rationale"] is not None`` and can count the failures; a better parser can re-read the stored text later.
+on ``meta["sections"] is not None`` and can count the failures; a better parser can re-read the stored text later.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import hashlib
 import io
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,70 +31,66 @@ import torch
 
 from suite.errors import ModelNotFoundError, TeacherError
 from suite.teachers.base import TeacherBatchError, TeacherOutput
-from suite.teachers.hf import _freeze
+from suite.teachers.hf import _freeze, model_digest
 from suite.teachers.openai_compat import OpenAICompatibleTeacher
 
-RATIONALE_STAGES = ("perception", "prediction", "planning")
-
-_SCENE = "The image shows a driving scene around the ego vehicle."
-_INSTRUCTION = (
-    "Reason about what the ego vehicle should do next, in this order, and answer with exactly three labelled "
-    "sections and nothing else:\n"
-    "Perception: the agents, lanes, signals and distances that matter for the ego vehicle's next move.\n"
-    "Prediction: what each of those agents will do in the next few seconds.\n"
-    "Planning: the ego vehicle's action and why."
-)
-# Part of every backend's settings, so rewording the prompt makes new store keys instead of reusing stale answers.
-PROMPT_DIGEST = hashlib.sha256(f"{_SCENE}\n{_INSTRUCTION}".encode()).hexdigest()[:12]
-
-# A section header at the start of a line: optional markdown heading / list marker / emphasis around the stage name,
-# then a separator (":", "-", en/em dash) or the end of the line (a heading whose text starts on the next line).
+# A section header at the start of a line: optional markdown heading / list marker / emphasis around the section
+# name, then a separator (":", "-", en/em dash) or the end of the line (a heading whose text starts on the next line).
 # "**Perception:**", "1. Perception -", "## PLANNING", "- *prediction*: ..." all match; "Planning ahead, ..." does not.
-_HEADER = re.compile(
-    r"^[ \t]*(?:#{1,6}[ \t]*)?(?:(?:\d+[.)]|[-*+\u2022])[ \t]*)?[*_]{0,3}[ \t]*"
-    r"(?P<stage>perception|prediction|planning)[ \t]*[*_]{0,3}[ \t]*"
-    r"(?:[:\-\u2013\u2014][ \t]*[*_]{0,3}|$)",
-    re.IGNORECASE | re.MULTILINE,
+_HEADER = (
+    r"^[ \t]*(?:#{{1,6}}[ \t]*)?(?:(?:\d+[.)]|[-*+\u2022])[ \t]*)?[*_]{{0,3}}[ \t]*"
+    r"(?P<section>{names})[ \t]*[*_]{{0,3}}[ \t]*"
+    r"(?:[:\-\u2013\u2014][ \t]*[*_]{{0,3}}|$)"
 )
 
 
-def rationale_prompt(context: str | None = None) -> str:
-    """The instruction asking for "Perception:", "Prediction:", "Planning:" sections in that order.
+@dataclass(frozen=True)
+class VisionTask:
+    """What a vision-language teacher is asked about each image, and the labelled sections its answer must hold."""
 
-    ``context`` (a state summary, the ego speed, the allowed actions, ...) goes between the scene line and the
-    format instruction, so the format demand is the last thing the model reads.
-    """
-    parts = [_SCENE]
-    if context is not None and context.strip():
-        parts.append(f"Context:\n{context.strip()}")
-    parts.append(_INSTRUCTION)
-    return "\n\n".join(parts)
+    scene: str  # the first line: what the image shows
+    instruction: str  # the format demand, read last
+    sections: tuple[str, ...]  # lower-case section names, in the order asked
 
+    @property
+    def digest(self) -> str:
+        """Part of every backend's settings: rewording the task makes new store keys instead of stale answers."""
+        return hashlib.sha256(f"{self.scene}\n{self.instruction}\n{self.sections}".encode()).hexdigest()[:12]
 
-def parse_rationale(text: str) -> dict[str, str]:
-    """``{"perception": ..., "prediction": ..., "planning": ...}`` from a VLM answer.
+    def prompt(self, context: str | None = None) -> str:
+        """The scene line, then ``context`` (a state summary, allowed actions, ...), then the format instruction."""
+        parts = [self.scene]
+        if context is not None and context.strip():
+            parts.append(f"Context:\n{context.strip()}")
+        parts.append(self.instruction)
+        return "\n\n".join(parts)
 
-    Headers may carry markdown (``**Perception:**``, ``## Planning``), numbering (``1. Perception -``) and any case;
-    a section runs until the next header, may span several lines (each stripped, blank lines dropped), and text before
-    the first header is ignored. When a stage has several headers the first one counts. Raises
-    :class:`~suite.errors.TeacherError` naming the missing or empty sections (never quoting the answer).
-    """
-    headers = list(_HEADER.finditer(text))
-    sections: dict[str, str] = {}
-    for i, match in enumerate(headers):
-        stage = match.group("stage").lower()
-        if stage in sections:
-            continue
-        end = headers[i + 1].start() if i + 1 < len(headers) else len(text)
-        lines = (line.strip() for line in text[match.end() : end].splitlines())
-        sections[stage] = "\n".join(line for line in lines if line)
-    missing = [stage for stage in RATIONALE_STAGES if not sections.get(stage)]
-    if missing:
-        raise TeacherError(
-            f"VLM answer ({len(text)} characters) lacks the {', '.join(missing)} section(s); expected labelled "
-            "'Perception:', 'Prediction:' and 'Planning:' sections"
-        )
-    return {stage: sections[stage] for stage in RATIONALE_STAGES}
+    def parse(self, text: str) -> dict[str, str]:
+        """``{section: text}`` from an answer.
+
+        Headers may carry markdown (``**Perception:**``, ``## Planning``), numbering (``1. Perception -``) and any
+        case; a section runs until the next header, may span several lines (each stripped, blank lines dropped),
+        and text before the first header is ignored. When a section has several headers the first one counts.
+        Raises :class:`~suite.errors.TeacherError` naming the missing or empty sections (never quoting the answer).
+        """
+        pattern = re.compile(_HEADER.format(names="|".join(map(re.escape, self.sections))), re.I | re.M)
+        headers = list(pattern.finditer(text))
+        found: dict[str, str] = {}
+        for i, match in enumerate(headers):
+            name = match.group("section").lower()
+            if name in found:
+                continue
+            end = headers[i + 1].start() if i + 1 < len(headers) else len(text)
+            lines = (line.strip() for line in text[match.end() : end].splitlines())
+            found[name] = "\n".join(line for line in lines if line)
+        missing = [name for name in self.sections if not found.get(name)]
+        if missing:
+            expected = ", ".join(f"'{name.capitalize()}:'" for name in self.sections)
+            raise TeacherError(
+                f"VLM answer ({len(text)} characters) lacks the {', '.join(missing)} section(s); expected labelled "
+                f"{expected} sections"
+            )
+        return {name: found[name] for name in self.sections}
 
 
 def encode_image_png_base64(image: np.ndarray) -> str:
@@ -116,17 +113,17 @@ def decode_image_png_base64(data: str) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
-def _chat(image_png_b64: str, context: str | None) -> list[dict[str, Any]]:
+def _chat(task: VisionTask, image_png_b64: str, context: str | None) -> list[dict[str, Any]]:
     content = [
-        {"type": "text", "text": rationale_prompt(context)},
+        {"type": "text", "text": task.prompt(context)},
         {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{image_png_b64}"}},
     ]
     return [{"role": "user", "content": content}]
 
 
-def vlm_messages(image: np.ndarray, context: str | None = None) -> list[dict[str, Any]]:
-    """One OpenAI chat user message holding :func:`rationale_prompt` and the image as a base64 PNG data URL."""
-    return _chat(encode_image_png_base64(image), context)
+def vlm_messages(task: VisionTask, image: np.ndarray, context: str | None = None) -> list[dict[str, Any]]:
+    """One OpenAI chat user message holding ``task.prompt(context)`` and the image as a base64 PNG data URL."""
+    return _chat(task, encode_image_png_base64(image), context)
 
 
 def vlm_inputs(images: Sequence[np.ndarray], contexts: Sequence[str | None] | None = None) -> list[dict[str, Any]]:
@@ -146,24 +143,24 @@ def _unpack(input: Any, index: int) -> tuple[str, str | None]:
     return input["image_png_b64"], input.get("context")
 
 
-def _with_rationale(output: TeacherOutput) -> TeacherOutput:
-    """The raw answer plus its parsed rationale, or ``rationale=None`` and the reason (see the module docstring)."""
+def _with_sections(task: VisionTask, output: TeacherOutput) -> TeacherOutput:
+    """The raw answer plus its parsed sections, or ``sections=None`` and the reason (see the module docstring)."""
     meta = dict(output.meta)
     try:
-        meta["rationale"] = parse_rationale(output.text or "")
+        meta["sections"] = task.parse(output.text or "")
     except TeacherError as error:
-        meta["rationale"], meta["parse_error"] = None, str(error)
+        meta["sections"], meta["parse_error"] = None, str(error)
     return TeacherOutput(text=output.text, meta=meta)
 
 
 def _explain(
     teacher: Any, images: Sequence[np.ndarray], contexts: Sequence[str | None] | None
 ) -> list[dict[str, str] | None]:
-    return [output.meta["rationale"] for output in teacher.answer(vlm_inputs(images, contexts))]
+    return [output.meta["sections"] for output in teacher.answer(vlm_inputs(images, contexts))]
 
 
 class OpenAICompatibleVLMTeacher:
-    """Rationales from a vision-language model behind an OpenAI-compatible chat server (vLLM, SGLang, ...).
+    """Sectioned answers from a vision-language model behind an OpenAI-compatible chat server (vLLM, SGLang, ...).
 
     Wraps an :class:`~suite.teachers.OpenAICompatibleTeacher` in chat mode, so retries, concurrency and the
     partial-batch policy are its. The image travels as a base64 PNG data URL in an ``image_url`` content part.
@@ -173,6 +170,7 @@ class OpenAICompatibleVLMTeacher:
         self,
         base_url: str,
         model: str,
+        task: VisionTask,
         api_key_env: str = "OPENAI_API_KEY",
         max_tokens: int = 512,
         temperature: float = 0.0,
@@ -193,64 +191,59 @@ class OpenAICompatibleVLMTeacher:
             max_retries=max_retries,
             backoff_s=backoff_s,
         )
+        self.task = task
         self.teacher_id = f"openai-vlm:{model}"
 
     def settings(self) -> dict[str, Any]:
-        return {**self.backend.settings(), "prompt": PROMPT_DIGEST}
+        return {**self.backend.settings(), "prompt": self.task.digest}
 
     def answer(self, inputs: list[Any]) -> list[TeacherOutput]:
-        chats = [_chat(*_unpack(x, i)) for i, x in enumerate(inputs)]
+        chats = [_chat(self.task, *_unpack(x, i)) for i, x in enumerate(inputs)]
         try:
             outputs = self.backend.answer(chats)
         except TeacherBatchError as error:  # keep what was answered, parsed, so the store can save it
-            answered = {i: _with_rationale(o) for i, o in error.answered.items()}
+            answered = {i: _with_sections(self.task, o) for i, o in error.answered.items()}
             raise TeacherBatchError(answered, error.failures, error.size) from None
-        return [_with_rationale(o) for o in outputs]
+        return [_with_sections(self.task, o) for o in outputs]
 
     def explain(
         self, images: Sequence[np.ndarray], contexts: Sequence[str | None] | None = None
     ) -> list[dict[str, str] | None]:
-        """The parsed rationale per ``(H, W, 3)`` uint8 image (``None`` where the answer did not parse).
+        """The parsed sections per ``(H, W, 3)`` uint8 image (``None`` where the answer did not parse).
 
         Asks the model directly; run :func:`vlm_inputs` through a ``TeacherOutputStore`` to keep the answers.
         """
         return _explain(self, images, contexts)
 
 
-_WEIGHT_SUFFIXES = (".safetensors", ".bin")
-
-
-def _folder_digest(path: Path) -> str:
-    """16 hex digits of sha256 over ``config.json`` and the names and sizes of the weight files.
-
-    Sizes rather than weight bytes keep this instant for multi-GB checkpoints; the config catches most retrains.
-    """
-    digest = hashlib.sha256((path / "config.json").read_bytes())
-    for file in sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES)):
-        digest.update(f"\0{file.name}\0{file.stat().st_size}".encode())
-    return digest.hexdigest()[:16]
-
-
 class HFVisionLanguageTeacher:
     """A frozen local vision-language model (``AutoProcessor`` + ``AutoModelForImageTextToText``) answering greedily.
 
     ``model`` is a directory written by ``save_pretrained`` for both the model and its processor. The prompt goes
-    through the processor's chat template (one user turn: the image, then :func:`rationale_prompt`) when it has one,
+    through the processor's chat template (one user turn: the image, then ``task.prompt``) when it has one,
     else it is the processor's image token, a newline and the instruction. The model loads on first use.
     """
 
-    def __init__(self, model: str | Path, device: str = "cpu", max_new_tokens: int = 256, dtype: str | None = None):
+    def __init__(
+        self,
+        model: str | Path,
+        task: VisionTask,
+        device: str = "cpu",
+        max_new_tokens: int = 256,
+        dtype: str | None = None,
+    ):
         self.path = Path(model).expanduser().resolve()
         if not (self.path / "config.json").is_file():
             what = "no config.json in" if self.path.is_dir() else "no such directory:"
             raise ModelNotFoundError(f"VLM teacher not found ({what} {self.path}); teachers load local paths only")
-        self.device, self.max_new_tokens, self.dtype = device, max_new_tokens, dtype
-        self.teacher_id = f"{self.path}@{_folder_digest(self.path)}"
+        self.task, self.device, self.max_new_tokens, self.dtype = task, device, max_new_tokens, dtype
+        # Keyed by the weights: a model retrained into the same folder is a new teacher to the store.
+        self.teacher_id = f"{self.path}@{model_digest(self.path)}"
         self._model: torch.nn.Module | None = None
         self._processor: Any = None
 
     def settings(self) -> dict[str, Any]:
-        return {"max_new_tokens": self.max_new_tokens, "dtype": self.dtype, "prompt": PROMPT_DIGEST}
+        return {"max_new_tokens": self.max_new_tokens, "dtype": self.dtype, "prompt": self.task.digest}
 
     def _load(self) -> None:
         import transformers
@@ -281,8 +274,8 @@ class HFVisionLanguageTeacher:
         """The model's prompt text for one image, with the image placeholder where the processor expects it."""
         processor = self.processor
         if processor.chat_template is None:
-            return f"{processor.image_token}\n{rationale_prompt(context)}"
-        turn = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": rationale_prompt(context)}]}
+            return f"{processor.image_token}\n{self.task.prompt(context)}"
+        turn = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": self.task.prompt(context)}]}
         return processor.apply_chat_template([turn], add_generation_prompt=True, tokenize=False)
 
     def answer(self, inputs: list[Any]) -> list[TeacherOutput]:
@@ -303,12 +296,12 @@ class HFVisionLanguageTeacher:
             )
         generated = sequences[:, batch["input_ids"].shape[1] :].cpu()  # (B, T) after the left-padded prompts
         texts = processor.batch_decode(generated, skip_special_tokens=True)
-        return [_with_rationale(TeacherOutput(text=text.strip())) for text in texts]
+        return [_with_sections(self.task, TeacherOutput(text=text.strip())) for text in texts]
 
     def explain(
         self, images: Sequence[np.ndarray], contexts: Sequence[str | None] | None = None
     ) -> list[dict[str, str] | None]:
-        """The parsed rationale per ``(H, W, 3)`` uint8 image (``None`` where the answer did not parse).
+        """The parsed sections per ``(H, W, 3)`` uint8 image (``None`` where the answer did not parse).
 
         Asks the model directly; run :func:`vlm_inputs` through a ``TeacherOutputStore`` to keep the answers.
         """

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from domains.driving.vlm import DRIVING_TASK
 from suite.errors import TeacherError
 from suite.teachers import (
     TEACHERS,
@@ -17,15 +18,16 @@ from suite.teachers import (
     TeacherOutputStore,
 )
 from suite.teachers.vision_language import (
-    RATIONALE_STAGES,
     decode_image_png_base64,
     encode_image_png_base64,
-    parse_rationale,
-    rationale_prompt,
     vlm_inputs,
     vlm_messages,
 )
 from tests.fake_llm import LocalServer
+
+# The backends are generic; the driving pack's task (perception -> prediction -> planning) is the one tested here.
+RATIONALE_STAGES = DRIVING_TASK.sections
+parse_rationale, rationale_prompt = DRIVING_TASK.parse, DRIVING_TASK.prompt
 
 RATIONALE = {
     "perception": "A cyclist 12 m ahead in the right lane; the traffic light is red.",
@@ -142,7 +144,9 @@ class VLMServer(LocalServer):
 
 
 def vlm(url: str) -> OpenAICompatibleVLMTeacher:
-    return OpenAICompatibleVLMTeacher(url, "qwen-vl", max_tokens=300, concurrency=2, timeout_s=5, max_retries=0)
+    return OpenAICompatibleVLMTeacher(
+        url, "qwen-vl", DRIVING_TASK, max_tokens=300, concurrency=2, timeout_s=5, max_retries=0
+    )
 
 
 def test_openai_vlm_sends_the_image_as_a_png_data_url_and_parses_the_answer():
@@ -153,7 +157,7 @@ def test_openai_vlm_sends_the_image_as_a_png_data_url_and_parses_the_answer():
 
     assert teacher.teacher_id == "openai-vlm:qwen-vl"
     assert [o.text for o in outputs] == [ANSWER, ANSWER]
-    assert [o.meta["rationale"] for o in outputs] == [RATIONALE, RATIONALE]
+    assert [o.meta["sections"] for o in outputs] == [RATIONALE, RATIONALE]
     assert all(o.meta["finish_reason"] == "stop" and "parse_error" not in o.meta for o in outputs)
     # Requests run concurrently, so each is matched to its input by the context it carries.
     contexts = ["ego speed 5 m/s" in body["messages"][-1]["content"][0]["text"] for body in server.bodies]
@@ -167,14 +171,14 @@ def test_openai_vlm_sends_the_image_as_a_png_data_url_and_parses_the_answer():
         assert message["role"] == "user" and [p["type"] for p in message["content"]] == ["text", "image_url"]
         positions = [message["content"][0]["text"].index(f"{s.capitalize()}:") for s in RATIONALE_STAGES]
         assert positions == sorted(positions)
-    assert server.bodies[contexts.index(True)]["messages"] == vlm_messages(images[0], "ego speed 5 m/s")
+    assert server.bodies[contexts.index(True)]["messages"] == vlm_messages(DRIVING_TASK, images[0], "ego speed 5 m/s")
 
 
 def test_a_malformed_answer_keeps_the_raw_text_with_the_parse_error():
     with VLMServer(lambda text: "I see a road.\nPlanning: keep lane.") as server:
         [output] = vlm(server.url).answer(vlm_inputs(frames(1)))
     assert output.text == "I see a road.\nPlanning: keep lane."
-    assert output.meta["rationale"] is None
+    assert output.meta["sections"] is None
     assert "lacks the perception, prediction section" in output.meta["parse_error"]
     with VLMServer(lambda text: "no idea") as server:
         assert vlm(server.url).explain(frames(2)) == [None, None]
@@ -191,7 +195,7 @@ def test_store_run_twice_asks_the_server_once(tmp_path):
         TeacherOutputStore(tmp_path).run(vlm(server.url), other_context, progress=False)
         assert len(server.bodies) == 4  # another context is another input
     assert [o.meta for o in again] == [o.meta for o in first]
-    assert all(o.meta["rationale"] == RATIONALE for o in again)
+    assert all(o.meta["sections"] == RATIONALE for o in again)
 
 
 def test_a_failed_request_keeps_the_parsed_answers_of_its_batch():
@@ -201,7 +205,7 @@ def test_a_failed_request_keeps_the_parsed_answers_of_its_batch():
     ):
         vlm(server.url).answer(vlm_inputs(frames(2), [None, "REJECT"]))
     assert list(info.value.answered) == [0] and list(info.value.failures) == [1]
-    assert info.value.answered[0].meta["rationale"] == RATIONALE
+    assert info.value.answered[0].meta["sections"] == RATIONALE
     assert "HTTP 400" in info.value.failures[1]
 
 
@@ -272,7 +276,7 @@ def llava(tmp_path_factory):
 
 @pytest.mark.parametrize("folder", ["chat", "plain"])
 def test_hf_vlm_answers_deterministically_and_keeps_unparsable_text(llava, folder, tmp_path):
-    teacher = HFVisionLanguageTeacher(llava / folder, max_new_tokens=6)
+    teacher = HFVisionLanguageTeacher(llava / folder, DRIVING_TASK, max_new_tokens=6)
     assert teacher._model is None  # loads lazily
     inputs = vlm_inputs(frames(2), ["ego speed 3 m/s", None])
     first = teacher.answer(inputs)
@@ -284,7 +288,7 @@ def test_hf_vlm_answers_deterministically_and_keeps_unparsable_text(llava, folde
     assert [o.text for o in first] == [o.text for o in second]
     for output in first:
         assert output.text and set(output.text.split()) <= set(WORDS)  # generated words only, no prompt echo
-        assert output.meta["rationale"] is None
+        assert output.meta["sections"] is None
         assert "lacks the perception, prediction, planning section" in output.meta["parse_error"]
     assert teacher.explain(frames(2)) == [None, None]
 
@@ -296,11 +300,23 @@ def test_hf_vlm_id_names_the_folder_and_changes_with_the_weights(llava, tmp_path
 
     folder = tmp_path / "copy"
     shutil.copytree(llava / "chat", folder)
-    teacher = HFVisionLanguageTeacher(folder)
+    teacher = HFVisionLanguageTeacher(folder, DRIVING_TASK)
     assert teacher.teacher_id.startswith(f"{folder.resolve()}@")
-    assert HFVisionLanguageTeacher(folder).teacher_id == teacher.teacher_id
+    assert HFVisionLanguageTeacher(folder, DRIVING_TASK).teacher_id == teacher.teacher_id
     with open(folder / "model.safetensors", "ab") as weights:
         weights.write(b"\0" * 8)  # same config, different weights file
-    assert HFVisionLanguageTeacher(folder).teacher_id != teacher.teacher_id
+    assert HFVisionLanguageTeacher(folder, DRIVING_TASK).teacher_id != teacher.teacher_id
     with pytest.raises(ModelNotFoundError, match="no config.json"):
-        HFVisionLanguageTeacher(tmp_path)
+        HFVisionLanguageTeacher(tmp_path, DRIVING_TASK)
+
+
+def test_a_task_of_another_domain_parses_its_own_sections():
+    from suite.teachers.vision_language import VisionTask
+
+    radiology = VisionTask("The image is a chest radiograph.", "Answer with Findings: and Impression:.",
+                           ("findings", "impression"))  # fmt: skip
+    answer = "**Findings:** Clear lungs.\nNo effusion.\n**Impression:** Normal study."
+    assert radiology.parse(answer) == {"findings": "Clear lungs.\nNo effusion.", "impression": "Normal study."}
+    assert radiology.digest != DRIVING_TASK.digest
+    with pytest.raises(TeacherError, match="lacks the impression section"):
+        radiology.parse("Findings: clear.")
