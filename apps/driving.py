@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from PIL import Image, ImageDraw
 
 from apps.common import InputError, find_run, shown_to_user
 from domains.driving import scenarios as sim
-from domains.driving.evaluate import best_legal_action
+from domains.driving.evaluate import PlannerPolicy
 from domains.driving.expert import PrivilegedExpert
 from suite.errors import SuiteError
 from suite.export.runtime import ExportedVision, load_exported
@@ -96,6 +95,11 @@ class Student:
         outputs = self.runtime.model.run(None, {"pixel_values": pixel_values, "ego_speed": ego_speed})
         return dict(zip(OUTPUTS, outputs, strict=True)), 1000 * (time.perf_counter() - start)
 
+    def forward(self, pixel_values: np.ndarray, ego_speed: np.ndarray) -> dict[str, np.ndarray]:
+        """:meth:`run` as the pack's planner forward (``PlannerPolicy``); the call's latency goes to ``last_ms``."""
+        outputs, self.last_ms = self.run(pixel_values, ego_speed)
+        return outputs
+
 
 @dataclass
 class Step:
@@ -157,22 +161,16 @@ def drive(
     """Drive the episode ``seed`` of ``scenario`` for at most ``max_steps`` decisions, one Step per decision."""
     scenario, seed, driver, max_steps = check_request(scenario, seed, driver, max_steps)
     expert = PrivilegedExpert()
-    history: deque[np.ndarray] = deque(maxlen=student.frames)
+    planner = PlannerPolicy(student.forward, student.frames)  # the closed-loop evaluation's policy, on ONNX
     speeds = []
     env = sim.make_env(scenario)
     try:
         frame = sim.reset(env, seed)
         for index in range(1, max_steps + 1):
             if driver == DRIVERS[0]:
-                history.append(frame)
-                while len(history) < student.frames:  # the first decision sees its frame repeated, as in training
-                    history.appendleft(frame)
-                stack = np.concatenate([f.transpose(2, 0, 1) for f in history])[None]  # (1, 3F, H, W), oldest first
-                speed = np.array([[env.unwrapped.vehicle.speed]], np.float32)  # the car's own speedometer
-                outputs, latency = student.run(stack.astype(np.float32) / 255.0, speed)
-                action = best_legal_action(outputs["logits"][0], scenario)
-                waypoints = outputs["waypoints"][0]  # (3, 2)
-                text, cosine = bank.nearest(outputs["reasoning"][0])
+                action, outputs = planner.act(frame, env, scenario)
+                waypoints, latency = outputs["waypoints"], student.last_ms  # (3, 2)
+                text, cosine = bank.nearest(outputs["reasoning"])
                 rationale = f"{text}\n\n(nearest of {len(bank.texts)} teacher rationales, cosine {cosine:.2f})"
                 image = annotate(frame, path=waypoint_pixels(env, waypoints))
             else:

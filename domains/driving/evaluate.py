@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,26 +80,55 @@ class PolicySpec:
     kwargs: tuple[tuple[str, Any], ...] = ()
 
 
-class PlannerPolicy:
-    """Drives from its camera frames and speedometer: stacks the last ``frames`` frames, takes the best legal
-    action."""
+class FrameStack:
+    """The planner's view: the last ``frames`` frames, oldest first; the first decision of an episode sees its frame
+    repeated, as in training."""
 
-    def __init__(self, planner: torch.nn.Module, frames: int):
-        self.planner, self.frames = planner.eval(), frames
+    def __init__(self, frames: int):
+        self.frames = frames
         self.history: deque[np.ndarray] = deque(maxlen=frames)
 
     def reset(self) -> None:
         self.history.clear()
 
-    @torch.no_grad()
-    def act(self, frame: np.ndarray, env: Any, scenario: str) -> tuple[str, dict[str, np.ndarray]]:
+    def push(self, frame: np.ndarray) -> np.ndarray:
+        """Add an (H, W, 3) uint8 frame; returns the stack as pixel values (1, 3F, H, W) float32 in [0, 1]."""
         self.history.append(frame)
         while len(self.history) < self.frames:
             self.history.appendleft(frame)
-        stack = np.concatenate([f.transpose(2, 0, 1) for f in self.history])[None]  # (1, 3F, H, W)
-        speed = torch.tensor([[float(env.unwrapped.vehicle.speed)]])  # the ego's own speedometer
-        out = self.planner(torch.from_numpy(stack).float() / 255.0, speed)
-        return best_legal_action(out["logits"][0].numpy(), scenario), {k: out[k][0].numpy() for k in ("waypoints",)}
+        return np.concatenate([f.transpose(2, 0, 1) for f in self.history])[None].astype(np.float32) / 255.0
+
+
+Forward = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]  # (pixel_values, ego_speed) -> outputs
+
+
+def torch_forward(planner: torch.nn.Module) -> Forward:
+    """A PyTorch planner as a :data:`Forward` (eval mode, no grad); the exported ONNX planner is the other kind."""
+    planner.eval()
+
+    def forward(pixel_values: np.ndarray, ego_speed: np.ndarray) -> dict[str, np.ndarray]:
+        with torch.inference_mode():
+            out = planner(torch.from_numpy(pixel_values), torch.from_numpy(ego_speed))
+        return {k: out[k].numpy() for k in ("logits", "waypoints", "reasoning")}
+
+    return forward
+
+
+class PlannerPolicy:
+    """Drives from its camera frames and speedometer: stacks the last ``frames`` frames, takes the best legal
+    action of ``forward`` (a PyTorch planner through :func:`torch_forward`, or the exported ONNX planner)."""
+
+    def __init__(self, forward: Forward, frames: int):
+        self.forward, self.stack = forward, FrameStack(frames)
+
+    def reset(self) -> None:
+        self.stack.reset()
+
+    def act(self, frame: np.ndarray, env: Any, scenario: str) -> tuple[str, dict[str, np.ndarray]]:
+        """The action and the planner's outputs for this frame (batch axis dropped)."""
+        speed = np.array([[env.unwrapped.vehicle.speed]], np.float32)  # the ego's own speedometer
+        outputs = {k: v[0] for k, v in self.forward(self.stack.push(frame), speed).items()}
+        return best_legal_action(outputs["logits"], scenario), outputs
 
 
 def best_legal_action(logits: np.ndarray, scenario: str) -> str:
@@ -146,7 +176,7 @@ def build_policy(spec: PolicySpec) -> Any:
     kwargs = dict(spec.kwargs)
     planner = PixelPlanner(**{**kwargs, "pretrained": False})
     planner.load_state_dict(load_file(spec.weights))
-    return PlannerPolicy(planner, kwargs.get("frames", 2))
+    return PlannerPolicy(torch_forward(planner), kwargs.get("frames", 2))
 
 
 def drive_episode(policy: Any, env: Any, scenario: str, seed: int) -> dict[str, float]:
