@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from suite.results import validate_summary
+from tests.domains.baseline import compare_with_baseline
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,6 +38,7 @@ def test_quick_profile_runs_end_to_end_within_ten_minutes(tmp_path: Path) -> Non
     for name in ("tiny-imitation", "tiny-all"):
         assert 0 <= models[name]["metrics"]["open_loop"]["action_accuracy"] <= 1
         assert (run / "export" / name / "model.onnx").is_file()
+    assert compare_with_baseline("driving", models) == []
     assert "driving" in summary["command"] and "quick" in summary["command"]
     markdown = (report / "driving.md").read_text()
     assert summary["command"] in markdown

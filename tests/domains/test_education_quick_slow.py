@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from suite.results import validate_summary
+from tests.domains.baseline import compare_with_baseline
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,4 +32,5 @@ def test_quick_profile_runs_end_to_end_on_the_real_data(tmp_path: Path) -> None:
             assert 0 <= values["accuracy"] <= 1 and 0 <= values["ece"] <= 1, (name, split, values)
     assert summary["models"]["sra_tiny_kd"]["params"] * 20 <= summary["models"]["sra_teacher"]["params"]
     assert (run / "export" / "sra_tiny_kd" / "model.onnx").is_file()
-    assert (report / "education.md").read_text().count("| sra_teacher |") >= 3
+    assert (report / "education.md").read_text().count("| sra_teacher (teacher) |") >= 3
+    assert compare_with_baseline("education", summary["models"]) == []
