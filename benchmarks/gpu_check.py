@@ -1,6 +1,9 @@
 """Latency of three students on a GPU machine: eager PyTorch (CUDA fp32 / fp16 autocast, CPU) next to onnxruntime on
 every provider the installed build offers. Called by ``benchmarks/gpu_check.sh``; runs on CPU alone too.
 
+The ONNX graphs are the ones ``suite.export`` ships, made by the same call (``export_classifier_graphs``): each
+parity-checked against PyTorch on held-out shapes, MiniLM with onnxruntime's fusions and per-channel int8.
+
 Students, exported here so the check needs nothing but the repository:
   tiny-text    TinyTextClassifier at its defaults (dim 64, 2 layers) with an 8000-piece vocabulary
   tiny-convnet TinyConvNet (width 16) on 3x224x224 images
@@ -34,17 +37,6 @@ BERT_INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
 VARIANT_DEVICES = {"int8": "cpu", "fp16": "gpu"}
 
 
-class Logits(nn.Module):
-    """The logits of a student returning a dict or a Hugging Face output, for a one-output ONNX graph."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return self.model(*inputs)["logits"]
-
-
 def _text_spec(names: list[str], max_length: int) -> dict[str, Any]:
     return {
         "family": "text-classifier",
@@ -71,15 +63,18 @@ def build_students(seq_len: int, minilm_layers: int) -> dict[str, dict[str, Any]
             "model": TinyConvNet(num_classes=10, width=16),
             "spec": {
                 "family": "vision",
-                "inputs": [{"name": "images", "dtype": "float32", "shape": ["batch", *image]}],
+                "inputs": [{"name": "pixel_values", "dtype": "float32", "shape": ["batch", *image]}],
                 "max_length": None,
                 "image_size": image,
             },
             "note": "random weights (latency does not depend on weight values)",
         },
     }
+    from suite.students.text import MiniLMClassifier
+
     minilm, note = _minilm(minilm_layers)
-    students["minilm-l6"] = {"model": minilm, "spec": _text_spec(BERT_INPUTS, seq_len), "note": note}
+    minilm_spec = _text_spec(BERT_INPUTS, seq_len)
+    students["minilm-l6"] = {"model": MiniLMClassifier(minilm, tokenizer=None), "spec": minilm_spec, "note": note}
     for s in students.values():
         s["model"].eval()
         s["params"] = sum(p.numel() for p in s["model"].parameters())
@@ -111,54 +106,36 @@ def _minilm(num_layers: int) -> tuple[nn.Module, str]:
         return BertForSequenceClassification(config), note
 
 
-def export(model: nn.Module, spec: dict[str, Any], path: Path) -> Path:
-    """TorchScript export (dynamo=False) with dynamic batch (and sequence) axes."""
-    example = tuple(torch.from_numpy(v) for v in synth_inputs(spec, 2, 16).values())
-    names = [i["name"] for i in spec["inputs"]]
-    axes = {n: {0: "batch", 1: "sequence"} if spec["family"] != "vision" else {0: "batch"} for n in names}
-    torch.onnx.export(
-        Logits(model).eval(),
-        example,
-        str(path),
-        input_names=names,
-        output_names=["logits"],
-        dynamic_axes={**axes, "logits": {0: "batch"}},
-        opset_version=OPSET,
-        dynamo=False,
-    )
-    model.eval()  # the exporter restores the wrapper's mode; keep the eager comparison deterministic
-    return path
+def export_spec(name: str, student: dict[str, Any]) -> Any:
+    """The suite.export spec of a student (what `distill export` would write for it)."""
+    from suite.export.saved import encoder_fusion
+    from suite.export.spec import text_classifier_spec, vision_spec
+
+    spec = student["spec"]
+    if spec["family"] == "vision":
+        return vision_spec(tuple(spec["image_size"]), labels=10)
+    segments = [i["name"] for i in spec["inputs"]] == BERT_INPUTS
+    return text_classifier_spec(2, spec["max_length"], token_type_ids=segments, fuse=encoder_fusion(student["model"]))
 
 
-def quantize(path: Path) -> Path:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def graphs_for(name: str, student: dict[str, Any], workdir: Path, gpu_ort: bool) -> dict[str, Path]:
+    """fp32 and dynamic-int8 graphs always; fp16 only where a GPU provider can run it. Exported and parity-checked
+    by suite.export; the example and held-out batches differ in batch size (and length), as its check requires."""
+    from suite.export.package import export_classifier_graphs
 
-    out = path.with_name("model.int8.onnx")
-    quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8)
-    return out
-
-
-def fp16_graph(path: Path) -> Path | None:
-    """model.fp16.onnx via onnxconverter-common (fp32 inputs/outputs kept), or None where it is not installed."""
-    try:
-        from onnxconverter_common import float16
-    except ImportError:
-        return None
-    import onnx
-
-    out = path.with_name(path.stem + ".fp16.onnx")
-    onnx.save(float16.convert_float_to_float16(onnx.load(str(path)), keep_io_types=True), str(out))
-    return out
-
-
-def graphs_for(name: str, model: nn.Module, spec: dict[str, Any], workdir: Path, gpu_ort: bool) -> dict[str, Path]:
-    """fp32 and dynamic-int8 graphs always; fp16 only where a GPU provider can run it."""
-    fp32 = export(model, spec, workdir / f"{name}.onnx")
-    graphs = {"fp32": fp32, "int8": quantize(fp32)}
-    fp16 = fp16_graph(fp32) if gpu_ort else None
-    if fp16 is not None:
-        graphs["fp16"] = fp16
-    return graphs
+    model, spec, export = student["model"], student["spec"], export_spec(name, student)
+    example_len = 16 if spec["family"] != "vision" else None
+    shapes = [(2, example_len), (3, 11 if example_len else None), (1, 7 if example_len else None)]
+    feeds = [{k: torch.from_numpy(v) for k, v in synth_inputs(spec, b, n).items()} for b, n in shapes]
+    inputs = [{export.input_names[k]: v for k, v in enumerate(f.values())} for f in feeds]
+    out = workdir / name
+    out.mkdir(parents=True, exist_ok=True)
+    variants = ["int8"] + (["fp16"] if gpu_ort else [])
+    fused: dict[str, Any] = {}
+    reports = export_classifier_graphs(model, export, inputs[0], inputs[1:], out, variants, None, 1.0, fused=fused)
+    student["export"] = {"parity": {v: r.to_dict() for v, r in reports.items()}, "fused": fused or None}
+    files = {"fp32": "model.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
+    return {variant: out / files[variant] for variant in ["fp32", *variants]}
 
 
 def bench_student(
@@ -167,7 +144,7 @@ def bench_student(
     """Eager rows (CPU; CUDA fp32 and fp16 autocast) and onnxruntime rows for every available provider."""
     model, spec = student["model"], student["spec"]
     providers = [p for p in ("cpu", "cuda", "tensorrt") if provider_available(p)]
-    graphs = graphs_for(name, model, spec, workdir, gpu_ort=len(providers) > 1)
+    graphs = graphs_for(name, student, workdir, gpu_ort=len(providers) > 1)
     rows = []
     for batch in batch_sizes:
         inputs = [torch.from_numpy(v) for v in synth_inputs(spec, batch).values()]
@@ -228,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             report["students"][name] = {"params": student["params"], "weights": student["note"]}
             try:
                 report["results"] += bench_student(name, student, Path(tmp), args.batch, args.warmup, args.repeats)
+                report["students"][name]["export"] = student["export"]
             except Exception as exc:  # one broken student must not cost the other rows of a one-shot GPU run
                 report["errors"].append({"model": name, "error": f"{type(exc).__name__}: {exc}"})
                 print(f"[gpu_check] {name} FAILED: {exc!r}", flush=True)

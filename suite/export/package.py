@@ -73,7 +73,7 @@ def _fresh_dir(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
-def _export_classifier(
+def export_classifier_graphs(
     model: nn.Module,
     spec: ExportSpec,
     example: Inputs,
@@ -85,7 +85,10 @@ def _export_classifier(
     rejected: dict[str, str] | None = None,
     fused: dict[str, Any] | None = None,
 ) -> dict[str, ParityReport]:
-    """fp32 must pass its parity check. A variant that fails its check raises, or, when ``rejected`` is a dict, is
+    """The ONNX files of a classifier (what :func:`export_student` ships, without the rest of the directory):
+    ``model.onnx`` and each of ``variants`` ("int8", "fp16") in ``out_dir``, each parity-checked; their reports.
+
+    fp32 must pass its parity check. A variant that fails its check raises, or, when ``rejected`` is a dict, is
     deleted and its reason recorded there (the gate: ship fp32 alone rather than a variant that lost accuracy).
     With ``spec.fuse`` the fp32 graph that is checked and shipped is the fused one; ``fused`` gets its op counts."""
     fused = {} if fused is None else fused
@@ -280,7 +283,7 @@ def export_student(
         first = describe_onnx(out / spec.components[0].filename)
     else:
         variants = [v for v, wanted in (("int8", int8), ("fp16", fp16)) if wanted]
-        reports = _export_classifier(
+        reports = export_classifier_graphs(
             model, spec, example_inputs, heldout_inputs, out, variants, eval_fn, max_metric_drop,
             rejected if drop_failing_variants else None, fused,
         )  # fmt: skip

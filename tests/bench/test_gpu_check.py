@@ -38,6 +38,11 @@ def test_gpu_check_on_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert report["cuda_available"] is False
     assert report["onnxruntime_providers"] == {"cpu": True, "cuda": False, "tensorrt": False}
     assert "RANDOM weights" in report["students"]["minilm-l6"]["weights"]
+    # The graphs are suite.export's: parity-checked, MiniLM fused (1 layer here: 1 Attention node).
+    for student in report["students"].values():
+        parity = student["export"]["parity"]["fp32"]
+        assert parity["max_abs_diff"] <= parity["tolerance"]
+    assert report["students"]["minilm-l6"]["export"]["fused"]["attention_nodes"] == 1
     assert report["machine"]["physical_cores"] >= 1 and "device" in report
     rows = {(r["model"], r["variant"], r["provider"], r["batch_size"]) for r in report["results"]}
     expected = {
