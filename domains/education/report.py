@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from domains.education.pipeline import TaskResult, labels_of
 from domains.education.recipe import EducationRecipe
+from suite.pair_pack import PairTaskResult as TaskResult
+from suite.pair_pack import labels_of
 from suite.report import header, latency_table, metrics_table, number, paired_seed_table, write_markdown
 from suite.results import invoked_command, write_summary
 from suite.runner import beats_baselines, latency, rejected_variants, summary_models
@@ -33,7 +34,7 @@ def summary(recipe: EducationRecipe, results: Sequence[TaskResult], seconds: flo
     return {
         "command": invoked_command(), "machine": machine_info(), "teacher": f"{results[0].task}_teacher",
         "models": models,
-        "tasks": {r.task: {"teacher": f"{r.task}_teacher", "max_length": r.pack.max_length,
+        "tasks": {r.task: {"teacher": f"{r.task}_teacher", "max_length": r.pack.task.max_length,
                            "examples": r.pack.data.sizes()} for r in results},
         "recipe": {"teacher": recipe.teacher, "teacher_model": recipe.teacher_model, "variants": recipe.variants,
                    "kd": {"temperature": recipe.kd.temperature}, "seeds": recipe.seeds},
@@ -106,7 +107,7 @@ def task_section(recipe: EducationRecipe, result: TaskResult, out_dir: Path) -> 
               *paired_seed_table(result.results, pairs, first, "accuracy"), ""]  # fmt: skip
     if result.exports:
         rejected = {name: rejected_variants(path) for name, path in result.exports.items()}
-        lines += [f"### Latency (ms, p50 / p99; inputs of {result.pack.max_length} tokens)", "",
+        lines += [f"### Latency (ms, p50 / p99; inputs of {result.pack.task.max_length} tokens)", "",
                   *latency_table(list(result.exports), result.bench, LATENCY_COLUMNS, rejected), ""]  # fmt: skip
     return lines + [*plots(result, out_dir), ""]
 

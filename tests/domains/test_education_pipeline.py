@@ -129,6 +129,7 @@ def test_report_and_model_card_state_the_command_and_the_numbers(education_run):
 
 def test_rerun_reuses_the_teacher_students_and_stored_outputs(education_run, capsys, monkeypatch):
     from domains.education import pipeline
+    from suite.pair_pack import PairClassificationPack
     from suite.teachers import HFTeacher
 
     recipe, first, _ = education_run
@@ -136,7 +137,7 @@ def test_rerun_reuses_the_teacher_students_and_stored_outputs(education_run, cap
     original = HFTeacher.answer
     monkeypatch.setattr(HFTeacher, "answer", lambda self, inputs: asked.append(len(inputs)) or original(self, inputs))
     trained = []
-    monkeypatch.setattr(pipeline.EducationTask, "train", lambda *args: trained.append(args) or None)
+    monkeypatch.setattr(PairClassificationPack, "train", lambda *args: trained.append(args) or None)
     again = pipeline.run(recipe)
     out = capsys.readouterr().out
     assert "[sra/teacher] up to date" in out and "[students/sra_tiny_kd-s1] up to date" in out
@@ -146,14 +147,15 @@ def test_rerun_reuses_the_teacher_students_and_stored_outputs(education_run, cap
 
 def test_a_changed_student_recipe_retrains_only_that_student(education_run, capsys, monkeypatch):
     from domains.education import pipeline
+    from suite.pair_pack import PairClassificationPack
 
     recipe, _, _ = education_run
     changed = build_config(type(recipe), {}, [f"{k}={v}" for k, v in _overrides(recipe).items()]
                            + ["variants.kd.kd=0.7", "tasks=[sra]", "students=[tiny]", "seeds=[0]"])  # fmt: skip
     trained = []
-    original = pipeline.EducationTask.train
+    original = PairClassificationPack.train
     monkeypatch.setattr(
-        pipeline.EducationTask, "train", lambda self, v, s, d: trained.append(v.name) or original(self, v, s, d)
+        PairClassificationPack, "train", lambda self, v, s, d: trained.append(v.name) or original(self, v, s, d)
     )
     pipeline.run(changed)
     assert trained == ["sra_tiny_kd"]  # no_kd's terms did not change, nor did the teacher

@@ -1,0 +1,363 @@
+"""Text-pair classification on the shared stages, for any pack that scores (text, text_pair) pairs.
+
+The teacher is a fine-tuned cross-encoder, a local Hugging Face classifier, or an OpenAI-compatible endpoint asked
+with a rubric over label log-probabilities; its logits go through the teacher-output store. Students (a tiny
+transformer with its own WordPiece vocabulary, MiniLM cut to 2 layers) are trained with every loss variant and seed
+(:mod:`suite.runner`), evaluated with the pack's metrics next to the majority class, exported (MiniLM fused; int8
+behind its accuracy gate) and benchmarked. A pack supplies the examples, the labels and the metric function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from suite import pairs
+from suite.losses import SoftLabelKDConfig
+from suite.runner import (
+    ModelResult,
+    Pack,
+    Trained,
+    Variant,
+    evaluate_variants,
+    export_first_seeds,
+    fresh_export_dir,
+    train_variants,
+)
+from suite.stages import StageLedger, fingerprint
+from suite.trainer import TrainerConfig
+
+
+class Example(Protocol):
+    """A pack's labelled pair: a dataclass with at least these fields (its other fields, e.g. a group id, count in the
+    fingerprints of the stages it feeds)."""
+
+    text: str
+    text_pair: str
+    label: int
+
+
+Metrics = dict[str, float]
+# (probs (N, C), labels (N,), probs on the split's perturbed prefix, its labels) -> metrics of one split
+MetricFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], Metrics]
+
+
+@dataclass
+class PairData:
+    """A task's examples: train and dev (dev picks the best weights), test splits, teacher-only extras (rationale
+    augmentation) and a perturbed prefix of each test split (robustness)."""
+
+    train: list[Example]
+    dev: list[Example]
+    tests: dict[str, list[Example]]
+    teacher_extra: list[Example] = field(default_factory=list)
+    noisy: dict[str, list[Example]] = field(default_factory=dict)
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "dev": len(self.dev), "teacher_extra": len(self.teacher_extra),
+                **{k: len(v) for k, v in self.tests.items()}}  # fmt: skip
+
+
+@dataclass
+class PairTask:
+    """Everything the stages need to know about one pair-classification task (a pack builds it from its recipe)."""
+
+    name: str  # prefixes every model name: <name>_teacher, <name>_<student>_<variant>
+    labels: list[str]
+    max_length: int
+    teacher: str  # finetune | hf | openai
+    teacher_model: str  # finetune: minilm-l6 or a local HF encoder folder; hf: a fine-tuned classifier folder
+    teacher_trainer: TrainerConfig
+    students: dict[str, TrainerConfig]  # tiny | minilm2 -> its trainer
+    seeds: dict[str, list[int]]  # student -> seeds
+    variants: dict[str, dict[str, float]]  # variant -> {term: weight}
+    kd: SoftLabelKDConfig
+    tiny: dict[str, int]  # dim, layers, vocab_size
+    int8: bool = True
+    bench_repeats: int = 60
+    progress: bool = True
+    teacher_url: str = ""  # openai
+    teacher_served_model: str = ""  # openai
+    rubric: str = ""  # openai: the prompt template with {text} and {text_pair}
+
+
+def encode(tokenizer: Any, examples: list[Example], max_length: int) -> list[dict]:
+    return pairs.encode_pairs(tokenizer, [(e.text, e.text_pair) for e in examples], [e.label for e in examples],
+                              max_length)  # fmt: skip
+
+
+def labels_of(examples: list[Example]) -> np.ndarray:
+    return np.array([e.label for e in examples], dtype=np.int64)
+
+
+def teacher_logits(teacher: Any, examples: list[Example], task_dir: Path) -> torch.Tensor:
+    return pairs.stored_teacher_logits(teacher, [(e.text, e.text_pair) for e in examples], task_dir / "teacher_store")
+
+
+def _examples_digest(examples: list[Example]) -> str:
+    return fingerprint([dataclasses.astuple(e) for e in examples])  # examples are dataclasses (see Example)
+
+
+# -- teacher -----------------------------------------------------------------------------------------------------
+def teacher_inputs(task: PairTask, data: PairData) -> dict[str, Any]:
+    """What makes a teacher: a change reruns the teacher stage and every student after it."""
+    from suite.teachers.hf import model_digest
+
+    inputs: dict[str, Any] = {"backend": task.teacher, "model": task.teacher_model, "max_length": task.max_length}
+    if task.teacher == "finetune":
+        inputs |= {
+            "trainer": task.teacher_trainer,
+            "data": _examples_digest(data.train + data.teacher_extra + data.dev),
+        }
+    elif task.teacher == "hf":
+        inputs["weights"] = model_digest(Path(task.teacher_model).expanduser().resolve())
+    else:
+        inputs |= {"url": task.teacher_url, "served_model": task.teacher_served_model, "rubric": task.rubric}
+    return inputs
+
+
+def prepare_teacher(task: PairTask, data: PairData, ledger: StageLedger, resume: bool) -> Any:
+    """The teacher backend every student distils from, as the ``<task>/teacher`` stage."""
+    from suite.teachers import HFTeacher, OpenAICompatibleTeacher
+    from suite.teachers.rubric import RubricClassifierTeacher
+
+    if task.teacher == "openai":
+        backend = OpenAICompatibleTeacher(task.teacher_url, task.teacher_served_model, max_tokens=1, top_logprobs=5)
+        build = lambda out: RubricClassifierTeacher(backend, task.rubric, task.labels)  # noqa: E731
+    elif task.teacher == "hf":
+        build = lambda out: HFTeacher(task.teacher_model, task="classification", max_length=task.max_length)  # noqa: E731
+    else:
+        build = lambda out: fine_tune_teacher(task, data, out, resume)  # noqa: E731
+    load = lambda out: HFTeacher(out / "hf", task="classification", max_length=task.max_length)  # noqa: E731
+    return ledger.run(f"{task.name}/teacher", teacher_inputs(task, data), build,
+                      load if task.teacher == "finetune" else build)  # fmt: skip
+
+
+def fine_tune_teacher(task: PairTask, data: PairData, out: Path, resume: bool) -> Any:
+    """Fine-tune ``teacher_model`` (``minilm-l6`` or a local HF folder) as a cross-encoder, saved to ``out/hf``."""
+    from suite.students import build_student
+    from suite.teachers import HFTeacher
+
+    config = pairs.with_output_dir(task.teacher_trainer, out / "run")
+    torch.manual_seed(config.seed)  # the fresh classification head is drawn here
+    labels = len(task.labels)
+    if task.teacher_model == "minilm-l6":
+        teacher = build_student("minilm-classifier", num_labels=labels)
+    else:  # any local HF encoder folder, through the same student entry that exports it
+        teacher = build_student("hf-classifier", path=task.teacher_model, num_labels=labels)
+    tokenizer = teacher.tokenizer
+    tokenizer.model_max_length = task.max_length  # what the exported teacher will truncate to
+    train = encode(tokenizer, data.train + data.teacher_extra, task.max_length)
+    dev = encode(tokenizer, data.dev, task.max_length)
+    print(f"[{task.name}] teacher: fine-tuning {task.teacher_model} on {len(train)} pairs")
+    pairs.fine_tune_cross_encoder(teacher, tokenizer, train, dev, config, resume=resume)
+    teacher.model.save_pretrained(out / "hf")
+    tokenizer.save_pretrained(out / "hf")
+    return HFTeacher(out / "hf", task="classification", max_length=task.max_length)
+
+
+# -- the pack ----------------------------------------------------------------------------------------------------
+class PairClassificationPack(Pack):
+    """One pair-classification task as the shared stages see it."""
+
+    def __init__(self, task: PairTask, data: PairData, metrics: MetricFn, ledger: StageLedger, resume: bool):
+        self.task, self.data, self.metric_fn, self.resume = task, data, metrics, resume
+        self.dir = ledger.root / task.name
+        print(f"[{task.name}] data: " + ", ".join(f"{k} {v}" for k, v in data.sizes().items()))
+        write_eval_data(self.dir / "data", data.tests)
+        self.teacher = prepare_teacher(task, data, ledger, resume)
+        print(f"[{task.name}] teacher outputs: through the teacher-output store")
+        self.train_logits = teacher_logits(self.teacher, data.train, self.dir)
+        self.students = {arch: student_setup(task, arch, data) for arch in task.students}
+        self.probs: dict[str, dict[str, np.ndarray]] = {}  # model -> split -> probs (first seed), for the plots
+
+    def variants(self) -> list[Variant]:
+        task = self.task
+        return [Variant(f"{task.name}_{arch}_{name}", arch, terms, task.seeds[arch], kd=terms.get("kd", 0) > 0)
+                for arch in task.students for name, terms in task.variants.items()]  # fmt: skip
+
+    def student_settings(self, variant: Variant) -> Any:
+        setup = self.students[variant.student]
+        train = _examples_digest(self.data.train)
+        return {"kwargs": setup["kwargs"], "trainer": setup["trainer"], "max_length": self.task.max_length,
+                "kd": self.task.kd, "train": train}  # fmt: skip
+
+    def train(self, variant: Variant, seed: int, directory: Path) -> torch.nn.Module:
+        from suite.students import build_student
+        from suite.students.io import save_student
+
+        setup, terms = self.students[variant.student], " + ".join(f"{w:g} x {t}" for t, w in variant.terms.items())
+        print(f"[{self.task.name}] {variant.name} seed {seed}: {terms}")
+        torch.manual_seed(seed)
+        student = build_student(setup["registry"], **setup["kwargs"])
+        if setup["registry"] == "minilm-truncated":  # pretrained embeddings: keep them, train the layers
+            student.get_input_embeddings().weight.requires_grad_(False)
+        tokenizer, max_length = setup["tokenizer"], self.task.max_length
+        items = pairs.attach_teacher_logits(encode(tokenizer, self.data.train, max_length), self.train_logits)
+        dev = encode(tokenizer, self.data.dev, max_length)
+        config = pairs.with_output_dir(setup["trainer"], directory, seed=seed)
+        pairs.train_pair_student(student, tokenizer, items, dev, config, terms=variant.terms, kd=self.task.kd,
+                                 resume=self.resume)  # fmt: skip
+        save_student(student, directory / "model", setup["registry"], setup["kwargs"], tokenizer)
+        return student
+
+    def load(self, variant: Variant, seed: int, directory: Path) -> torch.nn.Module:
+        from suite.students.io import load_student
+
+        return load_student(directory / "model")[0]
+
+    def _probs(self, model: torch.nn.Module, tokenizer: Any, splits: dict[str, list[Example]]) -> dict:
+        return {s: pairs.predict_proba(model, tokenizer, encode(tokenizer, e, self.task.max_length))
+                for s, e in splits.items()}  # fmt: skip
+
+    def evaluate(self, trained: list[Trained]) -> list[dict]:
+        out = []
+        for run in trained:
+            tokenizer = self.students[run.variant.student]["tokenizer"]
+            probs = self._probs(run.model, tokenizer, self.data.tests)
+            self.probs.setdefault(run.variant.name, probs)
+            out.append(self.metrics(probs, self._probs(run.model, tokenizer, self.data.noisy)))
+        return out
+
+    def metrics(self, probs: dict[str, np.ndarray], noisy: dict[str, np.ndarray]) -> dict:
+        return {s: self.metric_fn(probs[s], labels_of(e), noisy[s], labels_of(self.data.noisy[s]))
+                for s, e in self.data.tests.items()}  # fmt: skip
+
+    def baselines(self) -> dict[str, dict]:
+        """The majority class of the training labels, predicted for every example."""
+        counts = np.bincount(labels_of(self.data.train), minlength=len(self.task.labels))
+        constant = lambda n: np.tile(counts / counts.sum(), (n, 1))  # noqa: E731
+        probs = {s: constant(len(e)) for s, e in self.data.tests.items()}
+        noisy = {s: constant(len(e)) for s, e in self.data.noisy.items()}
+        return {f"{self.task.name}_majority": self.metrics(probs, noisy)}
+
+    def teacher_result(self) -> ModelResult:
+        from suite.eval import parameter_count
+
+        def probs(splits: dict[str, list[Example]]) -> dict:
+            return {s: teacher_logits(self.teacher, e, self.dir).softmax(-1).numpy() for s, e in splits.items()}
+
+        self.probs[f"{self.task.name}_teacher"] = tested = probs(self.data.tests)
+        model = getattr(self.teacher, "model", None)
+        params = parameter_count(model) if model is not None else 0
+        return ModelResult.single("teacher", self.metrics(tested, probs(self.data.noisy)), params)
+
+    def export(self, trained: Trained, target: Path) -> Path | None:
+        return self._export(trained.directory / "model", target, trained.variant.name)
+
+    def export_teacher(self, target: Path) -> Path | None:
+        from suite.students import build_student
+        from suite.students.io import save_student
+        from suite.teachers import HFTeacher
+
+        if not isinstance(self.teacher, HFTeacher):
+            print(f"[{self.task.name}] teacher: not exported (not a local model)")
+            return None
+        kwargs = {"path": str(self.teacher.path), "num_labels": len(self.task.labels)}
+        model = build_student("hf-classifier", **kwargs)
+        model.tokenizer.model_max_length = self.task.max_length
+        saved = save_student(model, self.dir / "teacher" / "model", "hf-classifier", kwargs, model.tokenizer)
+        return self._export(saved, target, f"{self.task.name}_teacher")
+
+    def _export(self, model_dir: Path, target: Path, name: str) -> Path:
+        from suite.eval import parameter_count
+        from suite.export.package import ModelCardInfo
+        from suite.export.saved import export_saved_text_student
+        from suite.students.io import load_student
+
+        params = parameter_count(load_student(model_dir)[0])
+        card = ModelCardInfo(name=name, license="see the datasets' licenses", datasets=[self.task.name])
+        eval_data = self.dir / "data" / f"{next(iter(self.data.tests))}.jsonl"
+        return export_saved_text_student(
+            model_dir, target, int8=self.task.int8, labels=self.task.labels, card=card, eval_data=eval_data,
+            max_metric_drop=0.01, metrics={"params": params}, drop_failing_variants=True,
+        )  # fmt: skip
+
+
+def student_setup(task: PairTask, arch: str, data: PairData) -> dict[str, Any]:
+    """Registry name, kwargs, tokenizer and trainer of one student architecture (``tiny`` or ``minilm2``)."""
+    from suite.hub import load_minilm
+    from suite.students.text import build_vocab_tokenizer
+
+    labels = len(task.labels)
+    if arch == "tiny":
+        tokenizer = build_vocab_tokenizer([f"{e.text} {e.text_pair}" for e in data.train], task.tiny["vocab_size"])
+        kwargs = {"vocab_size": len(tokenizer), "num_labels": labels, "dim": task.tiny["dim"],
+                  "layers": task.tiny["layers"], "max_len": task.max_length,
+                  "pad_id": tokenizer.pad_token_id}  # fmt: skip
+        return {"registry": "tiny-text-arch", "kwargs": kwargs, "tokenizer": tokenizer, "trainer": task.students[arch]}
+    _, tokenizer = load_minilm(num_labels=labels, num_layers=2)
+    tokenizer.model_max_length = task.max_length
+    return {"registry": "minilm-truncated", "kwargs": {"num_labels": labels}, "tokenizer": tokenizer,
+            "trainer": task.students[arch]}  # fmt: skip
+
+
+def write_eval_data(data_dir: Path, tests: dict[str, list[Example]]) -> None:
+    """Test splits as JSONL (text, text_pair, label) for ``distill eval``, the int8 gate and ``distill bench``."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for split, examples in tests.items():
+        lines = [json.dumps({"text": e.text, "text_pair": e.text_pair, "label": e.label}) for e in examples]
+        (data_dir / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def benchmark(task: PairTask, exports: dict[str, Path], out: Path) -> dict[str, Any]:
+    """Teacher vs students at the task's max length: onnxruntime fp32 + int8 and eager PyTorch at batch 1, then
+    fp32 and PyTorch at batch 32 with fewer repeats (a teacher call at batch 32 takes a second or more here)."""
+    from suite.bench import run_benchmark
+
+    if not exports:
+        return {}
+    dirs = list(exports.values())
+    common = {"providers": ("cpu",), "warmup": 3, "seq_len": task.max_length, "progress": task.progress}
+    single = run_benchmark(dirs, batch_sizes=(1,), variants=("fp32", "int8"), out_dir=out / "batch1",
+                           repeats=task.bench_repeats, metric="accuracy", **common)  # fmt: skip
+    batched = run_benchmark(dirs, batch_sizes=(32,), variants=("fp32",), out_dir=out / "batch32",
+                            repeats=max(5, task.bench_repeats // 3), **common)  # fmt: skip
+    return {"machine": single["machine"], "results": single["results"] + batched["results"]}
+
+
+@dataclass
+class PairTaskResult:
+    """What one task contributes to the summary and the report."""
+
+    task: str
+    pack: PairClassificationPack
+    results: dict[str, ModelResult]
+    exports: dict[str, Path]
+    bench: dict[str, Any]
+
+
+def run_pair_task(
+    task: PairTask, data: PairData, metrics: MetricFn, ledger: StageLedger, out: Path, resume: bool
+) -> PairTaskResult:
+    """teacher -> store -> students x variants x seeds -> evaluation (with the majority class) -> export -> bench."""
+    pack = PairClassificationPack(task, data, metrics, ledger, resume)
+    trained = train_variants(pack, ledger, after=[f"{task.name}/teacher"])
+    results = {f"{task.name}_teacher": pack.teacher_result(), **evaluate_variants(pack, trained)}
+    exports = {}
+    teacher_export = pack.export_teacher(fresh_export_dir(out / "export" / f"{task.name}_teacher"))
+    if teacher_export is not None:
+        exports[f"{task.name}_teacher"] = teacher_export
+    exports |= export_first_seeds(pack, trained, out / "export")
+    return PairTaskResult(task.name, pack, results, exports, benchmark(task, exports, out / "bench" / task.name))
+
+
+def release_check(export_dir: Path, examples: list[Example], split: str) -> dict[str, Any]:
+    """Accuracy of the exported ONNX files (fp32 and, where released, int8) on ``examples``."""
+    from suite.export.runtime import load_exported
+
+    check: dict[str, Any] = {"split": split, "examples": len(examples)}
+    labels = labels_of(examples)
+    for variant, filename in (("fp32", "model.onnx"), ("int8", "model.int8.onnx")):
+        if (export_dir / filename).is_file():
+            model = load_exported(export_dir, variant=variant)
+            probs = model.predict_proba([e.text for e in examples], [e.text_pair for e in examples])
+            check[f"accuracy_{variant}"] = float((probs.argmax(-1) == labels).mean())
+    return check
