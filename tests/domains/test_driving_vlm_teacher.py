@@ -6,8 +6,8 @@ import pytest
 
 from domains.driving.collect import CollectPlan, collect
 from domains.driving.data import load
-from domains.driving.pipeline import vlm_rationales
 from domains.driving.recipe import DrivingRecipe
+from domains.driving.teacher_data import vlm_rationales
 from tests.teachers.test_vision_language_teacher import VLMServer
 
 GOOD = "Perception: a blue car ahead.\nPrediction: it keeps its lane.\nPlanning: slow down, it is close."

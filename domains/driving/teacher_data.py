@@ -1,0 +1,120 @@
+"""The teacher's side of the driving data: expert episodes collected and loaded, a VLM's rationales in place of the
+expert's when one is the teacher, every rationale embedded with MiniLM (all through the teacher-output store), and
+what the report and the app show of them (the rationale bank, sample frames)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from domains.driving import scenarios as sim
+from domains.driving.collect import CollectPlan, collect
+from domains.driving.data import DrivingData, embed_texts, load
+from domains.driving.recipe import DrivingRecipe
+from domains.driving.vlm import DRIVING_TASK
+
+TEXT_ENCODER = "minilm-l6"
+
+
+def load_splits(recipe: DrivingRecipe, out: Path) -> tuple[DrivingData, DrivingData]:
+    scenarios = tuple(recipe.scenarios)
+    train_plan = CollectPlan(scenarios, recipe.train_episodes, recipe.seed)
+    val_plan = CollectPlan(scenarios, recipe.val_episodes, recipe.seed + 1)  # other seeds: unseen episodes
+    print(f"[driving] collecting {recipe.train_episodes}+{recipe.val_episodes} expert episodes per scenario")
+    train = load(collect(train_plan, out / "data" / "train", recipe.progress, recipe.workers), recipe.frames)
+    val = load(collect(val_plan, out / "data" / "val", recipe.progress, recipe.workers), recipe.frames)
+    if recipe.teacher != "expert":
+        for data in (train, val):
+            vlm_rationales(recipe, data, out / "store")
+    encoder = text_encoder()
+    for data in (train, val):
+        embed_texts(data, encoder, out / "store", recipe.progress)
+    print(f"[driving] {len(train)} training frames, {len(val)} validation frames")
+    return train, val
+
+
+def text_encoder() -> Any:
+    from suite import hub
+    from suite.teachers import HFTeacher
+
+    return HFTeacher(hub.resolve_model_path(TEXT_ENCODER), task="encoder", max_length=96)
+
+
+def vlm_rationales(recipe: DrivingRecipe, data: DrivingData, store_dir: Path) -> None:
+    """Replace the expert's texts with a VLM's, asked about each frame (answers kept in the teacher-output store).
+
+    The expert still supplies the actions; a frame whose answer does not parse keeps the expert's rationale, and the
+    count of those is printed.
+    """
+    from suite.teachers import TeacherOutputStore
+    from suite.teachers.vision_language import HFVisionLanguageTeacher, OpenAICompatibleVLMTeacher, vlm_inputs
+
+    if recipe.teacher == "openai-vlm":
+        teacher = OpenAICompatibleVLMTeacher(
+            base_url=recipe.teacher_url, model=recipe.teacher_model, task=DRIVING_TASK
+        )
+    else:
+        teacher = HFVisionLanguageTeacher(recipe.teacher_model, task=DRIVING_TASK)
+    frames = [img[-3:].permute(1, 2, 0).numpy() for img in data.images]
+    contexts = [
+        f"Scenario: {name}. Allowed actions: {', '.join(sim.SCENARIOS[name].actions)}." for name in data.scenario
+    ]
+    store = TeacherOutputStore(store_dir)
+    try:
+        answers = store.run(teacher, vlm_inputs(frames, contexts), batch_size=8, progress=recipe.progress)
+    finally:
+        store.close()
+    kept = 0
+    for row, answer in zip(data.texts, answers, strict=True):
+        if answer.meta.get("sections"):
+            row.update(answer.meta["sections"])
+        else:
+            kept += 1
+    print(f"[driving] VLM rationales: {len(answers) - kept} parsed, {kept} kept the expert's text")
+
+
+def save_rationale_bank(splits: list[DrivingData], path: Path) -> None:
+    """The teacher's distinct planning rationales and their embeddings: what the reasoning head is compared with."""
+    bank: dict[str, list[float]] = {}
+    for data in splits:
+        for row, vector in zip(data.texts, data.teacher["planning"], strict=True):
+            bank.setdefault(row["planning"], [round(float(x), 6) for x in vector])
+    path.write_text(json.dumps({"encoder": TEXT_ENCODER, "texts": list(bank), "embeddings": list(bank.values())}))
+
+
+def sample_frames(val: DrivingData, png: Path, count: int = 4) -> list[dict[str, Any]]:
+    """One validation frame per scenario with the teacher's rationale, for the report; the frames go to ``png``
+    (4x upscaled, boxes of the agents the rationale names in yellow)."""
+    from PIL import Image, ImageDraw
+
+    picks, seen = [], set()
+    for i, name in enumerate(val.scenario):
+        if name not in seen and val.relevant[i].any():
+            seen.add(name)
+            picks.append(
+                {
+                    "index": i,
+                    "scenario": name,
+                    **{k: val.texts[i][k] for k in ("perception", "prediction", "planning")},
+                }
+            )
+        if len(picks) == count:
+            break
+    if not picks:
+        return picks
+    scale, size = 4, sim.FRAME_SIZE * 4
+    sheet = Image.new("RGB", (len(picks) * (size + 8), size), "white")
+    for n, pick in enumerate(picks):
+        frame = val.images[pick["index"]][-3:].permute(1, 2, 0).numpy()
+        image = Image.fromarray(frame).resize((size, size), Image.NEAREST)
+        draw = ImageDraw.Draw(image)
+        for box in pick_boxes(val, pick["index"]):
+            draw.rectangle([v * scale for v in box], outline=(255, 220, 0), width=2)
+        sheet.paste(image, (n * (size + 8), 0))
+    sheet.save(png)
+    return picks
+
+
+def pick_boxes(val: DrivingData, index: int) -> list[list[float]]:
+    return [b.tolist() for b, keep in zip(val.boxes[index], val.relevant[index], strict=True) if keep]
