@@ -37,6 +37,7 @@ OUTPUTS = ("logits", "waypoints", "reasoning")
 DRIVERS = ("student (ONNX)", "expert (privileged)")
 MAX_SEED = 10_000
 MAX_STEPS = 40
+RELEASED = Path(__file__).resolve().parents[1] / "models" / "driving"
 UPSCALE = 6  # 64 px frames -> 384 px on the page, nearest neighbour so the pixels the student sees stay visible
 FIRST = ("highway", 0)  # the episode whose first decision the page opens with
 WAYPOINT_COLOUR = (255, 0, 200)
@@ -44,8 +45,9 @@ RELEVANT_COLOUR = (255, 90, 0)
 
 
 def resolve_run_dir(run_dir: str | Path | None) -> Path:
-    """The run the app serves: ``run_dir``, else the full profile's run, else the quick one's."""
-    return find_run(run_dir, RUNS, "driving planners", "`distill run driving --profile quick`")
+    """The run the app serves: ``run_dir``, else the full profile's run, else the quick one's, else the released
+    planner (``models/driving``: its export and the rationale bank)."""
+    return find_run(run_dir, RUNS, "driving planners", "`distill run driving --profile quick`", released=RELEASED)
 
 
 @dataclass(frozen=True)

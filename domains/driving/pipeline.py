@@ -155,6 +155,11 @@ def run(recipe: DrivingRecipe, resume: bool = False) -> dict[str, Any]:
     run_result = DrivingResult(recipe, results, exports, bench, len(pack.train_data), len(pack.val), samples)
     doc = write_report(run_result, seconds=time.perf_counter() - started)
     write_model_card(run_result, doc)
+    shipped = model_name(recipe.backbone, "all")
+    if shipped in exports:  # the planner the model card describes, beside it (--publish: models/driving/)
+        from domains.driving.release import release_run
+
+        release_run(ledger.root, recipe.model_card_path, shipped, tuple(recipe.scenarios))
     return doc
 
 

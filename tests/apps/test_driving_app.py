@@ -173,13 +173,31 @@ def test_waypoints_land_ahead_of_the_ego_car(scenario, direction):
 
 
 def test_missing_runs_raise_a_clear_error(tmp_path, monkeypatch):
+    from apps import driving
+
     monkeypatch.chdir(tmp_path)
-    message = "no exported driving planners in runs/driving/full/export or runs/driving/quick/export; run `distill"
+    monkeypatch.setattr(driving, "RELEASED", tmp_path / "models" / "driving")
+    message = (f"no exported driving planners in runs/driving/full/export or runs/driving/quick/export or "
+               f"{tmp_path}/models/driving/export; run `distill")  # fmt: skip
     with pytest.raises(SuiteError, match=re.escape(message)):
         build_app()
     (tmp_path / "run" / "export").mkdir(parents=True)
     with pytest.raises(SuiteError, match=re.escape(f"{tmp_path / 'run' / 'export' / STUDENT}: no exported planner")):
         build_app(tmp_path / "run")
+
+
+def test_with_no_run_the_released_planner_drives(driving_run, tmp_path, monkeypatch):
+    import shutil
+
+    from apps import driving
+
+    monkeypatch.chdir(tmp_path)
+    released = tmp_path / "models" / "driving"
+    shutil.copytree(driving_run, released)  # what domains/driving/release.py lays out: export/ + rationale_bank.json
+    monkeypatch.setattr(driving, "RELEASED", released)
+    assert driving.resolve_run_dir(None) == released
+    app = build_app()
+    app.close()
 
 
 def test_screenshot_shows_a_rendered_page(driving_run, tmp_path):

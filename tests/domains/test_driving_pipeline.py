@@ -64,6 +64,11 @@ def test_both_planners_are_exported_with_parity_and_benchmarked(driving_run):
         assert 0 < summary["models"][name]["latency_ms_p50"] <= summary["models"][name]["latency_ms_p99"]
     bank = json.loads((out / "rationale_bank.json").read_text())
     assert bank["texts"] and len(bank["texts"]) == len(bank["embeddings"]) and len(bank["embeddings"][0]) == 384
+    # The shipped planner is released beside the model card, checked on freshly collected episodes.
+    release = json.loads((out.parent / "card" / "release.json").read_text())["models"]["tiny-all"]
+    assert release["check"]["scenarios"] == ["merge"] and 0 <= release["check"]["action_accuracy_fp32"] <= 1
+    assert "student.safetensors" not in release["files"] and "model.onnx" in release["files"]
+    assert (out.parent / "card" / "rationale_bank.json").is_file()
 
 
 def test_a_rerun_reuses_the_shards_and_the_trained_planners(driving_run, capsys):
