@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import os
 import sys
@@ -33,8 +32,9 @@ def _recipe_for(
         raise SuiteError(f"unknown profile '{profile}' for {domain.name} (known: {', '.join(domain.profiles)})")
     extra = [f"output_dir={output_dir}"] if output_dir else []
     if publish:
-        fields = {f.name for f in dataclasses.fields(domain.recipe)}
-        if not {"report_dir", "model_card_dir"} <= fields:
+        from suite.runner import RunOutputs
+
+        if not issubclass(domain.recipe, RunOutputs):
             raise SuiteError(f"domain '{domain.name}' writes no report or model card to publish")
         extra += ["report_dir=docs/results", f"model_card_dir=models/{domain.name}"]
     profile_data = apply_overrides({}, domain.profiles[profile])
@@ -42,8 +42,10 @@ def _recipe_for(
 
 
 def _opening_line(domain: Any, recipe: Any, how: str) -> str:
+    from suite.runner import RunOutputs
+
     where = f"writing to {recipe.output_dir}"
-    if hasattr(recipe, "report_path"):  # packs with a report say where it and the model card go
+    if isinstance(recipe, RunOutputs):  # packs with a report say where it and the model card go
         where += f" (report: {recipe.report_path}, model card: {recipe.model_card_path})"
     return f"{how}: {domain.description}; {where}"
 

@@ -20,7 +20,7 @@ import dataclasses
 import shutil
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,29 @@ class Trained:
     seed: int
     model: nn.Module
     directory: Path
+
+
+@dataclass
+class RunOutputs:
+    """Where a pack's run writes: everything under ``output_dir`` unless a directory is named; ``distill run
+    --publish`` names the repository's (``docs/results``, ``models/<pack>``). Pack recipes inherit these fields."""
+
+    output_dir: str = field(default="runs/run", metadata={"help": "run directory: stages, store, students, exports"})
+    report_dir: str = field(
+        default="", metadata={"help": "where the report goes (empty: OUTPUT_DIR/report; --publish: docs/results)"}
+    )
+    model_card_dir: str = field(
+        default="",
+        metadata={"help": "model card and released students (empty: OUTPUT_DIR/model_card; --publish: models/PACK)"},
+    )
+
+    @property
+    def report_path(self) -> Path:
+        return Path(self.report_dir or f"{self.output_dir}/report")
+
+    @property
+    def model_card_path(self) -> Path:
+        return Path(self.model_card_dir or f"{self.output_dir}/model_card")
 
 
 class Pack:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from domains.driving.scenarios import SCENARIOS
 from suite.config import check
+from suite.runner import RunOutputs
 
 # Each ablation variant adds its reasoning-distillation terms to imitation (CE + waypoint L2).
 VARIANTS = {
@@ -23,18 +23,10 @@ TEACHERS = ("expert", "openai-vlm", "hf-vlm")
 
 
 @dataclass
-class DrivingRecipe:
+class DrivingRecipe(RunOutputs):
     """A privileged expert (or a VLM) explains highway-env scenes; a pixel planner learns to drive and to explain."""
 
     output_dir: str = field(default="runs/driving/full", metadata={"help": "shards, store, students, exports"})
-    report_dir: str = field(
-        default="",
-        metadata={"help": "where driving.md/.json and plots go (empty: OUTPUT_DIR/report; --publish: docs/results)"},
-    )
-    model_card_dir: str = field(
-        default="",
-        metadata={"help": "where the model card goes (empty: OUTPUT_DIR/model_card; --publish: models/driving)"},
-    )
     scenarios: list[str] = field(default_factory=lambda: list(SCENARIOS), metadata={"help": "highway-env scenes"})
     train_episodes: int = field(default=60, metadata={"help": "expert episodes per scenario for training"})
     val_episodes: int = field(default=15, metadata={"help": "expert episodes per scenario for open-loop metrics"})
@@ -93,15 +85,6 @@ class DrivingRecipe:
         check(not missing, "weights", f"no weight for the terms {missing}")
         check(min(self.agents_temperature, self.consistency_temperature) > 0, "agents_temperature", "must be > 0")
         check(0 < self.mask_ratio < 1, "mask_ratio", "must be in (0, 1)")
-
-    # Everything a run writes lives under output_dir unless a directory is named (--publish names the repo's).
-    @property
-    def report_path(self) -> Path:
-        return Path(self.report_dir or f"{self.output_dir}/report")
-
-    @property
-    def model_card_path(self) -> Path:
-        return Path(self.model_card_dir or f"{self.output_dir}/model_card")
 
 
 PROFILES = {

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from suite.config import check
 from suite.losses import SoftLabelKDConfig
 from suite.pairs import PAIR_TERMS
+from suite.runner import RunOutputs
 from suite.trainer import TrainerConfig
 
 TASKS = ("sra", "verifier")
@@ -43,18 +43,10 @@ def _minilm2_trainer() -> TrainerConfig:
 
 
 @dataclass
-class EducationRecipe:
+class EducationRecipe(RunOutputs):
     """Answer scoring (SemEval-2013 SRA) and solution verification (GSM8K) distilled into school-laptop students."""
 
     output_dir: str = field(default="runs/education/full", metadata={"help": "teachers, store, students, exports"})
-    report_dir: str = field(
-        default="",
-        metadata={"help": "where education.md/.json and plots go (empty: OUTPUT_DIR/report; --publish: docs/results)"},
-    )
-    model_card_dir: str = field(
-        default="",
-        metadata={"help": "where the model card goes (empty: OUTPUT_DIR/model_card; --publish: models/education)"},
-    )
     tasks: list[str] = field(default_factory=lambda: list(TASKS), metadata={"help": "sra and/or verifier"})
     sra_path: str = field(default="", metadata={"help": "SemEval folder (empty: dataset registry)"})
     sra_corpus: str = field(default="both", metadata={"help": "sciEntsBank | beetle | both"})
@@ -128,15 +120,6 @@ class EducationRecipe:
 
     def seeds_of(self, student: str) -> list[int]:
         return self.seeds if student == "tiny" else self.seeds[: self.minilm2_seeds]
-
-    # Everything a run writes lives under output_dir unless a directory is named (--publish names the repo's).
-    @property
-    def report_path(self) -> Path:
-        return Path(self.report_dir or f"{self.output_dir}/report")
-
-    @property
-    def model_card_path(self) -> Path:
-        return Path(self.model_card_dir or f"{self.output_dir}/model_card")
 
 
 PROFILES: dict[str, list[str]] = {
