@@ -197,26 +197,40 @@ class Timed:
     sample: Callable[[], int | None]
     row: dict[str, Any]
     after: Callable[[int | None], dict[str, Any]]  # memory fields from the largest sample
+    inputs: int = 1  # distinct input batches the call cycles through; warm-up sees each of them
 
 
-def time_interleaved(timed: Sequence[Timed], warmup: int, repeats: int) -> list[dict[str, Any]]:
-    """Warm every configuration up, then time them call by call in turn (a, b, c, a, b, c, ...), so a burst of load
-    on the machine hits all of them alike instead of one block; one row each."""
+INTERLEAVE_BLOCK = 5  # timed calls per configuration and turn
+
+
+def time_interleaved(
+    timed: Sequence[Timed], warmup: int, repeats: int, block: int = INTERLEAVE_BLOCK
+) -> list[dict[str, Any]]:
+    """Warm every configuration up, then time them in turns of ``block`` calls (a a a, b b b, c c c, a a a, ...), so
+    a burst of load on the machine hits all of them alike instead of one long block; one row each.
+
+    Each turn starts with one untimed call: the runtime that ran just before may still hold the cores (onnxruntime's
+    and OpenMP's worker threads spin for a while after a call), which would charge its spinning to the next one.
+    """
     for t in timed:
-        for _ in range(warmup):
+        # Every distinct input shape once at least: a runtime's first call at a new shape builds kernels or plans.
+        for _ in range(max(warmup, t.inputs)):
             t.call()
         t.sync()
     seconds: list[list[float]] = [[] for _ in timed]
     peaks: list[int | None] = [None for _ in timed]
-    for _ in range(repeats):
+    while timed and len(seconds[0]) < repeats:
         for i, t in enumerate(timed):
-            start = time.perf_counter()
-            t.call()
+            t.call()  # the turn's untimed first call
             t.sync()
-            seconds[i].append(time.perf_counter() - start)
-            used = t.sample()  # outside the timed span: reading /proc or nvidia-smi costs more than a tiny model
-            if used is not None:
-                peaks[i] = used if peaks[i] is None else max(peaks[i], used)
+            for _ in range(min(block, repeats - len(seconds[i]))):
+                start = time.perf_counter()
+                t.call()
+                t.sync()
+                seconds[i].append(time.perf_counter() - start)
+                used = t.sample()  # outside the timed span: reading /proc or nvidia-smi costs more than a tiny model
+                if used is not None:
+                    peaks[i] = used if peaks[i] is None else max(peaks[i], used)
     return [{**t.row, "warmup": warmup, "repeats": repeats, **summarize(s, t.row["batch_size"]), **t.after(peak)}
             for t, s, peak in zip(timed, seconds, peaks, strict=True)]  # fmt: skip
 
@@ -273,7 +287,7 @@ def prepare_onnx(
         return {"peak_rss_bytes": _rss() if on_gpu else peak_rss, "peak_gpu_mem_bytes": gpu_bytes,
                 "gpu_mem_source": gpu_source, "model_bytes": model_path.stat().st_size}  # fmt: skip
 
-    return Timed(call, lambda: None, (lambda: None) if on_gpu else _rss, row, after)
+    return Timed(call, lambda: None, (lambda: None) if on_gpu else _rss, row, after, inputs=len(batches))
 
 
 def benchmark_onnx(
@@ -348,7 +362,7 @@ def prepare_torch(
         }
 
     sync = torch.cuda.synchronize if on_gpu else (lambda: None)
-    return Timed(call, sync, (lambda: None) if on_gpu else _rss, row, after)
+    return Timed(call, sync, (lambda: None) if on_gpu else _rss, row, after, inputs=len(moved))
 
 
 def benchmark_torch(

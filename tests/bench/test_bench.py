@@ -243,9 +243,10 @@ def test_configurations_are_timed_call_by_call_in_turn() -> None:
     def timed(name: str) -> Timed:
         return Timed(lambda: calls.append(name), lambda: None, lambda: None, {"batch_size": 1}, lambda peak: {})
 
-    rows = time_interleaved([timed("a"), timed("b")], warmup=2, repeats=3)
-    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3  # warm-up per configuration, then interleaved
-    assert [r["repeats"] for r in rows] == [3, 3]
+    rows = time_interleaved([timed("a"), timed("b")], warmup=2, repeats=5, block=2)
+    # warm-up per configuration, then turns of one untimed call and up to 2 timed ones, until 5 are timed
+    assert calls == ["a"] * 2 + ["b"] * 2 + (["a"] * 3 + ["b"] * 3) * 2 + ["a"] * 2 + ["b"] * 2
+    assert [r["repeats"] for r in rows] == [5, 5]
 
 
 def test_both_runtimes_share_threads_and_eager_runs_in_inference_mode(exports: dict[str, Path], cpu_only: None,
