@@ -211,7 +211,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from suite.bench.__main__ import run_from_args
 
-    return run_from_args(args)
+    with quiet_library_progress():  # rebuilding the PyTorch students would print a loading bar each
+        return run_from_args(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
