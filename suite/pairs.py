@@ -10,7 +10,7 @@ scoring, (problem, solution) for a verifier. The stages:
    teacher logits.
 4. :func:`predict_proba` scores pairs with any of them.
 
-Recipes (the built-in example, ``domains/education``) only choose data, models and weights.
+Packs (``suite.pair_pack`` for the stages around these, ``domains/education``) only choose data, models and weights.
 """
 
 from __future__ import annotations
