@@ -16,7 +16,6 @@ A pack supplies (see :class:`Pack`):
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import statistics
 from collections.abc import Mapping, Sequence
@@ -238,7 +237,3 @@ def summary_models(results: Mapping[str, ModelResult], bench: Mapping[str, Any])
         # The first seed is the exported one: its own numbers, for model cards and export checks.
         models[name]["metrics_first_seed"] = entry.per_seed[entry.seeds[0]] if entry.seeds else entry.metrics
     return models
-
-
-def variant_record(variant: Variant) -> dict[str, Any]:
-    return dataclasses.asdict(variant)
