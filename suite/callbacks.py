@@ -160,31 +160,29 @@ class EvaluationCallback(Callback):
         self._evaluate(trainer)
 
 
+def _improves(value: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
+    """Whether ``value`` beats ``best`` by more than ``min_delta`` in the ``mode`` direction (always, with no best)."""
+    if best is None:
+        return True
+    return value > best + min_delta if mode == "max" else value < best - min_delta
+
+
 class EarlyStopping(Callback):
     """Stops training after ``patience`` evaluations without improvement of ``metric``."""
 
     def __init__(self, metric: str, mode: str = "max", patience: int = 3, min_delta: float = 0.0):
         self.metric, self.mode, self.patience, self.min_delta = metric, mode, patience, min_delta
 
-    def _improved(self, value: float, best: float | None) -> bool:
-        if best is None:
-            return True
-        return value > best + self.min_delta if self.mode == "max" else value < best - self.min_delta
-
     def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         if self.metric not in metrics:
             raise KeyError(f"early stopping watches '{self.metric}', but evaluation returned {sorted(metrics)}")
         state = trainer.state
-        if self._improved(metrics[self.metric], state.best_metric):
+        if _improves(metrics[self.metric], state.best_metric, self.mode, self.min_delta):
             state.best_metric, state.evals_without_improvement = metrics[self.metric], 0
             return
         state.evals_without_improvement += 1
         if state.evals_without_improvement >= self.patience:
             state.should_stop = True
-
-
-def _improves(value: float, best: float | None, mode: str) -> bool:
-    return best is None or (value > best if mode == "max" else value < best)
 
 
 class KeepBestWeights(Callback):

@@ -64,6 +64,17 @@ def _set_rng_state(state: dict) -> None:
     np.random.set_state((version, np.array(keys, dtype=np.uint32), position, has_gauss, cached))
 
 
+def _save_trainable(trainer: Trainer, directory: Path) -> None:
+    """The student (unwrapped) and the loss terms' parameters: never the teacher."""
+    save_model(trainer.accelerator.unwrap_model(trainer.distiller.student), str(directory / "student.safetensors"))
+    save_model(trainer.distiller.terms, str(directory / "terms.safetensors"))
+
+
+def _load_trainable(trainer: Trainer, directory: Path) -> None:
+    load_model(trainer.accelerator.unwrap_model(trainer.distiller.student), str(directory / "student.safetensors"))
+    load_model(trainer.distiller.terms, str(directory / "terms.safetensors"))
+
+
 def save_checkpoint(trainer: Trainer, root: Path, keep: int = 2) -> Path | None:
     """Write a checkpoint of ``trainer`` under ``root``; returns its path (None on non-main processes)."""
     accelerator = trainer.accelerator
@@ -75,8 +86,7 @@ def save_checkpoint(trainer: Trainer, root: Path, keep: int = 2) -> Path | None:
     final, tmp = root / name, root / f".{name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_model(accelerator.unwrap_model(trainer.distiller.student), str(tmp / "student.safetensors"))
-    save_model(trainer.distiller.terms, str(tmp / "terms.safetensors"))
+    _save_trainable(trainer, tmp)
     torch.save(trainer.optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(trainer.scheduler.state_dict(), tmp / "scheduler.pt")
     torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
@@ -103,8 +113,7 @@ def save_weights(trainer: Trainer, directory: Path) -> None:
     tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_model(accelerator.unwrap_model(trainer.distiller.student), str(tmp / "student.safetensors"))
-    save_model(trainer.distiller.terms, str(tmp / "terms.safetensors"))
+    _save_trainable(trainer, tmp)
     (tmp / "step.json").write_text(json.dumps({"step": trainer.state.global_step}))
     shutil.rmtree(directory, ignore_errors=True)
     os.replace(tmp, directory)
@@ -113,8 +122,7 @@ def save_weights(trainer: Trainer, directory: Path) -> None:
 def load_weights(trainer: Trainer, directory: Path) -> None:
     """Load what :func:`save_weights` wrote back into the trainer's student and loss terms (every process)."""
     trainer.accelerator.wait_for_everyone()
-    load_model(trainer.accelerator.unwrap_model(trainer.distiller.student), str(directory / "student.safetensors"))
-    load_model(trainer.distiller.terms, str(directory / "terms.safetensors"))
+    _load_trainable(trainer, directory)
 
 
 def _prune(root: Path, keep: int) -> None:
@@ -149,8 +157,7 @@ def load_checkpoint(path: Path, trainer: Trainer) -> None:
 
     if not (path / "trainer_state.json").is_file():
         raise SuiteError(f"{path}: not a complete checkpoint (no trainer_state.json)")
-    load_model(trainer.accelerator.unwrap_model(trainer.distiller.student), str(path / "student.safetensors"))
-    load_model(trainer.distiller.terms, str(path / "terms.safetensors"))
+    _load_trainable(trainer, path)
     trainer.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     trainer.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
     torch.set_rng_state(torch.load(path / "rng.pt", weights_only=True)["torch"])
