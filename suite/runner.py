@@ -121,21 +121,22 @@ class ModelResult:
         return cls(role, params, False, [], {}, metrics, {s: dict.fromkeys(m, 0.0) for s, m in metrics.items()})
 
 
-def train_variants(pack: Pack, ledger: StageLedger, after: Sequence[str] = (), prefix: str = "") -> list[Trained]:
-    """Every variant x seed, each a stage ``students/<prefix><variant>-s<seed>`` depending on ``after``."""
+def train_variants(pack: Pack, ledger: StageLedger, after: Sequence[str] = ()) -> list[Trained]:
+    """Every variant x seed, each a stage ``students/<variant>-s<seed>`` depending on ``after``."""
     trained = []
     for variant in pack.variants():
         for seed in variant.seeds:
+            stage = f"students/{variant.name}-s{seed}"
             inputs = {"terms": variant.terms, "student": variant.student, "seed": seed,
                       "settings": pack.student_settings(variant)}  # fmt: skip
             model = ledger.run(
-                f"students/{prefix}{variant.name}-s{seed}",
+                stage,
                 inputs,
                 build=lambda out, v=variant, s=seed: pack.train(v, s, out),
                 load=lambda out, v=variant, s=seed: pack.load(v, s, out),
                 after=after,
             )
-            trained.append(Trained(variant, seed, model, ledger.root / f"students/{prefix}{variant.name}-s{seed}"))
+            trained.append(Trained(variant, seed, model, ledger.root / stage))
     return trained
 
 
