@@ -361,3 +361,26 @@ def release_check(export_dir: Path, examples: list[Example], split: str) -> dict
             probs = model.predict_proba([e.text for e in examples], [e.text_pair for e in examples])
             check[f"accuracy_{variant}"] = float((probs.argmax(-1) == labels).mean())
     return check
+
+
+def release_pair_models(
+    names: list[str], results: list[PairTaskResult], target: Path, command: str, check_examples: int
+) -> None:
+    """Copy the named exports beside the model card (``target/export/<name>``), each checked on the first
+    ``check_examples`` of its task's first test split by the released ONNX files themselves."""
+    from suite.release import release_exports
+
+    exports = {name: path for r in results for name, path in r.exports.items() if name in names}
+    missing = sorted(set(names) - set(exports))
+    if missing:
+        print(f"not released (not exported in this run): {', '.join(missing)}")
+    task_of = {name: r.pack.data for r in results for name in r.exports}
+
+    def check(released: Path) -> dict[str, Any]:
+        data = task_of[released.name]
+        split = next(iter(data.tests))
+        return release_check(released, data.tests[split][:check_examples], split)
+
+    if exports:
+        release_exports(exports, target, command, check)
+        print(f"released {', '.join(exports)} to {target / 'export'}")

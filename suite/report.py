@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from suite.runner import ModelResult, beats_baselines, latency
+from suite.runner import ModelResult, beats_baselines, latency, summary_models
 
 
 def number(value: Any, digits: int = 3) -> str:
@@ -20,6 +20,18 @@ def number(value: Any, digits: int = 3) -> str:
     return (
         f"{value:.{digits}f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else str(value)
     )
+
+
+def run_summary(
+    results: Mapping[str, ModelResult], bench: Mapping[str, Any], teacher: str, seconds: float, **extra: Any
+) -> dict[str, Any]:
+    """The run summary (:mod:`suite.results` schema): command, machine, teacher, every model, wall time, and the
+    pack's own keys."""
+    from suite.bench.machine import machine_info
+    from suite.results import invoked_command
+
+    return {"command": invoked_command(), "machine": bench.get("machine") or machine_info(), "teacher": teacher,
+            "models": summary_models(results, bench), **extra, "seconds": round(seconds, 1)}  # fmt: skip
 
 
 def header(title: str, summary: Mapping[str, Any], seconds: float, json_name: str) -> list[str]:
@@ -35,11 +47,11 @@ def header(title: str, summary: Mapping[str, Any], seconds: float, json_name: st
     ]
 
 
-def _cell(entry: ModelResult, split: str, metric: str) -> str:
-    mean = number(entry.metrics[split][metric])
+def _cell(entry: ModelResult, split: str, metric: str, digits: int = 3) -> str:
+    mean = number(entry.metrics[split][metric], digits)
     if len(entry.seeds) < 2:
         return mean
-    return f"{mean} ± {number(entry.std[split][metric])}"
+    return f"{mean} ± {number(entry.std[split][metric], digits)}"
 
 
 def metrics_table(
@@ -103,6 +115,118 @@ def paired_seed_table(
         lines.append(f"| {label} | {', '.join(f'{x:.4f}' for x in xs)} | {', '.join(f'{y:.4f}' for y in ys)} "
                      f"| {mean} |")  # fmt: skip
     return lines
+
+
+def _met(met: bool) -> str:
+    return "yes" if met else "**no**"
+
+
+def retention_goals(
+    results: Mapping[str, ModelResult], bench: Mapping[str, Any], teacher: str, student: str, metric: str,
+    retain: float = 0.95, fewer: float = 20, faster: float = 10,
+) -> list[str]:  # fmt: skip
+    """The usual distillation goals, each with its measured value: the student keeps ``retain`` of the teacher's
+    ``metric`` on every split, with ``fewer`` x fewer parameters and ``faster`` x lower batch-1 ORT latency. A split
+    on which the teacher does not beat the baselines judges no goal (a student matching it proves nothing)."""
+    if teacher not in results or student not in results:
+        return []
+    t, s = results[teacher], results[student]
+    lines = ["| goal | measured | met |", "|---|---|---|"]
+    for split in s.metrics:
+        if not beats_baselines(results, teacher, split, metric):
+            lines.append(f"| teacher beats the baselines ({split}) | no | **no goal is judged on {split}** |")
+            continue
+        ratio = s.metrics[split][metric] / t.metrics[split][metric]
+        lines.append(
+            f"| student {metric} >= {retain:.0%} of teacher ({split}) | {ratio:.1%} | {_met(ratio >= retain)} |"
+        )
+    if s.params and t.params:
+        lines.append(
+            f"| >= {fewer:g}x fewer parameters | {t.params / s.params:.0f}x | {_met(t.params / s.params >= fewer)} |"
+        )
+    t_lat, s_lat = latency(bench, teacher), latency(bench, student)
+    if t_lat and s_lat:
+        ratio = t_lat["p50_ms"] / s_lat["p50_ms"]
+        lines.append(
+            f"| >= {faster:g}x lower CPU latency (ORT fp32, batch 1, p50) | {ratio:.1f}x | {_met(ratio >= faster)} |"
+        )
+    return lines
+
+
+def split_columns_table(
+    results: Mapping[str, ModelResult], splits: Sequence[str], metric: str, digits: int = 3
+) -> list[str]:
+    """One metric, one column per split (mean ± std over seeds) and their mean: e.g. closed-loop scenarios."""
+    import statistics
+
+    lines = ["| model | seeds | " + " | ".join(splits) + " | mean |", "|---" * (len(splits) + 3) + "|"]
+    for name, entry in results.items():
+        label = name if entry.role == "student" else f"{name} ({entry.role})"
+        cells = [_cell(entry, split, metric, digits) for split in splits]
+        mean = statistics.fmean(entry.metrics[split][metric] for split in splits)
+        lines.append(f"| {label} | {len(entry.seeds) or '–'} | " + " | ".join(cells) + f" | {number(mean, digits)} |")
+    return lines
+
+
+def split_bars(results: Mapping[str, ModelResult], splits: Sequence[str], metric: str, path: Path, title: str) -> Path:
+    """Grouped bars of one metric per split, one bar per model (error bars: std over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    width = 0.8 / len(results)
+    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(splits) + 0.4 * len(results)), 4))
+    for i, (name, entry) in enumerate(results.items()):
+        means = [entry.metrics[s][metric] for s in splits]
+        stds = [entry.std[s][metric] for s in splits] if len(entry.seeds) > 1 else None
+        label = name if entry.role == "student" else f"{name} ({entry.role})"
+        ax.bar(np.arange(len(splits)) + i * width, means, width, yerr=stds, label=label, capsize=2)
+    ax.set_xticks(np.arange(len(splits)) + 0.4 - width / 2, splits)
+    ax.set(ylabel=metric, title=title)
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def metric_latency_plot(results: Mapping[str, ModelResult], bench: Mapping[str, Any], split: str, metric: str,
+                        path: Path) -> Path | None:  # fmt: skip
+    """``metric`` on ``split`` against batch-1 ORT fp32 p50 latency, one point per exported model."""
+    from suite.bench.report import plot_metric_vs_latency
+
+    measured = {
+        name: row for name, entry in results.items() if split in entry.metrics and (row := latency(bench, name))
+    }
+    points = [{"model": name, "variant": "fp32", "provider": "cpu", "p50_ms": row["p50_ms"],
+               "metric": results[name].metrics[split][metric]} for name, row in measured.items()]  # fmt: skip
+    return plot_metric_vs_latency(points, f"{metric} ({split})", path) if points else None
+
+
+def model_card(
+    path: Path, title: str, summary: Mapping[str, Any], report: Path, metric: str,
+    sections: Mapping[str, Sequence[str]],
+) -> Path:  # fmt: skip
+    """``path/README.md``: the title, the command and report every number comes from, a table of the run's models
+    (first, exported seed: ``metric`` per test split and batch-1 ORT CPU latency), then the pack's ``sections``
+    (heading -> lines: intended use, training data, limitations, files)."""
+    import os
+
+    lines = [f"# {title}", "",
+             f"Built by `{summary['command']}`; every number below comes from "
+             f"[the report]({os.path.relpath(report, path)}).", "",
+             f"## Models (the exported, first-seed model of each variant; {metric} per split)",
+             f"| model | params | KD | {metric} | ORT CPU b1 p50 (ms) |", "|---|---|---|---|---|"]  # fmt: skip
+    for name, entry in summary["models"].items():
+        measured = {split: v[metric] for split, v in entry["metrics_first_seed"].items() if metric in v}
+        values = ", ".join(f"{split} {number(v)}" for split, v in measured.items())
+        lines.append(f"| {name} | {number(entry['params'] or None)} | {'yes' if entry['kd'] else 'no'} | {values} "
+                     f"| {number(entry['latency_ms_p50'], 2)} |")  # fmt: skip
+    for heading, body in sections.items():
+        lines += ["", f"## {heading}", *body]
+    return write_markdown(path / "README.md", [*lines, ""])
 
 
 def write_markdown(path: Path, lines: Sequence[str]) -> Path:

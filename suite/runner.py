@@ -218,7 +218,7 @@ def beats_baselines(results: Mapping[str, ModelResult], name: str, split: str, m
     """Whether ``name`` does strictly better than every baseline on ``split``/``metric``."""
     value = results[name].metrics[split][metric]
     for other, entry in results.items():
-        if other != name and entry.role == "baseline":
+        if other != name and entry.role == "baseline" and split in entry.metrics:
             base = entry.metrics[split][metric]
             if (value <= base) if higher_is_better else (value >= base):
                 return False

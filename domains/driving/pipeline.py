@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -21,9 +21,6 @@ from domains.driving.terms import build_terms, distils_from_teacher
 from suite.runner import ModelResult, Pack, Trained, Variant, evaluate_variants, export_first_seeds, train_variants
 from suite.stages import StageLedger
 from suite.trainer import TrainerConfig
-
-if TYPE_CHECKING:
-    from suite.export.spec import ExportSpec
 
 # -- the pack ----------------------------------------------------------------------------------------------------
 
@@ -179,39 +176,15 @@ class DrivingResult:
 # -- export and latency ------------------------------------------------------------------------------------------
 
 
-def planner_spec(frames: int) -> ExportSpec:
-    """The exported planner's contract: ``pixel_values`` (B, 3 * frames, 64, 64) in [0, 1] and ``ego_speed`` (B, 1)
-    in m/s -> ``logits`` (B, 5), ``waypoints`` (B, 3, 2) and ``reasoning`` (B, 384)."""
-    import dataclasses
-
-    from suite.export.spec import vision_spec
-
-    return dataclasses.replace(
-        vision_spec((3 * frames, sim.FRAME_SIZE, sim.FRAME_SIZE), labels=list(sim.ACTIONS), task="driving-plan"),
-        input_names=["pixel_values", "ego_speed"],
-        output_names=["logits", "waypoints", "reasoning"],
-        dynamic_axes={
-            name: {0: "batch"} for name in ("pixel_values", "ego_speed", "logits", "waypoints", "reasoning")
-        },
-        tolerance=1e-3,
-    )
-
-
 def export_planner(recipe: DrivingRecipe, planner: torch.nn.Module, backbone: str, val: DrivingData,
                    target: Path) -> Path:  # fmt: skip
     """A planner -> ONNX (logits, waypoints, reasoning), parity-checked on validation frames it was not traced on."""
-    from suite.export import export_student
-    from suite.export.package import ModelCardInfo
+    from suite.students.planner import export_planner as export
 
-    def inputs(start: int, count: int) -> dict[str, torch.Tensor]:
-        rows = slice(start, start + count)
-        return {"pixel_values": val.images[rows].float() / 255.0, "ego_speed": val.speed[rows]}
-
-    card = ModelCardInfo(name=f"driving planner {target.name}", license="MIT (highway-env data, generated)")
-    return export_student(
-        planner.eval(), planner_spec(recipe.frames), inputs(0, 2), [inputs(2, 3), inputs(5, 1)], target, card=card,
-        student_name="pixel-planner", student_kwargs={**planner_kwargs(recipe, backbone), "pretrained": False},
-    )  # fmt: skip
+    kwargs = planner_kwargs(recipe, backbone)
+    return export(
+        planner, kwargs, list(sim.ACTIONS), val.images, val.speed, target, "MIT (highway-env data, generated)"
+    )
 
 
 def benchmark(recipe: DrivingRecipe, exports: dict[str, Path], out: Path) -> dict[str, Any]:
@@ -220,8 +193,7 @@ def benchmark(recipe: DrivingRecipe, exports: dict[str, Path], out: Path) -> dic
 
     if not exports:
         return {}
-    result = run_benchmark(
+    return run_benchmark(
         list(exports.values()), batch_sizes=(1,), providers=("cpu",), variants=("fp32",), out_dir=out / "bench",
         warmup=20, repeats=recipe.bench_repeats, progress=recipe.progress,
     )  # fmt: skip
-    return {"machine": result["machine"], "results": result["results"]}

@@ -10,9 +10,19 @@ from typing import Any
 
 from domains.driving.pipeline import DrivingResult
 from domains.driving.recipe import VARIANTS
-from suite.report import header, latency_table, number, write_markdown
-from suite.results import invoked_command, write_summary
-from suite.runner import ModelResult, latency, summary_models
+from suite.report import (
+    header,
+    latency_table,
+    metrics_table,
+    model_card,
+    number,
+    run_summary,
+    split_bars,
+    split_columns_table,
+    write_markdown,
+)
+from suite.results import write_summary
+from suite.runner import ModelResult, latency
 
 OPEN = ("action_accuracy", "waypoint_l2_1s", "waypoint_l2_2s", "waypoint_l2_3s", "rationale_retrieval")
 SHIPPED = "all"  # the variant the model card describes
@@ -23,15 +33,9 @@ def overall(entry: ModelResult, metric: str, scenarios: list[str]) -> float:
 
 
 def summary(run: DrivingResult, seconds: float) -> dict[str, Any]:
-    from suite.bench.machine import machine_info
-
-    recipe = run.recipe
-    return {
-        "command": invoked_command(), "machine": run.bench.get("machine") or machine_info(), "teacher": "expert",
-        "models": summary_models(run.results, run.bench), "teacher_kind": recipe.teacher,
-        "frames": {"train": run.train_frames, "val": run.val_frames},
-        "closed_loop_episodes_per_scenario": recipe.eval_episodes, "seconds": round(seconds, 1), "goals": goals(run),
-    }  # fmt: skip
+    return run_summary(run.results, run.bench, "expert", seconds, teacher_kind=run.recipe.teacher,
+                       frames={"train": run.train_frames, "val": run.val_frames},
+                       closed_loop_episodes_per_scenario=run.recipe.eval_episodes, goals=goals(run))  # fmt: skip
 
 
 def goals(run: DrivingResult) -> dict[str, Any]:
@@ -53,57 +57,6 @@ def goals(run: DrivingResult) -> dict[str, Any]:
     return out
 
 
-def _pm(entry: ModelResult, split: str, metric: str, digits: int = 3) -> str:
-    mean = number(entry.metrics[split][metric], digits)
-    return mean if len(entry.seeds) < 2 else f"{mean} ± {number(entry.std[split][metric], digits)}"
-
-
-def _label(name: str, entry: ModelResult) -> str:
-    return name if entry.role == "student" else f"{name} ({entry.role})"
-
-
-def closed_table(results: dict[str, ModelResult], scenarios: list[str], metric: str, digits: int = 3) -> list[str]:
-    lines = ["| model | seeds | " + " | ".join(scenarios) + " | mean |", "|---" * (len(scenarios) + 3) + "|"]
-    for name, entry in results.items():
-        cells = " | ".join(_pm(entry, s, metric, digits) for s in scenarios)
-        seeds = len(entry.seeds) or "–"
-        lines.append(
-            f"| {_label(name, entry)} | {seeds} | {cells} | {number(overall(entry, metric, scenarios), digits)} |"
-        )
-    return lines
-
-
-def open_table(results: dict[str, ModelResult]) -> list[str]:
-    lines = ["| model | action acc. | L2 @1 s (m) | L2 @2 s (m) | L2 @3 s (m) | rationale retrieval |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
-    for name, entry in results.items():
-        if "open_loop" in entry.metrics:
-            lines.append(f"| {name} | " + " | ".join(_pm(entry, "open_loop", m) for m in OPEN) + " |")
-    return lines
-
-
-def collision_plot(results: dict[str, ModelResult], scenarios: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    width = 0.8 / len(results)
-    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(scenarios) + 0.4 * len(results)), 4))
-    for i, (name, entry) in enumerate(results.items()):
-        means = [entry.metrics[s]["collision_rate"] for s in scenarios]
-        stds = [entry.std[s]["collision_rate"] for s in scenarios] if len(entry.seeds) > 1 else None
-        ax.bar(np.arange(len(scenarios)) + i * width, means, width, yerr=stds, label=_label(name, entry), capsize=2)
-    ax.set_xticks(np.arange(len(scenarios)) + 0.4 - width / 2, scenarios)
-    ax.set_ylabel("collision rate (episodes)")
-    ax.set_title("Closed-loop collision rate (mean ± std over training seeds)")
-    ax.legend(fontsize=7, ncol=3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def _yes(met: bool) -> str:
     return "met" if met else "**not met**"
 
@@ -112,7 +65,13 @@ def write_report(run: DrivingResult, seconds: float) -> dict[str, Any]:
     recipe, out, scenarios = run.recipe, run.recipe.report_path, list(run.recipe.scenarios)
     out.mkdir(parents=True, exist_ok=True)
     doc = summary(run, seconds)
-    collision_plot(run.results, scenarios, out / "driving_collisions.png")
+    split_bars(
+        run.results,
+        scenarios,
+        "collision_rate",
+        out / "driving_collisions.png",
+        "Closed-loop collision rate (mean ± std over training seeds)",
+    )
     samples = Path(recipe.output_dir) / "samples.png"
     if samples.exists():
         shutil.copy(samples, out / "driving_samples.png")
@@ -147,7 +106,7 @@ def write_report(run: DrivingResult, seconds: float) -> dict[str, Any]:
     titles = [("collision rate", "collision_rate", 3), ("mean speed (m/s)", "mean_speed", 1),
               ("episode return", "episode_return", 2), ("off-road rate", "offroad_rate", 3)]  # fmt: skip
     for title, metric, digits in titles:
-        lines += [f"## Closed loop: {title}", "", *closed_table(run.results, scenarios, metric, digits), ""]
+        lines += [f"## Closed loop: {title}", "", *split_columns_table(run.results, scenarios, metric, digits), ""]
         if metric == "collision_rate":
             lines += ["![collision rate](driving_collisions.png)", ""]
     lines += [
@@ -155,7 +114,7 @@ def write_report(run: DrivingResult, seconds: float) -> dict[str, Any]:
         "Rationale retrieval: the reasoning head's vector picks the nearest of the validation set's distinct planning "
         "rationales; it is right when that is the frame's own. Only variants that train the reasoning head "
         "(consistency, all) can do better than chance.", "",
-        *open_table(run.results), "",
+        *metrics_table(run.results, "open_loop", OPEN, primary="action_accuracy"), "",
         "## Latency (ms, p50 / p99; batch 1, CPU)", "",
         *latency_table(list(run.exports), run.bench, [("ONNX fp32", "onnxruntime", "fp32", 1),
                                                       ("PyTorch eager", "torch", "", 1)]), "",
@@ -173,23 +132,16 @@ def write_report(run: DrivingResult, seconds: float) -> dict[str, Any]:
 
 def write_model_card(run: DrivingResult, doc: dict[str, Any]) -> Path:
     recipe, name = run.recipe, f"{run.recipe.backbone}-{SHIPPED}"
-    entry, expert = doc["models"].get(name, {}), doc["models"]["expert"]
-    rate = lambda e, s: number(e["metrics"][s]["collision_rate"])  # noqa: E731
-    rows = [f"| {s} | {rate(entry, s)} | {rate(expert, s)} |" for s in recipe.scenarios] if entry else []
-    text = [
-        f"# Driving planner `{name}`", "",
-        "A pixel-to-plan student for highway-env (highway, merge, intersection, roundabout): two stacked 64x64 RGB "
-        "frames and the ego speed (m/s) in; action logits over LANE_LEFT, IDLE, LANE_RIGHT, FASTER, SLOWER, three "
-        "waypoints (1/2/3 s, metres, ego frame) and a 384-d reasoning vector (nearest MiniLM embedding of the "
-        "teacher's planning rationales) out.", "",
-        f"- Parameters: {entry.get('params', 'n/a')}; ONNX fp32 batch-1 CPU latency "
-        f"p50 {number(entry.get('latency_ms_p50'))} ms, p99 {number(entry.get('latency_ms_p99'))} ms "
-        f"({doc['machine'].get('cpu_model', 'unknown CPU')}).",
-        f"- Trained by `{doc['command']}`; report: {recipe.report_path / 'driving.md'}.",
-        "- Intended use: research on reasoning distillation in simulation. Not for real vehicles: it has only seen "
-        "highway-env's rendering, and it collides in closed loop (see below).", "",
-        "| scenario | collision rate (student, mean over seeds) | collision rate (expert) |", "|---|---|---|",
-        *rows, "",
-        "Data: episodes generated with highway-env (MIT licence) and the pack's privileged expert.",
-    ]  # fmt: skip
-    return write_markdown(recipe.model_card_path / "README.md", text)
+    return model_card(recipe.model_card_path, f"Driving planner `{name}`", doc, recipe.report_path / "driving.md",
+                      "collision_rate", {
+        "What it is": [
+            "A pixel-to-plan student for highway-env (highway, merge, intersection, roundabout): two stacked 64x64 "
+            "RGB frames and the ego speed (m/s) in; action logits over LANE_LEFT, IDLE, LANE_RIGHT, FASTER, SLOWER, "
+            "three waypoints (1/2/3 s, metres, ego frame) and a 384-d reasoning vector (nearest MiniLM embedding of "
+            "the teacher's planning rationales) out. The table above gives each model's closed-loop collision rate "
+            "per scenario (the expert and the constant-action baseline on the same episodes)."],
+        "Intended use": [
+            "Research on reasoning distillation in simulation. Not for real vehicles: it has only seen highway-env's "
+            "rendering, and it collides in closed loop."],
+        "Data": ["Episodes generated with highway-env (MIT licence) and the pack's privileged expert."],
+    })  # fmt: skip

@@ -16,7 +16,7 @@ import numpy as np
 from domains.education.data import LABELS, SRA_SPLITS, VERIFIER_SPLITS, Example, load_sra, load_verifier, problem_split
 from domains.education.recipe import SRA_RUBRIC, VERIFIER_RUBRIC, EducationRecipe
 from suite.errors import ConfigError
-from suite.pair_pack import PairData, PairTask, PairTaskResult, release_check, run_pair_task
+from suite.pair_pack import PairData, PairTask, release_pair_models, run_pair_task
 from suite.stages import StageLedger
 
 PERTURBATION = "char_typos"  # answers typed in a hurry: the noise a school deployment sees most
@@ -87,26 +87,6 @@ def run(recipe: EducationRecipe, resume: bool = False) -> dict[str, Any]:
     results = [run_pair_task(pair_task(recipe, task), load_task(recipe, task), split_metrics, ledger, out, resume)
                for task in recipe.tasks]  # fmt: skip
     doc = write_report(recipe, results, seconds=time.perf_counter() - started)
-    write_model_card(recipe, results, doc)
-    release(recipe, results, doc["command"])
+    write_model_card(recipe, doc)
+    release_pair_models(recipe.release, results, recipe.model_card_path, doc["command"], recipe.release_check_examples)
     return doc
-
-
-def release(recipe: EducationRecipe, results: list[PairTaskResult], command: str) -> None:
-    """Copy the recipe's released models beside the model card, each checked on a slice of its first test split."""
-    from suite.release import release_exports
-
-    exports = {name: path for r in results for name, path in r.exports.items() if name in recipe.release}
-    missing = sorted(set(recipe.release) - set(exports))
-    if missing:
-        print(f"not released (not exported in this run): {', '.join(missing)}")
-    tasks = {r.task: r.pack.data for r in results}
-
-    def check(released: Path) -> dict[str, Any]:
-        data = tasks[released.name.split("_")[0]]
-        split = next(iter(data.tests))
-        return release_check(released, data.tests[split][: recipe.release_check_examples], split)
-
-    if exports:
-        release_exports(exports, recipe.model_card_path, command, check)
-        print(f"released {', '.join(exports)} to {recipe.model_card_path / 'export'}")

@@ -17,10 +17,16 @@ for stacked frames. Both give an 8x8 token grid for 64x64 frames, so the heads a
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from suite import hub
+
+if TYPE_CHECKING:
+    from suite.export.spec import ExportSpec
 
 GRID = 8  # scene tokens per side for 64x64 frames
 LAYOUT_CHANNELS = 8
@@ -146,3 +152,41 @@ class PlannerExport(nn.Module):
     def forward(self, images: torch.Tensor, ego_speed: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.planner(images, ego_speed)
         return out["logits"], out["waypoints"], out["reasoning"]
+
+
+def planner_export_spec(frames: int, frame_size: int, actions: list[str]) -> ExportSpec:
+    """The exported planner's contract: ``pixel_values`` (B, 3 * frames, S, S) in [0, 1] and ``ego_speed`` (B, 1)
+    in m/s -> ``logits`` (B, A), ``waypoints`` (B, K, 2) and ``reasoning`` (B, D_text)."""
+    import dataclasses
+
+    from suite.export.spec import vision_spec
+
+    outputs = ["logits", "waypoints", "reasoning"]
+    return dataclasses.replace(
+        vision_spec((3 * frames, frame_size, frame_size), labels=list(actions), task="driving-plan"),
+        input_names=["pixel_values", "ego_speed"],
+        output_names=outputs,
+        dynamic_axes={name: {0: "batch"} for name in ["pixel_values", "ego_speed", *outputs]},
+        tolerance=1e-3,
+    )
+
+
+def export_planner(
+    planner: PixelPlanner, kwargs: dict, actions: list[str], images: torch.Tensor, speed: torch.Tensor,
+    target: Path, license: str,
+) -> Path:  # fmt: skip
+    """A planner -> ONNX (logits, waypoints, reasoning), traced on the first 2 of ``images`` (uint8 frames) and
+    parity-checked on rows 2-4 and 5, which it was not traced on. ``kwargs`` rebuild the planner (spec.json)."""
+    from suite.export import export_student
+    from suite.export.package import ModelCardInfo
+
+    def feeds(start: int, count: int) -> dict[str, torch.Tensor]:
+        rows = slice(start, start + count)
+        return {"pixel_values": images[rows].float() / 255.0, "ego_speed": speed[rows]}
+
+    spec = planner_export_spec(kwargs["frames"], images.shape[-1], actions)
+    card = ModelCardInfo(name=f"driving planner {target.name}", license=license)
+    return export_student(
+        planner.eval(), spec, feeds(0, 2), [feeds(2, 3), feeds(5, 1)], target, card=card,
+        student_name="pixel-planner", student_kwargs={**kwargs, "pretrained": False},
+    )  # fmt: skip

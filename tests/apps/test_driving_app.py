@@ -31,10 +31,9 @@ from apps.driving import (
 )
 from apps.screenshot import WINDOW, screenshot
 from domains.driving import scenarios as sim
-from domains.driving.pipeline import planner_spec
 from suite.errors import SuiteError
 from suite.export import export_student
-from suite.students.planner import PixelPlanner
+from suite.students.planner import PixelPlanner, planner_export_spec
 
 BANK = ["Speed up: our lane is clear ahead.", "Slow down: the car ahead is too close.", "Keep speed and lane."]
 STEPS = 3
@@ -52,7 +51,8 @@ def driving_run(tmp_path_factory):
         return {"pixel_values": images[rows], "ego_speed": speed[rows]}
 
     heldout = [feeds(slice(2, 5)), feeds(slice(5, 6))]
-    export_student(planner, planner_spec(frames=2), feeds(slice(0, 2)), heldout, run / "export" / STUDENT)
+    spec = planner_export_spec(2, sim.FRAME_SIZE, list(sim.ACTIONS))
+    export_student(planner, spec, feeds(slice(0, 2)), heldout, run / "export" / STUDENT)
     vectors = np.random.default_rng(0).normal(size=(len(BANK), 384))
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     bank = {"encoder": "minilm-l6", "texts": BANK, "embeddings": vectors.tolist()}
