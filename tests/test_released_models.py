@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
-RELEASED = {"education": ["sra_tiny_kd"]}  # pack -> released models (driving: after its next full run)
+RELEASED = {"education": ["sra_tiny_kd"], "driving": ["tiny-all"]}  # pack -> released models
 
 
 def sha256(path: Path) -> str:
@@ -48,3 +48,14 @@ def test_the_released_scorer_reproduces_its_accuracy_on_the_slice() -> None:
     examples = load_sra("", "both")[check["split"]][: check["examples"]]
     again = release_check(MODELS / "education" / "export" / "sra_tiny_kd", examples, check["split"])
     assert again == check
+
+
+def test_the_released_planner_reproduces_its_action_accuracy_on_fresh_episodes(tmp_path: Path) -> None:
+    from domains.driving.release import CHECK_SEED, action_accuracy, check_frames
+
+    check = release("driving")["models"]["tiny-all"]["check"]
+    assert check["episode_seed"] == CHECK_SEED
+    spec = json.loads((MODELS / "driving" / "export" / "tiny-all" / "spec.json").read_text())
+    data = check_frames(tuple(check["scenarios"]), spec["torch"]["kwargs"]["frames"], tmp_path)
+    assert len(data) == check["frames"]  # the simulator and the expert replay the same episodes
+    assert action_accuracy(MODELS / "driving" / "export" / "tiny-all", data) == check["action_accuracy_fp32"]
