@@ -4,7 +4,7 @@ from suite.losses.alignment import MultiStageCosineAlignment, cosine_alignment_l
 from suite.losses.attention import attention_transfer_loss
 from suite.losses.consistency import head_consistency_loss
 from suite.losses.contrastive import info_nce_loss
-from suite.losses.divergence import TokenKD, TokenKDConfig, TopK, bild_loss, shift_causal, token_divergence
+from suite.losses.divergence import TokenKD, TokenKDConfig, TopK, bild_loss, shift_causal, token_divergence, uld_loss
 from suite.losses.feature import FeatureDistillationLoss, FeatureHint, FeatureHintConfig, feature_distillation_loss
 from suite.losses.imitation import imitation_loss, waypoint_l2_loss
 from suite.losses.kd import SoftLabelKD, SoftLabelKDConfig, hinton_kd_loss, soft_label_kd_loss, topk_kd_loss
@@ -28,6 +28,7 @@ __all__ = [
     "bild_loss",
     "shift_causal",
     "token_divergence",
+    "uld_loss",
     "MultiStageCosineAlignment",
     "attention_transfer_loss",
     "cosine_alignment_loss",

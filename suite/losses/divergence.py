@@ -212,6 +212,35 @@ def bild_loss(
     return masked_mean(teacher_led + student_led, mask)
 
 
+def uld_loss(
+    student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0, mask: Tensor | None = None
+) -> Tensor:
+    r"""Universal Logit Distillation (Boizard et al. 2024), for teacher and student vocabularies that differ.
+
+    Token ids mean different things in two vocabularies, so ULD compares the two distributions sorted by
+    probability: with :math:`\tilde p, \tilde q` the teacher's and student's probabilities in decreasing order
+    (the shorter zero-padded to the longer vocabulary),
+
+    .. math:: \mathcal{L} = \sum_i |\tilde p_i - \tilde q_i|
+
+    (the closed-form Wasserstein-1 distance between the two under a rank cost). It teaches the student the
+    teacher's *shape* of uncertainty, not which token: pair it with the task loss on the teacher's text.
+    ``student_logits`` (..., V_S) and ``teacher_logits`` (..., V_T) must already be aligned position by position
+    (ULD truncates both sequences of the same target text to the shorter); averaged over unmasked positions.
+    """
+    if student_logits.shape[:-1] != teacher_logits.shape[:-1]:
+        raise ValueError(
+            f"student logits {tuple(student_logits.shape)} and teacher {tuple(teacher_logits.shape)} must share all "
+            "axes but the vocabulary"
+        )
+    check_temperature(temperature)
+    q = F.softmax(upcast(student_logits) / temperature, dim=-1).sort(dim=-1, descending=True).values
+    p = F.softmax(upcast(teacher_logits) / temperature, dim=-1).sort(dim=-1, descending=True).values
+    width = max(p.shape[-1], q.shape[-1])
+    p, q = F.pad(p, (0, width - p.shape[-1])), F.pad(q, (0, width - q.shape[-1]))
+    return masked_mean((p - q).abs().sum(-1), mask)
+
+
 @dataclass
 class TokenKDConfig:
     """Token-level KD settings; defaults follow the papers (GKD beta 0.5, DistiLLM alpha 0.1, BiLD k 8)."""

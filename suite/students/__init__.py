@@ -42,6 +42,26 @@ STUDENTS.register(
     "suite.students.text:hf_classifier",
     "a local Hugging Face sequence-classifier folder (path=...); how fine-tuned teachers are saved and exported",
 )
+STUDENTS.register(
+    "seq2seq",
+    "suite.students.generative:seq2seq_student",
+    "encoder-decoder generator, t5 or bart shape, sizes 2m / 8m / 30m, on a domain vocabulary",
+)
+STUDENTS.register(
+    "causal-lm",
+    "suite.students.generative:causal_student",
+    "decoder-only generator, gpt2 or llama shape, sizes 2m / 8m / 30m, on a domain vocabulary",
+)
+STUDENTS.register(
+    "minilm-bert2bert",
+    "suite.students.generative:minilm_bert2bert",
+    "all-MiniLM-L6-v2 warm-starting encoder and decoder (49M params): the offline pretrained generative teacher",
+)
+STUDENTS.register(
+    "hf-generator",
+    "suite.students.generative:hf_generator",
+    "a local Hugging Face seq2seq or causal-LM folder (path=...)",
+)
 STUDENTS.register("tiny-convnet", "suite.students.vision:TinyConvNet", "4-stage CNN, ~60k params at width 16")
 STUDENTS.register(
     "efficientnet-lite0",

@@ -17,6 +17,7 @@ from suite.losses.divergence import (
     divergence_per_position,
     shift_causal,
     token_divergence,
+    uld_loss,
 )
 
 
@@ -253,3 +254,18 @@ def test_each_divergence_pulls_a_tiny_student_towards_its_teacher(kind: str) -> 
         distilled = train(lambda out: token_divergence(out, targets, kind))
     labels_only = train(lambda out: torch.nn.functional.cross_entropy(out, hard))
     assert distilled < labels_only
+
+
+# --- ULD (cross-tokenizer) ---------------------------------------------------------------------------------------
+
+
+def test_uld_ignores_which_ids_carry_the_mass_and_spans_different_vocabularies() -> None:
+    s, t = logits(3, 4, 10, seed=22), logits(3, 4, 10, seed=23)
+    permuted = t[..., torch.randperm(10, generator=torch.Generator().manual_seed(0))]
+    torch.testing.assert_close(uld_loss(s, permuted), uld_loss(s, t))
+    assert uld_loss(t, permuted).item() == pytest.approx(0.0, abs=1e-12)
+    # a teacher vocabulary twice the student's: its extra ids with no mass change nothing
+    wider = torch.cat([t, torch.full((3, 4, 10), float("-inf"), dtype=torch.float64)], -1)
+    torch.testing.assert_close(uld_loss(s, wider), uld_loss(s, t))
+    p, q = torch.tensor([[0.6, 0.3, 0.1]]), torch.tensor([[0.5, 0.5]])  # sorted: |.6-.5| + |.3-.5| + |.1-0|
+    assert uld_loss(q.log(), p.log()).item() == pytest.approx(0.4, abs=1e-6)
