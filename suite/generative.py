@@ -1,0 +1,277 @@
+"""Generative distillation for encoder-decoder students (source text -> target text), on the one training loop.
+
+The stages, each usable alone:
+
+1. :func:`encode_seq2seq` tokenises (source, target) pairs; :func:`collate_seq2seq` pads them into the batches the
+   :class:`~suite.distiller.Distiller` and HF seq2seq models take (``labels`` padded with -100).
+2. Targets the student learns from:
+   - word-level KD: the teacher's next-token distribution at every target position, live (a teacher module in the
+     Distiller, full distribution) or from the teacher-output store as top-k (:func:`stored_teacher_topk`);
+   - sequence-level KD (Kim & Rush 2016): the teacher's own beam-search outputs replace the references
+     (:func:`teacher_sequences`, stored once);
+   - on-policy / mixed KD (GKD, Agarwal et al. 2024): :class:`OnPolicyMix` replaces a fraction ``lambda`` of each
+     batch's targets with sequences the student samples itself, which the live teacher then scores token by token.
+3. :func:`train_generator` trains with named, weighted terms: ``task`` (CE on the targets, :class:`SequenceCE`) and
+   ``kd`` (:class:`~suite.losses.divergence.TokenKD`: forward / reverse KL, JSD, skew KL, TVD, BiLD);
+   early stopping and best-weights restore watch a generative dev metric (:func:`dev_generation_metric`).
+4. :func:`generate` decodes with any of them (greedy or beam).
+
+Teacher and student must share one vocabulary for token-level terms (checked up front by
+:func:`suite.students.generative.check_same_vocabulary`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from suite.distiller import Distiller
+from suite.losses.divergence import TokenKD, TokenKDConfig
+from suite.losses.term import LossTerm
+from suite.trainer import Trainer, TrainerConfig
+
+logger = logging.getLogger(__name__)
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class TextPair:
+    source: str
+    target: str
+
+
+def encode_seq2seq(tokenizer: Any, pairs: Sequence[TextPair], max_source: int, max_target: int) -> list[dict]:
+    """Unpadded items ``{input_ids, attention_mask, labels}``; a warning counts the sources and targets cut."""
+    sources = tokenizer([p.source for p in pairs], truncation=True, max_length=max_source)
+    targets = tokenizer([p.target for p in pairs], truncation=True, max_length=max_target)
+    for what, encoded, limit in (("sources", sources, max_source), ("targets", targets, max_target)):
+        cut = sum(len(ids) >= limit for ids in encoded["input_ids"])
+        if cut:
+            logger.warning("%d of %d %s reach max length %d and may be truncated", cut, len(pairs), what, limit)
+    # The decoder's start token is prepended by the model (shift right), so targets drop the tokenizer's [CLS].
+    start = tokenizer.cls_token_id
+    columns = zip(sources["input_ids"], sources["attention_mask"], targets["input_ids"], strict=True)
+    return [
+        {"input_ids": ids, "attention_mask": mask, "labels": target[1:] if target and target[0] == start else target}
+        for ids, mask, target in columns
+    ]
+
+
+def _pad(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
+    width = max(len(row) for row in rows)
+    return torch.tensor([list(row) + [value] * (width - len(row)) for row in rows], dtype=torch.long)
+
+
+def collate_seq2seq(pad_id: int) -> Callable[[list[dict]], dict[str, Any]]:
+    """Items -> ``{"inputs": {input_ids, attention_mask, labels}, "labels": labels}`` (+ stored teacher top-k)."""
+
+    def collate(items: list[dict]) -> dict[str, Any]:
+        inputs = {
+            "input_ids": _pad([i["input_ids"] for i in items], pad_id),
+            "attention_mask": _pad([i["attention_mask"] for i in items], 0),
+            "labels": _pad([i["labels"] for i in items], IGNORE),
+        }
+        batch: dict[str, Any] = {"inputs": inputs, "labels": inputs["labels"]}
+        if "topk_ids" in items[0]:
+            width, k = inputs["labels"].shape[1], items[0]["topk_ids"].shape[-1]
+            ids = torch.zeros(len(items), width, k, dtype=torch.long)
+            logprobs = torch.full((len(items), width, k), float("-inf"))  # padded positions: no teacher mass
+            for row, item in enumerate(items):
+                ids[row, : len(item["topk_ids"])] = item["topk_ids"]
+                logprobs[row, : len(item["topk_logprobs"])] = item["topk_logprobs"]
+            batch["teacher"] = {"topk_ids": ids, "topk_logprobs": logprobs}
+        return batch
+
+    return collate
+
+
+class SequenceCE(LossTerm):
+    """Cross-entropy of the student on the batch's target tokens (references, or the teacher's sequences for
+    sequence-level KD), averaged over the non-padded positions."""
+
+    needs_teacher = False
+
+    def forward(self, student_out, teacher_out, batch):
+        logits, labels = student_out["logits"], batch["labels"]
+        return torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE)
+
+
+def seq2seq_forward(model: torch.nn.Module, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """A HF seq2seq model on ``batch["inputs"]`` (its decoder is fed the labels shifted right)."""
+    return {"logits": model(**batch["inputs"]).logits}
+
+
+class OnPolicyMix:
+    """GKD's mixed objective: with probability ``fraction`` (lambda) a batch's targets become sequences the student
+    samples from the batch's sources (temperature 1), so the teacher corrects the student on its own outputs (the
+    train/inference mismatch sequence-level KD leaves). The teacher then scores those sequences live: use it with a
+    teacher module in the Distiller, not with stored outputs."""
+
+    def __init__(self, fraction: float, max_new_tokens: int, pad_id: int, seed: int = 0):
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"on-policy fraction must be in [0, 1], got {fraction}")
+        self.fraction, self.max_new_tokens, self.pad_id = fraction, max_new_tokens, pad_id
+        self.random = random.Random(seed)
+        self.sampled_batches = 0
+
+    @torch.no_grad()
+    def __call__(self, student: torch.nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
+        if self.fraction == 0.0 or self.random.random() >= self.fraction:
+            return batch
+        inputs = batch["inputs"]
+        was_training = student.training
+        student.eval()
+        sampled = student.generate(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], do_sample=True, top_k=0,
+            max_new_tokens=self.max_new_tokens, pad_token_id=self.pad_id,
+        )[:, 1:]  # fmt: skip  # drop the decoder start token: the model prepends it again
+        student.train(was_training)
+        labels = sampled.masked_fill(sampled == self.pad_id, IGNORE)
+        self.sampled_batches += 1
+        return {**batch, "inputs": {**inputs, "labels": labels}, "labels": labels}
+
+
+class MixingDistiller(Distiller):
+    """A :class:`Distiller` whose batches may be rewritten before both models see them (:class:`OnPolicyMix`)."""
+
+    def __init__(self, *args: Any, batch_transform: Callable[[torch.nn.Module, dict], dict] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batch_transform = batch_transform
+
+    def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        if self.training and self.batch_transform is not None:
+            batch = self.batch_transform(self.student, dict(batch))
+        return super().forward(batch)
+
+
+def generation_terms(weights: Mapping[str, float], kd: TokenKDConfig | None = None) -> dict[str, LossTerm]:
+    """``task`` -> :class:`SequenceCE`, ``kd`` -> :class:`TokenKD`; unknown names are refused."""
+    known = {"task": SequenceCE, "kd": lambda: TokenKD(kd)}
+    unknown = sorted(set(weights) - set(known))
+    if unknown:
+        raise ValueError(f"unknown generation terms {unknown}; choose from {sorted(known)}")
+    return {name: known[name]() for name in weights}
+
+
+def train_generator(
+    student: torch.nn.Module,
+    train: list[dict],
+    config: TrainerConfig,
+    *,
+    pad_id: int,
+    terms: Mapping[str, float],
+    kd: TokenKDConfig | None = None,
+    teacher: torch.nn.Module | None = None,
+    on_policy: float = 0.0,
+    max_new_tokens: int = 64,
+    evaluate: Callable[[Distiller], dict[str, float]] | None = None,
+    resume: bool = False,
+) -> torch.nn.Module:
+    """Train ``student`` on seq2seq items with the weighted ``terms``. A ``kd`` term learns from the live
+    ``teacher`` or, without one, from top-k stored in the items (:func:`attach_teacher_topk`); ``on_policy`` > 0
+    needs the live teacher."""
+    if on_policy and teacher is None:
+        raise ValueError("on-policy KD needs a live teacher to score the student's own samples")
+    if terms.get("kd") and teacher is None and "topk_ids" not in train[0]:
+        raise ValueError("a kd term needs a live teacher or items with stored teacher top-k (attach_teacher_topk)")
+    mix = OnPolicyMix(on_policy, max_new_tokens, pad_id, seed=config.seed) if on_policy else None
+    distiller = MixingDistiller(
+        student, generation_terms(terms, kd), dict(terms), teacher=teacher, student_forward=seq2seq_forward,
+        teacher_forward=seq2seq_forward, batch_transform=mix,
+    )  # fmt: skip
+    Trainer(distiller, config, train, collate_seq2seq(pad_id), evaluate=evaluate).fit(resume)
+    return student
+
+
+@torch.no_grad()
+def teacher_topk(teacher: torch.nn.Module, items: list[dict], pad_id: int, k: int, batch_size: int = 16) -> list:
+    """Teacher-forced top-k of the teacher's next-token distribution at every target position of each item:
+    ``(ids (T, k), logprobs (T, k))`` with log-probs under the full distribution (the tail is kept implicitly)."""
+    teacher.eval()
+    collate, out = collate_seq2seq(pad_id), []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        logits = seq2seq_forward(teacher, collate(chunk))["logits"].float().log_softmax(-1)
+        top = logits.topk(min(k, logits.shape[-1]), dim=-1)
+        for row, item in enumerate(chunk):
+            length = len(item["labels"])
+            out.append((top.indices[row, :length].clone(), top.values[row, :length].clone()))
+    return out
+
+
+def attach_teacher_topk(items: list[dict], topk: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> list[dict]:
+    return [{**item, "topk_ids": ids, "topk_logprobs": lp} for item, (ids, lp) in zip(items, topk, strict=True)]
+
+
+def stored_teacher_topk(
+    teacher: torch.nn.Module, teacher_id: str, items: list[dict], pad_id: int, k: int, store_dir: str | Path
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`teacher_topk` through the teacher-output store: each item is keyed by the teacher's id, its token ids
+    and k, so a rerun (or a resumed run) asks the teacher only for what is missing."""
+    from suite.teachers import TeacherOutputStore
+    from suite.teachers.base import TeacherOutput
+
+    class Scorer:  # the store's Teacher protocol around teacher-forced scoring
+        def __init__(self) -> None:
+            self.teacher_id = teacher_id
+
+        def settings(self) -> dict[str, Any]:
+            return {"scoring": "teacher-forced", "top_k": k}
+
+        def answer(self, inputs: list[dict]) -> list[TeacherOutput]:
+            scored = teacher_topk(teacher, inputs, pad_id, k, batch_size=len(inputs))
+            return [TeacherOutput(topk_ids=ids, topk_logprobs=lp) for ids, lp in scored]
+
+    keyed = [
+        {"input_ids": i["input_ids"], "attention_mask": i["attention_mask"], "labels": i["labels"]} for i in items
+    ]
+    outputs = TeacherOutputStore(Path(store_dir)).run(Scorer(), keyed, batch_size=16)
+    return [(o.topk_ids.long(), o.topk_logprobs.float()) for o in outputs]
+
+
+@torch.no_grad()
+def generate(
+    model: torch.nn.Module, tokenizer: Any, sources: Sequence[str], max_source: int, max_new_tokens: int,
+    num_beams: int = 1, batch_size: int = 16,
+) -> list[str]:  # fmt: skip
+    """Decoded outputs (greedy, or beam search with ``num_beams``), special tokens removed."""
+    model.eval()
+    texts: list[str] = []
+    for start in range(0, len(sources), batch_size):
+        batch = tokenizer(list(sources[start : start + batch_size]), truncation=True, max_length=max_source,
+                          padding=True, return_tensors="pt")  # fmt: skip
+        batch.pop("token_type_ids", None)
+        out = model.generate(**batch, max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False)
+        texts += tokenizer.batch_decode(out, skip_special_tokens=True)
+    return texts
+
+
+def teacher_sequences(
+    teacher: torch.nn.Module, tokenizer: Any, pairs: Sequence[TextPair], max_source: int, max_new_tokens: int,
+    num_beams: int = 4,
+) -> list[TextPair]:  # fmt: skip
+    """Sequence-level KD targets: each source paired with the teacher's beam-search output instead of its reference."""
+    outputs = generate(teacher, tokenizer, [p.source for p in pairs], max_source, max_new_tokens, num_beams)
+    return [TextPair(p.source, text) for p, text in zip(pairs, outputs, strict=True)]
+
+
+def dev_generation_metric(
+    tokenizer: Any, dev: Sequence[TextPair], max_source: int, max_new_tokens: int, metric: str = "rougeL"
+) -> Callable[[Distiller], dict[str, float]] | None:
+    """The evaluation callback's function: ``metric`` (a ROUGE type) of the student's greedy outputs on ``dev``,
+    so early stopping and best-weights restore follow what users read, not the loss."""
+    if not dev:
+        return None
+    from suite.eval import rouge
+
+    def evaluate(distiller: Distiller) -> dict[str, float]:
+        outputs = generate(distiller.student, tokenizer, [p.source for p in dev], max_source, max_new_tokens)
+        return {metric: rouge(outputs, [p.target for p in dev], rouge_types=(metric,))[metric]}
+
+    return evaluate

@@ -1,0 +1,172 @@
+"""The generative path end to end on tiny T5s: word-level KD (live teacher and stored top-k), sequence-level KD and
+on-policy KD each leave the student closer to its teacher than the same student trained on the references alone."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from suite.generative import (
+    OnPolicyMix,
+    TextPair,
+    attach_teacher_topk,
+    collate_seq2seq,
+    encode_seq2seq,
+    generate,
+    seq2seq_forward,
+    stored_teacher_topk,
+    teacher_sequences,
+    teacher_topk,
+    train_generator,
+)
+from suite.losses.divergence import TokenKDConfig, token_divergence
+from suite.students import build_student
+from suite.students.generative import SpecialTokens
+from suite.students.text import build_vocab_tokenizer
+from suite.trainer import TrainerConfig
+
+WORDS = [
+    "lung",
+    "heart",
+    "clear",
+    "effusion",
+    "normal",
+    "small",
+    "right",
+    "left",
+    "no",
+    "acute",
+    "base",
+    "pleural",
+    "size",
+    "stable",
+    "mild",
+]
+
+
+def sentence(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+@pytest.fixture(scope="module")
+def setup():
+    rng = random.Random(0)
+    pairs = [TextPair(sentence(rng, 6), sentence(rng, 4)) for _ in range(48)]
+    tokenizer = build_vocab_tokenizer([p.source for p in pairs] + [p.target for p in pairs], vocab_size=100)
+    ids = SpecialTokens.of(tokenizer)
+    kwargs = {"vocab_size": len(tokenizer), "pad_id": ids.pad, "start_id": ids.start, "end_id": ids.end,
+              "size": "2m", "shape": "t5"}  # fmt: skip
+    torch.manual_seed(0)
+    teacher = build_student("seq2seq", **kwargs).eval()
+    with torch.no_grad():  # a confident random teacher, far from what the references teach
+        teacher.lm_head.weight.mul_(30.0)
+    items = encode_seq2seq(tokenizer, pairs, max_source=16, max_target=8)
+    return tokenizer, ids, kwargs, teacher, pairs, items
+
+
+def config(tmp_path, name: str) -> TrainerConfig:
+    return TrainerConfig(output_dir=str(tmp_path / name), epochs=6, batch_size=8, lr=3e-3, warmup_ratio=0.0,
+                         log_every=1000, progress=False, tensorboard=False, seed=0)  # fmt: skip
+
+
+def distance_to_teacher(student, teacher, items, pad_id) -> float:
+    """Forward KL from the teacher to the student at every target position of ``items`` (teacher-forced)."""
+    batch = collate_seq2seq(pad_id)(items)
+    with torch.no_grad():
+        s, t = seq2seq_forward(student.eval(), batch)["logits"], seq2seq_forward(teacher, batch)["logits"]
+    return token_divergence(s, t, "fkl", mask=batch["labels"] != -100).item()
+
+
+def fresh(kwargs):
+    torch.manual_seed(1)
+    return build_student("seq2seq", **kwargs)
+
+
+def test_encoding_drops_the_tokenizers_start_token_from_targets_and_pads_labels_with_minus_100(setup):
+    tokenizer, ids, _, _, pairs, items = setup
+    assert items[0]["labels"][0] != ids.start and items[0]["labels"][-1] == ids.end
+    batch = collate_seq2seq(ids.pad)(items[:4])
+    labels = batch["inputs"]["labels"]
+    for row, item in enumerate(items[:4]):
+        assert labels[row, : len(item["labels"])].tolist() == item["labels"]
+        assert (labels[row, len(item["labels"]) :] == -100).all()
+    assert tokenizer.decode(items[0]["labels"], skip_special_tokens=True) == pairs[0].target
+
+
+def test_word_level_kd_from_a_live_teacher_and_from_stored_top_k_moves_the_student_to_the_teacher(setup, tmp_path):
+    _, ids, kwargs, teacher, _, items = setup
+    train, held_out = items[:40], items[40:]
+    references = train_generator(fresh(kwargs), train, config(tmp_path, "ce"), pad_id=ids.pad, terms={"task": 1.0})
+    live = train_generator(fresh(kwargs), train, config(tmp_path, "kd"), pad_id=ids.pad, terms={"kd": 1.0},
+                           teacher=teacher, kd=TokenKDConfig(divergence="fkl"))  # fmt: skip
+    topk = stored_teacher_topk(teacher, "tiny-teacher", train, ids.pad, k=8, store_dir=tmp_path / "store")
+    assert [t[0].shape for t in topk] == [t[0].shape for t in teacher_topk(teacher, train, ids.pad, k=8)]
+    stored = train_generator(fresh(kwargs), attach_teacher_topk(train, topk), config(tmp_path, "topk"),
+                             pad_id=ids.pad, terms={"kd": 1.0})  # fmt: skip
+    baseline = distance_to_teacher(references, teacher, held_out, ids.pad)
+    assert distance_to_teacher(live, teacher, held_out, ids.pad) < 0.5 * baseline
+    assert distance_to_teacher(stored, teacher, held_out, ids.pad) < 0.5 * baseline
+
+
+def test_stored_top_k_is_asked_once(setup, tmp_path):
+    _, ids, _, teacher, _, items = setup
+    first = stored_teacher_topk(teacher, "tiny-teacher", items[:5], ids.pad, k=4, store_dir=tmp_path / "s")
+
+    class Broken(torch.nn.Module):
+        def forward(self, **kwargs):
+            raise AssertionError("the store should have answered")
+
+    again = stored_teacher_topk(Broken(), "tiny-teacher", items[:5], ids.pad, k=4, store_dir=tmp_path / "s")
+    for (a_ids, a_lp), (b_ids, b_lp) in zip(first, again, strict=True):
+        assert torch.equal(a_ids, b_ids) and torch.equal(a_lp, b_lp)
+
+
+def test_sequence_level_kd_trains_on_the_teachers_outputs_and_agrees_with_it_more(setup, tmp_path):
+    tokenizer, ids, kwargs, teacher, pairs, items = setup
+    teacher_pairs = teacher_sequences(teacher, tokenizer, pairs[:40], max_source=16, max_new_tokens=8, num_beams=2)
+    assert [p.source for p in teacher_pairs] == [p.source for p in pairs[:40]]
+    sequence_items = encode_seq2seq(tokenizer, teacher_pairs, 16, 8)
+    sequence = train_generator(fresh(kwargs), sequence_items, config(tmp_path, "seq"), pad_id=ids.pad,
+                               terms={"task": 1.0})  # fmt: skip
+    references = train_generator(fresh(kwargs), items[:40], config(tmp_path, "ref"), pad_id=ids.pad,
+                                 terms={"task": 1.0})  # fmt: skip
+    sources = [p.source for p in pairs[40:]]
+    wanted = generate(teacher, tokenizer, sources, 16, 8)
+
+    def agreement(model) -> float:
+        return sum(a == b for a, b in zip(generate(model, tokenizer, sources, 16, 8), wanted, strict=True)) / len(
+            wanted
+        )
+
+    assert agreement(sequence) > agreement(references)
+
+
+def test_on_policy_kd_rewrites_targets_with_student_samples_and_learns_from_the_teacher(setup, tmp_path):
+    _, ids, kwargs, teacher, _, items = setup
+    mix = OnPolicyMix(1.0, max_new_tokens=6, pad_id=ids.pad)
+    batch = collate_seq2seq(ids.pad)(items[:4])
+    rewritten = mix(fresh(kwargs), batch)
+    assert mix.sampled_batches == 1 and rewritten["labels"].shape[1] <= 6
+    assert torch.equal(rewritten["inputs"]["input_ids"], batch["inputs"]["input_ids"])
+    assert OnPolicyMix(0.0, 6, ids.pad)(fresh(kwargs), batch) is batch
+    references = train_generator(fresh(kwargs), items[:40], config(tmp_path, "ce2"), pad_id=ids.pad,
+                                 terms={"task": 1.0})  # fmt: skip
+    on_policy = train_generator(fresh(kwargs), items[:40], config(tmp_path, "gkd"), pad_id=ids.pad, terms={"kd": 1.0},
+                                teacher=teacher, on_policy=0.5, max_new_tokens=8,
+                                kd=TokenKDConfig(divergence="jsd", beta=0.5))  # fmt: skip
+    held_out = items[40:]
+    assert distance_to_teacher(on_policy, teacher, held_out, ids.pad) < distance_to_teacher(
+        references, teacher, held_out, ids.pad
+    )
+
+
+def test_kd_without_any_teacher_or_on_policy_without_a_live_one_is_refused(setup, tmp_path):
+    _, ids, kwargs, teacher, _, items = setup
+    with pytest.raises(ValueError, match="live teacher or items with stored"):
+        train_generator(fresh(kwargs), items, config(tmp_path, "x"), pad_id=ids.pad, terms={"kd": 1.0})
+    with pytest.raises(ValueError, match="on-policy"):
+        train_generator(
+            fresh(kwargs), items, config(tmp_path, "y"), pad_id=ids.pad, terms={"task": 1.0}, on_policy=0.5
+        )
