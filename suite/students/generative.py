@@ -177,3 +177,22 @@ def check_same_vocabulary(
             "cross-tokenizer route: sequence-level KD (train on the teacher's generated text) or sorted-probability "
             "matching (uld), which compares the two distributions sorted by probability"
         )
+
+
+def with_lora(model: nn.Module, rank: int = 8, alpha: int = 16, dropout: float = 0.05,
+              target_modules: list[str] | None = None) -> nn.Module:  # fmt: skip
+    """Wrap ``model`` with LoRA adapters (peft; Hu et al. 2022): the base weights freeze and only the low-rank
+    updates train. ``target_modules`` default to peft's choice for the architecture (attention projections);
+    BERT-style models (the MiniLM BERT2BERT teacher) get ``query``/``value``."""
+    from peft import LoraConfig, get_peft_model
+
+    if target_modules is None and model.config.model_type in ("encoder-decoder", "bert"):
+        target_modules = ["query", "value"]
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules)
+    return get_peft_model(model, config)
+
+
+def merge_lora(model: nn.Module) -> nn.Module:
+    """Fold the LoRA updates into the base weights (``W + B A * alpha / r``) and drop the adapters: the result is a
+    plain transformers model that saves, exports and generates like any other."""
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model

@@ -92,6 +92,11 @@ def test_minilm_bert2bert_is_warm_started_from_the_packaged_weights():
     with torch.no_grad():
         out = teacher.eval().generate(**batch, max_new_tokens=3, do_sample=False)
     assert out[0, 0].item() == tokenizer.cls_token_id
+    from suite.students.generative import with_lora
+
+    adapted = with_lora(teacher, rank=4)  # the teacher's fine-tuning option: adapters on query/value only
+    names = [n for n, p in adapted.named_parameters() if p.requires_grad]
+    assert names and all("lora_" in n and ("query" in n or "value" in n) for n in names)
 
 
 def test_a_local_generator_folder_loads_by_its_config(tokenizer, tmp_path):
@@ -109,3 +114,36 @@ def test_different_vocabularies_are_refused_up_front_with_the_routes_that_work(t
     check_same_vocabulary(teacher, teacher, tokenizer, tokenizer)
     with pytest.raises(ConfigError, match="sequence-level KD"):
         check_same_vocabulary(teacher, student, tokenizer, other)
+
+
+def test_lora_trains_only_adapters_and_merges_into_a_plain_model_with_the_same_outputs(tokenizer, tmp_path):
+    from suite.students.generative import merge_lora, with_lora
+
+    torch.manual_seed(0)
+    kwargs = kwargs_for(tokenizer, size="2m", shape="t5")
+    base = build_student("seq2seq", **kwargs)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    model = with_lora(base, rank=4, alpha=8, dropout=0.0)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    batch = tokenizer(CORPUS[:4], padding=True, return_tensors="pt")
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    for _ in range(3):
+        optimizer.zero_grad()
+        model(**batch, labels=labels).loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        adapted = model(**batch, labels=labels).logits
+    merged = merge_lora(model)
+    assert type(merged).__name__ == "T5ForConditionalGeneration"
+    assert not any("lora_" in k for k in merged.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(merged(**batch, labels=labels).logits, adapted, rtol=1e-4, atol=1e-4)
+    changed = [k for k, v in merged.state_dict().items() if k in before and not torch.equal(v, before[k])]
+    assert changed  # the update now lives in the base weights
+    save_student(merged, tmp_path / "merged", "seq2seq", kwargs, tokenizer)
+    reloaded, _ = load_student(tmp_path / "merged")
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**batch, labels=labels).logits, adapted, rtol=1e-4, atol=1e-4)
