@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     real = "also time text models at the real token lengths of this JSONL file's text/text_pair"
     parser.add_argument("--real-data", default=None, metavar="JSONL", help=real)
     parser.add_argument("--max-load", type=float, default=None, help="refuse to start above this 1-min load average")
+    parser.add_argument("--max-new-tokens", type=int, default=32, help="generation students: tokens per output")
+    parser.add_argument("--num-beams", type=int, default=1, help="generation students: 1 = greedy, >1 = beam search")
     parser.add_argument("--out", default="runs/bench", help="output directory (default runs/bench)")
     return parser
 
@@ -45,6 +47,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         intra_op_threads=args.threads,
         real_data=args.real_data,
         max_load=args.max_load,
+        max_new_tokens=args.max_new_tokens,
+        num_beams=args.num_beams,
     )
     with open(report["files"]["markdown"]) as f:
         print(f.read())

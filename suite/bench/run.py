@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from suite.bench.generation import GENERATION_FAMILIES, add_per_token, generation_timed, prompts_for
 from suite.bench.latency import (
     GPU_PROVIDERS,
     PROVIDERS,
@@ -171,6 +172,12 @@ def _groups(
     groups = []
     for d in dirs:
         spec = specs[d]
+        if spec["family"] in GENERATION_FAMILIES:
+            prompts = prompts_for(d, spec, Path(real_data) if real_data else None, options["seq_len"])
+            group = generation_timed(d, spec, prompts, options["max_new_tokens"], options["num_beams"], torch_eager,
+                                     options["intra_op_threads"])  # fmt: skip
+            groups.append((f"{d.name} generate", group))
+            continue
         if spec["family"] not in BENCHMARKED_FAMILIES:
             skipped.append(_skip(d.name, f"family {spec['family']!r}: encoder/decoder latency is not benchmarked"))
             continue
@@ -240,6 +247,8 @@ def run_benchmark(
     progress: bool = True,
     real_data: str | Path | None = None,
     max_load: float | None = None,
+    max_new_tokens: int = 32,
+    num_beams: int = 1,
 ) -> dict[str, Any]:
     """Benchmark every variant of every exported dir on every available provider and batch size.
 
@@ -248,7 +257,10 @@ def run_benchmark(
     cores), eager under ``torch.inference_mode``. The load average is recorded before and after; above half the
     logical cores a warning is printed, and above ``max_load`` the benchmark refuses to start. With ``real_data``
     (JSONL with ``text``/``text_pair``) text classifiers get a second set of rows at the data's real token lengths
-    (batches of consecutive examples, padded to their longest), besides the padded ``seq_len`` rows.
+    (batches of consecutive examples, padded to their longest), besides the padded ``seq_len`` rows. Generation
+    students (seq2seq, causal LM) get one row per runtime at batch 1, a call being one whole output for one prompt
+    (``max_new_tokens``, ``num_beams``; prompts from ``real_data``'s ``text`` or synthetic ones of ``seq_len``),
+    with ``ms_per_token`` beside the per-output latency (:mod:`suite.bench.generation`).
 
     Writes ``bench.json`` (machine, settings, rows, skips), ``bench.md``, ``latency_vs_batch.png`` and, when
     ``metric`` names a key found in ``<dir>/metrics.json``, ``metric_vs_latency.png``. Providers missing from this
@@ -263,7 +275,8 @@ def run_benchmark(
     specs = {d: load_spec(d) for d in dirs}
     available = [p for p in providers if provider_available(p)]
     threads = intra_op_threads or physical_cores()
-    options = {"seq_len": seq_len, "warmup": warmup, "repeats": repeats, "intra_op_threads": threads}
+    options = {"seq_len": seq_len, "warmup": warmup, "repeats": repeats, "intra_op_threads": threads,
+               "max_new_tokens": max_new_tokens, "num_beams": num_beams}  # fmt: skip
     skipped: list[dict[str, str]] = []
     load_before = check_load(max_load)
     rows = []
@@ -280,6 +293,7 @@ def run_benchmark(
     finally:
         _set_torch_threads(torch_threads)
     _add_speedups(rows)
+    add_per_token(rows)
     report = {
         "machine": machine_info(),
         "settings": {"batch_sizes": list(batch_sizes), "providers": providers, "variants": list(variants), **options},
