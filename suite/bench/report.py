@@ -17,7 +17,9 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """One line per row: latency percentiles in ms, items/s, and torch-eager p50 / this p50 where measured."""
-    lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
+    per_token = any("ms_per_token" in r for r in rows)  # generation students: whole outputs per call
+    columns = [*_COLUMNS, "tokens/call", "ms/token"] if per_token else _COLUMNS
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
         speedup = r.get("speedup_vs_torch")
         cells = [
@@ -33,6 +35,8 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
             f"{r['throughput']:.1f}",
             "-" if speedup is None else f"{speedup:.2f}x",
         ]
+        if per_token:
+            cells += [_fmt(r.get("tokens_per_call")), _fmt(r.get("ms_per_token"))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

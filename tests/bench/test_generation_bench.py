@@ -54,5 +54,7 @@ def test_generation_students_get_one_row_per_runtime_with_per_token_latency(expo
     # the same greedy tokens in both runtimes, so the same lengths
     assert rows["onnxruntime"]["tokens_per_call"] == rows["torch"]["tokens_per_call"]
     assert rows["onnxruntime"]["speedup_vs_torch"] > 0
+    table = (root / f"bench-{real}" / "bench.md").read_text()
+    assert "| ms/token |" in table and table.count("(generate)") == 2
     if not real:
         assert rows["onnxruntime"]["seq_len"] == 12  # synthetic prompts of --seq-len tokens
