@@ -25,6 +25,9 @@ DATASETS.register("pubmedqa-pqal", "suite.data.catalog:PUBMEDQA", "PubMedQA expe
 DATASETS.register("symptom2disease", "suite.data.catalog:SYMPTOM2DISEASE", "symptom descriptions -> 24 diagnoses")
 DATASETS.register("mtsamples", "suite.data.catalog:MTSAMPLES", "500 medical transcriptions with specialties")
 DATASETS.register("iu-xray-reports", "suite.data.catalog:IU_XRAY", "IU chest X-ray reports + image projections")
+DATASETS.register(
+    "radlabels-synthetic", "suite.data.catalog:RADLABELS", "synthetic chest X-ray reports with 49 finding labels"
+)
 DATASETS.register("bdd-x", "suite.data.catalog:BDDX", "BDD-X driving actions with justifications")
 
 __all__ = [

@@ -173,3 +173,22 @@ BDDX = DatasetSpec(
     description="26,539 driving action descriptions with justifications ('because ...'), train/val/test by video",
     loader="suite.data.loaders:load_bddx",
 )
+
+_RADLABELS_WHEEL = "radlabels-0.2.0-py3-none-any.whl"
+RADLABELS = DatasetSpec(
+    name="radlabels-synthetic",
+    folder="radlabels_synthetic",
+    files={_RADLABELS_WHEEL: "80af1df92ffd39925563079b9efed283b85196436f152cb33025ece42371fade"},
+    # The package's wheel from PyPI, read as a zip: its 1,000 bundled synthetic reports and their labels. (The
+    # package itself is not installed: it pins torch < 2.5.)
+    urls={
+        _RADLABELS_WHEEL: "https://files.pythonhosted.org/packages/46/2c/"
+        f"3925a4c90b86a9e02216ed124e4952089650250c11ffc55f2cc343a4e495/{_RADLABELS_WHEEL}"
+    },
+    source="https://pypi.org/project/radlabels/0.2.0/ (https://github.com/jbdel/radlabels)",
+    license="MIT (the radlabels package, its synthetic sample reports and labels included)",
+    citation="Delbrouck, J.-B. (2026). Reconfigurable Radiology Labels Without Relabeling. arXiv:2607.06597",
+    description="1,000 synthetic chest X-ray reports labelled present / absent / uncertain over 49 findings",
+    loader="suite.data.loaders:load_radlabels",
+    in_mirror=False,
+)

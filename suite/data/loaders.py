@@ -9,6 +9,7 @@ where the record starts) or, with ``skip_bad_rows=True``, are skipped and counte
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -384,3 +385,29 @@ def _bddx_split_files(root: Path) -> dict[str, str]:
             if video_id:
                 split_of[video_id] = split
     return split_of
+
+
+# --- radlabels synthetic reports ---------------------------------------------------------------------------------
+
+RADLABELS_STATUSES = ("definitely present", "definitely absent", "uncertain")
+
+
+def load_radlabels(root: Path, skip_bad_rows: bool = False) -> Splits:
+    """Split ``all``: one record per synthetic report of the radlabels wheel, ``{"id", "text", "labels"}`` with
+    ``labels`` mapping each finding the report mentions to ``definitely present``, ``definitely absent`` or
+    ``uncertain`` (unmentioned findings are absent from it). Read from the wheel (a zip) without installing it."""
+    import zipfile
+
+    policy = RowPolicy(skip_bad_rows)
+    path = next(Path(root).glob("radlabels-*.whl"))
+    with zipfile.ZipFile(path) as wheel:
+        labels = json.loads(wheel.read("radlabels/samples/synthetic_labels.json"))
+        records = []
+        for line, (report_id, findings) in enumerate(sorted(labels.items()), start=1):
+            with policy.guard(path, line):
+                bad = sorted(set(findings.values()) - set(RADLABELS_STATUSES))
+                if bad:
+                    raise BadRow(f"{report_id}: unknown label status {bad}")
+                text = wheel.read(f"radlabels/samples/synthetic_reports/{report_id}.txt").decode("utf-8")
+                records.append({"id": report_id, "text": text, "labels": dict(findings)})
+    return policy.finish({"all": records})

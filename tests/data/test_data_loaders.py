@@ -100,6 +100,25 @@ def test_symptom2disease_mtsamples_and_iu_xray():
     assert reports[1]["mesh"] == "Cardiomegaly/mild"
 
 
+def test_radlabels_reads_reports_and_labels_from_the_wheel_without_installing_it(tmp_path: Path):
+    reports = _load("radlabels-synthetic")["all"]
+    assert [r["id"] for r in reports] == ["synth_0001", "synth_0002"]
+    assert reports[0]["labels"] == {"pleural_effusion": "definitely present", "pneumothorax": "definitely absent"}
+    assert reports[1]["text"].startswith("IMPRESSION: Possible mild cardiomegaly")
+    import json
+    import zipfile
+
+    wheel = tmp_path / "radlabels-0.2.0-py3-none-any.whl"
+    with zipfile.ZipFile(FIXTURES / "radlabels_synthetic" / wheel.name) as source, zipfile.ZipFile(wheel, "w") as out:
+        for item in source.namelist():
+            data = source.read(item)
+            if item.endswith("synthetic_labels.json"):
+                data = json.dumps({"synth_0001": {"cardiomegaly": "probably"}}).encode()
+            out.writestr(item, data)
+    with pytest.raises(MalformedRowError, match="unknown label status"):
+        _load("radlabels-synthetic", tmp_path)
+
+
 def test_bddx_flat_file_and_rebuild_from_original_agree(dataset_copy: Callable[[str], Path]):
     flat = _load("bdd-x")
     assert flat.counts() == {"train": 2, "val": 2, "test": 0, "unassigned": 1}
