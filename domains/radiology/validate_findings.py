@@ -71,17 +71,20 @@ def markdown(result: dict, command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import shlex
+    import sys
+
     from suite.data import load_dataset
-    from suite.results import invoked_command
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/radiology/findings_validation"))
     args = parser.parse_args(argv)
+    command = shlex.join(["python", "-m", "domains.radiology.validate_findings", *(argv or sys.argv[1:])])
     result = validate(load_dataset("radlabels-synthetic")["all"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(result, invoked_command()))
-    print(markdown(result, invoked_command()))
+    args.out.with_suffix(".md").write_text(markdown(result, command))
+    print(markdown(result, command))
     return 0
 
 
