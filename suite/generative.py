@@ -102,6 +102,45 @@ class SequenceCE(LossTerm):
         return torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE)
 
 
+class VocabularyMap:
+    """A teacher whose vocabulary is a superset of the student's (:func:`~suite.students.generative.prune_vocabulary`):
+    ``teacher_ids[s]`` is the teacher id of student id ``s``.
+
+    The teacher reads the batch in its own ids (:meth:`to_teacher`), and its next-token distribution is read at the
+    student's pieces: a :class:`~suite.losses.divergence.TopK` over all of them whose log-probs stay under the
+    teacher's full distribution, so the mass the teacher gives pieces the student lacks is the explicit tail."""
+
+    def __init__(self, teacher_ids: Sequence[int]):
+        self.teacher_ids = torch.tensor(list(teacher_ids), dtype=torch.long)
+        self.size = len(self.teacher_ids)
+
+    def digest(self) -> str:
+        """Identifies the map in teacher-output store keys."""
+        import hashlib
+
+        return hashlib.sha256(self.teacher_ids.numpy().tobytes()).hexdigest()[:16]
+
+    def to_teacher(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        inputs = dict(batch["inputs"])
+        inputs["input_ids"] = self.teacher_ids[inputs["input_ids"]]
+        labels = inputs["labels"]
+        inputs["labels"] = torch.where(labels == IGNORE, IGNORE, self.teacher_ids[labels.clamp_min(0)])
+        return {**batch, "inputs": inputs}
+
+    def restrict(self, teacher_logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        logprobs = teacher_logits.float().log_softmax(-1)[..., self.teacher_ids]
+        ids = torch.arange(self.size).expand(*logprobs.shape[:-1], self.size)
+        return {"topk_ids": ids, "topk_logprobs": logprobs}
+
+    def map_topk(self, ids: torch.Tensor, logprobs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher top-k in teacher ids -> student ids; a piece the student lacks becomes a padded slot (its mass
+        joins the tail)."""
+        lookup = torch.full((int(self.teacher_ids.max()) + 1,), -1, dtype=torch.long)
+        lookup[self.teacher_ids] = torch.arange(self.size)
+        student = lookup[ids.clamp(max=len(lookup) - 1)].where(ids < len(lookup), -1)
+        return student.clamp_min(0), logprobs.where(student >= 0, float("-inf"))
+
+
 def seq2seq_forward(model: torch.nn.Module, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """A HF seq2seq model on ``batch["inputs"]`` (its decoder is fed the labels shifted right)."""
     return {"logits": model(**batch["inputs"]).logits}
@@ -150,6 +189,14 @@ class MixingDistiller(Distiller):
         return super().forward(batch)
 
 
+def teacher_forward(vocab: VocabularyMap | None) -> Callable[[torch.nn.Module, Mapping[str, Any]], dict]:
+    """How the Distiller asks a live teacher: on the batch itself, or through ``vocab`` (the teacher reads its own
+    ids and answers over the student's pieces)."""
+    if vocab is None:
+        return seq2seq_forward
+    return lambda teacher, batch: vocab.restrict(seq2seq_forward(teacher, vocab.to_teacher(batch))["logits"])
+
+
 def generation_terms(weights: Mapping[str, float], kd: TokenKDConfig | None = None) -> dict[str, LossTerm]:
     """``task`` -> :class:`SequenceCE`, ``kd`` -> :class:`TokenKD`; unknown names are refused."""
     known = {"task": SequenceCE, "kd": lambda: TokenKD(kd)}
@@ -172,8 +219,10 @@ def train_generator(
     max_new_tokens: int = 64,
     evaluate: Callable[[Distiller], dict[str, float]] | None = None,
     resume: bool = False,
+    vocab: VocabularyMap | None = None,
 ) -> torch.nn.Module:
-    """Train ``student`` on seq2seq items with the weighted ``terms``. A ``kd`` term learns from the live
+    """Train ``student`` on seq2seq items with the weighted ``terms``. ``vocab`` maps a live teacher with a larger
+    vocabulary onto the student's (a pruned copy of the teacher's). A ``kd`` term learns from the live
     ``teacher`` or, without one, from top-k stored in the items (:func:`attach_teacher_topk`); ``on_policy`` > 0
     needs the live teacher."""
     if on_policy and teacher is None:
@@ -183,25 +232,31 @@ def train_generator(
     mix = OnPolicyMix(on_policy, max_new_tokens, pad_id, seed=config.seed) if on_policy else None
     distiller = MixingDistiller(
         student, generation_terms(terms, kd), dict(terms), teacher=teacher, student_forward=seq2seq_forward,
-        teacher_forward=seq2seq_forward, batch_transform=mix,
+        teacher_forward=teacher_forward(vocab), batch_transform=mix,
     )  # fmt: skip
     Trainer(distiller, config, train, collate_seq2seq(pad_id), evaluate=evaluate).fit(resume)
     return student
 
 
 @torch.no_grad()
-def teacher_topk(teacher: torch.nn.Module, items: list[dict], pad_id: int, k: int, batch_size: int = 16) -> list:
+def teacher_topk(
+    teacher: torch.nn.Module, items: list[dict], pad_id: int, k: int, batch_size: int = 16,
+    vocab: VocabularyMap | None = None,
+) -> list:  # fmt: skip
     """Teacher-forced top-k of the teacher's next-token distribution at every target position of each item:
-    ``(ids (T, k), logprobs (T, k))`` with log-probs under the full distribution (the tail is kept implicitly)."""
+    ``(ids (T, k), logprobs (T, k))`` with log-probs under the full distribution (the tail is kept implicitly).
+    With ``vocab`` the teacher reads its own ids and the ids come back in the student's (pieces it lacks: padded)."""
     teacher.eval()
     collate, out = collate_seq2seq(pad_id), []
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
-        logits = seq2seq_forward(teacher, collate(chunk))["logits"].float().log_softmax(-1)
-        top = logits.topk(min(k, logits.shape[-1]), dim=-1)
+        batch = collate(chunk)
+        logits = seq2seq_forward(teacher, vocab.to_teacher(batch) if vocab else batch)["logits"]
+        top = logits.float().log_softmax(-1).topk(min(k, logits.shape[-1]), dim=-1)
+        ids, logprobs = vocab.map_topk(top.indices, top.values) if vocab else (top.indices, top.values)
         for row, item in enumerate(chunk):
             length = len(item["labels"])
-            out.append((top.indices[row, :length].clone(), top.values[row, :length].clone()))
+            out.append((ids[row, :length].clone(), logprobs[row, :length].clone()))
     return out
 
 
@@ -210,7 +265,13 @@ def attach_teacher_topk(items: list[dict], topk: Sequence[tuple[torch.Tensor, to
 
 
 def stored_teacher_topk(
-    teacher: torch.nn.Module, teacher_id: str, items: list[dict], pad_id: int, k: int, store_dir: str | Path
+    teacher: torch.nn.Module,
+    teacher_id: str,
+    items: list[dict],
+    pad_id: int,
+    k: int,
+    store_dir: str | Path,
+    vocab: VocabularyMap | None = None,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """:func:`teacher_topk` through the teacher-output store: each item is keyed by the teacher's id, its token ids
     and k, so a rerun (or a resumed run) asks the teacher only for what is missing."""
@@ -222,10 +283,10 @@ def stored_teacher_topk(
             self.teacher_id = teacher_id
 
         def settings(self) -> dict[str, Any]:
-            return {"scoring": "teacher-forced", "top_k": k}
+            return {"scoring": "teacher-forced", "top_k": k, "student_vocabulary": vocab.digest() if vocab else None}
 
         def answer(self, inputs: list[dict]) -> list[TeacherOutput]:
-            scored = teacher_topk(teacher, inputs, pad_id, k, batch_size=len(inputs))
+            scored = teacher_topk(teacher, inputs, pad_id, k, batch_size=len(inputs), vocab=vocab)
             return [TeacherOutput(topk_ids=ids, topk_logprobs=lp) for ids, lp in scored]
 
     keyed = [

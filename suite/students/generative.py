@@ -196,3 +196,24 @@ def merge_lora(model: nn.Module) -> nn.Module:
     """Fold the LoRA updates into the base weights (``W + B A * alpha / r``) and drop the adapters: the result is a
     plain transformers model that saves, exports and generates like any other."""
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
+def prune_vocabulary(teacher_tokenizer: Any, texts: list[str], model_max_length: int = 512) -> tuple[Any, list[int]]:
+    """A student tokenizer keeping only the teacher's WordPiece pieces that ``texts`` use (plus the special tokens),
+    and, for each student id, the teacher id of the same piece.
+
+    A 30k-piece teacher vocabulary costs a small student most of its parameters; a domain corpus uses a few
+    thousand. Because the kept pieces are a subset of the teacher's and WordPiece matches the longest piece first,
+    the student tokenizer splits any text of the corpus exactly as the teacher's does, so token-level KD stays
+    possible: the teacher's distribution is read at the kept ids and the rest is its tail
+    (:class:`suite.generative.VocabularyMap`)."""
+    from suite.students.text import wordpiece_tokenizer
+
+    specials = [t for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]") if t in teacher_tokenizer.get_vocab()]
+    if len(specials) < 5:
+        raise ConfigError("prune_vocabulary needs a BERT-style WordPiece teacher tokenizer ([PAD] [UNK] [CLS] ...)")
+    used = sorted({i for ids in teacher_tokenizer(texts, add_special_tokens=False)["input_ids"] for i in ids})
+    id_to_token = {i: t for t, i in teacher_tokenizer.get_vocab().items()}
+    kept = [teacher_tokenizer.convert_tokens_to_ids(t) for t in specials]
+    kept += [i for i in used if i not in kept]
+    return wordpiece_tokenizer([id_to_token[i] for i in kept], model_max_length), kept

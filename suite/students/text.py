@@ -277,14 +277,21 @@ def build_vocab_tokenizer(texts: Iterable[str], vocab_size: int = 8000) -> PreTr
     ``save_pretrained`` and reloads with ``AutoTokenizer.from_pretrained(dir)``; ``model_max_length`` is 256, the
     student's default ``max_len``.
     """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import normalizers, pre_tokenizers
 
     normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
     word_counts: Counter[str] = Counter()
     for text in texts:
         word_counts.update(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
-    vocab = learn_wordpiece_vocab(dict(sorted(word_counts.items())), vocab_size)
+    return wordpiece_tokenizer(learn_wordpiece_vocab(dict(sorted(word_counts.items())), vocab_size))
+
+
+def wordpiece_tokenizer(vocab: list[str], model_max_length: int = 256) -> PreTrainedTokenizerFast:
+    """A lowercase BERT-style WordPiece tokenizer over ``vocab`` (which holds BERT's special tokens)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
     backend = Tokenizer(models.WordPiece({token: i for i, token in enumerate(vocab)}, unk_token="[UNK]"))
     backend.normalizer, backend.pre_tokenizer, backend.decoder = normalizer, pre_tokenizer, decoders.WordPiece()
     backend.post_processor = processors.TemplateProcessing(
@@ -299,5 +306,5 @@ def build_vocab_tokenizer(texts: Iterable[str], vocab_size: int = 8000) -> PreTr
         cls_token="[CLS]",
         sep_token="[SEP]",
         mask_token="[MASK]",
-        model_max_length=256,
+        model_max_length=model_max_length,
     )

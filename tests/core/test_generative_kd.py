@@ -170,3 +170,67 @@ def test_kd_without_any_teacher_or_on_policy_without_a_live_one_is_refused(setup
         train_generator(
             fresh(kwargs), items, config(tmp_path, "y"), pad_id=ids.pad, terms={"task": 1.0}, on_policy=0.5
         )
+
+
+# --- a teacher with a larger vocabulary: the student's is a pruned copy of it -------------------------------------
+
+
+def test_a_pruned_vocabulary_tokenizes_corpus_text_exactly_as_the_teacher_and_maps_ids_back():
+    from suite import hub
+    from suite.students.generative import prune_vocabulary
+
+    teacher_tokenizer = hub.load_tokenizer("minilm-l6")
+    corpus = ["No acute cardiopulmonary abnormality.", "Small right pleural effusion with basilar atelectasis."]
+    student_tokenizer, teacher_ids = prune_vocabulary(teacher_tokenizer, corpus)
+    assert len(student_tokenizer) == len(teacher_ids) < 40
+    for text in corpus:
+        student = student_tokenizer(text)["input_ids"]
+        assert [teacher_ids[i] for i in student] == teacher_tokenizer(text)["input_ids"]
+
+
+def test_kd_through_a_vocabulary_map_reads_the_teacher_at_the_students_pieces(tmp_path):
+    from suite import hub
+    from suite.generative import VocabularyMap
+    from suite.losses.divergence import TopK
+    from suite.students.generative import prune_vocabulary
+
+    teacher_tokenizer = hub.load_tokenizer("minilm-l6")
+    rng = random.Random(0)
+    pairs = [TextPair(sentence(rng, 6), sentence(rng, 4)) for _ in range(40)]
+    texts = [p.source for p in pairs] + [p.target for p in pairs]
+    student_tokenizer, teacher_ids = prune_vocabulary(teacher_tokenizer, texts)
+    vocab = VocabularyMap(teacher_ids)
+    ids = SpecialTokens.of(teacher_tokenizer)
+    torch.manual_seed(0)
+    teacher = build_student("seq2seq", vocab_size=len(teacher_tokenizer), pad_id=ids.pad, start_id=ids.start,
+                            end_id=ids.end, size="2m").eval()  # fmt: skip
+    with torch.no_grad():
+        teacher.lm_head.weight.mul_(30.0)
+    items = encode_seq2seq(student_tokenizer, pairs, 16, 8)
+    batch = collate_seq2seq(0)(items[:4])
+    teacher_batch = vocab.to_teacher(batch)  # the same texts in the teacher's own ids
+    direct = collate_seq2seq(0)(encode_seq2seq(teacher_tokenizer, pairs[:4], 16, 8))
+    assert torch.equal(teacher_batch["inputs"]["input_ids"], direct["inputs"]["input_ids"])
+    assert torch.equal(teacher_batch["inputs"]["labels"], direct["inputs"]["labels"])
+    with torch.no_grad():
+        restricted = vocab.restrict(seq2seq_forward(teacher, teacher_batch)["logits"])
+    assert restricted["topk_ids"].shape[-1] == len(teacher_ids) == restricted["topk_logprobs"].shape[-1]
+    assert (restricted["topk_logprobs"].exp().sum(-1) <= 1 + 1e-5).all()  # the rest is the teacher's tail
+    top = teacher_topk(teacher, items[:4], 0, k=5, vocab=vocab)
+    assert all((i < len(teacher_ids)).all() for i, _ in top)
+    s_ids = SpecialTokens.of(student_tokenizer)
+    kwargs = {"vocab_size": len(student_tokenizer), "pad_id": s_ids.pad, "start_id": s_ids.start,
+              "end_id": s_ids.end, "size": "2m", "shape": "t5"}  # fmt: skip
+    references = train_generator(fresh(kwargs), items[:32], config(tmp_path, "ce3"), pad_id=0, terms={"task": 1.0})
+    distilled = train_generator(fresh(kwargs), items[:32], config(tmp_path, "kd3"), pad_id=0, terms={"kd": 1.0},
+                                teacher=teacher, vocab=vocab)  # fmt: skip
+
+    def distance(student) -> float:
+        held = collate_seq2seq(0)(items[32:])
+        with torch.no_grad():
+            s = seq2seq_forward(student.eval(), held)["logits"]
+            t = vocab.restrict(seq2seq_forward(teacher, vocab.to_teacher(held))["logits"])
+        teacher_dist = TopK(t["topk_ids"], t["topk_logprobs"])
+        return token_divergence(s, teacher_dist, "fkl", mask=held["labels"] != -100).item()
+
+    assert distance(distilled) < distance(references)
