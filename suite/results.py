@@ -27,7 +27,7 @@ MODEL_KEYS = ("params", "kd", "latency_ms_p50", "latency_ms_p99", "metrics")
 def invoked_command() -> str:
     """The command line this process was started with, as a user would type it (``distill run ...``)."""
     program = Path(sys.argv[0]).name
-    return shlex.join(["distill" if program in ("distill", "cli.py") else program, *sys.argv[1:]])
+    return shlex.join(["distill" if program in ("distill", "cli.py", "-c") else program, *sys.argv[1:]])
 
 
 def model_entry(

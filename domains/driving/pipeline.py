@@ -156,7 +156,7 @@ def run(recipe: DrivingRecipe, resume: bool = False) -> dict[str, Any]:
     if shipped in exports:  # the planner the model card describes, beside it (--publish: models/driving/)
         from domains.driving.release import release_run
 
-        release_run(ledger.root, recipe.model_card_path, shipped, tuple(recipe.scenarios))
+        release_run(ledger.root, recipe.model_card_path, shipped, tuple(recipe.scenarios), doc["command"])
     return doc
 
 

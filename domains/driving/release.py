@@ -44,7 +44,10 @@ def action_accuracy(export_dir: Path, data: Any) -> float:
 ALL_SCENARIOS = ("highway", "merge", "intersection", "roundabout")
 
 
-def release_run(run_dir: Path, target: Path, name: str = SHIPPED, scenarios: tuple[str, ...] = ALL_SCENARIOS) -> Path:
+def release_run(
+    run_dir: Path, target: Path, name: str = SHIPPED, scenarios: tuple[str, ...] = ALL_SCENARIOS,
+    command: str | None = None,
+) -> Path:  # fmt: skip
     from suite.release import release_exports
 
     summary_path = run_dir / "report" / "driving.json"
@@ -56,7 +59,7 @@ def release_run(run_dir: Path, target: Path, name: str = SHIPPED, scenarios: tup
         return {"scenarios": list(scenarios), "episode_seed": CHECK_SEED, "frames": len(data),
                 "action_accuracy_fp32": action_accuracy(released, data)}  # fmt: skip
 
-    command = summary.get("command", f"distill run driving (run directory {run_dir})")
+    command = command or summary.get("command", f"distill run driving (run directory {run_dir})")
     release_exports({name: run_dir / "export" / name}, target, command, check)
     shutil.copy(run_dir / "rationale_bank.json", target / "rationale_bank.json")
     return target

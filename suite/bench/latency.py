@@ -201,16 +201,20 @@ class Timed:
 
 
 INTERLEAVE_BLOCK = 5  # timed calls per configuration and turn
+SETTLE_SECONDS = 0.05  # idle pause before each turn: the previous runtime's worker threads stop spinning
 
 
 def time_interleaved(
-    timed: Sequence[Timed], warmup: int, repeats: int, block: int = INTERLEAVE_BLOCK
+    timed: Sequence[Timed], warmup: int, repeats: int, block: int = INTERLEAVE_BLOCK, settle: float = SETTLE_SECONDS
 ) -> list[dict[str, Any]]:
     """Warm every configuration up, then time them in turns of ``block`` calls (a a a, b b b, c c c, a a a, ...), so
     a burst of load on the machine hits all of them alike instead of one long block; one row each.
 
-    Each turn starts with one untimed call: the runtime that ran just before may still hold the cores (onnxruntime's
-    and OpenMP's worker threads spin for a while after a call), which would charge its spinning to the next one.
+    Each turn starts after ``settle`` seconds idle and one untimed call. The runtime that ran just before may still
+    hold the cores: every onnxruntime session has its own worker threads and they, like OpenMP's, spin for a while
+    after a call. Measured on the 2-core development machine (fused MiniLM, 53 tokens, batch 1): timed right after
+    an fp32 session's turn, an int8 session took 8.5 ms a call; after a 50 ms pause, 3.7 ms, as in a block of its
+    own (3.9 ms). Without the pause the spinning of one configuration is charged to the next.
     """
     for t in timed:
         # Every distinct input shape once at least: a runtime's first call at a new shape builds kernels or plans.
@@ -221,6 +225,8 @@ def time_interleaved(
     peaks: list[int | None] = [None for _ in timed]
     while timed and len(seconds[0]) < repeats:
         for i, t in enumerate(timed):
+            if settle and len(timed) > 1:
+                time.sleep(settle)
             t.call()  # the turn's untimed first call
             t.sync()
             for _ in range(min(block, repeats - len(seconds[i]))):

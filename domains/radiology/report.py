@@ -1,0 +1,99 @@
+"""The radiology report (``radiology.md`` + ``radiology.json``) and model card, from the shared writer
+(:mod:`suite.report`); this module adds the goals, the store sizes and the per-impression latency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from domains.radiology.pipeline import TASK
+from domains.radiology.recipe import RadiologyRecipe
+from suite.report import header, metrics_table, model_card, paired_seed_table, retention_goals, run_summary
+from suite.report import write_markdown as write
+from suite.results import write_summary
+from suite.runner import ModelResult, latency
+
+METRICS = ("rouge1", "rouge2", "rougeL", "bleu", "bertscore_f1", "distinct_2", "hallucination_rate", "missing_rate",
+           "teacher_rougeL")  # fmt: skip
+
+
+def store_sizes(run_dir: Path) -> dict[str, int]:
+    """Bytes on disk of each stored top-k (``store-top<k>``)."""
+    return {p.name: sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+            for p in sorted((run_dir / TASK).glob("store-top*"))}  # fmt: skip
+
+
+def kd_goals(recipe: RadiologyRecipe, results: dict[str, ModelResult], sizes: dict[str, int]) -> list[str]:
+    """Best KD student vs no-KD (ROUGE-L, test), hallucination vs teacher, top-20 vs full-distribution KD."""
+    lines: list[str] = []
+    for student in recipe.students:
+        base = results.get(f"{TASK}_{student}_no_kd")
+        kd = {n: r for n, r in results.items() if n.startswith(f"{TASK}_{student}_") and r.kd}
+        if base is None or not kd:
+            continue
+        best = max(kd, key=lambda n: kd[n].metrics["test"]["rougeL"])
+        gain = 100 * (kd[best].metrics["test"]["rougeL"] - base.metrics["test"]["rougeL"])
+        lines.append(f"- best KD `{best}` vs no-KD, ROUGE-L (test, mean over seeds): {gain:+.2f} points "
+                     f"(goal >= +1): {'met' if gain >= 1 else '**not met**'}.")  # fmt: skip
+        teacher = results[f"{TASK}_teacher"].metrics["test"]["hallucination_rate"]
+        rate = kd[best].metrics["test"]["hallucination_rate"]
+        lines.append(f"- its hallucination rate {rate:.3f} vs the teacher's {teacher:.3f}: "
+                     f"{'met' if rate <= teacher else '**not met**'}.")  # fmt: skip
+        full, top20 = results.get(f"{TASK}_{student}_fkl"), results.get(f"{TASK}_{student}_fkl_top20")
+        if full and top20 and "store-top20" in sizes:
+            ratio = top20.metrics["test"]["rougeL"] / full.metrics["test"]["rougeL"]
+            lines.append(f"- top-20 stored KD keeps {ratio:.1%} of full-distribution KD's ROUGE-L (goal >= 99%) with a "
+                         f"{sizes['store-top20'] / 2**20:.1f} MiB store (the full distribution is read live).")  # fmt: skip
+    return lines
+
+
+def latency_lines(result: Any) -> list[str]:
+    lines = ["| model | ORT ms per impression (p50 / p99) | ORT ms per token | PyTorch ms per impression | tokens |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for name in result.exports:
+        ort, eager = latency(result.bench, name), latency(result.bench, name, runtime="torch")
+        if ort is None:
+            continue
+        lines.append(f"| {name} | {ort['p50_ms']:.1f} / {ort['p99_ms']:.1f} | {ort['ms_per_token']:.2f} | "
+                     f"{eager['p50_ms'] if eager else float('nan'):.1f} | {ort['tokens_per_call']:.1f} |")  # fmt: skip
+    return lines
+
+
+def write_report(recipe: RadiologyRecipe, result: Any, seconds: float) -> dict[str, Any]:
+    out, results = recipe.report_path, result.results
+    sizes = store_sizes(Path(recipe.output_dir))
+    doc = run_summary(results, result.bench, f"{TASK}_teacher", seconds, store_bytes=sizes,
+                      examples=result.pack.data.sizes(), recipe={"variants": recipe.variants, "seeds": recipe.seeds})  # fmt: skip
+    write_summary(out / "radiology.json", doc)
+    student = next(iter(recipe.students))
+    lines = header("Radiology: findings -> impression students distilled from a BERT2BERT teacher", doc, seconds,
+                   "radiology.json") + [
+        "IU X-ray (Open-i) reports with both sections, split by findings text (no text in two splits). Teacher: "
+        f"`{recipe.teacher_model}` fine-tuned on the training pairs. Students: {', '.join(recipe.students)} on the "
+        "teacher's WordPiece pieces that the training text uses. Hallucination: a finding the output asserts that "
+        "the findings do not (absent or negated); missing: a positive finding of the findings the output does not "
+        "assert (extractor validated in `radiology_findings.md`). Baseline: the most common training impression. "
+        "Mean ± std over seeds.", "", "## Goals", "",
+        *retention_goals(results, result.bench, f"{TASK}_teacher", f"{TASK}_{student}_fkl", "rougeL", fewer=10,
+                         faster=5), "", *kd_goals(recipe, results, sizes), "",
+    ]  # fmt: skip
+    for split in result.pack.data.tests:
+        lines += [f"## {split}", "", *metrics_table(results, split, METRICS, primary="rougeL"), ""]
+    pairs = [(n.removeprefix(f"{TASK}_"), n, f"{TASK}_{student}_no_kd") for n, r in results.items() if r.kd]
+    lines += ["## KD vs no KD over seeds (ROUGE-L, test)", "", *paired_seed_table(results, pairs, "test", "rougeL"),
+              "", "## Latency (batch 1, CPU; one call = one impression)", "", *latency_lines(result), "",
+              "Stored top-k sizes: " + (", ".join(f"{k} {v / 2**20:.2f} MiB" for k, v in sizes.items()) or "none"), ""]  # fmt: skip
+    write(out / "radiology.md", lines)
+    print(f"report: {out / 'radiology.md'}")
+    return doc
+
+
+def write_model_card(recipe: RadiologyRecipe, doc: dict[str, Any]) -> Path:
+    return model_card(recipe.model_card_path, "Radiology impression students", doc, recipe.report_path / "radiology.md",
+                      "rougeL", {
+        "Intended use": ["Drafting the impression of a chest X-ray report from its findings, for a radiologist to "
+                         "edit. Never a diagnosis: check every draft, especially the findings it flags."],
+        "Training data": ["IU X-ray (Open-i) reports, CC BY-NC-ND 4.0: non-commercial use."],
+        "Limitations": ["English chest X-ray reports in the Open-i style only; templated normal impressions dominate "
+                        "the data (see the normal / abnormal tables of the report)."],
+    })  # fmt: skip
