@@ -71,8 +71,9 @@ class RadiologyRecipe(RunOutputs):
     release: list[str] = field(default_factory=lambda: ["t5_2m_fkl"], metadata={"help": "variants released"})
 
     def __post_init__(self) -> None:
-        check(0 < self.dev_fraction and 0 < self.test_fraction and self.dev_fraction + self.test_fraction < 0.6,
-              "test_fraction", "dev and test fractions must be positive and leave most data for training")  # fmt: skip
+        fractions = (self.dev_fraction, self.test_fraction)
+        check(min(fractions) > 0 and sum(fractions) < 0.6, "test_fraction",
+              "dev and test fractions must be positive and leave most data for training")  # fmt: skip
         check(bool(self.students), "students", "at least one student")
         for name, spec in self.students.items():
             check(spec.get("size") in SIZES and spec.get("shape") in SEQ2SEQ_SHAPES, f"students.{name}",

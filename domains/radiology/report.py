@@ -42,8 +42,9 @@ def kd_goals(recipe: RadiologyRecipe, results: dict[str, ModelResult], sizes: di
         full, top20 = results.get(f"{TASK}_{student}_fkl"), results.get(f"{TASK}_{student}_fkl_top20")
         if full and top20 and "store-top20" in sizes:
             ratio = top20.metrics["test"]["rougeL"] / full.metrics["test"]["rougeL"]
-            lines.append(f"- top-20 stored KD keeps {ratio:.1%} of full-distribution KD's ROUGE-L (goal >= 99%) with a "
-                         f"{sizes['store-top20'] / 2**20:.1f} MiB store (the full distribution is read live).")  # fmt: skip
+            store = sizes["store-top20"] / 2**20
+            lines.append(f"- top-20 stored KD keeps {ratio:.1%} of full-distribution KD's ROUGE-L (goal >= 99%) with "
+                         f"a {store:.1f} MiB store (the full distribution is read live).")  # fmt: skip
     return lines
 
 
@@ -62,8 +63,9 @@ def latency_lines(result: Any) -> list[str]:
 def write_report(recipe: RadiologyRecipe, result: Any, seconds: float) -> dict[str, Any]:
     out, results = recipe.report_path, result.results
     sizes = store_sizes(Path(recipe.output_dir))
+    settings = {"variants": recipe.variants, "seeds": recipe.seeds}
     doc = run_summary(results, result.bench, f"{TASK}_teacher", seconds, store_bytes=sizes,
-                      examples=result.pack.data.sizes(), recipe={"variants": recipe.variants, "seeds": recipe.seeds})  # fmt: skip
+                      examples=result.pack.data.sizes(), recipe=settings)  # fmt: skip
     write_summary(out / "radiology.json", doc)
     student = next(iter(recipe.students))
     lines = header("Radiology: findings -> impression students distilled from a BERT2BERT teacher", doc, seconds,
@@ -80,17 +82,18 @@ def write_report(recipe: RadiologyRecipe, result: Any, seconds: float) -> dict[s
     for split in result.pack.data.tests:
         lines += [f"## {split}", "", *metrics_table(results, split, METRICS, primary="rougeL"), ""]
     pairs = [(n.removeprefix(f"{TASK}_"), n, f"{TASK}_{student}_no_kd") for n, r in results.items() if r.kd]
+    stores = ", ".join(f"{k} {v / 2**20:.2f} MiB" for k, v in sizes.items()) or "none"
     lines += ["## KD vs no KD over seeds (ROUGE-L, test)", "", *paired_seed_table(results, pairs, "test", "rougeL"),
               "", "## Latency (batch 1, CPU; one call = one impression)", "", *latency_lines(result), "",
-              "Stored top-k sizes: " + (", ".join(f"{k} {v / 2**20:.2f} MiB" for k, v in sizes.items()) or "none"), ""]  # fmt: skip
+              f"Stored top-k sizes: {stores}.", ""]  # fmt: skip
     write(out / "radiology.md", lines)
     print(f"report: {out / 'radiology.md'}")
     return doc
 
 
 def write_model_card(recipe: RadiologyRecipe, doc: dict[str, Any]) -> Path:
-    return model_card(recipe.model_card_path, "Radiology impression students", doc, recipe.report_path / "radiology.md",
-                      "rougeL", {
+    report = recipe.report_path / "radiology.md"
+    return model_card(recipe.model_card_path, "Radiology impression students", doc, report, "rougeL", {
         "Intended use": ["Drafting the impression of a chest X-ray report from its findings, for a radiologist to "
                          "edit. Never a diagnosis: check every draft, especially the findings it flags."],
         "Training data": ["IU X-ray (Open-i) reports, CC BY-NC-ND 4.0: non-commercial use."],
