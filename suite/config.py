@@ -7,6 +7,7 @@ YAML only fills dataclasses; it never names or constructs Python objects. Every 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -111,11 +112,24 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+class Whole(dict):
+    """A mapping given whole (``--set variants={a: ..., b: ...}``): it replaces the mapping it lands on, defaults
+    included, where a dotted key (``--set variants.a.top_k=5``) merges into it key by key."""
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return [_plain(v) for v in value] if isinstance(value, list) else value
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Return a copy of ``data`` with each ``key.path=value`` applied (intermediate mappings are created)."""
-    merged = yaml.safe_load(yaml.safe_dump(data)) or {}
+    """Return a copy of ``data`` with each ``key.path=value`` applied (intermediate mappings are created); a mapping
+    value is marked :class:`Whole`, so it replaces what it lands on when merged with defaults."""
+    merged = copy.deepcopy(data)
     for text in overrides:
         path, value = parse_override(text)
+        value = Whole(value) if isinstance(value, dict) else value
         node = merged
         for part in path[:-1]:
             node = node.setdefault(part, {})
@@ -143,9 +157,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
+    """``update`` over ``base``, mapping by mapping; a :class:`Whole` mapping in ``update`` replaces, and one in
+    ``base`` stays whole (what merges into it cannot bring defaults back)."""
+    merged = type(base)(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        if isinstance(value, dict) and not isinstance(value, Whole) and isinstance(merged.get(key), dict):
             merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
@@ -155,7 +171,8 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
     """Defaults of ``cls`` <- YAML file <- ``--set`` overrides, validated once at the end.
 
-    Mappings merge key by key (``--set kd.weights.kd=0.9`` keeps the default ``task`` weight); other values replace.
+    Mappings merge key by key (``--set kd.weights.kd=0.9`` keeps the default ``task`` weight); a mapping given whole
+    replaces (``--set 'variants={kd: {task: 1}}'`` trains that variant alone); other values replace.
     """
     return build_config(cls, read_yaml(path) if path else {}, overrides)
 
@@ -166,7 +183,7 @@ def build_config(cls: type[T], data: dict[str, Any], overrides: list[str] | None
     unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
     if unknown:
         return from_dict(cls, data)  # reports the unknown key
-    return from_dict(cls, deep_merge(to_dict(cls()), data))
+    return from_dict(cls, _plain(deep_merge(to_dict(cls()), data)))
 
 
 def _type_name(annotation: Any) -> str:

@@ -28,6 +28,9 @@ DOMAINS.register(
     "education", "domains.education.domain:DOMAIN", help="answer scoring and solution verification (pack)"
 )
 DOMAINS.register("driving", "domains.driving.domain:DOMAIN", help="VLM reasoning -> real-time pixel planner (pack)")
+DOMAINS.register(
+    "radiology", "domains.radiology.domain:DOMAIN", help="findings -> impression: BERT2BERT -> small seq2seq (pack)"
+)
 
 
 def list_domains() -> list[str]:

@@ -263,14 +263,14 @@ class GenerationPack(Pack):
         model, tokenizer = trained.model.eval(), self.tokenizer
         sources = [p.source for p in self.data.dev[:6]]
 
-        def prompts(texts: list[str]) -> dict[str, torch.Tensor]:
-            batch = tokenizer(texts, padding=True, truncation=True, max_length=self.task.max_source,
-                              return_tensors="pt")  # fmt: skip
+        def prompts(texts: list[str], length: int) -> dict[str, torch.Tensor]:
+            # traced and parity-checked at different widths, so the dynamic axes are really tested
+            batch = tokenizer(texts, padding=True, truncation=True, max_length=length, return_tensors="pt")
             return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
 
         return export_student(
-            model, seq2seq_spec(model, max_length=self.task.max_source), prompts(sources[:2]),
-            [prompts(sources[2:5]), prompts(sources[5:6])], target, tokenizer=tokenizer, student_name="seq2seq",
+            model, seq2seq_spec(model, max_length=self.task.max_source), prompts(sources[:2], 10),
+            [prompts(sources[2:5], 14), prompts(sources[5:6], 7)], target, tokenizer=tokenizer, student_name="seq2seq",
             student_kwargs=self.student_kwargs(trained.variant.student),
         )  # fmt: skip
 

@@ -48,6 +48,8 @@ def header(title: str, summary: Mapping[str, Any], seconds: float, json_name: st
 
 
 def _cell(entry: ModelResult, split: str, metric: str, digits: int = 3) -> str:
+    if metric not in entry.metrics[split]:
+        return "–"  # not measured for this model (a baseline has no teacher to agree with)
     mean = number(entry.metrics[split][metric], digits)
     if len(entry.seeds) < 2:
         return mean

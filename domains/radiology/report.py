@@ -80,7 +80,8 @@ def write_report(recipe: RadiologyRecipe, result: Any, seconds: float) -> dict[s
                          faster=5), "", *kd_goals(recipe, results, sizes), "",
     ]  # fmt: skip
     for split in result.pack.data.tests:
-        lines += [f"## {split}", "", *metrics_table(results, split, METRICS, primary="rougeL"), ""]
+        shown = [m for m in METRICS if any(m in r.metrics.get(split, {}) for r in results.values())]
+        lines += [f"## {split}", "", *metrics_table(results, split, shown, primary="rougeL"), ""]
     pairs = [(n.removeprefix(f"{TASK}_"), n, f"{TASK}_{student}_no_kd") for n, r in results.items() if r.kd]
     stores = ", ".join(f"{k} {v / 2**20:.2f} MiB" for k, v in sizes.items()) or "none"
     lines += ["## KD vs no KD over seeds (ROUGE-L, test)", "", *paired_seed_table(results, pairs, "test", "rougeL"),

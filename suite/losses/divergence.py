@@ -241,6 +241,16 @@ def uld_loss(
     return masked_mean((p - q).abs().sum(-1), mask)
 
 
+def _dense(teacher: Tensor | TopK, vocab: int) -> Tensor:
+    """Full teacher logits: as given, or a top-k that covers the whole vocabulary (a teacher read at a student's
+    pruned vocabulary) scattered back into place; log-probs are logits up to a constant, which BiLD ignores."""
+    if isinstance(teacher, Tensor):
+        return teacher
+    if teacher.ids.shape[-1] != vocab:
+        raise ValueError("BiLD needs the teacher's full logits, not a top-k store")
+    return torch.empty_like(teacher.logprobs).scatter(-1, teacher.ids.long(), teacher.logprobs)
+
+
 @dataclass
 class TokenKDConfig:
     """Token-level KD settings; defaults follow the papers (GKD beta 0.5, DistiLLM alpha 0.1, BiLD k 8)."""
@@ -282,7 +292,5 @@ class TokenKD(LossTerm):
             )
         mask = labels != -100
         if c.divergence == "bild":
-            if isinstance(teacher, TopK):
-                raise ValueError("BiLD needs the teacher's full logits, not a top-k store")
-            return bild_loss(student, teacher, c.bild_k, c.temperature, mask)
+            return bild_loss(student, _dense(teacher, student.shape[-1]), c.bild_k, c.temperature, mask)
         return token_divergence(student, teacher, c.divergence, c.temperature, mask, c.beta, c.alpha)

@@ -63,7 +63,7 @@ def test_runs_write_under_their_output_dir_unless_published() -> None:
     from suite.cli import _recipe_for
     from suite.domains import get_domain
 
-    for name in ("education", "driving"):
+    for name in ("education", "driving", "radiology"):
         domain = get_domain(name)
         recipe = _recipe_for(domain, "quick", {}, [], "/tmp/elsewhere")
         assert recipe.report_path.as_posix() == "/tmp/elsewhere/report"

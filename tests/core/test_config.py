@@ -75,3 +75,24 @@ def test_missing_file_and_malformed_override(tmp_path) -> None:
         load_config(Recipe, tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="expected key.path=value"):
         load_config(Recipe, None, ["trainer.lr"])
+
+
+def test_a_mapping_given_whole_replaces_and_a_dotted_key_merges(tmp_path) -> None:
+    merged = load_config(Recipe, None, ["kd.weights.kd=0.9"])
+    assert merged.kd.weights == {"task": 0.5, "kd": 0.9}
+    whole = load_config(Recipe, None, ["kd.weights={kd: 1.0}"])
+    assert whole.kd.weights == {"kd": 1.0}  # the default task weight does not come back
+    assert type(whole.kd.weights) is dict
+    # a whole mapping from one layer (a profile, a file) stays whole when a later dotted key changes one entry
+    yaml_file = write(tmp_path, "kd:\n  weights:\n    kd: 0.3\n")
+    layered = load_config(Recipe, yaml_file, ["kd.weights={kd: 1.0, feature: 0.2}", "kd.weights.kd=0.7"])
+    assert layered.kd.weights == {"kd": 0.7, "feature": 0.2}
+
+
+def test_a_profile_that_lists_variants_trains_only_those() -> None:
+    from suite.cli import _recipe_for
+    from suite.domains import get_domain
+
+    recipe = _recipe_for(get_domain("radiology"), "quick", {}, ["variants.fkl.divergence=rkl"], None)
+    assert sorted(recipe.variants) == ["fkl", "no_kd"]
+    assert recipe.variants["fkl"]["divergence"] == "rkl"

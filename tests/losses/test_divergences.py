@@ -269,3 +269,15 @@ def test_uld_ignores_which_ids_carry_the_mass_and_spans_different_vocabularies()
     torch.testing.assert_close(uld_loss(s, wider), uld_loss(s, t))
     p, q = torch.tensor([[0.6, 0.3, 0.1]]), torch.tensor([[0.5, 0.5]])  # sorted: |.6-.5| + |.3-.5| + |.1-0|
     assert uld_loss(q.log(), p.log()).item() == pytest.approx(0.4, abs=1e-6)
+
+
+def test_bild_takes_a_teacher_read_over_the_whole_student_vocabulary_but_not_a_sparse_store() -> None:
+    s, t = logits(2, 3, 9, seed=24), logits(2, 3, 9, seed=25)
+    labels = torch.zeros(2, 3, dtype=torch.long)
+    term = TokenKD(TokenKDConfig(divergence="bild", bild_k=4))
+    shuffled = torch.randperm(9, generator=torch.Generator().manual_seed(1)).expand(2, 3, 9)
+    covering = {"topk_ids": shuffled, "topk_logprobs": t.log_softmax(-1).gather(-1, shuffled)}
+    torch.testing.assert_close(term({"logits": s}, covering, {"labels": labels}), bild_loss(s, t, k=4))
+    sparse = topk_of(t, 5)
+    with pytest.raises(ValueError, match="full logits"):
+        term({"logits": s}, {"topk_ids": sparse.ids, "topk_logprobs": sparse.logprobs}, {"labels": labels})
