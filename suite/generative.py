@@ -106,9 +106,9 @@ class VocabularyMap:
     """A teacher whose vocabulary is a superset of the student's (:func:`~suite.students.generative.prune_vocabulary`):
     ``teacher_ids[s]`` is the teacher id of student id ``s``.
 
-    The teacher reads the batch in its own ids (:meth:`to_teacher`), and its next-token distribution is read at the
-    student's pieces: a :class:`~suite.losses.divergence.TopK` over all of them whose log-probs stay under the
-    teacher's full distribution, so the mass the teacher gives pieces the student lacks is the explicit tail."""
+    The teacher reads the batch in its own ids (:meth:`to_teacher`); its live distribution is read at the student's
+    pieces and renormalised over them (:meth:`restrict`). Stored top-k ids are mapped to the student's
+    (:meth:`map_topk`): there the tail, the mass outside the k ids, stays explicit."""
 
     def __init__(self, teacher_ids: Sequence[int]):
         self.teacher_ids = torch.tensor(list(teacher_ids), dtype=torch.long)
@@ -128,9 +128,10 @@ class VocabularyMap:
         return {**batch, "inputs": inputs}
 
     def restrict(self, teacher_logits: torch.Tensor) -> dict[str, torch.Tensor]:
-        logprobs = teacher_logits.float().log_softmax(-1)[..., self.teacher_ids]
-        ids = torch.arange(self.size).expand(*logprobs.shape[:-1], self.size)
-        return {"topk_ids": ids, "topk_logprobs": logprobs}
+        """The teacher's logits at the student's pieces: its distribution conditioned on what the student can say.
+        (Mass on pieces the student lacks is not a tail the student could match: it has no way to put mass there,
+        so counting it would add a constant to every divergence and nothing to the gradient.)"""
+        return {"logits": teacher_logits[..., self.teacher_ids]}
 
     def map_topk(self, ids: torch.Tensor, logprobs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher top-k in teacher ids -> student ids; a piece the student lacks becomes a padded slot (its mass
