@@ -15,7 +15,7 @@ def _domain() -> Domain:
         recipe=RadiologyRecipe,
         profiles=PROFILES,
         run=run,
-        app="",
+        app="apps.radiology:build_app",
     )
 
 
