@@ -143,8 +143,13 @@ class VocabularyMap:
 
 
 def seq2seq_forward(model: torch.nn.Module, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """A HF seq2seq model on ``batch["inputs"]`` (its decoder is fed the labels shifted right)."""
-    return {"logits": model(**batch["inputs"]).logits}
+    """A HF seq2seq model on ``batch["inputs"]``: its decoder reads the labels shifted right (the start token first,
+    -100 as padding). The labels themselves are not passed, so the model computes no loss of its own."""
+    inputs = dict(batch["inputs"])
+    labels = inputs.pop("labels")
+    hf = getattr(model, "module", model)  # a FrozenTeacher or a distributed wrapper holds the HF model
+    decoder_input_ids = hf.prepare_decoder_input_ids_from_labels(labels=labels)
+    return {"logits": model(**inputs, decoder_input_ids=decoder_input_ids).logits}
 
 
 class OnPolicyMix:
