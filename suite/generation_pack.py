@@ -225,9 +225,10 @@ class GenerationPack(Pack):
         t = self.task
         return gen.generate(model, tokenizer, [p.source for p in pairs], t.max_source, t.max_new_tokens, t.num_beams)
 
-    def _metrics(self, outputs: dict[str, list[str]]) -> dict[str, Metrics]:
+    def _metrics(self, outputs: dict[str, list[str]], against_teacher: bool = True) -> dict[str, Metrics]:
+        teacher = self.teacher_outputs if against_teacher else {}
         return {split: self.metric_fn([p.source for p in pairs], [p.target for p in pairs], outputs[split],
-                                      self.teacher_outputs.get(split))
+                                      teacher.get(split))
                 for split, pairs in self.data.tests.items()}  # fmt: skip
 
     def evaluate(self, trained: list[Trained]) -> list[dict]:
@@ -255,7 +256,8 @@ class GenerationPack(Pack):
         self.teacher_outputs = {s: self._generate(self.teacher, self.teacher_tokenizer, p)
                                 for s, p in self.data.tests.items()}  # fmt: skip
         self.outputs[f"{self.task.name}_teacher"] = self.teacher_outputs
-        return ModelResult.single("teacher", self._metrics(self.teacher_outputs), parameter_count(self.teacher))
+        metrics = self._metrics(self.teacher_outputs, against_teacher=False)  # agreement with itself says nothing
+        return ModelResult.single("teacher", metrics, parameter_count(self.teacher))
 
     def export(self, trained: Trained, target: Path) -> Path | None:
         from suite.export import export_student, seq2seq_spec

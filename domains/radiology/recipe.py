@@ -25,7 +25,7 @@ def _variants() -> dict[str, dict]:
 
 
 def _teacher_trainer() -> TrainerConfig:
-    return TrainerConfig(epochs=3, batch_size=16, lr=5e-5, warmup_ratio=0.1, log_every=20, watch_metric="rougeL",
+    return TrainerConfig(epochs=4, batch_size=16, lr=5e-5, warmup_ratio=0.1, log_every=20, watch_metric="rougeL",
                          group_by_length=True)  # fmt: skip
 
 

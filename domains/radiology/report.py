@@ -11,7 +11,7 @@ from domains.radiology.recipe import RadiologyRecipe
 from suite.report import header, metrics_table, model_card, paired_seed_table, retention_goals, run_summary
 from suite.report import write_markdown as write
 from suite.results import write_summary
-from suite.runner import ModelResult, latency
+from suite.runner import ModelResult, beats_baselines, latency
 
 METRICS = ("rouge1", "rouge2", "rougeL", "bleu", "bertscore_f1", "distinct_2", "hallucination_rate", "missing_rate",
            "teacher_rougeL")  # fmt: skip
@@ -24,7 +24,10 @@ def store_sizes(run_dir: Path) -> dict[str, int]:
 
 
 def kd_goals(recipe: RadiologyRecipe, results: dict[str, ModelResult], sizes: dict[str, int]) -> list[str]:
-    """Best KD student vs no-KD (ROUGE-L, test), hallucination vs teacher, top-20 vs full-distribution KD."""
+    """Best KD student vs no-KD (ROUGE-L, test), hallucination vs teacher, top-20 vs full-distribution KD; none is
+    judged when the teacher does not beat the most-common-impression baseline."""
+    if not beats_baselines(results, f"{TASK}_teacher", "test", "rougeL"):
+        return ["- the teacher does not beat the most-common-impression baseline on test: no KD goal is judged."]
     lines: list[str] = []
     for student in recipe.students:
         base = results.get(f"{TASK}_{student}_no_kd")
