@@ -3,15 +3,16 @@ impression.
 
 Stages: ``<task>/teacher`` (fine-tune the warm-started MiniLM BERT2BERT, optionally with LoRA, or load a local HF
 generator) -> the student vocabulary (the teacher's pieces the training text uses) -> ``<task>/teacher_sequences``
-(the teacher's beam outputs on the training sources, for sequence-level KD) -> ``<task>/topk-<k>`` (teacher-forced
-top-k in the teacher-output store, for stored-KD variants) -> students x variants x seeds -> evaluation of every
-test split with the pack's metrics, next to the teacher and a copy-the-most-common-output baseline -> ONNX export
-(encoder + decoder with past) -> generation latency.
+(the teacher's beam outputs on the training sources, for sequence-level KD) -> teacher-forced outputs in the
+teacher-output store (``store-full``: logits over the student's vocabulary; ``store-top<k>``: a top-k) -> students
+x variants x seeds -> evaluation of every test split with the pack's metrics, next to the teacher and a
+copy-the-most-common-output baseline -> ONNX export (encoder + decoder with past) -> generation latency.
 
 A variant (:class:`GenerationVariant`) names its loss terms and weights (``task``: CE on the targets; ``kd``:
-token-level KD), the divergence, where the teacher's distribution comes from (``top_k`` 0: the live teacher's full
-distribution; k > 0: the store's top-k), and whether targets are the teacher's own sequences (sequence-level KD) or
-partly the student's samples (``on_policy``, GKD's lambda).
+token-level KD), the divergence, where the teacher's distribution comes from (``top_k`` 0: its full distribution
+over the student's vocabulary, stored once; k > 0: a stored top-k), and whether targets are the teacher's own
+sequences (sequence-level KD) or partly the student's samples (``on_policy``, GKD's lambda: the teacher is then
+asked live).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class GenerationVariant:
 
     terms: dict[str, float]
     divergence: str = "fkl"
-    top_k: int = 0  # 0: the live teacher's full distribution; k > 0: top-k from the teacher-output store
+    top_k: int = 0  # 0: the teacher's full distribution over the student's vocabulary; k > 0: its top-k (both stored)
     sequence_level: bool = False  # targets are the teacher's beam outputs instead of the references
     on_policy: float = 0.0  # GKD lambda: share of batches whose targets the student samples (live teacher)
 
@@ -166,11 +167,18 @@ class GenerationPack(Pack):
         inputs = {"train": _digest(self.data.train), "max_new_tokens": task.max_new_tokens, "beams": 4}
         return self.ledger.run(f"{task.name}/teacher_sequences", inputs, build, load, after=[f"{task.name}/teacher"])
 
+    def _teacher_id(self) -> str:
+        return f"{self.task.name}/teacher@{self.ledger.fingerprint_of(f'{self.task.name}/teacher')}"
+
     def stored_topk(self, k: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        store = self.dir / f"store-top{k}"
-        teacher_id = f"{self.task.name}/teacher@{self.ledger.fingerprint_of(f'{self.task.name}/teacher')}"
-        return gen.stored_teacher_topk(self.teacher, teacher_id, self.items(self.data.train), 0, k, store,
-                                       vocab=self.vocab)  # fmt: skip
+        """Teacher-forced top-k on the training targets, in ``store-top<k>``."""
+        return gen.stored_teacher_topk(self.teacher, self._teacher_id(), self.items(self.data.train), 0, k,
+                                       self.dir / f"store-top{k}", vocab=self.vocab)  # fmt: skip
+
+    def stored_full(self) -> list[torch.Tensor]:
+        """Teacher-forced logits over the whole student vocabulary on the training targets, in ``store-full``."""
+        return gen.stored_teacher_student_logits(self.teacher, self._teacher_id(), self.items(self.data.train), 0,
+                                                 self.vocab, self.dir / "store-full")  # fmt: skip
 
     # -- Pack hooks ------------------------------------------------------------------------------------------------
     def variants(self) -> list[Variant]:
@@ -198,9 +206,12 @@ class GenerationPack(Pack):
         task, v = self.task, self._variant(variant)
         print(f"[{task.name}] {variant.name} seed {seed}: " + " + ".join(f"{w:g} x {t}" for t, w in v.terms.items()))
         items = self.items(self.teacher_sequences() if v.sequence_level else self.data.train)
-        if v.top_k:
-            items = gen.attach_teacher_topk(items, self.stored_topk(v.top_k))
-        live = v.terms.get("kd", 0) > 0 and not v.top_k or v.on_policy > 0
+        # Off-policy KD reads the teacher from the store (full distribution over the student's vocabulary, or a
+        # top-k); only on-policy KD, whose targets the student samples as it trains, needs the teacher live.
+        live = v.on_policy > 0
+        if v.terms.get("kd", 0) > 0 and not live:
+            items = (gen.attach_teacher_topk(items, self.stored_topk(v.top_k)) if v.top_k
+                     else gen.attach_teacher_logits(items, self.stored_full()))  # fmt: skip
         torch.manual_seed(seed)
         kwargs = self.student_kwargs(variant.student)
         student = build_student("seq2seq", **kwargs)

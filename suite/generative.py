@@ -69,7 +69,8 @@ def _pad(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
 
 
 def collate_seq2seq(pad_id: int) -> Callable[[list[dict]], dict[str, Any]]:
-    """Items -> ``{"inputs": {input_ids, attention_mask, labels}, "labels": labels}`` (+ stored teacher top-k)."""
+    """Items -> ``{"inputs": {input_ids, attention_mask, labels}, "labels": labels}``, plus ``"teacher"`` when the
+    items carry stored teacher outputs (top-k, or logits over the student's vocabulary)."""
 
     def collate(items: list[dict]) -> dict[str, Any]:
         inputs = {
@@ -86,6 +87,12 @@ def collate_seq2seq(pad_id: int) -> Callable[[list[dict]], dict[str, Any]]:
                 ids[row, : len(item["topk_ids"])] = item["topk_ids"]
                 logprobs[row, : len(item["topk_logprobs"])] = item["topk_logprobs"]
             batch["teacher"] = {"topk_ids": ids, "topk_logprobs": logprobs}
+        elif "teacher_logits" in items[0]:
+            width, vocab = inputs["labels"].shape[1], items[0]["teacher_logits"].shape[-1]
+            logits = torch.zeros(len(items), width, vocab)  # padded positions are masked by the labels
+            for row, item in enumerate(items):
+                logits[row, : len(item["teacher_logits"])] = item["teacher_logits"].float()
+            batch["teacher"] = {"logits": logits}
         return batch
 
     return collate
@@ -233,8 +240,11 @@ def train_generator(
     needs the live teacher."""
     if on_policy and teacher is None:
         raise ValueError("on-policy KD needs a live teacher to score the student's own samples")
-    if terms.get("kd") and teacher is None and "topk_ids" not in train[0]:
-        raise ValueError("a kd term needs a live teacher or items with stored teacher top-k (attach_teacher_topk)")
+    if terms.get("kd") and teacher is None and not {"topk_ids", "teacher_logits"} & set(train[0]):
+        raise ValueError(
+            "a kd term needs a live teacher or items with stored teacher outputs (attach_teacher_topk, "
+            "attach_teacher_logits)"
+        )
     mix = OnPolicyMix(on_policy, max_new_tokens, pad_id, seed=config.seed) if on_policy else None
     distiller = MixingDistiller(
         student, generation_terms(terms, kd), dict(terms), teacher=teacher, student_forward=seq2seq_forward,
@@ -268,6 +278,52 @@ def teacher_topk(
 
 def attach_teacher_topk(items: list[dict], topk: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> list[dict]:
     return [{**item, "topk_ids": ids, "topk_logprobs": lp} for item, (ids, lp) in zip(items, topk, strict=True)]
+
+
+def attach_teacher_logits(items: list[dict], logits: Sequence[torch.Tensor]) -> list[dict]:
+    return [{**item, "teacher_logits": row} for item, row in zip(items, logits, strict=True)]
+
+
+@torch.no_grad()
+def teacher_student_logits(
+    teacher: torch.nn.Module, items: list[dict], pad_id: int, vocab: VocabularyMap, batch_size: int = 16
+) -> list[torch.Tensor]:
+    """Teacher-forced logits of the teacher over the student's whole (pruned) vocabulary at every target position,
+    ``(T, V_student)`` float16 per item: the full distribution word-level KD needs, small enough to store once
+    (a student vocabulary of a few thousand pieces), so off-policy students train without the teacher in memory."""
+    teacher.eval()
+    collate, out = collate_seq2seq(pad_id), []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        batch = collate(chunk)
+        logits = vocab.restrict(seq2seq_forward(teacher, vocab.to_teacher(batch))["logits"])["logits"]
+        out += [logits[row, : len(item["labels"])].half().clone() for row, item in enumerate(chunk)]
+    return out
+
+
+def stored_teacher_student_logits(
+    teacher: torch.nn.Module, teacher_id: str, items: list[dict], pad_id: int, vocab: VocabularyMap,
+    store_dir: str | Path,
+) -> list[torch.Tensor]:  # fmt: skip
+    """:func:`teacher_student_logits` through the teacher-output store (asked once; a rerun reads the store)."""
+    from suite.teachers import TeacherOutputStore
+    from suite.teachers.base import TeacherOutput
+
+    class Scorer:
+        def __init__(self) -> None:
+            self.teacher_id = teacher_id
+
+        def settings(self) -> dict[str, Any]:
+            return {"scoring": "teacher-forced", "student_vocabulary": vocab.digest(), "dtype": "float16"}
+
+        def answer(self, inputs: list[dict]) -> list[TeacherOutput]:
+            rows = teacher_student_logits(teacher, inputs, pad_id, vocab, batch_size=len(inputs))
+            return [TeacherOutput(logits=row) for row in rows]
+
+    keyed = [
+        {"input_ids": i["input_ids"], "attention_mask": i["attention_mask"], "labels": i["labels"]} for i in items
+    ]
+    return [o.logits for o in TeacherOutputStore(Path(store_dir)).run(Scorer(), keyed, batch_size=16)]
 
 
 def stored_teacher_topk(

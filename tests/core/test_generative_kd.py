@@ -234,3 +234,39 @@ def test_kd_through_a_vocabulary_map_reads_the_teacher_at_the_students_pieces(tm
         return token_divergence(s, t, "fkl", mask=held["labels"] != -100).item()
 
     assert distance(distilled) < distance(references)
+
+
+def test_the_teacher_over_the_student_vocabulary_is_stored_once_and_equals_the_live_reading(tmp_path):
+    from suite import hub
+    from suite.generative import VocabularyMap, stored_teacher_student_logits
+    from suite.students.generative import prune_vocabulary
+
+    teacher_tokenizer = hub.load_tokenizer("minilm-l6")
+    rng = random.Random(1)
+    pairs = [TextPair(sentence(rng, 5), sentence(rng, 3)) for _ in range(6)]
+    student_tokenizer, teacher_ids = prune_vocabulary(
+        teacher_tokenizer, [t for p in pairs for t in (p.source, p.target)]
+    )
+    vocab = VocabularyMap(teacher_ids)
+    ids = SpecialTokens.of(teacher_tokenizer)
+    torch.manual_seed(0)
+    teacher = build_student("seq2seq", vocab_size=len(teacher_tokenizer), pad_id=ids.pad, start_id=ids.start,
+                            end_id=ids.end, size="2m").eval()  # fmt: skip
+    items = encode_seq2seq(student_tokenizer, pairs, 16, 8)
+    stored = stored_teacher_student_logits(teacher, "t", items, 0, vocab, tmp_path / "store")
+    batch = collate_seq2seq(0)(items)
+    with torch.no_grad():
+        live = vocab.restrict(seq2seq_forward(teacher, vocab.to_teacher(batch))["logits"])["logits"]
+    for row, (item, logits) in enumerate(zip(items, stored, strict=True)):
+        assert logits.dtype == torch.float16 and logits.shape == (len(item["labels"]), len(teacher_ids))
+        torch.testing.assert_close(logits.float(), live[row, : len(item["labels"])], rtol=1e-3, atol=1e-2)
+    again = stored_teacher_student_logits(None, "t", items, 0, vocab, tmp_path / "store")  # the store answers
+    assert all(torch.equal(a, b) for a, b in zip(stored, again, strict=True))
+    batch = collate_seq2seq(0)(gen_attach(items, stored))
+    assert batch["teacher"]["logits"].shape == (*batch["labels"].shape, len(teacher_ids))
+
+
+def gen_attach(items, logits):
+    from suite.generative import attach_teacher_logits
+
+    return attach_teacher_logits(items, logits)
