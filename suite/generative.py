@@ -6,7 +6,8 @@ The stages, each usable alone:
    :class:`~suite.distiller.Distiller` and HF seq2seq models take (``labels`` padded with -100).
 2. Targets the student learns from:
    - word-level KD: the teacher's next-token distribution at every target position, live (a teacher module in the
-     Distiller, full distribution) or from the teacher-output store as top-k (:func:`stored_teacher_topk`);
+     Distiller) or from the teacher-output store: its logits over the student's vocabulary
+     (:func:`stored_teacher_student_logits`) or its top-k (:func:`stored_teacher_topk`);
    - sequence-level KD (Kim & Rush 2016): the teacher's own beam-search outputs replace the references
      (:func:`teacher_sequences`, stored once);
    - on-policy / mixed KD (GKD, Agarwal et al. 2024): :class:`OnPolicyMix` replaces a fraction ``lambda`` of each
@@ -16,8 +17,9 @@ The stages, each usable alone:
    early stopping and best-weights restore watch a generative dev metric (:func:`dev_generation_metric`).
 4. :func:`generate` decodes with any of them (greedy or beam).
 
-Teacher and student must share one vocabulary for token-level terms (checked up front by
-:func:`suite.students.generative.check_same_vocabulary`).
+Token-level terms compare distributions id by id: teacher and student share one vocabulary (checked up front by
+:func:`suite.students.generative.check_same_vocabulary`), or the student's is a pruned copy of the teacher's and a
+:class:`VocabularyMap` translates between them.
 """
 
 from __future__ import annotations
