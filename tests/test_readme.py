@@ -1,4 +1,4 @@
-"""The README's core API example runs as written."""
+"""The README's core API examples run as written."""
 
 from __future__ import annotations
 
@@ -15,3 +15,13 @@ def test_core_api_example_runs_as_written(tmp_path, monkeypatch, capsys) -> None
     exec(compile(code, "README.md", "exec"), {})
     assert (tmp_path / "runs" / "readme" / "metrics.jsonl").is_file()
     assert "[[" in capsys.readouterr().out
+
+
+def test_generative_example_runs_as_written(tmp_path, monkeypatch, capsys) -> None:
+    section = README.read_text().split("## Core API", 1)[1].split("### Losses", 1)[0]
+    examples = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(examples) == 2
+    monkeypatch.chdir(tmp_path)
+    exec(compile(examples[1], "README.md", "exec"), {})
+    assert (tmp_path / "runs" / "readme-generative").is_dir()  # the trainer's output dir
+    assert capsys.readouterr().out.startswith("['")  # one decoded draft
