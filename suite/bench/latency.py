@@ -212,9 +212,9 @@ def time_interleaved(
 
     Each turn starts after ``settle`` seconds idle and one untimed call. The runtime that ran just before may still
     hold the cores: every onnxruntime session has its own worker threads and they, like OpenMP's, spin for a while
-    after a call. Measured on the 2-core development machine (fused MiniLM, 53 tokens, batch 1): timed right after
-    an fp32 session's turn, an int8 session took 8.5 ms a call; after a 50 ms pause, 3.7 ms, as in a block of its
-    own (3.9 ms). Without the pause the spinning of one configuration is charged to the next.
+    after a call. Without the pause the spinning of one configuration is charged to the next: on the 2-core
+    development machine an int8 session timed right after an fp32 session's turn took about twice as long per call
+    as after the pause or alone (``benchmarks/interleave_settle.py``; numbers in docs/results/cpu_text_students.md).
     """
     for t in timed:
         # Every distinct input shape once at least: a runtime's first call at a new shape builds kernels or plans.
