@@ -15,6 +15,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -82,19 +84,25 @@ def capture(url: str, out_path: Path, window: tuple[int, int] = WINDOW, timeout_
     return out_path
 
 
+@contextmanager
+def served(app: gr.Blocks) -> Iterator[str]:
+    """``app`` served on a free loopback port for the ``with`` block; yields its URL and closes it after."""
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        app.close()
+
+
 def screenshot(app: gr.Blocks, out_path: str | Path, window: tuple[int, int] = WINDOW) -> Path:
     """Launch ``app`` on 127.0.0.1, write its screenshot to ``out_path`` (a PNG), close the app."""
     out = Path(out_path).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)  # a stale file must not pass for a new capture
-    port = free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        url = f"http://127.0.0.1:{port}/"
+    with served(app) as url:
         wait_until_up(url)
         return capture(url, out, window)
-    finally:
-        app.close()
 
 
 def build(domain: str, run_dir: str | None) -> gr.Blocks:

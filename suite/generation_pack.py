@@ -28,7 +28,16 @@ import torch
 
 from suite import generative as gen
 from suite.losses.divergence import TokenKDConfig
-from suite.runner import ModelResult, Pack, Trained, Variant, evaluate_variants, export_first_seeds, train_variants
+from suite.runner import (
+    ModelResult,
+    Pack,
+    TaskResult,
+    Trained,
+    Variant,
+    evaluate_variants,
+    export_first_seeds,
+    train_variants,
+)
 from suite.stages import StageLedger, fingerprint
 from suite.trainer import TrainerConfig
 
@@ -299,17 +308,8 @@ def benchmark(task: GenerationTask, exports: dict[str, Path], sources_jsonl: Pat
                          max_new_tokens=task.max_new_tokens, progress=task.progress)  # fmt: skip
 
 
-@dataclass
-class GenerationTaskResult:
-    task: str
-    pack: GenerationPack
-    results: dict[str, ModelResult]
-    exports: dict[str, Path]
-    bench: dict[str, Any]
-
-
 def run_generation_task(task: GenerationTask, data: GenerationData, metrics: MetricFn, ledger: StageLedger,
-                        resume: bool) -> GenerationTaskResult:  # fmt: skip
+                        resume: bool) -> TaskResult:  # fmt: skip
     """teacher -> vocabulary -> students x variants x seeds -> evaluation (teacher, baseline) -> export -> bench."""
     pack = GenerationPack(task, data, metrics, ledger, resume)
     trained = train_variants(pack, ledger, after=[f"{task.name}/teacher"])
@@ -320,4 +320,4 @@ def run_generation_task(task: GenerationTask, data: GenerationData, metrics: Met
     sources.parent.mkdir(parents=True, exist_ok=True)
     sources.write_text("".join(json.dumps({"text": p.source}) + "\n" for p in next(iter(data.tests.values()))[:16]))
     bench = benchmark(task, exports, sources, ledger.root / "bench" / task.name)
-    return GenerationTaskResult(task.name, pack, results, exports, bench)
+    return TaskResult(task.name, pack, results, exports, bench)

@@ -303,60 +303,56 @@ def teacher_student_logits(
     return out
 
 
+def _through_store(
+    teacher_id: str, settings: dict[str, Any], answer: Callable[[list[dict]], list[Any]], items: list[dict],
+    store_dir: str | Path,
+) -> list[Any]:  # fmt: skip
+    """Teacher-forced scoring through the teacher-output store: each item is keyed by ``teacher_id``, its token ids
+    and ``settings``, so a rerun (or a resumed run) asks ``answer`` only for what is missing."""
+    from suite.teachers import TeacherOutputStore
+
+    class Scorer:  # the store's Teacher protocol
+        def __init__(self) -> None:
+            self.teacher_id = teacher_id
+
+        def settings(self) -> dict[str, Any]:
+            return settings
+
+        def answer(self, inputs: list[dict]) -> list[Any]:
+            return answer(inputs)
+
+    keyed = [{k: item[k] for k in ("input_ids", "attention_mask", "labels")} for item in items]
+    return TeacherOutputStore(Path(store_dir)).run(Scorer(), keyed, batch_size=16)
+
+
 def stored_teacher_student_logits(
     teacher: torch.nn.Module, teacher_id: str, items: list[dict], pad_id: int, vocab: VocabularyMap,
     store_dir: str | Path,
 ) -> list[torch.Tensor]:  # fmt: skip
     """:func:`teacher_student_logits` through the teacher-output store (asked once; a rerun reads the store)."""
-    from suite.teachers import TeacherOutputStore
     from suite.teachers.base import TeacherOutput
 
-    class Scorer:
-        def __init__(self) -> None:
-            self.teacher_id = teacher_id
+    def answer(inputs: list[dict]) -> list[TeacherOutput]:
+        rows = teacher_student_logits(teacher, inputs, pad_id, vocab, batch_size=len(inputs))
+        return [TeacherOutput(logits=row) for row in rows]
 
-        def settings(self) -> dict[str, Any]:
-            return {"scoring": "teacher-forced", "student_vocabulary": vocab.digest(), "dtype": "float16"}
-
-        def answer(self, inputs: list[dict]) -> list[TeacherOutput]:
-            rows = teacher_student_logits(teacher, inputs, pad_id, vocab, batch_size=len(inputs))
-            return [TeacherOutput(logits=row) for row in rows]
-
-    keyed = [
-        {"input_ids": i["input_ids"], "attention_mask": i["attention_mask"], "labels": i["labels"]} for i in items
-    ]
-    return [o.logits for o in TeacherOutputStore(Path(store_dir)).run(Scorer(), keyed, batch_size=16)]
+    settings = {"scoring": "teacher-forced", "student_vocabulary": vocab.digest(), "dtype": "float16"}
+    return [o.logits for o in _through_store(teacher_id, settings, answer, items, store_dir)]
 
 
 def stored_teacher_topk(
-    teacher: torch.nn.Module,
-    teacher_id: str,
-    items: list[dict],
-    pad_id: int,
-    k: int,
-    store_dir: str | Path,
+    teacher: torch.nn.Module, teacher_id: str, items: list[dict], pad_id: int, k: int, store_dir: str | Path,
     vocab: VocabularyMap | None = None,
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """:func:`teacher_topk` through the teacher-output store: each item is keyed by the teacher's id, its token ids
-    and k, so a rerun (or a resumed run) asks the teacher only for what is missing."""
-    from suite.teachers import TeacherOutputStore
+) -> list[tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
+    """:func:`teacher_topk` through the teacher-output store (asked once; a rerun reads the store)."""
     from suite.teachers.base import TeacherOutput
 
-    class Scorer:  # the store's Teacher protocol around teacher-forced scoring
-        def __init__(self) -> None:
-            self.teacher_id = teacher_id
+    def answer(inputs: list[dict]) -> list[TeacherOutput]:
+        scored = teacher_topk(teacher, inputs, pad_id, k, batch_size=len(inputs), vocab=vocab)
+        return [TeacherOutput(topk_ids=ids, topk_logprobs=lp) for ids, lp in scored]
 
-        def settings(self) -> dict[str, Any]:
-            return {"scoring": "teacher-forced", "top_k": k, "student_vocabulary": vocab.digest() if vocab else None}
-
-        def answer(self, inputs: list[dict]) -> list[TeacherOutput]:
-            scored = teacher_topk(teacher, inputs, pad_id, k, batch_size=len(inputs), vocab=vocab)
-            return [TeacherOutput(topk_ids=ids, topk_logprobs=lp) for ids, lp in scored]
-
-    keyed = [
-        {"input_ids": i["input_ids"], "attention_mask": i["attention_mask"], "labels": i["labels"]} for i in items
-    ]
-    outputs = TeacherOutputStore(Path(store_dir)).run(Scorer(), keyed, batch_size=16)
+    settings = {"scoring": "teacher-forced", "top_k": k, "student_vocabulary": vocab.digest() if vocab else None}
+    outputs = _through_store(teacher_id, settings, answer, items, store_dir)
     return [(o.topk_ids.long(), o.topk_logprobs.float()) for o in outputs]
 
 

@@ -24,6 +24,7 @@ from suite.losses import SoftLabelKDConfig
 from suite.runner import (
     ModelResult,
     Pack,
+    TaskResult,
     Trained,
     Variant,
     evaluate_variants,
@@ -323,20 +324,9 @@ def benchmark(task: PairTask, exports: dict[str, Path], out: Path) -> dict[str, 
     return {"machine": single["machine"], "results": single["results"] + batched["results"]}
 
 
-@dataclass
-class PairTaskResult:
-    """What one task contributes to the summary and the report."""
-
-    task: str
-    pack: PairClassificationPack
-    results: dict[str, ModelResult]
-    exports: dict[str, Path]
-    bench: dict[str, Any]
-
-
 def run_pair_task(
     task: PairTask, data: PairData, metrics: MetricFn, ledger: StageLedger, out: Path, resume: bool
-) -> PairTaskResult:
+) -> TaskResult:
     """teacher -> store -> students x variants x seeds -> evaluation (with the majority class) -> export -> bench."""
     pack = PairClassificationPack(task, data, metrics, ledger, resume)
     trained = train_variants(pack, ledger, after=[f"{task.name}/teacher"])
@@ -346,7 +336,7 @@ def run_pair_task(
     if teacher_export is not None:
         exports[f"{task.name}_teacher"] = teacher_export
     exports |= export_first_seeds(pack, trained, out / "export")
-    return PairTaskResult(task.name, pack, results, exports, benchmark(task, exports, out / "bench" / task.name))
+    return TaskResult(task.name, pack, results, exports, benchmark(task, exports, out / "bench" / task.name))
 
 
 def release_check(export_dir: Path, examples: list[Example], split: str) -> dict[str, Any]:
@@ -364,16 +354,12 @@ def release_check(export_dir: Path, examples: list[Example], split: str) -> dict
 
 
 def release_pair_models(
-    names: list[str], results: list[PairTaskResult], target: Path, command: str, check_examples: int
+    names: list[str], results: list[TaskResult], target: Path, command: str, check_examples: int
 ) -> None:
     """Copy the named exports beside the model card (``target/export/<name>``), each checked on the first
     ``check_examples`` of its task's first test split by the released ONNX files themselves."""
-    from suite.release import release_exports
+    from suite.release import release_named
 
-    exports = {name: path for r in results for name, path in r.exports.items() if name in names}
-    missing = sorted(set(names) - set(exports))
-    if missing:
-        print(f"not released (not exported in this run): {', '.join(missing)}")
     task_of = {name: r.pack.data for r in results for name in r.exports}
 
     def check(released: Path) -> dict[str, Any]:
@@ -381,6 +367,4 @@ def release_pair_models(
         split = next(iter(data.tests))
         return release_check(released, data.tests[split][:check_examples], split)
 
-    if exports:
-        release_exports(exports, target, command, check)
-        print(f"released {', '.join(exports)} to {target / 'export'}")
+    release_named(names, {n: p for r in results for n, p in r.exports.items()}, target, command, check)

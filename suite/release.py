@@ -48,3 +48,19 @@ def read_release(target: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ModelNotFoundError(f"{target}: no {RELEASE}; no released students there")
     return json.loads(path.read_text())
+
+
+def release_named(
+    names: list[str], exports: Mapping[str, Path], target: Path, command: str,
+    check: Callable[[Path], dict[str, Any]] | None = None,
+) -> dict[str, Path]:  # fmt: skip
+    """:func:`release_exports` of the exports a recipe names; names this run did not export are reported, not
+    raised (a profile that trains fewer variants still finishes). Returns what was released."""
+    chosen = {name: path for name, path in exports.items() if name in names}
+    missing = sorted(set(names) - set(chosen))
+    if missing:
+        print(f"not released (not exported in this run): {', '.join(missing)}")
+    if chosen:
+        release_exports(chosen, target, command, check)
+        print(f"released {', '.join(chosen)} to {target / 'export'}")
+    return chosen

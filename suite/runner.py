@@ -121,6 +121,18 @@ class ModelResult:
         return cls(role, params, False, [], {}, metrics, {s: dict.fromkeys(m, 0.0) for s, m in metrics.items()})
 
 
+@dataclass
+class TaskResult:
+    """What one task of a pack contributes to its summary and report: the pack (for its data and outputs), every
+    model's result, the exports and the latency benchmark."""
+
+    task: str
+    pack: Pack
+    results: dict[str, ModelResult]
+    exports: dict[str, Path]
+    bench: dict[str, Any]
+
+
 def train_variants(pack: Pack, ledger: StageLedger, after: Sequence[str] = ()) -> list[Trained]:
     """Every variant x seed, each a stage ``students/<variant>-s<seed>`` depending on ``after``."""
     trained = []

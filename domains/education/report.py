@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from domains.education.recipe import EducationRecipe
-from suite.pair_pack import PairTaskResult as TaskResult
 from suite.pair_pack import labels_of
 from suite.report import (
     header,
@@ -22,7 +21,7 @@ from suite.report import (
     write_markdown,
 )
 from suite.results import write_summary
-from suite.runner import rejected_variants
+from suite.runner import TaskResult, rejected_variants
 
 METRICS = ("accuracy", "macro_f1", "qwk", "ece", "pdr_typos")
 TASK_TITLES = {

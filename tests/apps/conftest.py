@@ -49,10 +49,7 @@ def run_dir(tmp_path_factory):
 def app_url(run_dir):
     """The app served on a free loopback port for the tests of one module."""
     from apps.education import build_app
-    from apps.screenshot import free_port
+    from apps.screenshot import served
 
-    app = build_app(run_dir)
-    port = free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    app.close()
+    with served(build_app(run_dir)) as url:
+        yield url

@@ -62,13 +62,10 @@ def driving_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(driving_run, tmp_path_factory):
-    from apps.screenshot import free_port
+    from apps.screenshot import served
 
-    app = build_app(driving_run)
-    port = free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
-    app.close()
+    with served(build_app(driving_run)) as url:
+        yield Client(url, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
 
 
 def drive_via_api(client: Client, scenario: str, seed: int, driver: str, steps: int = STEPS) -> list[tuple]:

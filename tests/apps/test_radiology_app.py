@@ -11,7 +11,7 @@ from PIL import Image
 from apps import radiology
 from apps.common import InputError
 from apps.radiology import EXAMPLE, MAX_CHARS, build_app, check_findings, flags, load_models, summarize
-from apps.screenshot import WINDOW, free_port, screenshot
+from apps.screenshot import WINDOW, screenshot, served
 
 CORPUS = [EXAMPLE, "Heart size normal. Lungs are clear. No pleural effusion or pneumothorax.", "No acute disease."]
 
@@ -58,11 +58,8 @@ def radiology_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def radiology_url(radiology_run):
-    app = build_app(radiology_run)
-    port = free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    app.close()
+    with served(build_app(radiology_run)) as url:
+        yield url
 
 
 def test_summarize_drafts_with_both_models_and_the_student_matches_the_runtime(radiology_run):
