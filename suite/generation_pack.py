@@ -251,13 +251,20 @@ class GenerationPack(Pack):
                                       teacher.get(split))
                 for split, pairs in self.data.tests.items()}  # fmt: skip
 
+    def _with_perplexity(self, metrics: dict[str, Metrics], model: torch.nn.Module, tokenizer: Any) -> dict:
+        """Adds the references' perplexity under the model (teacher-forced) to every split's metrics."""
+        lengths = (self.task.max_source, self.task.max_target)
+        for split, pairs in self.data.tests.items():
+            metrics[split]["perplexity"] = gen.reference_perplexity(model, tokenizer, pairs, *lengths)
+        return metrics
+
     def evaluate(self, trained: list[Trained]) -> list[dict]:
         results = []
         for run in trained:
             print(f"[{self.task.name}] evaluating {run.variant.name} seed {run.seed}")
             outputs = {s: self._generate(run.model, self.tokenizer, p) for s, p in self.data.tests.items()}
             self.outputs.setdefault(run.variant.name, outputs)
-            results.append(self._metrics(outputs))
+            results.append(self._with_perplexity(self._metrics(outputs), run.model, self.tokenizer))
         return results
 
     def baselines(self) -> dict[str, dict]:
@@ -277,6 +284,7 @@ class GenerationPack(Pack):
                                 for s, p in self.data.tests.items()}  # fmt: skip
         self.outputs[f"{self.task.name}_teacher"] = self.teacher_outputs
         metrics = self._metrics(self.teacher_outputs, against_teacher=False)  # agreement with itself says nothing
+        metrics = self._with_perplexity(metrics, self.teacher, self.teacher_tokenizer)
         return ModelResult.single("teacher", metrics, parameter_count(self.teacher))
 
     def export(self, trained: Trained, target: Path) -> Path | None:

@@ -349,9 +349,11 @@ def stored_teacher_topk(
 
     def answer(inputs: list[dict]) -> list[TeacherOutput]:
         scored = teacher_topk(teacher, inputs, pad_id, k, batch_size=len(inputs), vocab=vocab)
-        return [TeacherOutput(topk_ids=ids, topk_logprobs=lp) for ids, lp in scored]
+        # int32 ids and float16 log-probs: 6 bytes an entry, like the full store's float16 logits
+        return [TeacherOutput(topk_ids=ids.int(), topk_logprobs=lp.half()) for ids, lp in scored]
 
-    settings = {"scoring": "teacher-forced", "top_k": k, "student_vocabulary": vocab.digest() if vocab else None}
+    settings = {"scoring": "teacher-forced", "top_k": k, "student_vocabulary": vocab.digest() if vocab else None,
+                "dtype": "int32/float16"}  # fmt: skip
     outputs = _through_store(teacher_id, settings, answer, items, store_dir)
     return [(o.topk_ids.long(), o.topk_logprobs.float()) for o in outputs]
 
@@ -371,6 +373,27 @@ def generate(
         out = model.generate(**batch, max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False)
         texts += tokenizer.batch_decode(out, skip_special_tokens=True)
     return texts
+
+
+@torch.no_grad()
+def reference_perplexity(
+    model: torch.nn.Module, tokenizer: Any, pairs: Sequence[TextPair], max_source: int, max_target: int,
+    batch_size: int = 32,
+) -> float:  # fmt: skip
+    """Corpus perplexity of the references under ``model`` (teacher-forced, every non-padded target token, the end
+    token included), in the model's own tokenizer: compare models that share a tokenizer's pieces."""
+    from suite.eval import perplexity
+
+    model.eval()
+    items, logprobs = encode_seq2seq(tokenizer, pairs, max_source, max_target), []
+    collate = collate_seq2seq(tokenizer.pad_token_id)
+    for start in range(0, len(items), batch_size):
+        batch = collate(items[start : start + batch_size])
+        logits = seq2seq_forward(model, batch)["logits"].float().log_softmax(-1)
+        labels = batch["labels"]
+        picked = logits.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+        logprobs.append(picked[labels != IGNORE])
+    return perplexity(token_logprobs=torch.cat(logprobs))
 
 
 def teacher_sequences(

@@ -3,6 +3,7 @@ on-policy KD each leave the student closer to its teacher than the same student 
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -15,6 +16,7 @@ from suite.generative import (
     collate_seq2seq,
     encode_seq2seq,
     generate,
+    reference_perplexity,
     seq2seq_forward,
     stored_teacher_topk,
     teacher_sequences,
@@ -121,6 +123,42 @@ def test_stored_top_k_is_asked_once(setup, tmp_path):
     again = stored_teacher_topk(Broken(), "tiny-teacher", items[:5], ids.pad, k=4, store_dir=tmp_path / "s")
     for (a_ids, a_lp), (b_ids, b_lp) in zip(first, again, strict=True):
         assert torch.equal(a_ids, b_ids) and torch.equal(a_lp, b_lp)
+
+
+def test_stored_top_k_keeps_the_teachers_ranking_in_six_bytes_an_entry(setup, tmp_path):
+    _, ids, _, teacher, _, items = setup
+    stored = stored_teacher_topk(teacher, "tiny-teacher", items[:5], ids.pad, k=4, store_dir=tmp_path / "s")
+    live = teacher_topk(teacher, items[:5], ids.pad, k=4)
+    for (s_ids, s_lp), (l_ids, l_lp) in zip(stored, live, strict=True):
+        assert torch.equal(s_ids, l_ids) and torch.allclose(s_lp, l_lp, atol=2e-2, rtol=1e-3)
+    shard = next((tmp_path / "s").rglob("*.safetensors"))
+    from safetensors import safe_open
+
+    with safe_open(shard, "pt") as f:
+        names = f.keys()  # a safetensors handle is not iterable
+        dtypes = {name.rsplit(".", 1)[-1]: f.get_tensor(name).dtype for name in names}
+    assert dtypes == {"topk_ids": torch.int32, "topk_logprobs": torch.float16}
+
+
+def test_reference_perplexity_is_the_exponential_of_the_mean_target_cross_entropy(setup):
+    tokenizer, ids, _, teacher, pairs, items = setup
+    batch = collate_seq2seq(ids.pad)(items[:10])
+    with torch.no_grad():
+        logits = seq2seq_forward(teacher, batch)["logits"]
+    ce = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100)
+    got = reference_perplexity(teacher, tokenizer, pairs[:10], max_source=16, max_target=8, batch_size=3)
+    assert math.log(got) == pytest.approx(ce.item(), rel=1e-5)  # a confident teacher: compare in log space
+    uniform = reference_perplexity(fresh_uniform(teacher), tokenizer, pairs[:10], 16, 8)
+    assert uniform == pytest.approx(teacher.config.vocab_size, rel=1e-3)  # a uniform model: perplexity = |V|
+
+
+def fresh_uniform(model):
+    import copy
+
+    uniform = copy.deepcopy(model)
+    with torch.no_grad():
+        uniform.lm_head.weight.zero_()
+    return uniform
 
 
 def test_sequence_level_kd_trains_on_the_teachers_outputs_and_agrees_with_it_more(setup, tmp_path):

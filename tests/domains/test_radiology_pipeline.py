@@ -56,6 +56,8 @@ def test_summary_has_every_model_with_rouge_l_and_faithfulness_on_every_split(ra
         assert set(models[name]["metrics"]) == {"test", "test_normal", "test_abnormal"}
         for metrics in models[name]["metrics"].values():
             assert 0.0 <= metrics["rougeL"] <= 1.0 and 0.0 <= metrics["hallucination_rate"] <= 1.0
+            # perplexity of the references for models (teacher-forced), none for a copy baseline
+            assert (metrics.get("perplexity", 0) > 1.0) == (name != "impression_most_common")
     assert models["impression_t5_2m_fkl"]["latency_ms_p50"] > 0
 
 
