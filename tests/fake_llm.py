@@ -89,3 +89,28 @@ class FirstTokenServer(LocalServer):
                 "content": [{"token": token, "logprob": max(lp for _, lp in alternatives), "top_logprobs": top}]
             }
         return {"id": "chatcmpl-1", "object": "chat.completion", "choices": [choice]}
+
+
+Step = tuple[str, Alternatives]  # (generated token, its top alternatives with log-probs)
+
+
+class TextServer(LocalServer):
+    """``/v1/chat/completions`` answering ``reply(prompt) -> (text, steps, finish_reason)``: one generated token per
+    step, with the step's alternatives as ``top_logprobs`` when the request asks for them; counts the requests."""
+
+    def __init__(self, reply: Callable[[str], tuple[str, list[Step], str]]):
+        super().__init__()
+        self.reply, self.requests = reply, 0
+
+    def handle(self, handler: BaseHTTPRequestHandler, body: dict) -> None:
+        with self.lock:
+            self.requests += 1
+        text, steps, finish = self.reply(body["messages"][-1]["content"])
+        choice: dict = {"index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": text}}
+        if body.get("logprobs"):
+            content = [{"token": token, "logprob": max(lp for _, lp in alts),
+                        "top_logprobs": [{"token": t, "logprob": lp} for t, lp in alts[: body["top_logprobs"]]]}
+                       for token, alts in steps]  # fmt: skip
+            choice["logprobs"] = {"content": content}
+        payload = {"id": "chatcmpl-1", "object": "chat.completion", "choices": [choice]}
+        self.send_json(handler, 200, json.dumps(payload).encode())
