@@ -65,6 +65,24 @@ def encode_seq2seq(tokenizer: Any, pairs: Sequence[TextPair], max_source: int, m
     ]
 
 
+def encode_causal(
+    tokenizer: Any, pairs: Sequence[TextPair], max_source: int, max_target: int, end_id: int
+) -> list[dict]:
+    """Decoder-only items: ``input_ids`` = the tokenized source (with the tokenizer's special tokens) followed by the
+    target and ``end_id``; ``labels[t]`` is the token the model must predict *at* position t (the next one), -100
+    over the prompt. Labels come pre-shifted, so the loss terms read them like a seq2seq model's (no causal shift)
+    and stored teacher outputs line up with them."""
+    sources = tokenizer([p.source for p in pairs], truncation=True, max_length=max_source)["input_ids"]
+    targets = tokenizer([p.target for p in pairs], add_special_tokens=False)["input_ids"]
+    items = []
+    for prompt, target in zip(sources, targets, strict=True):
+        answer = list(target[: max_target - 1]) + [end_id]
+        ids = list(prompt) + answer[:-1]  # the last token is only ever predicted, never read
+        labels = [IGNORE] * (len(prompt) - 1) + answer
+        items.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
+    return items
+
+
 def _pad(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
     width = max(len(row) for row in rows)
     return torch.tensor([list(row) + [value] * (width - len(row)) for row in rows], dtype=torch.long)
@@ -161,6 +179,20 @@ def seq2seq_forward(model: torch.nn.Module, batch: Mapping[str, Any]) -> dict[st
     return {"logits": model(**inputs, decoder_input_ids=decoder_input_ids).logits}
 
 
+def causal_forward(model: torch.nn.Module, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """A HF decoder-only model on ``batch["inputs"]`` (items of :func:`encode_causal`: labels already shifted)."""
+    inputs = {k: v for k, v in batch["inputs"].items() if k != "labels"}
+    return {"logits": model(**inputs).logits}
+
+
+def is_seq2seq(model: torch.nn.Module) -> bool:
+    return bool(getattr(getattr(model, "module", model), "config", None).is_encoder_decoder)
+
+
+def forward_for(model: torch.nn.Module) -> Callable[[torch.nn.Module, Mapping[str, Any]], dict[str, torch.Tensor]]:
+    return seq2seq_forward if is_seq2seq(model) else causal_forward
+
+
 class OnPolicyMix:
     """GKD's mixed objective: with probability ``fraction`` (lambda) a batch's targets become sequences the student
     samples from the batch's sources (temperature 1), so the teacher corrects the student on its own outputs (the
@@ -204,12 +236,14 @@ class MixingDistiller(Distiller):
         return super().forward(batch)
 
 
-def teacher_forward(vocab: VocabularyMap | None) -> Callable[[torch.nn.Module, Mapping[str, Any]], dict]:
+def teacher_forward(
+    vocab: VocabularyMap | None, forward: Callable[[torch.nn.Module, Mapping[str, Any]], dict] = seq2seq_forward
+) -> Callable[[torch.nn.Module, Mapping[str, Any]], dict]:
     """How the Distiller asks a live teacher: on the batch itself, or through ``vocab`` (the teacher reads its own
     ids and answers over the student's pieces)."""
     if vocab is None:
-        return seq2seq_forward
-    return lambda teacher, batch: vocab.restrict(seq2seq_forward(teacher, vocab.to_teacher(batch))["logits"])
+        return forward
+    return lambda teacher, batch: vocab.restrict(forward(teacher, vocab.to_teacher(batch))["logits"])
 
 
 def generation_terms(weights: Mapping[str, float], kd: TokenKDConfig | None = None) -> dict[str, LossTerm]:
@@ -247,10 +281,15 @@ def train_generator(
             "a kd term needs a live teacher or items with stored teacher outputs (attach_teacher_topk, "
             "attach_teacher_logits)"
         )
+    forward = forward_for(student)
+    if on_policy and forward is not seq2seq_forward:
+        raise ValueError(
+            "on-policy KD samples from encoder-decoder students only; a decoder-only one trains off-policy"
+        )
     mix = OnPolicyMix(on_policy, max_new_tokens, pad_id, seed=config.seed) if on_policy else None
     distiller = MixingDistiller(
-        student, generation_terms(terms, kd), dict(terms), teacher=teacher, student_forward=seq2seq_forward,
-        teacher_forward=teacher_forward(vocab), batch_transform=mix,
+        student, generation_terms(terms, kd), dict(terms), teacher=teacher, student_forward=forward,
+        teacher_forward=teacher_forward(vocab, forward), batch_transform=mix,
     )  # fmt: skip
     Trainer(distiller, config, train, collate_seq2seq(pad_id), evaluate=evaluate).fit(resume)
     return student
@@ -269,7 +308,7 @@ def teacher_topk(
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         batch = collate(chunk)
-        logits = seq2seq_forward(teacher, vocab.to_teacher(batch) if vocab else batch)["logits"]
+        logits = forward_for(teacher)(teacher, vocab.to_teacher(batch) if vocab else batch)["logits"]
         top = logits.float().log_softmax(-1).topk(min(k, logits.shape[-1]), dim=-1)
         ids, logprobs = vocab.map_topk(top.indices, top.values) if vocab else (top.indices, top.values)
         for row, item in enumerate(chunk):
@@ -298,7 +337,7 @@ def teacher_student_logits(
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         batch = collate(chunk)
-        logits = vocab.restrict(seq2seq_forward(teacher, vocab.to_teacher(batch))["logits"])["logits"]
+        logits = teacher_forward(vocab, forward_for(teacher))(teacher, batch)["logits"]
         out += [logits[row, : len(item["labels"])].half().clone() for row, item in enumerate(chunk)]
     return out
 
@@ -366,13 +405,29 @@ def generate(
     """Decoded outputs (greedy, or beam search with ``num_beams``), special tokens removed."""
     model.eval()
     texts: list[str] = []
-    for start in range(0, len(sources), batch_size):
-        batch = tokenizer(list(sources[start : start + batch_size]), truncation=True, max_length=max_source,
-                          padding=True, return_tensors="pt")  # fmt: skip
-        batch.pop("token_type_ids", None)
-        out = model.generate(**batch, max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False)
-        texts += tokenizer.batch_decode(out, skip_special_tokens=True)
+    decoder_only = not is_seq2seq(model)
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left" if decoder_only else side  # a decoder-only prompt must end where generation starts
+    try:
+        for start in range(0, len(sources), batch_size):
+            batch = tokenizer(list(sources[start : start + batch_size]), truncation=True, max_length=max_source,
+                              padding=True, return_tensors="pt")  # fmt: skip
+            batch.pop("token_type_ids", None)
+            out = model.generate(**batch, max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False)
+            out = out[:, batch["input_ids"].shape[1] :] if decoder_only else out
+            texts += tokenizer.batch_decode(out, skip_special_tokens=True)
+    finally:
+        tokenizer.padding_side = side
     return texts
+
+
+def encode_for(model: torch.nn.Module, tokenizer: Any, pairs: Sequence[TextPair], max_source: int,
+               max_target: int) -> list[dict]:  # fmt: skip
+    """:func:`encode_seq2seq` or :func:`encode_causal`, whichever ``model`` reads."""
+    if is_seq2seq(model):
+        return encode_seq2seq(tokenizer, pairs, max_source, max_target)
+    end_id = getattr(model, "module", model).generation_config.eos_token_id
+    return encode_causal(tokenizer, pairs, max_source, max_target, end_id)
 
 
 @torch.no_grad()
@@ -385,11 +440,11 @@ def reference_perplexity(
     from suite.eval import perplexity
 
     model.eval()
-    items, logprobs = encode_seq2seq(tokenizer, pairs, max_source, max_target), []
+    items, logprobs = encode_for(model, tokenizer, pairs, max_source, max_target), []
     collate = collate_seq2seq(tokenizer.pad_token_id)
     for start in range(0, len(items), batch_size):
         batch = collate(items[start : start + batch_size])
-        logits = seq2seq_forward(model, batch)["logits"].float().log_softmax(-1)
+        logits = forward_for(model)(model, batch)["logits"].float().log_softmax(-1)
         labels = batch["labels"]
         picked = logits.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
         logprobs.append(picked[labels != IGNORE])

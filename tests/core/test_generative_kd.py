@@ -308,3 +308,44 @@ def gen_attach(items, logits):
     from suite.generative import attach_teacher_logits
 
     return attach_teacher_logits(items, logits)
+
+
+def test_a_decoder_only_student_learns_from_a_decoder_only_teacher(setup, tmp_path):
+    """The same word-level KD on GPT-2-shaped models: prompt + target in one sequence, labels pre-shifted."""
+    from suite.generative import causal_forward, encode_causal
+
+    tokenizer, ids, kwargs, _, pairs, _ = setup
+    causal = {**kwargs, "shape": "gpt2"}
+    torch.manual_seed(0)
+    teacher = build_student("causal-lm", **causal).eval()
+    with torch.no_grad():
+        teacher.lm_head.weight.mul_(30.0)  # tied to the input embeddings: a confident teacher all the same
+    items = encode_causal(tokenizer, pairs, max_source=16, max_target=8, end_id=ids.end)
+    first = items[0]
+    prompt = len(tokenizer(pairs[0].source)["input_ids"])
+    assert first["input_ids"][:prompt] == tokenizer(pairs[0].source)["input_ids"]
+    assert first["labels"][: prompt - 1] == [-100] * (prompt - 1) and first["labels"][-1] == ids.end
+    assert first["labels"][prompt - 1 : -1] == first["input_ids"][prompt:]  # label at t = the token at t + 1
+
+    def causal_student():
+        torch.manual_seed(1)
+        return build_student("causal-lm", **causal)
+
+    train, held_out = items[:40], items[40:]
+    ce = train_generator(causal_student(), train, config(tmp_path, "ce"), pad_id=ids.pad, terms={"task": 1.0})
+    kd = train_generator(causal_student(), train, config(tmp_path, "kd"), pad_id=ids.pad, terms={"kd": 1.0},
+                         teacher=teacher, kd=TokenKDConfig(divergence="fkl"))  # fmt: skip
+
+    def distance(student) -> float:
+        batch = collate_seq2seq(ids.pad)(held_out)
+        with torch.no_grad():
+            s, t = causal_forward(student.eval(), batch)["logits"], causal_forward(teacher, batch)["logits"]
+        return token_divergence(s, t, "fkl", mask=batch["labels"] != -100).item()
+
+    assert distance(kd) < 0.5 * distance(ce)
+    outputs = generate(kd, tokenizer, [p.source for p in pairs[:3]], max_source=16, max_new_tokens=6)
+    assert len(outputs) == 3 and not any(pairs[i].source in outputs[i] for i in range(3))  # the prompt is cut off
+    assert reference_perplexity(kd, tokenizer, pairs[40:], 16, 8) > 1.0
+    with pytest.raises(ValueError, match="encoder-decoder students only"):
+        train_generator(causal_student(), train, config(tmp_path, "op"), pad_id=ids.pad, terms={"kd": 1.0},
+                        teacher=teacher, on_policy=0.5)  # fmt: skip
