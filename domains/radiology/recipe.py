@@ -25,7 +25,9 @@ def _variants() -> dict[str, dict]:
 
 
 def _teacher_trainer() -> TrainerConfig:
-    return TrainerConfig(epochs=4, batch_size=16, lr=5e-5, warmup_ratio=0.1, log_every=20, watch_metric="rougeL",
+    # 4 epochs at 5e-5 left the teacher at dev ROUGE-L 0.54, below a 2M student trained from scratch (0.58 after 5
+    # epochs): the fresh cross-attention needs a higher rate and longer training (best weights are restored).
+    return TrainerConfig(epochs=10, batch_size=16, lr=2e-4, warmup_ratio=0.1, log_every=20, watch_metric="rougeL",
                          group_by_length=True)  # fmt: skip
 
 
