@@ -62,6 +62,11 @@ STUDENTS.register(
     "suite.students.generative:hf_generator",
     "a local Hugging Face seq2seq or causal-LM folder (path=...)",
 )
+STUDENTS.register(
+    "rationale-seq2seq",
+    "suite.students.rationale:RationaleStudent",
+    "label head on a t5/bart encoder + a decoder that writes the rationale (distilling step-by-step, KPOD)",
+)
 STUDENTS.register("tiny-convnet", "suite.students.vision:TinyConvNet", "4-stage CNN, ~60k params at width 16")
 STUDENTS.register(
     "efficientnet-lite0",
