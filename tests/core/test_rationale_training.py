@@ -148,3 +148,47 @@ def test_teacher_rationales_come_once_through_the_store_and_disagreeing_ones_are
     assert dropped == disagree > 0
     for example, rationale, out in zip(data, rationales, kept, strict=True):
         assert out.rationale == (rationale.text if rationale.stated_answer == LABELS[example.label] else "")
+
+
+class BagOfEmbeddings(torch.nn.Module):
+    """logits_y = sum_t w_y . e_t: gradient x input of token t for class y is exactly e_t . w_y."""
+
+    def __init__(self, vocab_size: int, favoured: dict[int, int]):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = torch.nn.Embedding(vocab_size, 4)
+        self.head = torch.nn.Linear(4, 2, bias=False)
+        with torch.no_grad():
+            self.embed.weight.mul_(0.01)
+            self.head.weight.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]]))
+            for token, label in favoured.items():  # these tokens push hard towards their label
+                self.embed.weight[token] = torch.tensor([5.0, 0, 0, 0]) if label == 0 else torch.tensor([0, 5.0, 0, 0])
+
+    def get_input_embeddings(self):
+        return self.embed
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        e = self.embed(input_ids) * attention_mask.unsqueeze(-1)
+        return {"logits": self.head(e.sum(1))}
+
+
+def test_gradient_x_input_and_extractive_rationales_name_the_words_the_teacher_used():
+    from suite import hub
+    from suite.rationale import attribution_rationales, evidence_words, token_attributions
+
+    tokenizer = hub.load_tokenizer("minilm-l6")
+    vocab = tokenizer.get_vocab()
+    model = BagOfEmbeddings(len(tokenizer), {vocab["fever"]: 0, vocab["rash"]: 1})
+    texts = ["i have had a fever and the chills since monday", "an itchy rash on my arm"]
+    batch = dict(tokenizer(texts, padding=True, return_tensors="pt"))
+    scores = token_attributions(model, batch, torch.tensor([0, 1]))
+    e = model.embed(batch["input_ids"]).detach()
+    expected = torch.stack([e[0, :, 0].abs(), e[1, :, 1].abs()]) * batch["attention_mask"]
+    assert torch.allclose(scores, expected, atol=1e-6)
+    words = evidence_words(tokenizer, texts[0], scores[0], top_words=2)
+    assert "fever" in words and not set(words) & {"i", "have", "had", "a", "and", "the"}
+    assert words == sorted(words, key=texts[0].index)  # in text order
+    rationales = attribution_rationales(model, tokenizer, texts, LABELS, top_words=1)
+    assert [r.stated_answer for r in rationales] == ["flu", "eczema"]
+    assert rationales[0].text == "the case mentions fever, pointing to flu ."
+    assert "rash" in rationales[1].text
