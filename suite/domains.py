@@ -31,6 +31,9 @@ DOMAINS.register("driving", "domains.driving.domain:DOMAIN", help="VLM reasoning
 DOMAINS.register(
     "radiology", "domains.radiology.domain:DOMAIN", help="findings -> impression: BERT2BERT -> small seq2seq (pack)"
 )
+DOMAINS.register(
+    "clinical", "domains.clinical.domain:DOMAIN", help="answer + rationale students at data budgets (pack)"
+)
 
 
 def list_domains() -> list[str]:

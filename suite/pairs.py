@@ -38,25 +38,27 @@ def encode_pairs(tokenizer: Any, pairs: Sequence[Pair], labels: Sequence[int], m
     if not pairs:
         return []
     texts, text_pairs = zip(*pairs, strict=True)
-    encoded = tokenizer(list(texts), list(text_pairs), truncation=True, max_length=max_length)
+    text_pairs = text_pairs if any(text_pairs) else None  # single texts: no empty second segment
+    encoded = tokenizer(list(texts), list(text_pairs) if text_pairs else None, truncation=True, max_length=max_length)
     warn_truncated(tokenizer, texts, text_pairs, encoded["input_ids"], max_length)
     keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
     return [{**{k: encoded[k][i] for k in keys}, "label": int(y)} for i, y in enumerate(labels)]
 
 
-def count_truncated(tokenizer: Any, texts: Sequence[str], text_pairs: Sequence[str], ids: Sequence[list[int]],
-                    max_length: int) -> int:  # fmt: skip
+def count_truncated(tokenizer: Any, texts: Sequence[str], text_pairs: Sequence[str] | None,
+                    ids: Sequence[list[int]], max_length: int) -> int:  # fmt: skip
     """How many pairs ``max_length`` cut. Only pairs that came out at exactly ``max_length`` can have been cut, so
     only those are tokenised again in full."""
     full = [i for i, row in enumerate(ids) if len(row) >= max_length]
     if not full:
         return 0
-    untruncated = tokenizer([texts[i] for i in full], [text_pairs[i] for i in full])["input_ids"]
+    second = [text_pairs[i] for i in full] if text_pairs else None
+    untruncated = tokenizer([texts[i] for i in full], second)["input_ids"]
     return sum(len(row) > max_length for row in untruncated)
 
 
-def warn_truncated(tokenizer: Any, texts: Sequence[str], text_pairs: Sequence[str], ids: Sequence[list[int]],
-                   max_length: int) -> int:  # fmt: skip
+def warn_truncated(tokenizer: Any, texts: Sequence[str], text_pairs: Sequence[str] | None,
+                   ids: Sequence[list[int]], max_length: int) -> int:  # fmt: skip
     """Log a warning with the count when ``max_length`` cut any pair (a silent cut hides lost answers); returns it."""
     cut = count_truncated(tokenizer, texts, text_pairs, ids, max_length)
     if cut:

@@ -38,6 +38,7 @@ class RationaleExample:
     text: str
     label: int
     rationale: str = ""  # empty: this example trains the label path only
+    text_pair: str = ""  # a second segment (a question's context), tokenized as a pair
 
 
 # -- sources -----------------------------------------------------------------------------------------------------
@@ -99,7 +100,8 @@ def encode_items(tokenizer: Any, examples: Sequence[RationaleExample], max_sourc
     """Items ``{input_ids, attention_mask, label, rationale_labels, rationale_weights, rationale_steps}``; the
     rationale fields are empty lists for an example without a rationale. Weights: the IDF proxy of KPOD's token
     importance over this set's rationales; steps: sentences (a new step after each boundary piece)."""
-    sources = tokenizer([e.text for e in examples], truncation=True, max_length=max_source)
+    second = [e.text_pair for e in examples] if any(e.text_pair for e in examples) else None
+    sources = tokenizer([e.text for e in examples], second, truncation=True, max_length=max_source)
     rationales = tokenizer([e.rationale for e in examples], truncation=True, max_length=max_rationale)["input_ids"]
     start = tokenizer.cls_token_id
     rationales = [ids[1:] if ids and ids[0] == start else ids for ids in rationales]  # the decoder adds its start
@@ -198,7 +200,7 @@ def train_rationale_student(
 _STOPWORDS = (
     "a an and are as at be been but by for from had has have he her his i in is it its me my of on or our she so than "
     "that the their them then there these they this to was we were what when which who with you your also after "
-    "before about into over very just now since being do does did not no"
+    "before about into over very just now since being do does did not no all any some more most"
 )
 STOPWORDS = frozenset(_STOPWORDS.split())  # function words never count as evidence
 
@@ -212,7 +214,10 @@ def token_attributions(
     captured: list[torch.Tensor] = []
 
     def keep(module, inputs, output):
-        output.retain_grad()
+        if output.requires_grad:
+            output.retain_grad()
+        else:  # a frozen teacher: make its embedding output the leaf the gradient is read at
+            output.requires_grad_(True)
         captured.append(output)
 
     handle = model.get_input_embeddings().register_forward_hook(keep)
@@ -243,7 +248,10 @@ def evidence_words(tokenizer: Any, text: str, scores: torch.Tensor, top_words: i
     spans = {w: encoding.word_to_chars(w) for w in best}
     words = {w: text[s.start : s.end] for w, s in spans.items()}
     content = [w for w in best if words[w].isalpha() and len(words[w]) > 2 and words[w].lower() not in STOPWORDS]
-    chosen = sorted(sorted(content, key=lambda w: -best[w])[:top_words])
+    unique: dict[str, int] = {}  # a word said twice is one piece of evidence: keep its best-scoring occurrence
+    for w in sorted(content, key=lambda w: -best[w]):
+        unique.setdefault(words[w].lower(), w)
+    chosen = sorted(list(unique.values())[:top_words])
     return [words[w] for w in chosen]
 
 

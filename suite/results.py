@@ -39,8 +39,13 @@ def model_entry(
         "kd": bool(kd),
         "latency_ms_p50": None if latency is None else float(latency["p50_ms"]),
         "latency_ms_p99": None if latency is None else float(latency["p99_ms"]),
-        "metrics": {split: {k: _finite(v) for k, v in values.items()} for split, values in metrics.items()},
+        "metrics": finite_metrics(metrics),
     }
+
+
+def finite_metrics(metrics: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float | None]]:
+    """``{split: {metric: value}}`` with NaN and infinities as None (JSON has no NaN)."""
+    return {split: {k: _finite(v) for k, v in values.items()} for split, values in metrics.items()}
 
 
 def _finite(value: float) -> float | None:

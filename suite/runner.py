@@ -97,6 +97,10 @@ class Pack:
         ``drop_failing_variants=True`` so a variant that fails its metric gate is left out); None: not exported."""
         return None
 
+    def shipped(self, model: nn.Module) -> nn.Module:
+        """The part of a trained student that is exported and counted in the results (default: all of it)."""
+        return model
+
     def baselines(self) -> dict[str, Metrics]:
         return {}
 
@@ -183,7 +187,7 @@ def evaluate_variants(pack: Pack, trained: list[Trained]) -> dict[str, ModelResu
         per_seed = {run.seed: metrics for run, metrics in runs}
         mean, std = aggregate(per_seed)
         first = runs[0][0]
-        params = parameter_count(first.model)
+        params = parameter_count(pack.shipped(first.model))
         results[name] = ModelResult("student", params, first.variant.kd, list(per_seed), per_seed, mean, std)
     return results
 
@@ -240,13 +244,14 @@ def beats_baselines(results: Mapping[str, ModelResult], name: str, split: str, m
 def summary_models(results: Mapping[str, ModelResult], bench: Mapping[str, Any]) -> dict[str, Any]:
     """The ``models`` mapping of the run summary (:mod:`suite.results`): metrics are means over seeds, with their
     std and the first (exported) seed's own values beside them."""
-    from suite.results import model_entry
+    from suite.results import finite_metrics, model_entry
 
     models = {}
     for name, entry in results.items():
         models[name] = model_entry(entry.params, entry.kd, latency(bench, name), entry.metrics)
         models[name]["seeds"] = entry.seeds
-        models[name]["metrics_std"] = entry.std
+        models[name]["metrics_std"] = finite_metrics(entry.std)
         # The first seed is the exported one: its own numbers, for model cards and export checks.
-        models[name]["metrics_first_seed"] = entry.per_seed[entry.seeds[0]] if entry.seeds else entry.metrics
+        first = entry.per_seed[entry.seeds[0]] if entry.seeds else entry.metrics
+        models[name]["metrics_first_seed"] = finite_metrics(first)
     return models

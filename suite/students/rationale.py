@@ -20,11 +20,17 @@ from torch import nn
 from suite.students.generative import seq2seq_student
 
 
+def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+
+
 class RationaleStudent(nn.Module):
     def __init__(self, num_labels: int, vocab_size: int, pad_id: int, start_id: int, end_id: int, size: str = "2m",
-                 shape: str = "t5"):  # fmt: skip
+                 shape: str = "t5", max_len: int = 512):  # fmt: skip
         super().__init__()
-        self.seq2seq = seq2seq_student(vocab_size, pad_id, start_id, end_id, size=size, shape=shape)
+        self.seq2seq = seq2seq_student(vocab_size, pad_id, start_id, end_id, size=size, shape=shape,
+                                       max_positions=max_len)  # fmt: skip
         width = self.seq2seq.config.d_model
         self.head = nn.Sequential(nn.Dropout(0.1), nn.Linear(width, num_labels))
         self.num_labels = num_labels
@@ -33,12 +39,12 @@ class RationaleStudent(nn.Module):
         return self.seq2seq.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
     def classify(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-        return self.head(pooled)
+        return self.head(masked_mean(hidden, attention_mask))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None,
                 rationale_labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+        # token_type_ids is accepted for call parity with BERT teachers (pairs are told apart by [SEP] alone)
         hidden = self.encode(input_ids, attention_mask)
         out = {"logits": self.classify(hidden, attention_mask)}
         if rationale_labels is not None:
@@ -55,11 +61,14 @@ class RationaleStudent(nn.Module):
 
 
 class LabelPath(nn.Module):
-    """The shipped part of a :class:`RationaleStudent`: ``(input_ids, attention_mask) -> logits``, no decoder."""
+    """The shipped part of a :class:`RationaleStudent`: ``(input_ids, attention_mask) -> logits``, no decoder. It
+    holds only the encoder (with the shared embeddings) and the head, so counting its parameters counts what ships."""
 
     def __init__(self, student: RationaleStudent):
         super().__init__()
-        self.student = student
+        self.encoder, self.head = student.seq2seq.get_encoder(), student.head
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.student.classify(self.student.encode(input_ids, attention_mask), attention_mask)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.head(masked_mean(hidden, attention_mask))

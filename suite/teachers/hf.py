@@ -101,6 +101,12 @@ class HFTeacher:
             self._model = _freeze(model.to(self.device))
         return self._model
 
+    @property
+    def tokenizer(self) -> Any:
+        """The model's tokenizer (transformers models; loaded with the model)."""
+        self.model  # noqa: B018  (loads both on first use)
+        return self._tokenizer
+
     def _load_transformers(self) -> torch.nn.Module:
         import transformers
 

@@ -79,6 +79,21 @@ def test_model_entry_turns_undefined_metrics_into_null():
     assert isinstance(entry["latency_ms_p99"], float) and entry["kd"] is False
 
 
+def test_summary_models_turn_undefined_metrics_into_null_for_every_seed_view(tmp_path):
+    """A majority baseline that scores 0 on a prefix has an undefined drop rate: null in means, std and first seed."""
+    from suite.runner import ModelResult, summary_models
+
+    nan = float("nan")
+    baseline = ModelResult.single("baseline", {"test": {"accuracy": 0.0, "pdr": nan}})
+    student = ModelResult("student", 10, True, [0], {0: {"test": {"pdr": nan}}}, {"test": {"pdr": 0.1}},
+                          {"test": {"pdr": nan}})  # fmt: skip
+    models = summary_models({"majority": baseline, "student": student}, {})
+    assert models["majority"]["metrics_first_seed"]["test"]["pdr"] is None
+    assert models["student"]["metrics_first_seed"]["test"]["pdr"] is None
+    assert models["student"]["metrics_std"]["test"]["pdr"] is None
+    json.dumps(models, allow_nan=False)  # what write_summary requires
+
+
 def test_write_summary_round_trips(tmp_path):
     summary = good_summary()
     summary["models"]["student"]["metrics"]["test"]["auc"] = None

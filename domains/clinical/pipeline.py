@@ -1,0 +1,116 @@
+"""``distill run clinical``: for each task (PubMedQA, Symptom2Disease, MTSamples) its data, then the shared
+rationale stages (:mod:`suite.rationale_pack` on :mod:`suite.runner`): teacher -> stored logits -> rationales
+(gold, or the teacher's evidence, filtered) -> students x data budgets x methods x seeds -> evaluation next to the
+majority class -> label-path export (+ gated int8) -> latency; then the report, the model card and the released
+student. Logs and reports carry ids and counts, never note or question text.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from domains.clinical.data import Example, load_task
+from domains.clinical.recipe import ClinicalRecipe
+from suite.eval.robustness import register_perturbation
+from suite.pair_pack import PairData, release_pair_models
+from suite.rationale_pack import RationalePack, RationaleTask
+from suite.runner import TaskResult, evaluate_variants, export_first_seeds, fresh_export_dir, train_variants
+from suite.stages import StageLedger
+
+# Shorthand clinicians write; the perturbation swaps the long form for it (case kept for the first letter only).
+ABBREVIATIONS = {
+    "patient": "pt", "patients": "pts", "history": "hx", "diagnosis": "dx", "treatment": "tx", "symptoms": "sx",
+    "shortness of breath": "SOB", "blood pressure": "BP", "heart rate": "HR", "chest pain": "CP",
+    "with": "w/", "without": "w/o", "years old": "yo", "year old": "yo", "fever": "febrile", "medication": "med",
+    "medications": "meds", "examination": "exam", "prescription": "rx", "emergency department": "ED",
+    "intensive care unit": "ICU", "myocardial infarction": "MI", "hypertension": "HTN", "diabetes": "DM",
+    "randomized controlled trial": "RCT", "confidence interval": "CI", "versus": "vs",
+}  # fmt: skip
+_ABBREVIATION = re.compile(r"\b(" + "|".join(sorted(map(re.escape, ABBREVIATIONS), key=len, reverse=True)) + r")\b",
+                           re.IGNORECASE)  # fmt: skip
+
+
+def clinical_abbreviations(text: str, rng: random.Random) -> str:
+    """Every long form of :data:`ABBREVIATIONS` written as its abbreviation (``rng`` unused: deterministic)."""
+    return _ABBREVIATION.sub(lambda m: ABBREVIATIONS[m.group(0).lower()], text)
+
+
+register_perturbation("clinical_abbreviations", clinical_abbreviations)  # once, when the pack is imported
+
+
+def perturbed(examples: list[Example], n: int, name: str) -> list[Example]:
+    """The first ``n`` examples with the perturbation applied to what a clinician types (the case, not the
+    abstract's context)."""
+    from suite.eval import perturb
+
+    noisy = perturb([e.text for e in examples[:n]], name, seed=0)
+    return [Example(t, e.text_pair, e.label, e.group, e.id, e.rationale)
+            for e, t in zip(examples[:n], noisy, strict=True)]  # fmt: skip
+
+
+def task_data(recipe: ClinicalRecipe, task: str) -> tuple[list[str], PairData]:
+    data = load_task(task, recipe.data_paths.get(task))
+    splits = data.splits
+    train = splits["train"][: recipe.max_train_examples or None]
+    tests = {"test": splits["test"][: recipe.max_eval_examples or None]}
+    noisy = {"test": perturbed(tests["test"], recipe.robustness_examples, "clinical_abbreviations")}
+    return data.labels, PairData(train, splits["dev"], tests, [], noisy)
+
+
+def rationale_task(recipe: ClinicalRecipe, task: str, labels: list[str]) -> RationaleTask:
+    return RationaleTask(
+        name=task, labels=labels, max_length=recipe.max_length[task], teacher=recipe.teacher,
+        teacher_model=recipe.teacher_model,
+        teacher_trainer=recipe.teacher_trainer, students={}, seeds={"student": recipe.seeds}, variants={},
+        kd=recipe.kd, tiny={"vocab_size": recipe.vocab_size}, int8=recipe.int8, bench_repeats=recipe.bench_repeats,
+        progress=recipe.progress, budgets=recipe.budgets, methods=recipe.methods,
+        rationale_source=recipe.rationale_source[task], max_rationale=recipe.max_rationale,
+        student_size=recipe.student_size, kpod=recipe.kpod, student_trainer=recipe.student_trainer,
+        explain_examples=recipe.explain_examples,
+    )  # fmt: skip
+
+
+def split_metrics(probs: np.ndarray, labels: np.ndarray, noisy_probs: np.ndarray, noisy_labels: np.ndarray) -> dict:
+    """Accuracy, macro-F1 and ECE on a split; PDR (survey Eq. 27) of accuracy under clinical abbreviations."""
+    from suite.eval import accuracy, expected_calibration_error, macro_f1, performance_drop_rate
+
+    predictions, gold = probs.argmax(-1).tolist(), labels.tolist()
+    clean_prefix = accuracy(predictions[: len(noisy_labels)], noisy_labels.tolist())
+    noisy = accuracy(noisy_probs.argmax(-1).tolist(), noisy_labels.tolist())
+    return {"accuracy": accuracy(predictions, gold), "macro_f1": macro_f1(predictions, gold),
+            "ece": expected_calibration_error(probs, labels),
+            "pdr_abbreviations": performance_drop_rate(clean_prefix, noisy)}  # fmt: skip
+
+
+def run_task(recipe: ClinicalRecipe, task: str, ledger: StageLedger, resume: bool) -> TaskResult:
+    from suite.pair_pack import benchmark
+
+    labels, data = task_data(recipe, task)
+    spec = rationale_task(recipe, task, labels)
+    pack = RationalePack(spec, data, split_metrics, ledger, resume)
+    trained = train_variants(pack, ledger, after=[f"{task}/teacher", f"{task}/rationales"])
+    results = {f"{task}_teacher": pack.teacher_result(), **evaluate_variants(pack, trained)}
+    out = Path(recipe.output_dir)
+    exports = {}
+    teacher_export = pack.export_teacher(fresh_export_dir(out / "export" / f"{task}_teacher"))
+    if teacher_export is not None:
+        exports[f"{task}_teacher"] = teacher_export
+    exports |= export_first_seeds(pack, trained, out / "export")
+    return TaskResult(task, pack, results, exports, benchmark(spec, exports, out / "bench" / task))
+
+
+def run(recipe: ClinicalRecipe, resume: bool = False) -> dict[str, Any]:
+    from domains.clinical.report import write_model_card, write_report
+
+    started, ledger = time.perf_counter(), StageLedger(recipe.output_dir)
+    results = [run_task(recipe, task, ledger, resume) for task in recipe.tasks]
+    doc = write_report(recipe, results, seconds=time.perf_counter() - started)
+    write_model_card(recipe, doc)
+    release_pair_models(recipe.release, results, recipe.model_card_path, doc["command"], check_examples=100)
+    return doc

@@ -1,0 +1,239 @@
+"""Rationale distillation as shared stages, for classification packs whose students should also explain.
+
+Stages: ``<task>/teacher`` (a fine-tuned MiniLM cross-encoder, as in :mod:`suite.pair_pack`) -> the teacher's
+logits on the training set (teacher-output store) -> ``<task>/rationales`` (gold rationales from the data, or the
+teacher's extractive evidence; each one states an answer and is kept only when that answer is the label) ->
+students: data budgets x methods x seeds -> evaluation (label metrics next to the majority class and the teacher;
+for students with a rationale decoder, their generated rationales: agreement with their own label, ROUGE-L against
+gold) -> ONNX export of the label path -> latency.
+
+A method names its weighted terms (:func:`suite.rationale.rationale_terms`): ``task`` (label CE), ``kd`` (the
+teacher's logits, survey Eq. 1), ``rationale`` (step-by-step's lambda, Eq. 4) and ``kpod`` (KPOD's token weights and
+easy-to-hard steps, Eq. 5, on the rationale term). Every method of one budget trains the same student on the same
+examples, so the methods compare like for like.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from suite import pairs
+from suite.errors import ConfigError
+from suite.losses.rationale import RationaleConfig
+from suite.pair_pack import Example, PairClassificationPack, PairData, PairTask, encode
+from suite.rationale import Rationale, RationaleExample
+from suite.runner import Trained, Variant
+from suite.stages import StageLedger, fingerprint
+
+
+@dataclass
+class RationaleTask(PairTask):
+    budgets: list[float] = field(default_factory=lambda: [1.0])  # shares of the training set
+    methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {terms: {...}, kpod: bool}
+    rationale_source: str = "gold"  # gold (in the examples) | teacher (its extractive evidence)
+    max_rationale: int = 64
+    student_size: str = "2m"
+    kpod: RationaleConfig = field(default_factory=RationaleConfig)
+    student_trainer: Any = None  # TrainerConfig
+    explain_examples: int = 100  # test examples whose rationales each explaining student writes and is scored on
+
+
+RATIONALE_FORMAT = 2  # bump when the rationale text a source writes changes, so stored rationales are rebuilt
+STATED = re.compile(r"(?:pointing to|so the answer is)\s+(.+?)\s*\.?\s*$", re.IGNORECASE)
+
+
+def stated_answer(text: str, labels: list[str]) -> str | None:
+    """The label a rationale ends on (``... pointing to X .`` or ``... so the answer is X .``), None if none."""
+    match = STATED.search(text.strip())
+    named = match.group(1).strip().lower() if match else ""
+    return next((label for label in labels if named == label.lower()), None)
+
+
+def with_stated_answer(text: str, label: str) -> str:
+    """A gold rationale made to state its answer, so agreement with the label is measurable for every source."""
+    return f"{text.strip()} so the answer is {label} ."
+
+
+class RationalePack(PairClassificationPack):
+    """One classification task whose students learn from labels, the teacher's logits and rationales."""
+
+    def __init__(self, task: RationaleTask, data: PairData, metrics: Any, ledger: StageLedger, resume: bool):
+        from suite.students.text import build_vocab_tokenizer
+
+        task.students = {}  # the pair pack's own students are not trained here
+        super().__init__(task, data, metrics, ledger, resume)
+        self.task: RationaleTask = task
+        self.ledger = ledger
+        self.rationales = self.prepare_rationales()
+        kept = sum(bool(r) for r in self.rationales)
+        if not kept and any(m["terms"].get("rationale", 0) > 0 for m in task.methods.values()):
+            raise ConfigError(
+                f"{task.name}: every {task.rationale_source} rationale was dropped (none states the label), so no "
+                "method can learn from rationales; use a stronger teacher, gold rationales, or no rationale method"
+            )
+        print(f"[{task.name}] rationales ({task.rationale_source}): {kept} of {len(data.train)} kept "
+              f"({len(data.train) - kept} dropped: their stated answer is not the label)")  # fmt: skip
+        texts = [f"{e.text} {e.text_pair}" for e in data.train] + [r for r in self.rationales if r]
+        self.tokenizer = build_vocab_tokenizer(texts, task.tiny["vocab_size"])
+        self.tokenizer.model_max_length = task.max_length
+        self.rationale_outputs: dict[str, list[str]] = {}  # model -> rationales written on the test prefix
+
+    # -- rationales --------------------------------------------------------------------------------------------
+    def prepare_rationales(self) -> list[str]:
+        """One rationale per training example ('' when dropped), each stating the label (stage
+        ``<task>/rationales``)."""
+        from suite.rationale import attribution_rationales, keep_consistent
+
+        task, train = self.task, self.data.train
+
+        def build(out: Path) -> list[str]:
+            if task.rationale_source == "gold":
+                found = [Rationale(with_stated_answer(e.rationale, task.labels[e.label]), task.labels[e.label])
+                         if e.rationale else Rationale("", None) for e in train]  # fmt: skip
+            else:
+                model = getattr(self.teacher, "model", None)
+                if model is None:
+                    raise ValueError("teacher rationales need a local teacher (rationale_source: gold otherwise)")
+                print(f"[{task.name}] rationales: the teacher's evidence on {len(train)} training cases")
+                found = attribution_rationales(model, self.teacher.tokenizer, [_joined(e) for e in train],
+                                               task.labels, max_length=task.max_length)  # fmt: skip
+            examples = [RationaleExample(_joined(e), e.label) for e in train]
+            kept, _ = keep_consistent(examples, found, task.labels)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "rationales.json").write_text(json.dumps([k.rationale for k in kept]))
+            return [k.rationale for k in kept]
+
+        def load(out: Path) -> list[str]:
+            return json.loads((out / "rationales.json").read_text())
+
+        inputs = {"source": task.rationale_source, "train": fingerprint([dataclasses.astuple(e) for e in train]),
+                  "format": RATIONALE_FORMAT}  # fmt: skip
+        return self.ledger.run(f"{task.name}/rationales", inputs, build, load, after=[f"{task.name}/teacher"])
+
+    # -- Pack hooks ------------------------------------------------------------------------------------------------
+    def variants(self) -> list[Variant]:
+        task = self.task
+        out = []
+        for share in task.budgets:
+            for name, method in task.methods.items():
+                terms = {k: float(v) for k, v in method["terms"].items()}
+                from_teacher = terms.get("kd", 0) > 0 or (terms.get("rationale", 0) > 0
+                                                          and task.rationale_source == "teacher")  # fmt: skip
+                out.append(Variant(f"{task.name}_b{round(100 * share)}_{name}", f"b{round(100 * share)}", terms,
+                                   task.seeds["student"], kd=from_teacher))  # fmt: skip
+        return out
+
+    def _method(self, variant: Variant) -> dict[str, Any]:
+        return self.task.methods[variant.name.removeprefix(f"{self.task.name}_{variant.student}_")]
+
+    def _share(self, variant: Variant) -> float:
+        return next(s for s in self.task.budgets if f"b{round(100 * s)}" == variant.student)
+
+    def student_kwargs(self) -> dict[str, Any]:
+        ids = self.tokenizer
+        return {"num_labels": len(self.task.labels), "vocab_size": len(ids), "pad_id": ids.pad_token_id,
+                "start_id": ids.cls_token_id, "end_id": ids.sep_token_id, "size": self.task.student_size,
+                "max_len": self.task.max_length}  # fmt: skip
+
+    def student_settings(self, variant: Variant) -> Any:
+        method = self._method(variant)
+        return {"kwargs": self.student_kwargs(), "trainer": self.task.student_trainer, "share": self._share(variant),
+                "kpod": self.task.kpod if method.get("kpod") else None, "max_rationale": self.task.max_rationale,
+                "rationales": fingerprint(self.rationales), "kd": self.task.kd}  # fmt: skip
+
+    def train(self, variant: Variant, seed: int, directory: Path) -> torch.nn.Module:
+        from suite.rationale import attach_teacher_logits, encode_items, train_rationale_student
+        from suite.students import build_student
+        from suite.students.io import save_student
+
+        task, method = self.task, self._method(variant)
+        terms = " + ".join(f"{w:g} x {t}" for t, w in variant.terms.items())
+        print(f"[{task.name}] {variant.name} seed {seed}: {terms}")
+        chosen = budget_indices(self.data.train, self._share(variant))
+        train = self.data.train
+        examples = [RationaleExample(train[i].text, train[i].label, self.rationales[i], train[i].text_pair)
+                    for i in chosen]  # fmt: skip
+        items = encode_items(self.tokenizer, examples, task.max_length, task.max_rationale)
+        items = attach_teacher_logits(items, [self.train_logits[i] for i in chosen])
+        torch.manual_seed(seed)
+        student = build_student("rationale-seq2seq", **self.student_kwargs())
+        config = dataclasses.replace(task.student_trainer, output_dir=str(directory / "run"), seed=seed)
+        kpod = task.kpod if method.get("kpod") else RationaleConfig()
+        dev = encode(self.tokenizer, self.data.dev, task.max_length)
+        train_rationale_student(student, items, config, pad_id=self.tokenizer.pad_token_id, weights=variant.terms,
+                                rationale=kpod, kd=task.kd, evaluate=pairs.dev_accuracy(self.tokenizer, dev),
+                                resume=self.resume)  # fmt: skip
+        save_student(student, directory / "model", "rationale-seq2seq", self.student_kwargs(), self.tokenizer)
+        return student.eval()
+
+    def evaluate(self, trained: list[Trained]) -> list[dict]:
+        out = []
+        for run in trained:
+            probs = self._probs(run.model, self.tokenizer, self.data.tests)
+            self.probs.setdefault(run.variant.name, probs)
+            metrics = self.metrics(probs, self._probs(run.model, self.tokenizer, self.data.noisy))
+            if run.variant.terms.get("rationale", 0) > 0:
+                split = next(iter(self.data.tests))
+                metrics[split] |= self.rationale_metrics(run, probs[split])
+            out.append(metrics)
+        return out
+
+    def rationale_metrics(self, run: Trained, probs: np.ndarray) -> dict[str, float]:
+        """On the first ``explain_examples`` of the first test split: how often the written rationale states the
+        student's own label, and its ROUGE-L against the gold rationale where the data has one."""
+        from suite.eval import rouge
+
+        examples = next(iter(self.data.tests.values()))[: self.task.explain_examples]
+        written = self.explain(run.model, examples)
+        self.rationale_outputs.setdefault(run.variant.name, written)
+        predicted = [self.task.labels[i] for i in probs[: len(examples)].argmax(-1)]
+        labels = self.task.labels
+        agree = [stated_answer(text, labels) == label for text, label in zip(written, predicted, strict=True)]
+        out = {"rationale_agreement": float(np.mean(agree))}
+        gold = [(w, e.rationale) for w, e in zip(written, examples, strict=True) if e.rationale]
+        if gold:
+            scores = rouge([w for w, _ in gold], [g for _, g in gold], rouge_types=("rougeL",))
+            out["rationale_rougeL"] = scores["rougeL"]
+        return out
+
+    @torch.no_grad()
+    def explain(self, model: torch.nn.Module, examples: list[Example], batch_size: int = 16) -> list[str]:
+        texts = []
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start : start + batch_size]
+            second = [e.text_pair for e in chunk] if any(e.text_pair for e in chunk) else None
+            batch = self.tokenizer([e.text for e in chunk], second, truncation=True, max_length=self.task.max_length,
+                                   padding=True, return_tensors="pt")  # fmt: skip
+            ids = model.eval().explain(batch["input_ids"], batch["attention_mask"],
+                                       max_new_tokens=self.task.max_rationale)  # fmt: skip
+            texts += self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        return texts
+
+    def shipped(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The label path: what the export runs (the rationale decoder stays behind)."""
+        from suite.students.rationale import LabelPath
+
+        return LabelPath(model)
+
+    def export(self, trained: Trained, target: Path) -> Path | None:
+        return self._export(trained.directory / "model", target, trained.variant.name)
+
+
+def _joined(example: Example) -> str:
+    return f"{example.text} {example.text_pair}".strip()
+
+
+def budget_indices(examples: list[Example], share: float) -> list[int]:
+    """Positions of the first ``share`` of ``examples`` in a fixed hash order of their content, so budgets nest
+    (10% inside 25% inside 50%) and do not depend on the examples' order."""
+    keys = [fingerprint(dataclasses.astuple(e)) for e in examples]
+    order = sorted(range(len(examples)), key=keys.__getitem__)
+    return sorted(order[: max(1, round(share * len(order)))])

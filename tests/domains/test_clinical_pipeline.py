@@ -1,0 +1,96 @@
+"""The whole clinical run on a slice of the real PubMedQA data with a tiny local teacher folder: stored logits, the
+gold rationales made to state their answer, label-only / logit-KD / step-by-step students at two data budgets,
+evaluation with rationale agreement and ROUGE-L, label-path ONNX export, report, model card and the released
+student; and no question or abstract text in the logs. (A random teacher's own rationales would all be dropped:
+that path is tested in tests/core/test_rationale_training.py and by the refusal below.)"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from suite.config import build_config
+
+
+@pytest.fixture(scope="module")
+def clinical_run(tmp_path_factory):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from domains.clinical.data import load_task
+    from domains.clinical.pipeline import run
+    from domains.clinical.recipe import ClinicalRecipe
+    from suite import hub
+
+    root = tmp_path_factory.mktemp("clinical")
+    tokenizer = hub.load_tokenizer("minilm-l6")
+    labels = load_task("pubmedqa").labels
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, num_labels=len(labels))  # fmt: skip
+    BertForSequenceClassification(config).save_pretrained(root / "teacher")
+    tokenizer.save_pretrained(root / "teacher")
+    overrides = [
+        f"output_dir={root / 'run'}", f"report_dir={root / 'report'}", f"model_card_dir={root / 'card'}",
+        "teacher=hf", f"teacher_model={root / 'teacher'}", "tasks=[pubmedqa]", "max_train_examples=48",
+        "max_eval_examples=24", "budgets=[0.5, 1.0]", "seeds=[0]", "robustness_examples=12", "explain_examples=8",
+        "methods={label_only: {terms: {task: 1.0}}, logit_kd: {terms: {task: 0.5, kd: 0.5}}, "
+        "step_by_step: {terms: {task: 1.0, rationale: 1.0}}}",
+        "student_trainer.epochs=1", "student_trainer.progress=false", "progress=false", "bench_repeats=2",
+        "vocab_size=300", "max_rationale=24", "release=[pubmedqa_b100_step_by_step]", "int8=false",
+        "max_length={pubmedqa: 96}",
+    ]  # fmt: skip
+    recipe = build_config(ClinicalRecipe, {}, overrides)
+    return recipe, run(recipe), root
+
+
+def test_summary_has_every_model_and_budget_with_accuracy_and_kd_flags(clinical_run):
+    from suite.results import validate_summary
+
+    _, _, root = clinical_run
+    written = json.loads((root / "report" / "clinical.json").read_text())
+    validate_summary(written)
+    models = written["models"]
+    students = {f"pubmedqa_b{b}_{m}" for b in (50, 100) for m in ("label_only", "logit_kd", "step_by_step")}
+    assert set(models) == students | {"pubmedqa_teacher", "pubmedqa_majority"}
+    for name in students:
+        # only logit KD learns from the teacher: step-by-step learns the authors' gold rationales
+        assert models[name]["kd"] is name.endswith("logit_kd")
+        test = models[name]["metrics"]["test"]
+        assert 0.0 <= test["accuracy"] <= 1.0 and "pdr_abbreviations" in test
+        explains = name.endswith("step_by_step")
+        assert ("rationale_agreement" in test) is explains and ("rationale_rougeL" in test) is explains
+    assert written["tasks"]["pubmedqa"]["rationales_kept"] == 48  # every gold rationale states its own label
+    from suite.students.io import load_student
+
+    saved = load_student(root / "run" / "students" / "pubmedqa_b100_label_only-s0" / "model")[0]
+    whole = sum(p.numel() for p in saved.parameters())
+    assert models["pubmedqa_b100_label_only"]["params"] < whole  # the shipped label path leaves the decoder behind
+
+
+def test_report_card_export_and_release(clinical_run):
+    from suite.export.runtime import load_exported
+
+    _, _, root = clinical_run
+    report = (root / "report" / "clinical.md").read_text()
+    assert "Accuracy by data budget" in report and "pubmedqa_majority (baseline)" in report
+    release = json.loads((root / "card" / "release.json").read_text())
+    entry = release["models"]["pubmedqa_b100_step_by_step"]
+    assert entry["check"]["examples"] == 24 and 0.0 <= entry["check"]["accuracy_fp32"] <= 1.0
+    exported = load_exported(root / "card" / "export" / "pubmedqa_b100_step_by_step")
+    probs = exported.predict_proba(["Does aspirin help?"], ["Aspirin reduced events in a randomized trial."])
+    assert probs.shape == (1, 3) and abs(float(probs.sum()) - 1.0) < 1e-4
+
+
+def test_no_case_text_reaches_the_logs(clinical_run, capsys):
+    from domains.clinical.data import load_task
+    from domains.clinical.pipeline import run
+
+    recipe, _, _ = clinical_run
+    capsys.readouterr()
+    run(recipe)  # every stage is reused; evaluation and the report run again
+    printed = capsys.readouterr().out
+    cases = load_task("pubmedqa").splits
+    texts = [t for split in cases.values() for e in split for t in (e.text, e.text_pair, e.rationale)]
+    assert not any(t[:40] in printed for t in texts)
