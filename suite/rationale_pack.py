@@ -226,6 +226,25 @@ class RationalePack(PairClassificationPack):
     def export(self, trained: Trained, target: Path) -> Path | None:
         return self._export(trained.directory / "model", target, trained.variant.name)
 
+    def export_explain(self, trained: Trained, target: Path) -> Path:
+        """The explain path of a student trained with rationales: its encoder-decoder as ONNX (encoder + decoder
+        with past, :class:`~suite.export.runtime.ExportedSeq2Seq`), parity-checked at three input widths."""
+        from suite.export import export_student, seq2seq_spec
+
+        model = trained.model.eval().seq2seq
+        examples = self.data.dev[:6]
+
+        def prompts(chunk: list[Example], length: int) -> dict[str, torch.Tensor]:
+            second = [e.text_pair for e in chunk] if any(e.text_pair for e in chunk) else None
+            batch = self.tokenizer([e.text for e in chunk], second, padding=True, truncation=True, max_length=length,
+                                   return_tensors="pt")  # fmt: skip
+            return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+
+        return export_student(
+            model, seq2seq_spec(model, max_length=self.task.max_length), prompts(examples[:2], 24),
+            [prompts(examples[2:5], 32), prompts(examples[5:6], 12)], target, tokenizer=self.tokenizer,
+        )  # fmt: skip
+
 
 def _joined(example: Example) -> str:
     return f"{example.text} {example.text_pair}".strip()

@@ -18,7 +18,7 @@ import numpy as np
 from domains.clinical.data import Example, load_task
 from domains.clinical.recipe import ClinicalRecipe
 from suite.eval.robustness import register_perturbation
-from suite.pair_pack import PairData, release_pair_models
+from suite.pair_pack import PairData
 from suite.rationale_pack import RationalePack, RationaleTask
 from suite.runner import TaskResult, evaluate_variants, export_first_seeds, fresh_export_dir, train_variants
 from suite.stages import StageLedger
@@ -102,7 +102,12 @@ def run_task(recipe: ClinicalRecipe, task: str, ledger: StageLedger, resume: boo
     if teacher_export is not None:
         exports[f"{task}_teacher"] = teacher_export
     exports |= export_first_seeds(pack, trained, out / "export")
-    return TaskResult(task, pack, results, exports, benchmark(spec, exports, out / "bench" / task))
+    bench = benchmark(spec, exports, out / "bench" / task)
+    for run in trained:  # the explain path of each first-seed student that learned to write rationales
+        name = f"{run.variant.name}_explain"
+        if run.seed == run.variant.seeds[0] and run.variant.terms.get("rationale", 0) > 0:
+            exports[name] = pack.export_explain(run, fresh_export_dir(out / "export" / name))
+    return TaskResult(task, pack, results, exports, bench)
 
 
 def run(recipe: ClinicalRecipe, resume: bool = False) -> dict[str, Any]:
@@ -112,5 +117,33 @@ def run(recipe: ClinicalRecipe, resume: bool = False) -> dict[str, Any]:
     results = [run_task(recipe, task, ledger, resume) for task in recipe.tasks]
     doc = write_report(recipe, results, seconds=time.perf_counter() - started)
     write_model_card(recipe, doc)
-    release_pair_models(recipe.release, results, recipe.model_card_path, doc["command"], check_examples=100)
+    release(recipe, results, doc["command"])
     return doc
+
+
+def release(recipe: ClinicalRecipe, results: list[TaskResult], command: str, examples: int = 100) -> None:
+    """Copy the named exports beside the model card, each checked by its released ONNX files on the first
+    ``examples`` test cases: accuracy for a label path, the share of rationales that state a label for an explain
+    path."""
+    from suite.export.runtime import load_exported
+    from suite.pair_pack import release_check
+    from suite.rationale_pack import stated_answer
+    from suite.release import release_named
+
+    task_of = {name: r for r in results for name in r.exports}
+
+    def check(released: Path) -> dict[str, Any]:
+        result = task_of[released.name]
+        cases = result.pack.data.tests["test"][:examples]
+        if not released.name.endswith("_explain"):
+            return release_check(released, cases, "test")
+        tokenizer = result.pack.tokenizer
+        second = [e.text_pair for e in cases] if any(e.text_pair for e in cases) else None
+        prompts = tokenizer([e.text for e in cases], second, truncation=True, max_length=result.pack.task.max_length)
+        written = load_exported(released).generate(prompts["input_ids"], recipe.max_rationale)
+        texts = tokenizer.batch_decode(written, skip_special_tokens=True)
+        stating = [stated_answer(t, result.pack.task.labels) is not None for t in texts]
+        return {"split": "test", "examples": len(cases), "rationales_stating_a_label": float(np.mean(stating))}
+
+    exports = {name: path for r in results for name, path in r.exports.items()}
+    release_named(recipe.release, exports, recipe.model_card_path, command, check)

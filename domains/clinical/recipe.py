@@ -71,8 +71,10 @@ class ClinicalRecipe(RunOutputs):
     progress: bool = field(default=True, metadata={"help": "progress lines"})
     teacher_trainer: TrainerConfig = field(default_factory=_teacher_trainer)
     student_trainer: TrainerConfig = field(default_factory=_student_trainer)
-    release: list[str] = field(default_factory=lambda: ["symptom2disease_b100_step_by_step"],
-                               metadata={"help": "models released to models/clinical"})  # fmt: skip
+    release: list[str] = field(
+        default_factory=lambda: ["symptom2disease_b100_step_by_step", "symptom2disease_b100_step_by_step_explain"],
+        metadata={"help": "models released to models/clinical (a label path and its explain path)"},
+    )
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.tasks) - set(TASKS))
@@ -104,7 +106,7 @@ PROFILES: dict[str, list[str]] = {
         "robustness_examples=60",
         "explain_examples=30",
         "bench_repeats=5",
-        "release=[symptom2disease_b100_step_by_step]",
+        "release=[symptom2disease_b100_step_by_step, symptom2disease_b100_step_by_step_explain]",
     ],
     "full": [],
 }

@@ -95,10 +95,11 @@ def task_section(recipe: ClinicalRecipe, result: TaskResult) -> list[str]:
     lines += ["", "### Accuracy by data budget (test, mean ± std over seeds)", "",
               *budget_table(recipe, result.results, task), "", "### test", "",
               *metrics_table(result.results, "test", METRICS, primary="accuracy"), ""]  # fmt: skip
-    if result.exports:
-        rejected = {name: rejected_variants(path) for name, path in result.exports.items()}
-        lines += [f"### Latency (ms, p50 / p99; inputs of {pack.task.max_length} tokens)", "",
-                  *latency_table(list(result.exports), result.bench, LATENCY_COLUMNS, rejected), ""]  # fmt: skip
+    label_paths = {n: p for n, p in result.exports.items() if not n.endswith("_explain")}
+    if label_paths:
+        rejected = {name: rejected_variants(path) for name, path in label_paths.items()}
+        lines += [f"### Latency of the label path (ms, p50 / p99; inputs of {pack.task.max_length} tokens)", "",
+                  *latency_table(list(label_paths), result.bench, LATENCY_COLUMNS, rejected), ""]  # fmt: skip
     return lines
 
 

@@ -38,7 +38,8 @@ def clinical_run(tmp_path_factory):
         "methods={label_only: {terms: {task: 1.0}}, logit_kd: {terms: {task: 0.5, kd: 0.5}}, "
         "step_by_step: {terms: {task: 1.0, rationale: 1.0}}}",
         "student_trainer.epochs=1", "student_trainer.progress=false", "progress=false", "bench_repeats=2",
-        "vocab_size=300", "max_rationale=24", "release=[pubmedqa_b100_step_by_step]", "int8=false",
+        "vocab_size=300", "max_rationale=24", "int8=false",
+        "release=[pubmedqa_b100_step_by_step, pubmedqa_b100_step_by_step_explain]",
         "max_length={pubmedqa: 96}",
     ]  # fmt: skip
     recipe = build_config(ClinicalRecipe, {}, overrides)
@@ -81,6 +82,10 @@ def test_report_card_export_and_release(clinical_run):
     exported = load_exported(root / "card" / "export" / "pubmedqa_b100_step_by_step")
     probs = exported.predict_proba(["Does aspirin help?"], ["Aspirin reduced events in a randomized trial."])
     assert probs.shape == (1, 3) and abs(float(probs.sum()) - 1.0) < 1e-4
+    explain = release["models"]["pubmedqa_b100_step_by_step_explain"]["check"]
+    assert explain["examples"] == 24 and 0.0 <= explain["rationales_stating_a_label"] <= 1.0
+    writer = load_exported(root / "card" / "export" / "pubmedqa_b100_step_by_step_explain")
+    assert len(writer.generate_text(["Does aspirin help?"], max_new_tokens=8)) == 1
 
 
 def test_no_case_text_reaches_the_logs(clinical_run, capsys):
