@@ -15,7 +15,7 @@ def _domain() -> Domain:
         recipe=ClinicalRecipe,
         profiles=PROFILES,
         run=run,
-        app="",
+        app="apps.clinical:build_app",
     )
 
 

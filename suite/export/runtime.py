@@ -320,11 +320,14 @@ class _Generator(_Exported):
             return [_until_eos(row, self.eos) for row in rows]
         return [hyps[0].tokens for hyps in self.beam_search(prompts, max_new_tokens, num_beams)]
 
-    def generate_text(self, texts: Sequence[str], max_new_tokens: int = 32, num_beams: int = 1) -> list[str]:
-        """Tokenise with the saved tokenizer, generate, decode without special tokens."""
+    def generate_text(self, texts: Sequence[str], max_new_tokens: int = 32, num_beams: int = 1,
+                      text_pairs: Sequence[str] | None = None) -> list[str]:  # fmt: skip
+        """Tokenise with the saved tokenizer (``text_pairs``: as pairs, like a cross-encoder's input), generate,
+        decode without special tokens."""
         if self._tokenizer is None:
             raise ExportIntegrityError(f"{self.dir}: no tokenizer/tokenizer.json; pass token ids to generate()")
-        prompts = [e.ids for e in self._tokenizer.encode_batch(list(texts))]
+        items = list(texts) if text_pairs is None else list(zip(texts, text_pairs, strict=True))
+        prompts = [e.ids for e in self._tokenizer.encode_batch(items)]
         outputs = self.generate(prompts, max_new_tokens, num_beams)
         return self._tokenizer.decode_batch(outputs, skip_special_tokens=True)
 
