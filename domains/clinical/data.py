@@ -14,7 +14,6 @@ Every example carries an ``id`` (PMID, row index, note index): reports and logs 
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -45,8 +44,9 @@ class TaskData:
 
 def hashed_split(key: str, fraction: float, salt: str) -> bool:
     """True for about ``fraction`` of keys: a hash of the key, stable across runs and orderings."""
-    digest = hashlib.sha256(f"{salt}:{key}".encode()).hexdigest()
-    return int(digest[:8], 16) / 0xFFFFFFFF < fraction
+    from suite.data.splits import hash_unit
+
+    return hash_unit(key, salt) < fraction
 
 
 def _three_way(examples: list[Example], dev: float, test: float, salt: str) -> dict[str, list[Example]]:
@@ -112,9 +112,3 @@ def load_task(task: str, path: str | None = None) -> TaskData:
     if task not in LOADERS:
         raise ValueError(f"unknown clinical task '{task}'; choose from {', '.join(TASKS)}")
     return LOADERS[task](path)
-
-
-def budget(train: list[Example], fraction: float, seed: int = 0) -> list[Example]:
-    """The first ``fraction`` of the training set in a hash order (nested: 10% is inside 25%, inside 50%)."""
-    order = sorted(train, key=lambda e: hashlib.sha256(f"budget-{seed}:{e.id}".encode()).hexdigest())
-    return order[: max(1, round(fraction * len(order)))]

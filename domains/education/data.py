@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 from dataclasses import dataclass
@@ -62,9 +61,9 @@ def problem_split(problem_id: str, test_fraction: float, salt: str = "test") -> 
 
     ``salt`` names the cut, so a second cut of the train part (``salt="dev"``) is independent of the first.
     """
-    digest = hashlib.sha256(f"{salt}:{problem_id}".encode()).hexdigest()
-    bucket = int(digest[:8], 16) / 0xFFFFFFFF
-    return "test" if bucket < test_fraction else "train"
+    from suite.data.splits import hash_unit
+
+    return "test" if hash_unit(problem_id, salt) < test_fraction else "train"
 
 
 def _verifier_example(record: dict[str, Any]) -> Example:
