@@ -17,7 +17,6 @@ import numpy as np
 
 from domains.clinical.data import Example, load_task
 from domains.clinical.recipe import ClinicalRecipe
-from suite.eval.robustness import register_perturbation
 from suite.pair_pack import PairData
 from suite.rationale_pack import RationalePack, RationaleTask
 from suite.runner import TaskResult, evaluate_variants, export_first_seeds, fresh_export_dir, train_variants
@@ -41,15 +40,12 @@ def clinical_abbreviations(text: str, rng: random.Random) -> str:
     return _ABBREVIATION.sub(lambda m: ABBREVIATIONS[m.group(0).lower()], text)
 
 
-register_perturbation("clinical_abbreviations", clinical_abbreviations)  # once, when the pack is imported
 
 
-def perturbed(examples: list[Example], n: int, name: str) -> list[Example]:
-    """The first ``n`` examples with the perturbation applied to what a clinician types (the case, not the
-    abstract's context)."""
-    from suite.eval import perturb
-
-    noisy = perturb([e.text for e in examples[:n]], name, seed=0)
+def perturbed(examples: list[Example], n: int) -> list[Example]:
+    """The first ``n`` examples written with clinical abbreviations in what a clinician types (the case, not the
+    abstract's context). Not in the seeded perturbation registry: the rewrite is deterministic."""
+    noisy = [clinical_abbreviations(e.text, random.Random(0)) for e in examples[:n]]
     return [Example(t, e.text_pair, e.label, e.group, e.id, e.rationale)
             for e, t in zip(examples[:n], noisy, strict=True)]  # fmt: skip
 
@@ -59,7 +55,7 @@ def task_data(recipe: ClinicalRecipe, task: str) -> tuple[list[str], PairData]:
     splits = data.splits
     train = splits["train"][: recipe.max_train_examples or None]
     tests = {"test": splits["test"][: recipe.max_eval_examples or None]}
-    noisy = {"test": perturbed(tests["test"], recipe.robustness_examples, "clinical_abbreviations")}
+    noisy = {"test": perturbed(tests["test"], recipe.robustness_examples)}
     return data.labels, PairData(train, splits["dev"], tests, [], noisy)
 
 

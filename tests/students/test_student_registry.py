@@ -11,7 +11,7 @@ from suite.students import STUDENTS, build_student, list_students
 def test_every_registered_student_resolves_to_a_callable():
     expected = {"tiny-text", "tiny-text-arch", "minilm-truncated", "minilm-classifier", "hf-classifier",
                 "tiny-convnet", "efficientnet-lite0", "pixel-planner", "seq2seq", "causal-lm", "minilm-bert2bert",
-                "hf-generator"}  # fmt: skip
+                "hf-generator", "rationale-seq2seq"}  # fmt: skip
     assert set(list_students()) == expected
     for name, description in list_students().items():
         assert callable(STUDENTS.get(name)) and description
