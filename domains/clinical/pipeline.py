@@ -40,8 +40,6 @@ def clinical_abbreviations(text: str, rng: random.Random) -> str:
     return _ABBREVIATION.sub(lambda m: ABBREVIATIONS[m.group(0).lower()], text)
 
 
-
-
 def perturbed(examples: list[Example], n: int) -> list[Example]:
     """The first ``n`` examples written with clinical abbreviations in what a clinician types (the case, not the
     abstract's context). Not in the seeded perturbation registry: the rewrite is deterministic."""
