@@ -83,9 +83,10 @@ def encode_causal(
     return items
 
 
-def _pad(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
-    width = max(len(row) for row in rows)
-    return torch.tensor([list(row) + [value] * (width - len(row)) for row in rows], dtype=torch.long)
+def pad_rows(rows: Sequence[Sequence[Any]], value: Any, dtype: torch.dtype = torch.long) -> torch.Tensor:
+    """Ragged rows right-padded with ``value`` into one ``(N, max(1, longest))`` tensor."""
+    width = max(1, max(len(row) for row in rows))
+    return torch.tensor([list(row) + [value] * (width - len(row)) for row in rows], dtype=dtype)
 
 
 def collate_seq2seq(pad_id: int) -> Callable[[list[dict]], dict[str, Any]]:
@@ -94,9 +95,9 @@ def collate_seq2seq(pad_id: int) -> Callable[[list[dict]], dict[str, Any]]:
 
     def collate(items: list[dict]) -> dict[str, Any]:
         inputs = {
-            "input_ids": _pad([i["input_ids"] for i in items], pad_id),
-            "attention_mask": _pad([i["attention_mask"] for i in items], 0),
-            "labels": _pad([i["labels"] for i in items], IGNORE),
+            "input_ids": pad_rows([i["input_ids"] for i in items], pad_id),
+            "attention_mask": pad_rows([i["attention_mask"] for i in items], 0),
+            "labels": pad_rows([i["labels"] for i in items], IGNORE),
         }
         batch: dict[str, Any] = {"inputs": inputs, "labels": inputs["labels"]}
         if "topk_ids" in items[0]:
@@ -438,16 +439,16 @@ def reference_perplexity(
     """Corpus perplexity of the references under ``model`` (teacher-forced, every non-padded target token, the end
     token included), in the model's own tokenizer: compare models that share a tokenizer's pieces."""
     from suite.eval import perplexity
+    from suite.losses.task import token_nll
 
     model.eval()
     items, logprobs = encode_for(model, tokenizer, pairs, max_source, max_target), []
     collate = collate_seq2seq(tokenizer.pad_token_id)
     for start in range(0, len(items), batch_size):
         batch = collate(items[start : start + batch_size])
-        logits = forward_for(model)(model, batch)["logits"].float().log_softmax(-1)
         labels = batch["labels"]
-        picked = logits.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
-        logprobs.append(picked[labels != IGNORE])
+        nll = token_nll(forward_for(model)(model, batch)["logits"], labels)
+        logprobs.append(-nll[labels != IGNORE])
     return perplexity(token_logprobs=torch.cat(logprobs))
 
 

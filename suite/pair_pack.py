@@ -329,14 +329,24 @@ def run_pair_task(
 ) -> TaskResult:
     """teacher -> store -> students x variants x seeds -> evaluation (with the majority class) -> export -> bench."""
     pack = PairClassificationPack(task, data, metrics, ledger, resume)
-    trained = train_variants(pack, ledger, after=[f"{task.name}/teacher"])
+    return run_pair_stages(pack, ledger, out, after=[f"{task.name}/teacher"])[0]
+
+
+def run_pair_stages(pack: PairClassificationPack, ledger: StageLedger, out: Path,
+                    after: list[str]) -> tuple[TaskResult, list[Trained]]:  # fmt: skip
+    """The stages after a pack's teacher (``after``: the stages its students depend on): students x variants x seeds
+    -> evaluation next to the teacher and the majority class -> teacher and first-seed exports -> latency. Returns
+    the task's result and the trained students."""
+    task = pack.task
+    trained = train_variants(pack, ledger, after=after)
     results = {f"{task.name}_teacher": pack.teacher_result(), **evaluate_variants(pack, trained)}
     exports = {}
     teacher_export = pack.export_teacher(fresh_export_dir(out / "export" / f"{task.name}_teacher"))
     if teacher_export is not None:
         exports[f"{task.name}_teacher"] = teacher_export
     exports |= export_first_seeds(pack, trained, out / "export")
-    return TaskResult(task.name, pack, results, exports, benchmark(task, exports, out / "bench" / task.name))
+    bench = benchmark(task, exports, out / "bench" / task.name)
+    return TaskResult(task.name, pack, results, exports, bench), trained
 
 
 def release_check(export_dir: Path, examples: list[Example], split: str) -> dict[str, Any]:

@@ -20,7 +20,8 @@ from typing import Any
 import torch
 
 from suite.callbacks import Callback
-from suite.distiller import Distiller
+from suite.distiller import Distiller, as_output_dict
+from suite.generative import pad_rows
 from suite.losses.kd import SoftLabelKD, SoftLabelKDConfig
 from suite.losses.rationale import IGNORE, RationaleCE, RationaleConfig, idf_weights, rationale_steps
 from suite.losses.task import TaskLoss
@@ -117,34 +118,25 @@ def encode_items(tokenizer: Any, examples: Sequence[RationaleExample], max_sourc
     ]  # fmt: skip
 
 
-def _pad(rows: Sequence[Sequence[Any]], value: Any, dtype: torch.dtype) -> torch.Tensor:
-    width = max(1, max(len(row) for row in rows))
-    return torch.tensor([list(row) + [value] * (width - len(row)) for row in rows], dtype=dtype)
-
-
 def collate(pad_id: int, with_rationales: bool) -> Callable[[list[dict]], dict[str, Any]]:
     """Items -> ``{"inputs": {input_ids, attention_mask[, rationale_labels]}, "labels", "rationale_*"[, "teacher"]}``.
     Without ``with_rationales`` the student is never handed rationale labels (its decoder does not run)."""
 
     def collate_batch(items: list[dict]) -> dict[str, Any]:
-        inputs = {"input_ids": _pad([i["input_ids"] for i in items], pad_id, torch.long),
-                  "attention_mask": _pad([i["attention_mask"] for i in items], 0, torch.long)}  # fmt: skip
+        inputs = {"input_ids": pad_rows([i["input_ids"] for i in items], pad_id, torch.long),
+                  "attention_mask": pad_rows([i["attention_mask"] for i in items], 0, torch.long)}  # fmt: skip
         batch: dict[str, Any] = {"inputs": inputs, "labels": torch.tensor([i["label"] for i in items])}
         if with_rationales:
-            labels = _pad([i["rationale_labels"] for i in items], IGNORE, torch.long)
+            labels = pad_rows([i["rationale_labels"] for i in items], IGNORE, torch.long)
             inputs["rationale_labels"] = labels
             batch |= {"rationale_labels": labels,
-                      "rationale_weights": _pad([i["rationale_weights"] for i in items], 0.0, torch.float),
-                      "rationale_steps": _pad([i["rationale_steps"] for i in items], -1, torch.long)}  # fmt: skip
+                      "rationale_weights": pad_rows([i["rationale_weights"] for i in items], 0.0, torch.float),
+                      "rationale_steps": pad_rows([i["rationale_steps"] for i in items], -1, torch.long)}  # fmt: skip
         if "teacher_logits" in items[0]:
             batch["teacher"] = {"logits": torch.stack([torch.as_tensor(i["teacher_logits"]) for i in items]).float()}
         return batch
 
     return collate_batch
-
-
-def attach_teacher_logits(items: list[dict], logits: Sequence[torch.Tensor]) -> list[dict]:
-    return [{**item, "teacher_logits": row} for item, row in zip(items, logits, strict=True)]
 
 
 # -- training ----------------------------------------------------------------------------------------------------
@@ -182,10 +174,10 @@ def train_rationale_student(
     evaluate: Callable[[Distiller], dict[str, float]] | None = None, resume: bool = False,
 ) -> torch.nn.Module:  # fmt: skip
     """Train a :class:`~suite.students.rationale.RationaleStudent` with ``weights`` over ``task``, ``rationale``
-    (lambda) and ``kd`` (stored teacher logits in the items: :func:`attach_teacher_logits`)."""
+    (lambda) and ``kd`` (stored teacher logits in the items: :func:`suite.pairs.attach_teacher_logits`)."""
     terms = rationale_terms(weights, rationale, kd)
     if "kd" in terms and "teacher_logits" not in items[0]:
-        raise ValueError("a kd term needs the teacher's logits in the items (attach_teacher_logits)")
+        raise ValueError("a kd term needs the teacher's logits in the items (suite.pairs.attach_teacher_logits)")
     with_rationales = "rationale" in terms
     if with_rationales and not any(i["rationale_labels"] for i in items):
         raise ValueError("the rationale term needs items with rationales (none of these has one)")
@@ -224,7 +216,7 @@ def token_attributions(
     try:
         model.eval()
         with torch.enable_grad():
-            logits = as_logits(model(**batch))
+            logits = as_output_dict(model(**batch))["logits"]
             logits.gather(1, targets.view(-1, 1)).sum().backward()
     finally:
         handle.remove()
@@ -232,10 +224,6 @@ def token_attributions(
     scores = (embeddings * embeddings.grad).sum(-1).abs().detach()
     model.zero_grad(set_to_none=True)
     return scores * batch["attention_mask"]
-
-
-def as_logits(output: Any) -> torch.Tensor:
-    return output["logits"] if isinstance(output, Mapping) else getattr(output, "logits", output)
 
 
 def evidence_words(tokenizer: Any, text: str, scores: torch.Tensor, top_words: int = 5) -> list[str]:
@@ -268,7 +256,7 @@ def attribution_rationales(
         chunk = list(texts[start : start + batch_size])
         batch = dict(tokenizer(chunk, truncation=True, max_length=max_length, padding=True, return_tensors="pt"))
         with torch.no_grad():
-            predicted = as_logits(model.eval()(**batch)).argmax(-1)
+            predicted = as_output_dict(model.eval()(**batch))["logits"].argmax(-1)
         scores = token_attributions(model, batch, predicted)
         for text, row, label in zip(chunk, scores, predicted.tolist(), strict=True):
             words = evidence_words(tokenizer, text, row, top_words)

@@ -150,7 +150,7 @@ class RationalePack(PairClassificationPack):
                 "rationales": fingerprint(self.rationales), "kd": self.task.kd}  # fmt: skip
 
     def train(self, variant: Variant, seed: int, directory: Path) -> torch.nn.Module:
-        from suite.rationale import attach_teacher_logits, encode_items, train_rationale_student
+        from suite.rationale import encode_items, train_rationale_student
         from suite.students import build_student
         from suite.students.io import save_student
 
@@ -162,7 +162,7 @@ class RationalePack(PairClassificationPack):
         examples = [RationaleExample(train[i].text, train[i].label, self.rationales[i], train[i].text_pair)
                     for i in chosen]  # fmt: skip
         items = encode_items(self.tokenizer, examples, task.max_length, task.max_rationale)
-        items = attach_teacher_logits(items, [self.train_logits[i] for i in chosen])
+        items = pairs.attach_teacher_logits(items, self.train_logits[chosen])
         torch.manual_seed(seed)
         student = build_student("rationale-seq2seq", **self.student_kwargs())
         config = dataclasses.replace(task.student_trainer, output_dir=str(directory / "run"), seed=seed)

@@ -19,7 +19,7 @@ from domains.clinical.data import Example, load_task
 from domains.clinical.recipe import ClinicalRecipe
 from suite.pair_pack import PairData
 from suite.rationale_pack import RationalePack, RationaleTask
-from suite.runner import TaskResult, evaluate_variants, export_first_seeds, fresh_export_dir, train_variants
+from suite.runner import TaskResult, fresh_export_dir
 from suite.stages import StageLedger
 
 # Shorthand clinicians write; the perturbation swaps the long form for it (case kept for the first letter only).
@@ -83,25 +83,17 @@ def split_metrics(probs: np.ndarray, labels: np.ndarray, noisy_probs: np.ndarray
 
 
 def run_task(recipe: ClinicalRecipe, task: str, ledger: StageLedger, resume: bool) -> TaskResult:
-    from suite.pair_pack import benchmark
+    from suite.pair_pack import run_pair_stages
 
     labels, data = task_data(recipe, task)
-    spec = rationale_task(recipe, task, labels)
-    pack = RationalePack(spec, data, split_metrics, ledger, resume)
-    trained = train_variants(pack, ledger, after=[f"{task}/teacher", f"{task}/rationales"])
-    results = {f"{task}_teacher": pack.teacher_result(), **evaluate_variants(pack, trained)}
+    pack = RationalePack(rationale_task(recipe, task, labels), data, split_metrics, ledger, resume)
     out = Path(recipe.output_dir)
-    exports = {}
-    teacher_export = pack.export_teacher(fresh_export_dir(out / "export" / f"{task}_teacher"))
-    if teacher_export is not None:
-        exports[f"{task}_teacher"] = teacher_export
-    exports |= export_first_seeds(pack, trained, out / "export")
-    bench = benchmark(spec, exports, out / "bench" / task)
+    result, trained = run_pair_stages(pack, ledger, out, after=[f"{task}/teacher", f"{task}/rationales"])
     for run in trained:  # the explain path of each first-seed student that learned to write rationales
         name = f"{run.variant.name}_explain"
         if run.seed == run.variant.seeds[0] and run.variant.terms.get("rationale", 0) > 0:
-            exports[name] = pack.export_explain(run, fresh_export_dir(out / "export" / name))
-    return TaskResult(task, pack, results, exports, bench)
+            result.exports[name] = pack.export_explain(run, fresh_export_dir(out / "export" / name))
+    return result
 
 
 def run(recipe: ClinicalRecipe, resume: bool = False) -> dict[str, Any]:

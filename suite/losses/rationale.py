@@ -33,16 +33,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from suite.losses.task import token_nll
 from suite.losses.term import LossTerm
 
 IGNORE = -100
-
-
-def token_nll(logits: Tensor, labels: Tensor) -> Tensor:
-    """Per-token negative log-likelihood ``(B, T)``; 0 where ``labels`` is -100."""
-    nll = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE,
-                                            reduction="none")  # fmt: skip
-    return nll.view(labels.shape)
 
 
 def step_difficulty(nll: Tensor, weights: Tensor, steps: Tensor, num_steps: int) -> Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
 from suite.losses.term import LossTerm
@@ -22,3 +23,10 @@ class TaskLoss(LossTerm):
         return F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1), ignore_index=self.ignore_index
         )
+
+
+def token_nll(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """Per-token negative log-likelihood ``(B, T)`` of ``labels`` under ``logits (B, T, V)`` (float32); 0 where
+    ``labels`` is ``ignore_index``. Sequence losses, perplexity and rationale weights all start from it."""
+    nll = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=ignore_index, reduction="none")
+    return nll.view(labels.shape)

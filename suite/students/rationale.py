@@ -18,11 +18,7 @@ import torch
 from torch import nn
 
 from suite.students.generative import seq2seq_student
-
-
-def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+from suite.students.text import masked_mean
 
 
 class RationaleStudent(nn.Module):
