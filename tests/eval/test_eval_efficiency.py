@@ -77,7 +77,7 @@ def test_cpu_peak_memory_sees_a_large_allocation():
         "import numpy as np, psutil\n"
         "from suite.eval.efficiency import peak_memory\n"
         "before = peak_memory(lambda: None)\n"
-        "extra = max(before - psutil.Process().memory_info().rss, 0) + 300 * 2**20  # rise well above the old peak (margin over the 150 MiB floor)\n"
+        "extra = max(before - psutil.Process().memory_info().rss, 0) + 300 * 2**20  # well over the 150 MiB floor\n"
         "after = peak_memory(lambda: np.ones(extra // 8).sum())\n"
         "print(after - before)\n"
     )
