@@ -9,7 +9,6 @@ functions (tested without gradio); ``build_app`` lays out the page.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +27,6 @@ MAX_RATIONALE_TOKENS = 64
 EXAMPLE = (  # written for this demo in the style of a Symptom2Disease description
     "I have had a high fever and chills for three days, my whole body aches and I keep coughing."
 )
-_WORD = re.compile(r"[A-Za-z]{3,}")
-_TEMPLATE = {"case", "mentions", "pointing", "answer"}  # words of the rationale's frame, not evidence
 
 
 @dataclass
@@ -69,11 +66,11 @@ def check_case(text: str | None, context: str | None) -> tuple[str, str]:
 
 def evidence(case: str, rationale: str) -> list[tuple[str, str | None]]:
     """``case`` cut into (piece, "evidence" | None) for gr.HighlightedText: the words the rationale names."""
-    from suite.rationale import STOPWORDS
+    from suite.eval.eraser import WORD, cited_words
 
-    named = {w.lower() for w in _WORD.findall(rationale)} - STOPWORDS - _TEMPLATE
+    named = cited_words(rationale, case)
     pieces, last = [], 0
-    for match in _WORD.finditer(case):
+    for match in WORD.finditer(case):
         if match.group(0).lower() in named:
             pieces += [(case[last : match.start()], None), (match.group(0), "evidence")]
             last = match.end()

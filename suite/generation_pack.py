@@ -56,6 +56,7 @@ class GenerationVariant:
     top_k: int = 0  # 0: the teacher's full distribution over the student's vocabulary; k > 0: its top-k (both stored)
     sequence_level: bool = False  # targets are the teacher's beam outputs instead of the references
     on_policy: float = 0.0  # GKD lambda: share of batches whose targets the student samples (live teacher)
+    seeds: list[int] | None = None  # its own training seeds (None: the task's)
 
     @property
     def kd(self) -> bool:
@@ -192,7 +193,7 @@ class GenerationPack(Pack):
     # -- Pack hooks ------------------------------------------------------------------------------------------------
     def variants(self) -> list[Variant]:
         task = self.task
-        return [Variant(f"{task.name}_{student}_{name}", student, v.terms, task.seeds, kd=v.kd)
+        return [Variant(f"{task.name}_{student}_{name}", student, v.terms, v.seeds or task.seeds, kd=v.kd)
                 for student in task.students for name, v in task.variants.items()]  # fmt: skip
 
     def _variant(self, variant: Variant) -> GenerationVariant:

@@ -21,6 +21,7 @@ import torch
 
 from suite.callbacks import Callback
 from suite.distiller import Distiller, as_output_dict
+from suite.eval.eraser import STOPWORDS
 from suite.generative import pad_rows
 from suite.losses.kd import SoftLabelKD, SoftLabelKDConfig
 from suite.losses.rationale import IGNORE, RationaleCE, RationaleConfig, idf_weights, rationale_steps
@@ -189,12 +190,6 @@ def train_rationale_student(
 
 
 # -- extractive rationales from a classifier teacher's attribution -----------------------------------------------
-_STOPWORDS = (
-    "a an and are as at be been but by for from had has have he her his i in is it its me my of on or our she so than "
-    "that the their them then there these they this to was we were what when which who with you your also after "
-    "before about into over very just now since being do does did not no all any some more most"
-)
-STOPWORDS = frozenset(_STOPWORDS.split())  # function words never count as evidence
 
 
 def token_attributions(

@@ -188,8 +188,11 @@ class RationalePack(PairClassificationPack):
 
     def rationale_metrics(self, run: Trained, probs: np.ndarray) -> dict[str, float]:
         """On the first ``explain_examples`` of the first test split: how often the written rationale states the
-        student's own label, and its ROUGE-L against the gold rationale where the data has one."""
-        from suite.eval import rouge
+        student's own label; against the gold rationale where the data has one, its ROUGE-L and BERTScore F1; and,
+        where rationales are extractive evidence (teacher-sourced), ERASER comprehensiveness and sufficiency of the
+        words it cites for the student's own label path, beside random words (:mod:`suite.eval.eraser`)."""
+        from suite.eval import bert_score, rouge
+        from suite.eval.eraser import eraser_scores
 
         examples = next(iter(self.data.tests.values()))[: self.task.explain_examples]
         written = self.explain(run.model, examples)
@@ -200,9 +203,26 @@ class RationalePack(PairClassificationPack):
         out = {"rationale_agreement": float(np.mean(agree))}
         gold = [(w, e.rationale) for w, e in zip(written, examples, strict=True) if e.rationale]
         if gold:
-            scores = rouge([w for w, _ in gold], [g for _, g in gold], rouge_types=("rougeL",))
-            out["rationale_rougeL"] = scores["rougeL"]
+            out["rationale_rougeL"] = rouge([w for w, _ in gold], [g for _, g in gold], rouge_types=("rougeL",))[
+                "rougeL"
+            ]
+            out["rationale_bertscore_f1"] = float(
+                np.mean(bert_score([w for w, _ in gold], [g for _, g in gold])["f1"])
+            )
+        if self.task.rationale_source == "teacher":
+            out |= eraser_scores(self._label_probs(run.model), [e.text for e in examples],
+                                 [e.text_pair for e in examples], written)  # fmt: skip
         return out
+
+    def _label_probs(self, model: torch.nn.Module):
+        """(texts, text pairs) -> the student's class probabilities (its label path)."""
+
+        def predict(texts: list[str], text_pairs: list[str]) -> np.ndarray:
+            items = pairs.encode_pairs(self.tokenizer, list(zip(texts, text_pairs, strict=True)), [0] * len(texts),
+                                       self.task.max_length)  # fmt: skip
+            return pairs.predict_proba(model, self.tokenizer, items)
+
+        return predict
 
     @torch.no_grad()
     def explain(self, model: torch.nn.Module, examples: list[Example], batch_size: int = 16) -> list[str]:

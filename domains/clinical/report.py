@@ -14,7 +14,12 @@ from suite.report import write_markdown as write
 from suite.results import write_summary
 from suite.runner import ModelResult, TaskResult, beats_baselines, rejected_variants
 
-METRICS = ("accuracy", "macro_f1", "ece", "pdr_abbreviations", "rationale_agreement", "rationale_rougeL")
+METRICS = ("accuracy", "macro_f1", "ece", "pdr_abbreviations")
+RATIONALE_METRICS = {  # metric -> column; ERASER scores sit beside the same for random words of equal count
+    "gold": ("rationale_agreement", "rationale_rougeL", "rationale_bertscore_f1"),
+    "teacher": ("rationale_agreement", "comprehensiveness", "comprehensiveness_random", "sufficiency",
+                "sufficiency_random", "cited_words"),
+}  # fmt: skip
 TITLES = {
     "pubmedqa": "PubMedQA PQA-L: question + abstract -> yes / no / maybe (official 500 test PMIDs)",
     "symptom2disease": "Symptom2Disease: symptom description -> 24 diagnoses (split by duplicate group)",
@@ -95,12 +100,31 @@ def task_section(recipe: ClinicalRecipe, result: TaskResult) -> list[str]:
     lines += ["", "### Accuracy by data budget (test, mean ± std over seeds)", "",
               *budget_table(recipe, result.results, task), "", "### test", "",
               *metrics_table(result.results, "test", METRICS, primary="accuracy"), ""]  # fmt: skip
+    lines += rationale_section(result)
     label_paths = {n: p for n, p in result.exports.items() if not n.endswith("_explain")}
     if label_paths:
         rejected = {name: rejected_variants(path) for name, path in label_paths.items()}
         lines += [f"### Latency of the label path (ms, p50 / p99; inputs of {pack.task.max_length} tokens)", "",
                   *latency_table(list(label_paths), result.bench, LATENCY_COLUMNS, rejected), ""]  # fmt: skip
     return lines
+
+
+def rationale_section(result: TaskResult) -> list[str]:
+    """The written rationales of every explaining student (first explain_examples test cases): agreement with its
+    own label, and against gold (ROUGE-L, BERTScore F1) or, for extractive evidence, ERASER faithfulness."""
+    explaining = {n: r for n, r in result.results.items() if "rationale_agreement" in r.metrics.get("test", {})}
+    if not explaining:
+        return []
+    source = result.pack.task.rationale_source
+    note = ("against the authors' gold long answers" if source == "gold" else "ERASER comprehensiveness (higher: "
+            "removing the cited words takes the label away) and sufficiency (lower: the cited words alone keep it), "
+            "each beside the same for as many random words of the case")  # fmt: skip
+    return [
+        f"### Rationales the students write ({note})",
+        "",
+        *metrics_table(explaining, "test", RATIONALE_METRICS[source], primary="rationale_agreement"),
+        "",
+    ]
 
 
 def write_report(recipe: ClinicalRecipe, results: Sequence[TaskResult], seconds: float) -> dict[str, Any]:

@@ -23,6 +23,15 @@ def store_sizes(run_dir: Path) -> dict[str, int]:
             for p in sorted((run_dir / TASK).glob("store-*"))}  # fmt: skip
 
 
+def best_kd(results: dict[str, ModelResult], student: str) -> str | None:
+    """The KD variant of ``student`` with the best mean test ROUGE-L among those run on as many seeds as its no-KD
+    twin (a one-seed screening run is not compared with a three-seed mean)."""
+    base = results.get(f"{TASK}_{student}_no_kd")
+    seeds = len(base.seeds) if base else 1
+    kd = [n for n, r in results.items() if n.startswith(f"{TASK}_{student}_") and r.kd and len(r.seeds) >= seeds]
+    return max(kd, key=lambda n: results[n].metrics["test"]["rougeL"], default=None)
+
+
 def kd_goals(recipe: RadiologyRecipe, results: dict[str, ModelResult], sizes: dict[str, int]) -> list[str]:
     """Best KD student vs no-KD (ROUGE-L, test), hallucination vs teacher, top-20 vs full-distribution KD; none is
     judged when the teacher does not beat the most-common-impression baseline."""
@@ -30,16 +39,14 @@ def kd_goals(recipe: RadiologyRecipe, results: dict[str, ModelResult], sizes: di
         return ["- the teacher does not beat the most-common-impression baseline on test: no KD goal is judged."]
     lines: list[str] = []
     for student in recipe.students:
-        base = results.get(f"{TASK}_{student}_no_kd")
-        kd = {n: r for n, r in results.items() if n.startswith(f"{TASK}_{student}_") and r.kd}
-        if base is None or not kd:
+        base, best = results.get(f"{TASK}_{student}_no_kd"), best_kd(results, student)
+        if base is None or best is None:
             continue
-        best = max(kd, key=lambda n: kd[n].metrics["test"]["rougeL"])
-        gain = 100 * (kd[best].metrics["test"]["rougeL"] - base.metrics["test"]["rougeL"])
-        lines.append(f"- best KD `{best}` vs no-KD, ROUGE-L (test, mean over seeds): {gain:+.2f} points "
-                     f"(goal >= +1): {'met' if gain >= 1 else '**not met**'}.")  # fmt: skip
+        gain = 100 * (results[best].metrics["test"]["rougeL"] - base.metrics["test"]["rougeL"])
+        lines.append(f"- best KD `{best}` vs no-KD, ROUGE-L (test, mean over {len(base.seeds)} seeds): {gain:+.2f} "
+                     f"points (goal >= +1): {'met' if gain >= 1 else '**not met**'}.")  # fmt: skip
         teacher = results[f"{TASK}_teacher"].metrics["test"]["hallucination_rate"]
-        rate = kd[best].metrics["test"]["hallucination_rate"]
+        rate = results[best].metrics["test"]["hallucination_rate"]
         lines.append(f"- its hallucination rate {rate:.3f} vs the teacher's {teacher:.3f}: "
                      f"{'met' if rate <= teacher else '**not met**'}.")  # fmt: skip
         full, top20 = results.get(f"{TASK}_{student}_fkl"), results.get(f"{TASK}_{student}_fkl_top20")
@@ -73,6 +80,7 @@ def write_report(recipe: RadiologyRecipe, result: Any, seconds: float) -> dict[s
                       examples=result.pack.data.sizes(), recipe=settings)  # fmt: skip
     write_summary(out / "radiology.json", doc)
     student = next(iter(recipe.students))
+    best = best_kd(results, student) or f"{TASK}_{student}_fkl"
     lines = header("Radiology: findings -> impression students distilled from a BERT2BERT teacher", doc, seconds,
                    "radiology.json") + [
         "IU X-ray (Open-i) reports with both sections, split by findings text (no text in two splits). Teacher: "
@@ -81,8 +89,8 @@ def write_report(recipe: RadiologyRecipe, result: Any, seconds: float) -> dict[s
         "the findings do not (absent or negated); missing: a positive finding of the findings the output does not "
         "assert (extractor validated in `radiology_findings.md`). Baseline: the most common training impression. "
         "Mean ± std over seeds.", "", "## Goals", "",
-        *retention_goals(results, result.bench, f"{TASK}_teacher", f"{TASK}_{student}_fkl", "rougeL", fewer=10,
-                         faster=5), "", *kd_goals(recipe, results, sizes), "",
+        *retention_goals(results, result.bench, f"{TASK}_teacher", best, "rougeL", fewer=10, faster=5), "",
+        *kd_goals(recipe, results, sizes), "",
     ]  # fmt: skip
     for split in result.pack.data.tests:
         shown = [m for m in METRICS if any(m in r.metrics.get(split, {}) for r in results.values())]

@@ -109,6 +109,27 @@ def test_the_rationale_task_changes_the_student_and_is_learned(setup, tmp_path):
     assert torch.allclose(shipped, stepwise.eval()(**batch["inputs"])["logits"])
     explained = stepwise.explain(**batch["inputs"], max_new_tokens=12)
     assert explained.shape[0] == 4
+    check_pack_scores_the_written_rationales(stepwise, tokenizer)
+
+
+def check_pack_scores_the_written_rationales(student, tokenizer):
+    """The pack's rationale metrics on a trained student: agreement with its own label, and ERASER scores of the
+    words it cites (its rationales cite symptom words that decide the label, unlike random words of the case)."""
+    from types import SimpleNamespace
+
+    from suite.rationale_pack import RationalePack
+
+    cases = [SimpleNamespace(text=e.text, text_pair="", label=e.label, rationale="") for e in examples(40)[32:]]
+    pack = object.__new__(RationalePack)  # the metrics need only these attributes, not the stages
+    pack.task = SimpleNamespace(labels=LABELS, explain_examples=8, max_rationale=24, max_length=16,
+                                rationale_source="teacher")  # fmt: skip
+    pack.data, pack.tokenizer, pack.rationale_outputs = SimpleNamespace(tests={"test": cases}), tokenizer, {}
+    probs = pack._label_probs(student)([c.text for c in cases], [""] * len(cases))
+    scores = pack.rationale_metrics(SimpleNamespace(model=student, variant=SimpleNamespace(name="s")), probs)
+    assert scores["rationale_agreement"] >= 0.75
+    assert scores["eraser_cases"] == 8 and "rationale_rougeL" not in scores  # no gold rationales here
+    assert scores["comprehensiveness"] > scores["comprehensiveness_random"]
+    assert scores["sufficiency"] < scores["sufficiency_random"]
 
 
 def test_the_rationale_term_without_rationales_or_kd_without_teacher_logits_is_refused(setup, tmp_path):

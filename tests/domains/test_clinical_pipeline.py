@@ -62,6 +62,7 @@ def test_summary_has_every_model_and_budget_with_accuracy_and_kd_flags(clinical_
         assert 0.0 <= test["accuracy"] <= 1.0 and "pdr_abbreviations" in test
         explains = name.endswith("step_by_step")
         assert ("rationale_agreement" in test) is explains and ("rationale_rougeL" in test) is explains
+        assert ("rationale_bertscore_f1" in test) is explains and "comprehensiveness" not in test  # gold: abstractive
     assert written["tasks"]["pubmedqa"]["rationales_kept"] == 48  # every gold rationale states its own label
     from suite.students.io import load_student
 

@@ -40,3 +40,15 @@ def test_goals_met_and_not_met_follow_the_numbers():
     assert "99.8%" in lines[2] and "3.0%" in lines[2] and "not met" not in lines[2]
     too_big = kd_goals(recipe(), results(teacher=0.6), {"store-full": 100, "store-top20": 6})
     assert "**not met**" in too_big[2]  # 6% of the full store is over the 5% goal
+
+
+def test_a_one_seed_screening_variant_is_not_the_best_kd_student():
+    from domains.radiology.report import best_kd
+
+    runs = results(teacher=0.6)
+    for name in ("impression_t5_2m_no_kd", "impression_t5_2m_fkl"):
+        runs[name] = runs[name].__class__(**{**runs[name].__dict__, "seeds": [0, 1, 2]})
+    runs["impression_t5_2m_rkl"] = student(0.60, 0.1, kd=True)  # better, but one seed
+    assert best_kd(runs, "t5_2m") == "impression_t5_2m_fkl"
+    runs["impression_t5_2m_no_kd"] = student(0.50, 0.3, kd=False)  # one-seed no-KD: every KD run competes
+    assert best_kd(runs, "t5_2m") == "impression_t5_2m_rkl"
