@@ -242,9 +242,14 @@ class GenerationPack(Pack):
 
         return load_student(directory / "model")[0]
 
-    def _generate(self, model: torch.nn.Module, tokenizer: Any, pairs: list[TextPair]) -> list[str]:
+    def _generate(self, model: torch.nn.Module, tokenizer: Any) -> dict[str, list[str]]:
+        """Every test split's generations; a source in several splits (a normal / abnormal breakdown of the test
+        split) is generated once."""
         t = self.task
-        return gen.generate(model, tokenizer, [p.source for p in pairs], t.max_source, t.max_new_tokens, t.num_beams)
+        sources = list(dict.fromkeys(p.source for pairs in self.data.tests.values() for p in pairs))
+        outputs = gen.generate(model, tokenizer, sources, t.max_source, t.max_new_tokens, t.num_beams)
+        generated = dict(zip(sources, outputs, strict=True))
+        return {split: [generated[p.source] for p in pairs] for split, pairs in self.data.tests.items()}
 
     def _metrics(self, outputs: dict[str, list[str]], against_teacher: bool = True) -> dict[str, Metrics]:
         teacher = self.teacher_outputs if against_teacher else {}
@@ -263,7 +268,7 @@ class GenerationPack(Pack):
         results = []
         for run in trained:
             print(f"[{self.task.name}] evaluating {run.variant.name} seed {run.seed}")
-            outputs = {s: self._generate(run.model, self.tokenizer, p) for s, p in self.data.tests.items()}
+            outputs = self._generate(run.model, self.tokenizer)
             self.outputs.setdefault(run.variant.name, outputs)
             results.append(self._with_perplexity(self._metrics(outputs), run.model, self.tokenizer))
         return results
@@ -281,8 +286,7 @@ class GenerationPack(Pack):
         from suite.eval import parameter_count
 
         print(f"[{self.task.name}] teacher: generating every test split")
-        self.teacher_outputs = {s: self._generate(self.teacher, self.teacher_tokenizer, p)
-                                for s, p in self.data.tests.items()}  # fmt: skip
+        self.teacher_outputs = self._generate(self.teacher, self.teacher_tokenizer)
         self.outputs[f"{self.task.name}_teacher"] = self.teacher_outputs
         metrics = self._metrics(self.teacher_outputs, against_teacher=False)  # agreement with itself says nothing
         metrics = self._with_perplexity(metrics, self.teacher, self.teacher_tokenizer)

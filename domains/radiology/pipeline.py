@@ -42,6 +42,15 @@ def metrics_fn(recipe: RadiologyRecipe):
     from suite.eval.findings import faithfulness
 
     extractor = chest_extractor()
+    bertscores: dict[tuple[str, str], float] = {}  # (output, reference) -> F1; the normal / abnormal splits repeat
+
+    def bertscore_f1(outputs: list[str], references: list[str]) -> float:
+        pairs = list(zip(outputs, references, strict=True))
+        todo = list(dict.fromkeys(p for p in pairs if p not in bertscores))
+        if todo:
+            scores = bert_score([o for o, _ in todo], [r for _, r in todo])["f1"]
+            bertscores.update(zip(todo, scores, strict=True))
+        return sum(bertscores[p] for p in pairs) / len(pairs)
 
     def metrics(sources: list[str], references: list[str], outputs: list[str], teacher: list[str] | None) -> dict:
         if not outputs:
@@ -49,8 +58,7 @@ def metrics_fn(recipe: RadiologyRecipe):
         out = {**rouge(outputs, references), "bleu": bleu(outputs, references), "distinct_2": distinct_n(outputs, 2)}
         out |= faithfulness(extractor, sources, outputs)
         if recipe.bertscore:
-            f1 = bert_score(outputs, references)["f1"]
-            out["bertscore_f1"] = sum(f1) / len(f1)
+            out["bertscore_f1"] = bertscore_f1(outputs, references)
         if teacher is not None:
             out["teacher_rougeL"] = rouge(outputs, teacher, rouge_types=("rougeL",))["rougeL"]
         return out

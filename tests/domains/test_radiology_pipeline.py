@@ -84,3 +84,19 @@ def test_no_report_text_reaches_the_logs(radiology_run, capsys):
     printed += capsys.readouterr().out
     reports = load_reports()[:200]
     assert not any(r.findings in printed or r.impression in printed for r in reports if len(r.impression) > 30)
+
+
+def test_bertscore_of_a_split_that_repeats_another_is_scored_from_the_same_pairs():
+    from domains.radiology.pipeline import metrics_fn
+    from domains.radiology.recipe import RadiologyRecipe
+    from suite.eval import bert_score
+
+    metrics = metrics_fn(RadiologyRecipe(variants={"no_kd": {"terms": {"task": 1.0}}}))
+    sources = ["heart size normal. no effusion.", "small left effusion.", "lungs are clear."]
+    references = ["no acute disease.", "left pleural effusion.", "normal chest."]
+    outputs = ["no acute cardiopulmonary disease.", "small effusion.", "no acute disease."]
+    whole = metrics(sources, references, outputs, None)["bertscore_f1"]
+    subset = metrics(sources[1:], references[1:], outputs[1:], None)["bertscore_f1"]  # pairs already scored
+    direct = bert_score(outputs, references)["f1"]
+    assert whole == pytest.approx(sum(direct) / 3, abs=1e-6)
+    assert subset == pytest.approx(sum(direct[1:]) / 2, abs=1e-6)
