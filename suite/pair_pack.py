@@ -152,7 +152,7 @@ def fine_tune_teacher(task: PairTask, data: PairData, out: Path, resume: bool) -
     if task.teacher_model == "minilm-l6":
         teacher = build_student("minilm-classifier", num_labels=labels)
     else:  # any local HF encoder folder, through the same student entry that exports it
-        teacher = build_student("hf-classifier", path=task.teacher_model, num_labels=labels)
+        teacher = build_student("hf-classifier", path=task.teacher_model, num_labels=labels, new_head=True)
     tokenizer = teacher.tokenizer
     tokenizer.model_max_length = task.max_length  # what the exported teacher will truncate to
     train = encode(tokenizer, data.train + data.teacher_extra, task.max_length)

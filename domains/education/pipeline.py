@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from domains.education.data import LABELS, SRA_SPLITS, VERIFIER_SPLITS, Example, load_sra, load_verifier, problem_split
+from domains.education.own_data import SPLITS as OWN_SPLITS
+from domains.education.own_data import load_own
 from domains.education.recipe import SRA_RUBRIC, VERIFIER_RUBRIC, EducationRecipe
 from suite.errors import ConfigError
 from suite.pair_pack import PairData, PairTask, release_pair_models, run_pair_task
@@ -31,7 +33,9 @@ def perturbed(examples: list[Example], n: int) -> list[Example]:
 
 
 def load_task(recipe: EducationRecipe, task: str) -> PairData:
-    if task == "sra":
+    if recipe.data.path:
+        splits, names, extra = load_own(recipe.data)[1], OWN_SPLITS, []
+    elif task == "sra":
         splits, names, extra = load_sra(recipe.sra_path, recipe.sra_corpus), SRA_SPLITS, []
     else:
         splits = load_verifier(
@@ -49,17 +53,33 @@ def load_task(recipe: EducationRecipe, task: str) -> PairData:
     return PairData(train, dev, tests, extra, noisy)
 
 
+def task_labels(recipe: EducationRecipe) -> list[str]:
+    return load_own(recipe.data)[0] if recipe.data.path else LABELS
+
+
+def rubric(recipe: EducationRecipe, task: str, labels: list[str]) -> str:
+    if task == "verifier":
+        return VERIFIER_RUBRIC
+    if not recipe.data.path:
+        return SRA_RUBRIC
+    return SRA_RUBRIC.replace("a science question", "a question").replace(
+        "Is the student answer correct or incorrect? Answer with one word: correct or incorrect.",
+        f"Grade the student answer. Answer with one of: {', '.join(labels)}.",
+    )
+
+
 def pair_task(recipe: EducationRecipe, task: str) -> PairTask:
     """The recipe's settings for one task, in the shared stages' terms."""
+    labels = task_labels(recipe)
     return PairTask(
-        name=task, labels=LABELS, max_length=recipe.max_length(task), teacher=recipe.teacher,
+        name=task, labels=labels, max_length=recipe.max_length(task), teacher=recipe.teacher,
         teacher_model=recipe.teacher_model, teacher_trainer=recipe.teacher_trainer(task),
         students={s: recipe.tiny_trainer if s == "tiny" else recipe.minilm2_trainer for s in recipe.students},
         seeds={s: recipe.seeds_of(s) for s in recipe.students}, variants=recipe.variants, kd=recipe.kd,
         tiny={"dim": recipe.tiny_dim, "layers": recipe.tiny_layers, "vocab_size": recipe.vocab_size},
         int8=recipe.int8, bench_repeats=recipe.bench_repeats, progress=recipe.progress,
         teacher_url=recipe.teacher_url, teacher_served_model=recipe.teacher_served_model,
-        rubric=SRA_RUBRIC if task == "sra" else VERIFIER_RUBRIC,
+        rubric=rubric(recipe, task, labels),
     )  # fmt: skip
 
 
@@ -72,8 +92,9 @@ def split_metrics(probs: np.ndarray, labels: np.ndarray, noisy_probs: np.ndarray
     clean_prefix = accuracy(predictions[: len(noisy_labels)], noisy_labels.tolist())
     noisy = accuracy(noisy_probs.argmax(-1).tolist(), noisy_labels.tolist())
     gold = labels.tolist()
+    classes = (0, probs.shape[1] - 1)  # grades in class order: QWK reads them as ordinal
     return {"accuracy": accuracy(predictions, gold), "macro_f1": macro_f1(predictions, gold),
-            "qwk": qwk(predictions, gold, rating_range=(0, 1)), "ece": expected_calibration_error(probs, labels),
+            "qwk": qwk(predictions, gold, rating_range=classes), "ece": expected_calibration_error(probs, labels),
             "pdr_typos": performance_drop_rate(clean_prefix, noisy)}  # fmt: skip
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from domains.education.own_data import OwnData
 from suite.config import check
 from suite.losses import SoftLabelKDConfig
 from suite.pairs import PAIR_TERMS
@@ -48,6 +49,7 @@ class EducationRecipe(RunOutputs):
 
     output_dir: str = field(default="runs/education/full", metadata={"help": "teachers, store, students, exports"})
     tasks: list[str] = field(default_factory=lambda: list(TASKS), metadata={"help": "sra and/or verifier"})
+    data: OwnData = field(default_factory=OwnData, metadata={"help": "your own graded answers (data.path=...)"})
     sra_path: str = field(default="", metadata={"help": "SemEval folder (empty: dataset registry)"})
     sra_corpus: str = field(default="both", metadata={"help": "sciEntsBank | beetle | both"})
     gsm8k_path: str = field(default="", metadata={"help": "GSM8K folder (empty: dataset registry)"})
@@ -95,7 +97,11 @@ class EducationRecipe(RunOutputs):
     minilm2_trainer: TrainerConfig = field(default_factory=_minilm2_trainer)
 
     def __post_init__(self) -> None:
-        check(self.tasks and set(self.tasks) <= set(TASKS), "tasks", f"choose from {', '.join(TASKS)}")
+        if self.data.path:  # the user's data replaces the built-in tasks, and names the models
+            self.tasks = [self.data.task]
+            self.release = [f"{self.data.task}_tiny_kd" if r == "sra_tiny_kd" else r for r in self.release]
+        else:
+            check(self.tasks and set(self.tasks) <= set(TASKS), "tasks", f"choose from {', '.join(TASKS)}")
         check(self.students and set(self.students) <= set(STUDENTS), "students", f"choose from {STUDENTS}")
         check(self.teacher in TEACHER_BACKENDS, "teacher", f"choose from {', '.join(TEACHER_BACKENDS)}")
         check(self.teacher != "openai" or bool(self.teacher_url and self.teacher_served_model), "teacher_url",
@@ -112,11 +118,12 @@ class EducationRecipe(RunOutputs):
         check(min(self.sra_max_length, self.verifier_max_length) >= 16, "max_length", "must be >= 16")
         check(self.bench_repeats >= 5, "bench_repeats", "must be >= 5 (p99 of fewer runs means little)")
 
+    # the user's own data is short-answer scoring: it takes the SRA settings
     def max_length(self, task: str) -> int:
-        return self.sra_max_length if task == "sra" else self.verifier_max_length
+        return self.verifier_max_length if task == "verifier" else self.sra_max_length
 
     def teacher_trainer(self, task: str) -> TrainerConfig:
-        return self.sra_teacher_trainer if task == "sra" else self.verifier_teacher_trainer
+        return self.verifier_teacher_trainer if task == "verifier" else self.sra_teacher_trainer
 
     def seeds_of(self, student: str) -> list[int]:
         return self.seeds if student == "tiny" else self.seeds[: self.minilm2_seeds]

@@ -63,9 +63,24 @@ def plots(result: TaskResult, out_dir: Path) -> list[str]:
     return lines
 
 
+def task_title(recipe: EducationRecipe, result: TaskResult) -> str:
+    if result.task in TASK_TITLES and not recipe.data.path:
+        return TASK_TITLES[result.task]
+    labels = result.pack.task.labels
+    return f"{recipe.data.title}: answer scoring ({len(labels)}-way: {', '.join(labels)}), split by question"
+
+
+def students_text(recipe: EducationRecipe) -> str:
+    """The students this run trained, as the report and card describe them."""
+    layers = f"{recipe.tiny_layers} layer" + "s" * (recipe.tiny_layers != 1)
+    described = {"tiny": f"a tiny Transformer ({layers} of width {recipe.tiny_dim}, its own {recipe.vocab_size}-piece "
+                         "vocabulary)", "minilm2": "all-MiniLM-L6-v2 cut to its first 2 layers"}  # fmt: skip
+    return "; ".join(described[s] for s in recipe.students)
+
+
 def task_section(recipe: EducationRecipe, result: TaskResult, out_dir: Path) -> list[str]:
     task, first = result.task, next(iter(result.pack.data.tests))
-    lines = [f"## {TASK_TITLES[task]}", "",
+    lines = [f"## {task_title(recipe, result)}", "",
              "Examples: " + ", ".join(f"{k} {v:,}" for k, v in result.pack.data.sizes().items()) + ".", "",
              "### Goals (tiny KD student vs teacher)", "",
              *retention_goals(result.results, result.bench, f"{task}_teacher", f"{task}_tiny_kd", "accuracy"),
@@ -90,14 +105,15 @@ def write_report(recipe: EducationRecipe, results: Sequence[TaskResult], seconds
     write_summary(report_dir / "education.json", doc)
     weights = "; ".join(f"`{n}` = " + " + ".join(f"{w:g} x {t}" for t, w in terms.items())
                         for n, terms in recipe.variants.items())  # fmt: skip
-    lines = header("Education pack: scoring students distilled from a cross-encoder teacher", doc, seconds,
+    title = f"{recipe.data.title}: " if recipe.data.path else "Education pack: "
+    lines = header(title + "scoring students distilled from a cross-encoder teacher", doc, seconds,
                    "education.json") + [
-        f"Teacher: `{recipe.teacher}` ({recipe.teacher_model}). Students: a tiny Transformer (<1M parameters, its own "
-        f"{recipe.vocab_size}-piece vocabulary) and all-MiniLM-L6-v2 cut to 2 layers, each trained with every loss "
-        f"variant ({weights}; KD temperature {recipe.kd.temperature:g}; `task` is hard-label CE, `kd` soft-label KD, "
-        "survey Eq. 1). The majority class of the training labels is the baseline every model must beat. Metrics: "
-        "accuracy, macro-F1, quadratic weighted kappa, ECE (15 bins), PDR = accuracy drop rate under typos in the "
-        f"answer (first {recipe.robustness_examples} examples of each split). Mean ± std over training seeds.", "",
+        f"Teacher: `{recipe.teacher}` ({recipe.teacher_model}). Students: {students_text(recipe)}; each trained with "
+        f"every loss variant ({weights}; KD temperature {recipe.kd.temperature:g}; `task` is hard-label CE, `kd` "
+        "soft-label KD, survey Eq. 1). The majority class of the training labels is the baseline every model must "
+        "beat. Metrics: accuracy, macro-F1, quadratic weighted kappa, ECE (15 bins), PDR = accuracy drop rate under "
+        f"typos in the answer (first {recipe.robustness_examples} examples of each split). Mean ± std over training "
+        "seeds.", "",
     ]  # fmt: skip
     for result in results:
         lines += task_section(recipe, result, figures)
@@ -106,8 +122,30 @@ def write_report(recipe: EducationRecipe, results: Sequence[TaskResult], seconds
     return doc
 
 
+def own_data_card(recipe: EducationRecipe, doc: dict[str, Any]) -> dict[str, list[str]]:
+    """The model card's sections for a run on the user's own data: their file, their students, no SemEval claims."""
+    spec, task = recipe.data, recipe.tasks[0]
+    sizes = doc.get("tasks", {}).get(task, {}).get("examples", {})
+    grade = f"score `{spec.score}` >= {spec.threshold:g} is correct" if spec.score else f"label `{spec.label}`"
+    return {
+        "Intended use": [f"Scoring answers like those of {spec.title} for a teacher to review; a score is advice, not "
+                         "a grade. Check accuracy on a sample of new questions before relying on it."],
+        "Training data": [f"`{Path(spec.path).name}` ({spec.title}), supplied by the user: question `{spec.question}`"
+                          + (f", reference `{spec.reference}`" if spec.reference else "")
+                          + f", answer `{spec.answer}`, {grade}; split by `{spec.group or spec.question}`. Examples: "
+                          + ", ".join(f"{k} {v:,}" for k, v in sizes.items()) + ". Its license and consent are the "
+                          "user's to check."],
+        "Students": [students_text(recipe) + "."],
+        "Limitations": ["- Students inherit the teacher's errors; unseen questions score lower than unseen answers "
+                        "(see the report).", "- Inputs longer than the model's max length are truncated."],
+    }  # fmt: skip
+
+
 def write_model_card(recipe: EducationRecipe, doc: dict[str, Any]) -> Path:
     """``<model_card_dir>/README.md``: what the released students are, how well they do, and where they fail."""
+    if recipe.data.path:
+        return model_card(recipe.model_card_path, f"{recipe.data.title} answer-scoring students", doc,
+                          recipe.report_path / "education.md", "accuracy", own_data_card(recipe, doc))  # fmt: skip
     return model_card(recipe.model_card_path, "Education students (answer scoring and solution verification)", doc,
                       recipe.report_path / "education.md", "accuracy", {
         "Intended use": [

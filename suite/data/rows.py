@@ -111,6 +111,38 @@ def csv_rows(path: Path, header: Sequence[str]) -> Iterator[tuple[int, list[str]
         raise MalformedRowError(path, reader.line_num, f"invalid CSV ({error})") from None
 
 
+def table_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line, record)`` from a user's table: CSV or TSV with a header row of its own choosing (every value a
+    string), or JSON Lines (one object per line). Parse errors name the file and line."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        for number, raw in jsonl_rows(path):
+            try:
+                yield number, json_object(raw)
+            except BadRow as error:
+                raise MalformedRowError(path, number, str(error)) from None
+        return
+    if suffix not in (".csv", ".tsv"):
+        raise MalformedRowError(path, 1, f"unknown table format '{suffix}': use .csv, .tsv or .jsonl")
+    reader = csv.reader(io.StringIO(_decode(path, path.read_bytes()), newline=""),
+                        delimiter="\t" if suffix == ".tsv" else ",")  # fmt: skip
+    try:
+        header = next(reader, None)
+        if not header:
+            raise MalformedRowError(path, 1, "empty file: expected a header row")
+        start = reader.line_num + 1
+        for row in reader:
+            if row:
+                if len(row) != len(header):
+                    raise MalformedRowError(path, start, f"expected {len(header)} columns ({', '.join(header)}), "
+                                                         f"got {len(row)}")  # fmt: skip
+                yield start, dict(zip(header, row, strict=True))
+            start = reader.line_num + 1
+    except csv.Error as error:
+        raise MalformedRowError(path, reader.line_num, f"invalid CSV ({error})") from None
+
+
 def columns(row: list[str], names: Sequence[str]) -> dict[str, str]:
     """Name the fields of a CSV row; a wrong column count is a bad row."""
     if len(row) != len(names):

@@ -185,17 +185,32 @@ def tiny_text_classifier(
     return model
 
 
-def hf_classifier(path: str, num_labels: int) -> MiniLMClassifier:
+def hf_classifier(path: str, num_labels: int, new_head: bool = False) -> MiniLMClassifier:
     """Any local Hugging Face sequence classifier folder (``save_pretrained`` output) behind the text contract.
 
     This is how a fine-tuned or user-supplied teacher is saved with :func:`suite.students.io.save_student` and
     exported like any student: the folder gives the architecture and tokenizer, the saved weights are loaded on top.
+    ``new_head``: a folder whose head has another number of labels gets a fresh one (it is about to be fine-tuned);
+    without it, such a folder is refused, since its head cannot answer this task.
     """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     folder = hub.resolve_model_path(path)
-    model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=num_labels, local_files_only=True)
+    found = AutoConfig.from_pretrained(folder, local_files_only=True).num_labels
+    if found != num_labels and not new_head and _has_head(folder):
+        raise ConfigError(f"{path}: its classification head has {found} labels but the task has {num_labels}; "
+                          "fine-tune it on the task (teacher: finetune) or give one for these labels")  # fmt: skip
+    model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=num_labels, local_files_only=True,
+                                                               ignore_mismatched_sizes=new_head)  # fmt: skip
     return MiniLMClassifier(model, AutoTokenizer.from_pretrained(folder, local_files_only=True))
+
+
+def _has_head(folder: Path) -> bool:
+    """Whether the folder's config names a sequence-classification architecture (a bare encoder has no head)."""
+    import json
+
+    config = json.loads((Path(folder) / "config.json").read_text())
+    return any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or [])
 
 
 def truncated_minilm_classifier(num_labels: int, num_layers: int = 2) -> MiniLMClassifier:

@@ -1,0 +1,143 @@
+"""Bring your own data to the education pack: a CSV / TSV / JSONL of graded answers, mapped by column names, split
+by question, with labels of any number of classes or a thresholded score; malformed rows name the file, line and
+column; and the whole run on the fixture CSV, whose report and card name the user's dataset, not SemEval."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from domains.education.own_data import OwnData, load_own, read_rows
+from suite.config import build_config
+from suite.errors import ConfigError, MalformedRowError
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "own_answers.csv"
+
+
+def fixture_rows() -> list[dict[str, str]]:
+    with open(FIXTURE, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_labels_of_any_number_of_classes_and_splits_that_keep_questions_whole():
+    labels, splits = load_own(OwnData(path=str(FIXTURE), label="grade", group="item"))
+    assert labels == ["partial", "right", "wrong"]  # sorted as found
+    assert set(splits) == {"train", "unseen_answers", "unseen_questions"}
+    assert sum(len(v) for v in splits.values()) == 96
+    held_out = {e.group for e in splits["unseen_questions"]}
+    assert held_out and not held_out & {e.group for e in splits["train"] + splits["unseen_answers"]}
+    assert {e.group for e in splits["unseen_answers"]} <= {e.group for e in splits["train"]}
+    first = splits["train"][0]
+    assert "Reference:" in first.text and first.label in (0, 1, 2)
+
+
+def test_class_order_from_the_config_and_a_thresholded_score():
+    labels, splits = load_own(OwnData(path=str(FIXTURE), label="grade", labels=["wrong", "partial", "right"]))
+    assert labels == ["wrong", "partial", "right"]
+    labels, splits = load_own(OwnData(path=str(FIXTURE), score="points", threshold=3))
+    assert labels == ["incorrect", "correct"]
+    rows = fixture_rows()
+    expected = sum(int(r["points"]) >= 3 for r in rows)
+    assert sum(e.label for split in splits.values() for e in split) == expected
+
+
+def test_jsonl_and_tsv_read_like_csv(tmp_path):
+    rows = fixture_rows()
+    jsonl = tmp_path / "answers.jsonl"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tsv = tmp_path / "answers.tsv"
+    tsv.write_text("".join("\t".join(values) + "\n" for values in [list(rows[0])] + [list(r.values()) for r in rows]))
+    expected = [row for _, row in read_rows(OwnData(path=str(FIXTURE), label="grade"))]
+    for path in (jsonl, tsv):
+        assert [row for _, row in read_rows(OwnData(path=str(path), label="grade"))] == expected
+    splits = [load_own(OwnData(path=str(p), label="grade"))[1] for p in (FIXTURE, jsonl)]
+    assert splits[0] == splits[1]  # the same rows land in the same splits whatever the format
+
+
+def without_answer(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k != "answer"}
+
+
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [
+        (without_answer, "no column 'answer'"),
+        (lambda row: {**row, "answer": "  "}, "column 'answer' is empty"),
+        (lambda row: {**row, "points": "lots"}, "column 'points': 'lots' is not a number"),
+    ],
+)
+def test_a_malformed_row_names_the_file_line_and_column(tmp_path, spoil, message):
+    rows = fixture_rows()[:5]
+    rows[3] = spoil(rows[3])
+    path = tmp_path / "answers.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(MalformedRowError) as error:
+        read_rows(OwnData(path=str(path), score="points", threshold=3))
+    assert str(error.value).startswith(f"{path}:4: malformed row: {message}")
+
+
+def test_a_ragged_csv_row_and_a_grade_outside_the_labels_are_refused(tmp_path):
+    path = tmp_path / "answers.csv"
+    path.write_text(FIXTURE.read_text().replace("\n", "\nq99,only three,columns\n", 1))
+    with pytest.raises(MalformedRowError, match=r"answers.csv:2: malformed row: expected 6 columns"):
+        read_rows(OwnData(path=str(path), label="grade"))
+    with pytest.raises(MalformedRowError, match=r"own_answers.csv:2: .*grade 'wrong' is not one of data.labels"):
+        load_own(OwnData(path=str(FIXTURE), label="grade", labels=["right", "partial"]))
+
+
+def test_too_few_questions_for_the_splits_is_a_config_error(tmp_path):
+    path = tmp_path / "tiny.csv"
+    path.write_text("question,answer,label\nq,a,yes\nq,b,no\n")
+    with pytest.raises(ConfigError, match="came out empty"):
+        load_own(OwnData(path=str(path), reference=""))
+
+
+@pytest.fixture(scope="module")
+def own_run(tmp_path_factory):
+    from domains.education.pipeline import run
+    from domains.education.recipe import EducationRecipe
+    from tests.domains.education_fixtures import write_tiny_teacher
+
+    root = tmp_path_factory.mktemp("own")
+    rows = fixture_rows()
+    teacher = write_tiny_teacher(root / "teacher", [r[k] for r in rows for k in ("question", "reference", "answer")])
+    overrides = [
+        f"output_dir={root / 'run'}", f"report_dir={root / 'report'}", f"model_card_dir={root / 'card'}",
+        f"data.path={FIXTURE}", "data.name=Grade 5 Science Quiz", "data.label=grade", "data.group=item",
+        f"teacher_model={teacher}", "students=[tiny]", "seeds=[0]", "sra_max_length=48", "robustness_examples=8",
+        "vocab_size=200", "tiny_dim=16", "tiny_layers=1", "bench_repeats=5", "dev_fraction=0.25",
+        "sra_teacher_trainer.lr=1e-3", "tiny_trainer.epochs=2", "sra_teacher_trainer.progress=false",
+        "tiny_trainer.progress=false", "int8=false",
+    ]  # fmt: skip
+    recipe = build_config(EducationRecipe, {}, overrides)
+    return recipe, run(recipe), root
+
+
+def test_the_run_names_models_and_report_after_the_users_dataset(own_run):
+    recipe, summary, root = own_run
+    assert recipe.tasks == ["grade_5_science_quiz"] and recipe.release == ["grade_5_science_quiz_tiny_kd"]
+    models = set(summary["models"])
+    assert models == {f"grade_5_science_quiz_{m}" for m in ("teacher", "majority", "tiny_kd", "tiny_no_kd")}
+    for entry in summary["models"].values():
+        assert set(entry["metrics"]) == {"unseen_answers", "unseen_questions"}
+        assert -1 <= entry["metrics"]["unseen_questions"]["qwk"] <= 1
+    report = (root / "report" / "education.md").read_text()
+    card = (root / "card" / "README.md").read_text()
+    assert report.startswith("# Grade 5 Science Quiz:")
+    assert "3-way: partial, right, wrong" in report and "own_answers.csv" in card
+    for text in (report, card):
+        assert "SemEval" not in text and "GSM8K" not in text and "2 layers" not in text  # only what ran
+    assert (root / "card" / "export" / "grade_5_science_quiz_tiny_kd").is_dir()
+
+
+def test_a_classifier_folder_with_another_label_count_is_refused_as_is_and_fine_tuned_with_a_new_head(tmp_path):
+    from suite.students.text import hf_classifier
+    from tests.domains.education_fixtures import write_tiny_teacher
+
+    folder = write_tiny_teacher(tmp_path / "two_labels", ["a b c"])  # a 2-label head
+    with pytest.raises(ConfigError, match="head has 2 labels but the task has 3"):
+        hf_classifier(str(folder), 3)
+    assert hf_classifier(str(folder), 3, new_head=True).model.config.num_labels == 3
