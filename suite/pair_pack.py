@@ -232,12 +232,22 @@ class PairClassificationPack(Pack):
                 for s, e in self.data.tests.items()}  # fmt: skip
 
     def baselines(self) -> dict[str, dict]:
-        """The majority class of the training labels, predicted for every example."""
+        """The majority class of the training labels, predicted for every example; and a logistic regression on
+        the word overlap of the two texts (:func:`suite.pairs.overlap_baseline`) where examples are pairs."""
         counts = np.bincount(labels_of(self.data.train), minlength=len(self.task.labels))
         constant = lambda n: np.tile(counts / counts.sum(), (n, 1))  # noqa: E731
         probs = {s: constant(len(e)) for s, e in self.data.tests.items()}
         noisy = {s: constant(len(e)) for s, e in self.data.noisy.items()}
-        return {f"{self.task.name}_majority": self.metrics(probs, noisy)}
+        out = {f"{self.task.name}_majority": self.metrics(probs, noisy)}
+        if all(e.text_pair for e in self.data.train):
+            as_pairs = lambda examples: [(e.text, e.text_pair) for e in examples]  # noqa: E731
+            predict = pairs.overlap_baseline(as_pairs(self.data.train), labels_of(self.data.train).tolist(),
+                                             len(self.task.labels))  # fmt: skip
+            out[f"{self.task.name}_overlap"] = self.metrics(
+                {s: predict(as_pairs(e)) for s, e in self.data.tests.items()},
+                {s: predict(as_pairs(e)) for s, e in self.data.noisy.items()},
+            )
+        return out
 
     def teacher_result(self) -> ModelResult:
         from suite.eval import parameter_count

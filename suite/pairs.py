@@ -207,3 +207,42 @@ def stored_teacher_logits(
 def with_output_dir(config: TrainerConfig, output_dir: str | Path, **changes: Any) -> TrainerConfig:
     """A copy of ``config`` writing to ``output_dir`` (and any other field changed)."""
     return TrainerConfig(**{**vars(config), "output_dir": str(output_dir), **changes})
+
+
+# -- the lexical-overlap baseline ----------------------------------------------------------------------------------
+def overlap_features(pairs: Sequence[Pair]) -> np.ndarray:
+    """Per pair: Jaccard of the two texts' content words, the share of the second text's words found in the first
+    and of the first's in the second, and both lengths (log words). What a scorer that only matches words sees."""
+    import re
+
+    from suite.eval.eraser import STOPWORDS
+
+    def words(text: str) -> set[str]:
+        return set(re.findall(r"[a-z0-9]+", text.lower())) - STOPWORDS  # numbers count: "100 degrees", "A: 42"
+
+    rows = []
+    for text, text_pair in pairs:
+        a, b = words(text), words(text_pair)
+        both = len(a & b)
+        rows.append([both / max(1, len(a | b)), both / max(1, len(b)), both / max(1, len(a)),
+                     np.log1p(len(a)), np.log1p(len(b))])  # fmt: skip
+    return np.asarray(rows, dtype=np.float64)
+
+
+def overlap_baseline(train: Sequence[Pair], labels: Sequence[int], num_labels: int):
+    """A logistic regression on :func:`overlap_features`, fitted on the training pairs: returns pairs -> (N, C)
+    class probabilities. A teacher that cannot beat word matching has not learned the task."""
+    from sklearn.linear_model import LogisticRegression
+
+    present = sorted(set(labels))
+    model = LogisticRegression(max_iter=1000).fit(overlap_features(train), labels) if len(present) > 1 else None
+
+    def predict(pairs: Sequence[Pair]) -> np.ndarray:
+        out = np.zeros((len(pairs), num_labels))
+        if model is None:  # one class in training: it is the only answer
+            out[:, present[0]] = 1.0
+        elif pairs:
+            out[:, model.classes_] = model.predict_proba(overlap_features(pairs))
+        return out
+
+    return predict

@@ -230,13 +230,13 @@ def rejected_variants(export_dir: Path) -> dict[str, str]:
 
 
 def beats_baselines(results: Mapping[str, ModelResult], name: str, split: str, metric: str,
-                    higher_is_better: bool = True) -> bool:  # fmt: skip
-    """Whether ``name`` does strictly better than every baseline on ``split``/``metric``."""
+                    higher_is_better: bool = True, margin: float = 0.0) -> bool:  # fmt: skip
+    """Whether ``name`` does strictly better than every baseline on ``split``/``metric``, by at least ``margin``."""
     value = results[name].metrics[split][metric]
     for other, entry in results.items():
-        if other != name and entry.role == "baseline" and split in entry.metrics:
+        if other != name and entry.role == "baseline" and metric in entry.metrics.get(split, {}):
             base = entry.metrics[split][metric]
-            if (value <= base) if higher_is_better else (value >= base):
+            if (value <= base + margin) if higher_is_better else (value >= base - margin):
                 return False
     return True
 

@@ -18,6 +18,8 @@ from suite.report import (
     paired_seed_table,
     retention_goals,
     run_summary,
+    teacher_flags,
+    teacher_vs_baselines,
     write_markdown,
 )
 from suite.results import write_summary
@@ -37,7 +39,8 @@ def summary(recipe: EducationRecipe, results: Sequence[TaskResult], seconds: flo
     models = {name: entry for r in results for name, entry in r.results.items()}
     bench = {"results": [row for r in results for row in r.bench.get("results", [])]}
     return run_summary(models, bench, f"{results[0].task}_teacher", seconds, tasks={
-        r.task: {"teacher": f"{r.task}_teacher", "max_length": r.pack.task.max_length, "examples": r.pack.data.sizes()}
+        r.task: {"teacher": f"{r.task}_teacher", "max_length": r.pack.task.max_length, "examples": r.pack.data.sizes(),
+                 "teacher_vs_baselines": teacher_vs_baselines(r.results, f"{r.task}_teacher", "accuracy")}
         for r in results
     }, recipe={"teacher": recipe.teacher, "teacher_model": recipe.teacher_model, "variants": recipe.variants,
                "kd": {"temperature": recipe.kd.temperature}, "seeds": recipe.seeds})  # fmt: skip
@@ -78,11 +81,17 @@ def students_text(recipe: EducationRecipe) -> str:
     return "; ".join(described[s] for s in recipe.students)
 
 
+def flag_lines(result: TaskResult) -> list[str]:
+    teacher = f"{result.task}_teacher"
+    flags = teacher_flags(teacher_vs_baselines(result.results, teacher, "accuracy"), teacher)
+    return [*flags, ""] if flags else []
+
+
 def task_section(recipe: EducationRecipe, result: TaskResult, out_dir: Path) -> list[str]:
     task, first = result.task, next(iter(result.pack.data.tests))
     lines = [f"## {task_title(recipe, result)}", "",
              "Examples: " + ", ".join(f"{k} {v:,}" for k, v in result.pack.data.sizes().items()) + ".", "",
-             "### Goals (tiny KD student vs teacher)", "",
+             *flag_lines(result), "### Goals (tiny KD student vs teacher)", "",
              *retention_goals(result.results, result.bench, f"{task}_teacher", f"{task}_tiny_kd", "accuracy"),
              ""]  # fmt: skip
     for split in result.pack.data.tests:

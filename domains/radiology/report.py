@@ -8,7 +8,17 @@ from typing import Any
 
 from domains.radiology.pipeline import TASK
 from domains.radiology.recipe import RadiologyRecipe
-from suite.report import header, metrics_table, model_card, paired_seed_table, retention_goals, run_summary
+from suite.report import (
+    TEACHER_MARGIN,
+    header,
+    metrics_table,
+    model_card,
+    paired_seed_table,
+    retention_goals,
+    run_summary,
+    teacher_flags,
+    teacher_vs_baselines,
+)
 from suite.report import write_markdown as write
 from suite.results import write_summary
 from suite.runner import ModelResult, beats_baselines, latency
@@ -35,8 +45,9 @@ def best_kd(results: dict[str, ModelResult], student: str) -> str | None:
 def kd_goals(recipe: RadiologyRecipe, results: dict[str, ModelResult], sizes: dict[str, int]) -> list[str]:
     """Best KD student vs no-KD (ROUGE-L, test), hallucination vs teacher, top-20 vs full-distribution KD; none is
     judged when the teacher does not beat the most-common-impression baseline."""
-    if not beats_baselines(results, f"{TASK}_teacher", "test", "rougeL"):
-        return ["- the teacher does not beat the most-common-impression baseline on test: no KD goal is judged."]
+    if not beats_baselines(results, f"{TASK}_teacher", "test", "rougeL", margin=TEACHER_MARGIN):
+        return [f"- the teacher does not beat the most-common-impression baseline on test by {TEACHER_MARGIN:.0%}: no "
+                "KD goal is judged."]  # fmt: skip
     lines: list[str] = []
     for student in recipe.students:
         base, best = results.get(f"{TASK}_{student}_no_kd"), best_kd(results, student)
@@ -76,8 +87,9 @@ def write_report(recipe: RadiologyRecipe, result: Any, seconds: float) -> dict[s
     out, results = recipe.report_path, result.results
     sizes = store_sizes(Path(recipe.output_dir))
     settings = {"variants": recipe.variants, "seeds": recipe.seeds}
+    checks = teacher_vs_baselines(results, f"{TASK}_teacher", "rougeL")
     doc = run_summary(results, result.bench, f"{TASK}_teacher", seconds, store_bytes=sizes,
-                      examples=result.pack.data.sizes(), recipe=settings)  # fmt: skip
+                      examples=result.pack.data.sizes(), recipe=settings, teacher_vs_baselines=checks)  # fmt: skip
     write_summary(out / "radiology.json", doc)
     student = next(iter(recipe.students))
     best = best_kd(results, student) or f"{TASK}_{student}_fkl"
@@ -88,7 +100,7 @@ def write_report(recipe: RadiologyRecipe, result: Any, seconds: float) -> dict[s
         "teacher's WordPiece pieces that the training text uses. Hallucination: a finding the output asserts that "
         "the findings do not (absent or negated); missing: a positive finding of the findings the output does not "
         "assert (extractor validated in `radiology_findings.md`). Baseline: the most common training impression. "
-        "Mean ± std over seeds.", "", "## Goals", "",
+        "Mean ± std over seeds.", "", "## Goals", "", *teacher_flags(checks, f"{TASK}_teacher"),
         *retention_goals(results, result.bench, f"{TASK}_teacher", best, "rougeL", fewer=10, faster=5), "",
         *kd_goals(recipe, results, sizes), "",
     ]  # fmt: skip

@@ -54,7 +54,7 @@ def test_summary_has_every_model_and_budget_with_accuracy_and_kd_flags(clinical_
     validate_summary(written)
     models = written["models"]
     students = {f"pubmedqa_b{b}_{m}" for b in (50, 100) for m in ("label_only", "logit_kd", "step_by_step")}
-    assert set(models) == students | {"pubmedqa_teacher", "pubmedqa_majority"}
+    assert set(models) == students | {"pubmedqa_teacher", "pubmedqa_majority", "pubmedqa_overlap"}
     for name in students:
         # only logit KD learns from the teacher: step-by-step learns the authors' gold rationales
         assert models[name]["kd"] is name.endswith("logit_kd")

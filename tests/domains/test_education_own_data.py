@@ -120,10 +120,12 @@ def test_the_run_names_models_and_report_after_the_users_dataset(own_run):
     recipe, summary, root = own_run
     assert recipe.tasks == ["grade_5_science_quiz"] and recipe.release == ["grade_5_science_quiz_tiny_kd"]
     models = set(summary["models"])
-    assert models == {f"grade_5_science_quiz_{m}" for m in ("teacher", "majority", "tiny_kd", "tiny_no_kd")}
+    assert models == {f"grade_5_science_quiz_{m}" for m in ("teacher", "majority", "overlap", "tiny_kd", "tiny_no_kd")}
     for entry in summary["models"].values():
         assert set(entry["metrics"]) == {"unseen_answers", "unseen_questions"}
         assert -1 <= entry["metrics"]["unseen_questions"]["qwk"] <= 1
+    checks = summary["tasks"]["grade_5_science_quiz"]["teacher_vs_baselines"]
+    assert set(checks) == {"unseen_answers", "unseen_questions"}  # the teacher against majority and overlap
     report = (root / "report" / "education.md").read_text()
     card = (root / "card" / "README.md").read_text()
     assert report.startswith("# Grade 5 Science Quiz:")

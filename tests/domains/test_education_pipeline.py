@@ -39,8 +39,8 @@ def test_summary_follows_the_schema_for_every_model(education_run):
     assert written == json.loads(json.dumps(summary))
     assert {"command", "machine", "teacher", "models"} <= set(written)
     assert written["teacher"] == "sra_teacher"
-    expected = {f"{task}_{m}" for task in ("sra", "verifier") for m in
-                ("teacher", "majority", "tiny_kd", "tiny_no_kd", "minilm2_kd", "minilm2_no_kd")}  # fmt: skip
+    kinds = ("teacher", "majority", "overlap", "tiny_kd", "tiny_no_kd", "minilm2_kd", "minilm2_no_kd")
+    expected = {f"{task}_{m}" for task in ("sra", "verifier") for m in kinds}
     assert set(written["models"]) == expected
     for name, entry in written["models"].items():
         assert set(entry) == {
@@ -54,8 +54,9 @@ def test_summary_follows_the_schema_for_every_model(education_run):
             "metrics_first_seed",
         }
         assert entry["kd"] == (name.endswith("_kd") and not name.endswith("no_kd"))
-        assert isinstance(entry["params"], int) and (entry["params"] > 0) == (not name.endswith("majority"))
-        if not name.endswith("majority"):
+        baseline = name.endswith(("majority", "overlap"))
+        assert isinstance(entry["params"], int) and (entry["params"] > 0) == (not baseline)
+        if not baseline:
             assert 0 < entry["latency_ms_p50"] <= entry["latency_ms_p99"]
         splits = {"unseen_answers", "unseen_questions", "unseen_domains"} if name.startswith("sra") else {"test"}
         assert set(entry["metrics"]) == splits
