@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from suite import pairs
-from suite.losses import SoftLabelKDConfig
+from suite.errors import ConfigError
+from suite.losses import MultiTeacherConfig, SoftLabelKDConfig
 from suite.runner import (
     ModelResult,
     Pack,
@@ -87,6 +88,18 @@ class PairTask:
     teacher_url: str = ""  # openai
     teacher_served_model: str = ""  # openai
     rubric: str = ""  # openai: the prompt template with {text} and {text_pair}
+    ensemble: int = 1  # finetune: how many teachers (seeds seed, seed + 1, ...); > 1 is multi-teacher KD
+    multi: MultiTeacherConfig = field(default_factory=MultiTeacherConfig)  # how the ensemble's teachers combine
+    leave_one_out: bool = False  # with an ensemble: every KD variant also once without each teacher
+
+    @property
+    def teacher_stages(self) -> list[str]:
+        return [teacher_stage(self.name, member) for member in range(self.ensemble)]
+
+
+def teacher_stage(task: str, member: int) -> str:
+    """Member 0 keeps the single teacher's stage name, so a one-teacher run's stages stay valid."""
+    return f"{task}/teacher" if member == 0 else f"{task}/teacher{member}"
 
 
 def encode(tokenizer: Any, examples: list[Example], max_length: int) -> list[dict]:
@@ -98,8 +111,9 @@ def labels_of(examples: list[Example]) -> np.ndarray:
     return np.array([e.label for e in examples], dtype=np.int64)
 
 
-def teacher_logits(teacher: Any, examples: list[Example], task_dir: Path) -> torch.Tensor:
-    return pairs.stored_teacher_logits(teacher, [(e.text, e.text_pair) for e in examples], task_dir / "teacher_store")
+def teacher_logits(teacher: Any, examples: list[Example], task_dir: Path, member: int = 0) -> torch.Tensor:
+    store = task_dir / ("teacher_store" if member == 0 else f"teacher{member}_store")
+    return pairs.stored_teacher_logits(teacher, [(e.text, e.text_pair) for e in examples], store)
 
 
 def _examples_digest(examples: list[Example]) -> str:
@@ -107,14 +121,14 @@ def _examples_digest(examples: list[Example]) -> str:
 
 
 # -- teacher -----------------------------------------------------------------------------------------------------
-def teacher_inputs(task: PairTask, data: PairData) -> dict[str, Any]:
+def teacher_inputs(task: PairTask, data: PairData, member: int = 0) -> dict[str, Any]:
     """What makes a teacher: a change reruns the teacher stage and every student after it."""
     from suite.teachers.hf import model_digest
 
     inputs: dict[str, Any] = {"backend": task.teacher, "model": task.teacher_model, "max_length": task.max_length}
     if task.teacher == "finetune":
         inputs |= {
-            "trainer": task.teacher_trainer,
+            "trainer": member_trainer(task, member),
             "data": _examples_digest(data.train + data.teacher_extra + data.dev),
         }
     elif task.teacher == "hf":
@@ -124,8 +138,15 @@ def teacher_inputs(task: PairTask, data: PairData) -> dict[str, Any]:
     return inputs
 
 
-def prepare_teacher(task: PairTask, data: PairData, ledger: StageLedger, resume: bool) -> Any:
-    """The teacher backend every student distils from, as the ``<task>/teacher`` stage."""
+def member_trainer(task: PairTask, member: int) -> TrainerConfig:
+    """Ensemble member ``k`` trains like the first teacher with seed + k (its own head, dropout and data order)."""
+    config = task.teacher_trainer
+    return config if member == 0 else dataclasses.replace(config, seed=config.seed + member)
+
+
+def prepare_teacher(task: PairTask, data: PairData, ledger: StageLedger, resume: bool, member: int = 0) -> Any:
+    """The teacher backend every student distils from, as the ``<task>/teacher`` stage (ensemble member ``k`` > 0:
+    ``<task>/teacher<k>``, fine-tuned with seed + k)."""
     from suite.teachers import HFTeacher, OpenAICompatibleTeacher
     from suite.teachers.rubric import RubricClassifierTeacher
 
@@ -135,18 +156,18 @@ def prepare_teacher(task: PairTask, data: PairData, ledger: StageLedger, resume:
     elif task.teacher == "hf":
         build = lambda out: HFTeacher(task.teacher_model, task="classification", max_length=task.max_length)  # noqa: E731
     else:
-        build = lambda out: fine_tune_teacher(task, data, out, resume)  # noqa: E731
+        build = lambda out: fine_tune_teacher(task, data, out, resume, member)  # noqa: E731
     load = lambda out: HFTeacher(out / "hf", task="classification", max_length=task.max_length)  # noqa: E731
-    return ledger.run(f"{task.name}/teacher", teacher_inputs(task, data), build,
+    return ledger.run(teacher_stage(task.name, member), teacher_inputs(task, data, member), build,
                       load if task.teacher == "finetune" else build)  # fmt: skip
 
 
-def fine_tune_teacher(task: PairTask, data: PairData, out: Path, resume: bool) -> Any:
+def fine_tune_teacher(task: PairTask, data: PairData, out: Path, resume: bool, member: int = 0) -> Any:
     """Fine-tune ``teacher_model`` (``minilm-l6`` or a local HF folder) as a cross-encoder, saved to ``out/hf``."""
     from suite.students import build_student
     from suite.teachers import HFTeacher
 
-    config = pairs.with_output_dir(task.teacher_trainer, out / "run")
+    config = pairs.with_output_dir(member_trainer(task, member), out / "run")
     torch.manual_seed(config.seed)  # the fresh classification head is drawn here
     labels = len(task.labels)
     if task.teacher_model == "minilm-l6":
@@ -157,7 +178,8 @@ def fine_tune_teacher(task: PairTask, data: PairData, out: Path, resume: bool) -
     tokenizer.model_max_length = task.max_length  # what the exported teacher will truncate to
     train = encode(tokenizer, data.train + data.teacher_extra, task.max_length)
     dev = encode(tokenizer, data.dev, task.max_length)
-    print(f"[{task.name}] teacher: fine-tuning {task.teacher_model} on {len(train)} pairs")
+    who = "teacher" if member == 0 else f"teacher {member + 1} of {task.ensemble}"
+    print(f"[{task.name}] {who}: fine-tuning {task.teacher_model} on {len(train)} pairs")
     pairs.fine_tune_cross_encoder(teacher, tokenizer, train, dev, config, resume=resume)
     teacher.model.save_pretrained(out / "hf")
     tokenizer.save_pretrained(out / "hf")
@@ -173,22 +195,43 @@ class PairClassificationPack(Pack):
         self.dir = ledger.root / task.name
         print(f"[{task.name}] data: " + ", ".join(f"{k} {v}" for k, v in data.sizes().items()))
         write_eval_data(self.dir / "data", data.tests)
-        self.teacher = prepare_teacher(task, data, ledger, resume)
+        if task.ensemble > 1 and task.teacher != "finetune":
+            raise ConfigError(f"{task.name}: an ensemble of teachers is fine-tuned here (teacher: finetune)")
+        self.teachers = [prepare_teacher(task, data, ledger, resume, k) for k in range(task.ensemble)]
+        self.teacher = self.teachers[0]  # the one exported and benchmarked
         print(f"[{task.name}] teacher outputs: through the teacher-output store")
-        self.train_logits = teacher_logits(self.teacher, data.train, self.dir)
+        logits = [teacher_logits(t, data.train, self.dir, k) for k, t in enumerate(self.teachers)]
+        # one teacher: (N, C), soft-label KD; an ensemble: (N, K, C), multi-teacher KD (survey Eq. 7-8)
+        self.train_logits = logits[0] if task.ensemble == 1 else torch.stack(logits, dim=1)
         self.students = {arch: student_setup(task, arch, data) for arch in task.students}
         self.probs: dict[str, dict[str, np.ndarray]] = {}  # model -> split -> probs (first seed), for the plots
 
     def variants(self) -> list[Variant]:
         task = self.task
-        return [Variant(f"{task.name}_{arch}_{name}", arch, terms, task.seeds[arch], kd=terms.get("kd", 0) > 0)
-                for arch in task.students for name, terms in task.variants.items()]  # fmt: skip
+        out = [Variant(f"{task.name}_{arch}_{name}", arch, terms, task.seeds[arch], kd=terms.get("kd", 0) > 0)
+               for arch in task.students for name, terms in task.variants.items()]  # fmt: skip
+        if task.ensemble > 1 and task.leave_one_out:  # the leave-one-teacher-out attribution runs
+            out += [dataclasses.replace(v, name=f"{v.name}_without_t{k}") for v in list(out) if v.kd
+                    for k in range(task.ensemble)]  # fmt: skip
+        return out
+
+    def members(self, variant: Variant) -> list[int]:
+        """The ensemble members a variant learns from (all but ``k`` for ``..._without_t<k>``)."""
+        left_out = variant.name.rpartition("_without_t")[2] if "_without_t" in variant.name else None
+        return [k for k in range(self.task.ensemble) if left_out is None or str(k) != left_out]
 
     def student_settings(self, variant: Variant) -> Any:
         setup = self.students[variant.student]
         train = _examples_digest(self.data.train)
-        return {"kwargs": setup["kwargs"], "trainer": setup["trainer"], "max_length": self.task.max_length,
-                "kd": self.task.kd, "train": train}  # fmt: skip
+        settings = {"kwargs": setup["kwargs"], "trainer": setup["trainer"], "max_length": self.task.max_length,
+                    "kd": self.task.kd, "train": train}  # fmt: skip
+        if self.task.ensemble > 1:
+            settings |= {"multi": self.task.multi, "members": self.members(variant)}
+        return settings
+
+    def kd_logits(self, variant: Variant) -> torch.Tensor:
+        """The teacher logits a variant distils: the teacher's, or the ensemble members it learns from."""
+        return self.train_logits if self.task.ensemble == 1 else self.train_logits[:, self.members(variant)]
 
     def train(self, variant: Variant, seed: int, directory: Path) -> torch.nn.Module:
         from suite.students import build_student
@@ -201,11 +244,12 @@ class PairClassificationPack(Pack):
         if setup["registry"] == "minilm-truncated":  # pretrained embeddings: keep them, train the layers
             student.get_input_embeddings().weight.requires_grad_(False)
         tokenizer, max_length = setup["tokenizer"], self.task.max_length
-        items = pairs.attach_teacher_logits(encode(tokenizer, self.data.train, max_length), self.train_logits)
+        items = pairs.attach_teacher_logits(encode(tokenizer, self.data.train, max_length), self.kd_logits(variant))
         dev = encode(tokenizer, self.data.dev, max_length)
         config = pairs.with_output_dir(setup["trainer"], directory, seed=seed)
+        multi = self.task.multi if self.task.ensemble > 1 else None
         pairs.train_pair_student(student, tokenizer, items, dev, config, terms=variant.terms, kd=self.task.kd,
-                                 resume=self.resume)  # fmt: skip
+                                 multi=multi, resume=self.resume)  # fmt: skip
         save_student(student, directory / "model", setup["registry"], setup["kwargs"], tokenizer)
         return student
 
@@ -249,16 +293,30 @@ class PairClassificationPack(Pack):
             )
         return out
 
+    def _teacher_probs(self, splits: dict[str, list[Example]], members: list[int]) -> dict[str, np.ndarray]:
+        """Per split, the class probabilities of the given ensemble members, averaged (survey Eq. 7)."""
+        return {s: np.mean([teacher_logits(self.teachers[k], e, self.dir, k).softmax(-1).numpy() for k in members],
+                           axis=0) for s, e in splits.items()}  # fmt: skip
+
     def teacher_result(self) -> ModelResult:
+        """The teacher; an ensemble's members averaged (whatever the students' weighting), with the parameters of
+        all its members."""
         from suite.eval import parameter_count
 
-        def probs(splits: dict[str, list[Example]]) -> dict:
-            return {s: teacher_logits(self.teacher, e, self.dir).softmax(-1).numpy() for s, e in splits.items()}
+        everyone = list(range(self.task.ensemble))
+        self.probs[f"{self.task.name}_teacher"] = tested = self._teacher_probs(self.data.tests, everyone)
+        models = [getattr(t, "model", None) for t in self.teachers]
+        params = sum(parameter_count(m) for m in models if m is not None)
+        noisy = self._teacher_probs(self.data.noisy, everyone)
+        return ModelResult.single("teacher", self.metrics(tested, noisy), params)
 
-        self.probs[f"{self.task.name}_teacher"] = tested = probs(self.data.tests)
-        model = getattr(self.teacher, "model", None)
-        params = parameter_count(model) if model is not None else 0
-        return ModelResult.single("teacher", self.metrics(tested, probs(self.data.noisy)), params)
+    def member_results(self) -> dict[str, ModelResult]:
+        """Each ensemble member alone (empty for a single teacher): what the ensemble adds over its best member."""
+        if self.task.ensemble == 1:
+            return {}
+        return {f"{self.task.name}_teacher_member{k}": ModelResult.single("teacher", self.metrics(
+                    self._teacher_probs(self.data.tests, [k]), self._teacher_probs(self.data.noisy, [k])))
+                for k in range(self.task.ensemble)}  # fmt: skip
 
     def export(self, trained: Trained, target: Path) -> Path | None:
         return self._export(trained.directory / "model", target, trained.variant.name)
@@ -339,7 +397,7 @@ def run_pair_task(
 ) -> TaskResult:
     """teacher -> store -> students x variants x seeds -> evaluation (with the majority class) -> export -> bench."""
     pack = PairClassificationPack(task, data, metrics, ledger, resume)
-    return run_pair_stages(pack, ledger, out, after=[f"{task.name}/teacher"])[0]
+    return run_pair_stages(pack, ledger, out, after=task.teacher_stages)[0]
 
 
 def run_pair_stages(pack: PairClassificationPack, ledger: StageLedger, out: Path,
@@ -349,7 +407,8 @@ def run_pair_stages(pack: PairClassificationPack, ledger: StageLedger, out: Path
     the task's result and the trained students."""
     task = pack.task
     trained = train_variants(pack, ledger, after=after)
-    results = {f"{task.name}_teacher": pack.teacher_result(), **evaluate_variants(pack, trained)}
+    results = {f"{task.name}_teacher": pack.teacher_result(), **pack.member_results(),
+               **evaluate_variants(pack, trained)}  # fmt: skip
     exports = {}
     teacher_export = pack.export_teacher(fresh_export_dir(out / "export" / f"{task.name}_teacher"))
     if teacher_export is not None:

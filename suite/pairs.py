@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from suite.distiller import Distiller, as_output_dict
-from suite.losses import SoftLabelKD, SoftLabelKDConfig, TaskLoss
+from suite.losses import MultiTeacherConfig, MultiTeacherKD, SoftLabelKD, SoftLabelKDConfig, TaskLoss
 from suite.trainer import Trainer, TrainerConfig
 
 Pair = tuple[str, str]
@@ -149,12 +149,15 @@ def fine_tune_cross_encoder(
 PAIR_TERMS = ("task", "kd")
 
 
-def pair_terms(weights: Mapping[str, float], kd: SoftLabelKDConfig | None = None) -> dict[str, Any]:
-    """The named loss terms of a pair classifier: ``task`` (hard-label CE) and ``kd`` (soft-label KD)."""
+def pair_terms(weights: Mapping[str, float], kd: SoftLabelKDConfig | None = None,
+               multi: MultiTeacherConfig | None = None) -> dict[str, Any]:  # fmt: skip
+    """The named loss terms of a pair classifier: ``task`` (hard-label CE) and ``kd`` (soft-label KD; with
+    ``multi``, multi-teacher KD on items whose ``teacher_logits`` stack K teachers)."""
     unknown = sorted(set(weights) - set(PAIR_TERMS))
     if unknown:
         raise ValueError(f"unknown loss terms {unknown} for a pair classifier (known: {', '.join(PAIR_TERMS)})")
-    factories = {"task": TaskLoss, "kd": lambda: SoftLabelKD(kd or SoftLabelKDConfig())}
+    kd_term = (lambda: MultiTeacherKD(multi)) if multi else (lambda: SoftLabelKD(kd or SoftLabelKDConfig()))
+    factories = {"task": TaskLoss, "kd": kd_term}
     return {name: factories[name]() for name in weights}
 
 
@@ -167,6 +170,7 @@ def train_pair_student(
     *,
     terms: Mapping[str, float],
     kd: SoftLabelKDConfig | None = None,
+    multi: MultiTeacherConfig | None = None,
     resume: bool = False,
 ) -> torch.nn.Module:
     """Train ``student`` on ``train`` items with the named, weighted ``terms``; a ``kd`` term needs items with
@@ -178,7 +182,7 @@ def train_pair_student(
     """
     if terms.get("kd") and "teacher_logits" not in train[0]:
         raise ValueError("a kd term needs items with teacher_logits (see attach_teacher_logits)")
-    distiller = Distiller(student, pair_terms(terms, kd), dict(terms))
+    distiller = Distiller(student, pair_terms(terms, kd, multi), dict(terms))
     Trainer(distiller, config, train, make_collate(tokenizer), evaluate=dev_accuracy(tokenizer, dev)).fit(resume)
     return student
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from domains.education.own_data import OwnData
 from suite.config import check
-from suite.losses import SoftLabelKDConfig
+from suite.losses import MultiTeacherConfig, SoftLabelKDConfig
 from suite.pairs import PAIR_TERMS
 from suite.runner import RunOutputs
 from suite.trainer import TrainerConfig
@@ -81,6 +81,16 @@ class EducationRecipe(RunOutputs):
                   "(soft-label KD); {task: alpha, kd: 1 - alpha} is survey Eq. 1"},
     )  # fmt: skip
     kd: SoftLabelKDConfig = field(default_factory=SoftLabelKDConfig, metadata={"help": "the kd term's settings"})
+    teacher_ensemble: int = field(
+        default=1, metadata={"help": "finetune: teachers trained with seeds seed, seed+1, ...; > 1: multi-teacher KD"}
+    )
+    multi_teacher: MultiTeacherConfig = field(
+        default_factory=MultiTeacherConfig,
+        metadata={"help": "how an ensemble's teachers combine: weighting, conflicts, temperature (survey Eq. 7-8)"},
+    )
+    leave_one_teacher_out: bool = field(
+        default=False, metadata={"help": "with an ensemble: every KD student also once without each teacher"}
+    )
     int8: bool = field(default=True, metadata={"help": "also export dynamic int8 ONNX (kept if accuracy holds)"})
     release: list[str] = field(
         default_factory=lambda: ["sra_tiny_kd"],
@@ -110,6 +120,9 @@ class EducationRecipe(RunOutputs):
         check(0 < self.dev_fraction < 0.5, "dev_fraction", "must be in (0, 0.5)")
         check(len(self.seeds) >= 1, "seeds", "at least one seed")
         check(1 <= self.minilm2_seeds <= len(self.seeds), "minilm2_seeds", "must be in [1, len(seeds)]")
+        check(self.teacher_ensemble >= 1, "teacher_ensemble", "at least one teacher")
+        check(self.teacher_ensemble == 1 or self.teacher == "finetune", "teacher_ensemble",
+              "an ensemble is fine-tuned here: teacher must be finetune")  # fmt: skip
         check(bool(self.variants), "variants", "at least one variant")
         for name, terms in self.variants.items():
             unknown = sorted(set(terms) - set(PAIR_TERMS))

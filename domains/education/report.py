@@ -87,6 +87,26 @@ def flag_lines(result: TaskResult) -> list[str]:
     return [*flags, ""] if flags else []
 
 
+def attribution_table(recipe: EducationRecipe, result: TaskResult, split: str) -> list[str]:
+    """Leave-one-teacher-out: each KD student retrained without one ensemble member, and what that costs it."""
+    if recipe.teacher_ensemble == 1 or not recipe.leave_one_teacher_out:
+        return []
+    task, results = result.task, result.results
+    lines = [f"### Leave-one-teacher-out attribution (accuracy on {split}, mean over seeds)", "",
+             "| student | teacher left out | that teacher alone | student without it | change vs all teachers |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for base in [n for n, r in results.items() if r.kd and "_without_t" not in n]:
+        full = results[base].metrics[split]["accuracy"]
+        for k in range(recipe.teacher_ensemble):
+            without, member = results.get(f"{base}_without_t{k}"), results.get(f"{task}_teacher_member{k}")
+            if without is None or member is None:
+                continue
+            acc = without.metrics[split]["accuracy"]
+            lines.append(f"| {base} | {k} | {member.metrics[split]['accuracy']:.3f} | {acc:.3f} | "
+                         f"{100 * (acc - full):+.2f} points |")  # fmt: skip
+    return lines + [""]
+
+
 def task_section(recipe: EducationRecipe, result: TaskResult, out_dir: Path) -> list[str]:
     task, first = result.task, next(iter(result.pack.data.tests))
     lines = [f"## {task_title(recipe, result)}", "",
@@ -99,6 +119,7 @@ def task_section(recipe: EducationRecipe, result: TaskResult, out_dir: Path) -> 
     pairs = [(arch, f"{task}_{arch}_kd", f"{task}_{arch}_no_kd") for arch in recipe.students]
     lines += [f"### KD vs no KD over seeds (accuracy on {first})", "",
               *paired_seed_table(result.results, pairs, first, "accuracy"), ""]  # fmt: skip
+    lines += attribution_table(recipe, result, first)
     if result.exports:
         rejected = {name: rejected_variants(path) for name, path in result.exports.items()}
         lines += [f"### Latency (ms, p50 / p99; inputs of {result.pack.task.max_length} tokens)", "",

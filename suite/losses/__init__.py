@@ -8,7 +8,13 @@ from suite.losses.divergence import TokenKD, TokenKDConfig, TopK, bild_loss, shi
 from suite.losses.feature import FeatureDistillationLoss, FeatureHint, FeatureHintConfig, feature_distillation_loss
 from suite.losses.imitation import imitation_loss, waypoint_l2_loss
 from suite.losses.kd import SoftLabelKD, SoftLabelKDConfig, hinton_kd_loss, soft_label_kd_loss, topk_kd_loss
-from suite.losses.multi_teacher import MultiTeacherConfig, multi_teacher_kd_loss, resolve_conflicts, teacher_weights
+from suite.losses.multi_teacher import (
+    MultiTeacherConfig,
+    MultiTeacherKD,
+    multi_teacher_kd_loss,
+    resolve_conflicts,
+    teacher_weights,
+)
 from suite.losses.reconstruction import masked_reconstruction_loss
 from suite.losses.relational import rkd_angle_loss, rkd_distance_loss
 from suite.losses.ssim import ssim, ssim_attention_loss
@@ -17,6 +23,7 @@ from suite.losses.term import LossTerm
 
 __all__ = [
     "MultiTeacherConfig",
+    "MultiTeacherKD",
     "multi_teacher_kd_loss",
     "resolve_conflicts",
     "teacher_weights",

@@ -32,6 +32,7 @@ from torch import Tensor
 from suite.config import check
 from suite.losses._reduce import check_temperature, masked_mean, upcast
 from suite.losses.kd import _kl_per_position
+from suite.losses.term import LossTerm
 
 WEIGHTINGS = ("equal", "ground_truth", "confidence", "student_agreement")
 CONFLICTS = ("average", "vote", "trust_label", "skip")
@@ -121,3 +122,16 @@ def multi_teacher_kd_loss(
     target = (weights.unsqueeze(-1) * probs).sum(0)
     keep = keep if mask is None else keep & mask.bool()  # every example skipped: 0, with a graph
     return tau**2 * masked_mean(_kl_per_position(target.log(), log_p_s), keep)
+
+
+class MultiTeacherKD(LossTerm):
+    """:func:`multi_teacher_kd_loss` on the batch's stacked teacher ``logits (B, K, C)`` and its ``labels``: the
+    ``kd`` term of a student distilled from an ensemble."""
+
+    def __init__(self, config: MultiTeacherConfig | None = None):
+        super().__init__()
+        self.config = config or MultiTeacherConfig()
+
+    def forward(self, student_out, teacher_out, batch):
+        teachers = teacher_out["logits"].transpose(0, 1)  # (K, B, C)
+        return multi_teacher_kd_loss(student_out["logits"], teachers, self.config, labels=batch.get("labels"))

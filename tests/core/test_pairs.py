@@ -162,3 +162,34 @@ def test_dev_accuracy(tokenizer):
     evaluate = dev_accuracy(tokenizer, dev)
     expected = float((predict_proba(student, tokenizer, dev).argmax(-1) == item_labels(dev)).mean())
     assert evaluate(Distiller(student, {"task": TaskLoss()}, {"task": 1.0})) == {"accuracy": expected}
+
+
+def test_one_teacher_through_the_multi_teacher_term_trains_exactly_like_soft_label_kd(tokenizer, tmp_path):
+    from suite.losses import MultiTeacherConfig
+
+    pairs, marked = toy_pairs(16, seed=3)
+    teacher = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
+    items = encode_pairs(tokenizer, pairs, marked, max_length=32)
+    trained = []
+    for name, logits, multi in (("plain", teacher, None), ("multi", teacher.unsqueeze(1), MultiTeacherConfig(2.0))):
+        student = tiny_student(tokenizer)
+        train_pair_student(student, tokenizer, attach_teacher_logits(items, logits), [], config(tmp_path / name),
+                           terms={"task": 0.5, "kd": 0.5}, kd=SoftLabelKDConfig(2.0), multi=multi)  # fmt: skip
+        trained.append(student)
+    for a, b in zip(trained[0].state_dict().values(), trained[1].state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-3)  # equal up to Adam amplifying float rounding of tiny gradients
+
+
+def test_an_ensemble_student_follows_the_teachers_that_give_the_true_label(tokenizer, tmp_path):
+    from suite.losses import MultiTeacherConfig
+
+    pairs, marked = toy_pairs(32, seed=4)
+    right = torch.tensor([[-2.0, 2.0] if m else [2.0, -2.0] for m in marked])
+    teachers = torch.stack([right, -right], dim=1)  # (N, K=2, C): one teacher right, one always wrong
+    items = attach_teacher_logits(encode_pairs(tokenizer, pairs, marked, max_length=32), teachers)
+    student = tiny_student(tokenizer)
+    train_pair_student(student, tokenizer, items, [], config(tmp_path, epochs=6, lr=3e-2, warmup_ratio=0.0,
+                       schedule="constant"), terms={"kd": 1.0},
+                       multi=MultiTeacherConfig(temperature=1.0, weighting="ground_truth", sharpness=0.5))  # fmt: skip
+    probs = predict_proba(student, tokenizer, items)
+    assert (probs.argmax(-1) == np.array(marked)).mean() >= 0.9  # equal weights would leave it at 50 / 50

@@ -143,3 +143,40 @@ def test_a_classifier_folder_with_another_label_count_is_refused_as_is_and_fine_
     with pytest.raises(ConfigError, match="head has 2 labels but the task has 3"):
         hf_classifier(str(folder), 3)
     assert hf_classifier(str(folder), 3, new_head=True).model.config.num_labels == 3
+
+
+@pytest.fixture(scope="module")
+def ensemble_run(tmp_path_factory):
+    from domains.education.pipeline import run
+    from domains.education.recipe import EducationRecipe
+    from tests.domains.education_fixtures import write_tiny_teacher
+
+    root = tmp_path_factory.mktemp("ensemble")
+    rows = fixture_rows()
+    teacher = write_tiny_teacher(root / "teacher", [r[k] for r in rows for k in ("question", "reference", "answer")])
+    overrides = [
+        f"output_dir={root / 'run'}", f"report_dir={root / 'report'}", f"model_card_dir={root / 'card'}",
+        f"data.path={FIXTURE}", "data.label=grade", "data.group=item", f"teacher_model={teacher}",
+        "students=[tiny]", "seeds=[0]", "sra_max_length=48", "robustness_examples=8", "vocab_size=200",
+        "tiny_dim=16", "tiny_layers=1", "bench_repeats=5", "dev_fraction=0.25", "sra_teacher_trainer.lr=1e-3",
+        "tiny_trainer.epochs=1", "sra_teacher_trainer.progress=false", "tiny_trainer.progress=false", "int8=false",
+        "teacher_ensemble=2", "leave_one_teacher_out=true", "multi_teacher.weighting=ground_truth",
+        "multi_teacher.conflicts=vote", "release=[]",
+    ]  # fmt: skip
+    recipe = build_config(EducationRecipe, {}, overrides)
+    return recipe, run(recipe), root
+
+
+def test_an_ensemble_of_teachers_with_leave_one_out_attribution(ensemble_run):
+    recipe, summary, root = ensemble_run
+    task = "own_answers"
+    students = {f"{task}_tiny_{v}" for v in ("kd", "no_kd", "kd_without_t0", "kd_without_t1")}
+    members = {f"{task}_teacher_member0", f"{task}_teacher_member1"}
+    assert set(summary["models"]) == students | members | {f"{task}_teacher", f"{task}_majority", f"{task}_overlap"}
+    assert summary["models"][f"{task}_tiny_kd_without_t1"]["kd"] is True
+    stages = (root / "run" / "stages.json").read_text()
+    assert f"{task}/teacher1" in stages  # the second member is a stage of its own
+    assert (root / "run" / task / "teacher1_store").is_dir()
+    report = (root / "report" / "education.md").read_text()
+    section = report.split("### Leave-one-teacher-out attribution")[1].split("###")[0]
+    assert section.count(f"| {task}_tiny_kd | ") == 2  # one row per teacher left out
