@@ -10,6 +10,7 @@ from suite.eval.calibration import (
     expected_calibration_error,
     predictive_entropy,
     reliability_diagram,
+    selective_accuracy,
 )
 from suite.eval.distillation import js_divergence, kl_divergence, linear_cka, representation_cosine_similarity
 from suite.eval.efficiency import (
@@ -48,6 +49,7 @@ from suite.eval.task import (
 
 __all__ = [
     "PERTURBATIONS",
+    "selective_accuracy",
     "accuracy",
     "attack_success_rate",
     "bert_score",

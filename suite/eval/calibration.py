@@ -98,3 +98,17 @@ def predictive_entropy(probs: Any) -> np.ndarray:
     p = _check_probs(probs)
     logs = np.log(np.where(p > 0, p, 1.0))  # log 1 = 0 stands in for 0 log 0
     return -(p * logs).sum(axis=1)
+
+
+def selective_accuracy(probs: Any, labels: Any, coverage: float = 0.8, uncertainty: Any = None) -> float:
+    """Accuracy on the ``coverage`` share of examples the model is surest of (highest top probability, or lowest
+    ``uncertainty`` when given: e.g. a posterior's predictive variance); the rest would go to a person. At coverage 1
+    this is plain accuracy."""
+    probs, labels = np.asarray(probs, dtype=np.float64), np.asarray(labels)
+    if not 0 < coverage <= 1:
+        raise ValueError(f"coverage must be in (0, 1], got {coverage}")
+    if len(probs) != len(labels) or len(probs) == 0:
+        raise ValueError(f"{len(probs)} predictions for {len(labels)} labels")
+    doubt = -probs.max(-1) if uncertainty is None else np.asarray(uncertainty, dtype=np.float64)
+    kept = np.argsort(doubt, kind="stable")[: max(1, round(coverage * len(labels)))]
+    return float((probs[kept].argmax(-1) == labels[kept]).mean())

@@ -2,6 +2,7 @@
 
 from suite.losses.alignment import MultiStageCosineAlignment, cosine_alignment_loss
 from suite.losses.attention import attention_transfer_loss
+from suite.losses.bayesian import SGLD, bayesian_kd_loss, dirichlet_log_prior, predictive_moments, teacher_prior_loss
 from suite.losses.consistency import head_consistency_loss
 from suite.losses.contrastive import info_nce_loss
 from suite.losses.divergence import TokenKD, TokenKDConfig, TopK, bild_loss, shift_causal, token_divergence, uld_loss
@@ -22,6 +23,11 @@ from suite.losses.task import TaskLoss
 from suite.losses.term import LossTerm
 
 __all__ = [
+    "SGLD",
+    "bayesian_kd_loss",
+    "dirichlet_log_prior",
+    "predictive_moments",
+    "teacher_prior_loss",
     "MultiTeacherConfig",
     "MultiTeacherKD",
     "multi_teacher_kd_loss",
