@@ -33,8 +33,10 @@ def _variants() -> dict[str, dict]:
 
 def _teacher_trainer() -> TrainerConfig:
     # 4 epochs at 5e-5 left the teacher at dev ROUGE-L 0.54, below a 2M student trained from scratch (0.58 after 5
-    # epochs): the fresh cross-attention needs a higher rate and longer training (best weights are restored).
-    return TrainerConfig(epochs=10, batch_size=16, lr=2e-4, warmup_ratio=0.1, log_every=20, watch_metric="rougeL",
+    # epochs): the fresh cross-attention needs a higher rate and longer training (best weights are restored). On a
+    # ten-epoch schedule dev ROUGE-L read 0.42, 0.52, 0.58, 0.61, 0.62, 0.64, 0.66, 0.67 after epochs 1-8 (about 6
+    # minutes each on 2 CPU cores); eight epochs keep the whole full profile inside one sitting.
+    return TrainerConfig(epochs=8, batch_size=16, lr=2e-4, warmup_ratio=0.1, log_every=20, watch_metric="rougeL",
                          group_by_length=True)  # fmt: skip
 
 
