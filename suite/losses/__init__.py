@@ -18,11 +18,15 @@ from suite.losses.multi_teacher import (
 )
 from suite.losses.reconstruction import masked_reconstruction_loss
 from suite.losses.relational import rkd_angle_loss, rkd_distance_loss
+from suite.losses.self_distillation import ShallowExits, ShallowExitsConfig, mutual_learning_losses
 from suite.losses.ssim import ssim, ssim_attention_loss
 from suite.losses.task import TaskLoss
 from suite.losses.term import LossTerm
 
 __all__ = [
+    "ShallowExits",
+    "ShallowExitsConfig",
+    "mutual_learning_losses",
     "SGLD",
     "bayesian_kd_loss",
     "dirichlet_log_prior",
