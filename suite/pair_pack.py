@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from suite import pairs
+from suite.augment import TransferConfig
 from suite.errors import ConfigError
 from suite.losses import MultiTeacherConfig, SoftLabelKDConfig
 from suite.runner import (
@@ -91,6 +92,7 @@ class PairTask:
     ensemble: int = 1  # finetune: how many teachers (seeds seed, seed + 1, ...); > 1 is multi-teacher KD
     multi: MultiTeacherConfig = field(default_factory=MultiTeacherConfig)  # how the ensemble's teachers combine
     leave_one_out: bool = False  # with an ensemble: every KD variant also once without each teacher
+    transfer: TransferConfig = field(default_factory=TransferConfig)  # augmented inputs the teacher labels for KD
 
     @property
     def teacher_stages(self) -> list[str]:
@@ -111,9 +113,13 @@ def labels_of(examples: list[Example]) -> np.ndarray:
     return np.array([e.label for e in examples], dtype=np.int64)
 
 
+def store_dir(task_dir: Path, member: int = 0) -> Path:
+    """The teacher-output store of ensemble member ``member`` (the single teacher's for 0)."""
+    return task_dir / ("teacher_store" if member == 0 else f"teacher{member}_store")
+
+
 def teacher_logits(teacher: Any, examples: list[Example], task_dir: Path, member: int = 0) -> torch.Tensor:
-    store = task_dir / ("teacher_store" if member == 0 else f"teacher{member}_store")
-    return pairs.stored_teacher_logits(teacher, [(e.text, e.text_pair) for e in examples], store)
+    return pairs.stored_teacher_logits(teacher, [(e.text, e.text_pair) for e in examples], store_dir(task_dir, member))
 
 
 def _examples_digest(examples: list[Example]) -> str:
@@ -203,8 +209,23 @@ class PairClassificationPack(Pack):
         logits = [teacher_logits(t, data.train, self.dir, k) for k, t in enumerate(self.teachers)]
         # one teacher: (N, C), soft-label KD; an ensemble: (N, K, C), multi-teacher KD (survey Eq. 7-8)
         self.train_logits = logits[0] if task.ensemble == 1 else torch.stack(logits, dim=1)
+        self.transfer, self.transfer_logits = self.label_transfer_set()
         self.students = {arch: student_setup(task, arch, data) for arch in task.students}
         self.probs: dict[str, dict[str, np.ndarray]] = {}  # model -> split -> probs (first seed), for the plots
+
+    def label_transfer_set(self) -> tuple[list[tuple[str, str]], torch.Tensor | None]:
+        """The transfer set (:mod:`suite.augment`) and the teachers' logits on it, through each teacher's store."""
+        from suite.augment import minilm_word_neighbours, transfer_pairs
+
+        config, train = self.task.transfer, self.data.train
+        if not config.enabled:
+            return [], None
+        groups = [str(getattr(e, "group", i)) for i, e in enumerate(train)]
+        neighbours = minilm_word_neighbours() if config.neighbours else None
+        extra = transfer_pairs([(e.text, e.text_pair) for e in train], groups, config, neighbours)
+        print(f"[{self.task.name}] transfer set: {len(extra)} augmented pairs for the teacher to label")
+        logits = [pairs.stored_teacher_logits(t, extra, store_dir(self.dir, k)) for k, t in enumerate(self.teachers)]
+        return extra, logits[0] if self.task.ensemble == 1 else torch.stack(logits, dim=1)
 
     def variants(self) -> list[Variant]:
         task = self.task
@@ -227,11 +248,25 @@ class PairClassificationPack(Pack):
                     "kd": self.task.kd, "train": train}  # fmt: skip
         if self.task.ensemble > 1:
             settings |= {"multi": self.task.multi, "members": self.members(variant)}
+        if variant.kd and self.task.transfer.enabled:
+            settings["transfer"] = self.task.transfer
         return settings
 
-    def kd_logits(self, variant: Variant) -> torch.Tensor:
-        """The teacher logits a variant distils: the teacher's, or the ensemble members it learns from."""
-        return self.train_logits if self.task.ensemble == 1 else self.train_logits[:, self.members(variant)]
+    def kd_logits(self, variant: Variant, logits: torch.Tensor | None = None) -> torch.Tensor:
+        """The teacher logits a variant distils (default: on the training set): the teacher's, or the ensemble
+        members it learns from."""
+        logits = self.train_logits if logits is None else logits
+        return logits if self.task.ensemble == 1 else logits[:, self.members(variant)]
+
+    def kd_items(self, variant: Variant, tokenizer: Any) -> list[dict]:
+        """The training items with the teacher's logits attached; a KD variant also gets the transfer set, whose
+        items carry no label (-100: the task term skips them, only the kd term learns from them)."""
+        max_length = self.task.max_length
+        items = pairs.attach_teacher_logits(encode(tokenizer, self.data.train, max_length), self.kd_logits(variant))
+        if not (variant.kd and self.transfer):
+            return items
+        extra = pairs.encode_pairs(tokenizer, self.transfer, [-100] * len(self.transfer), max_length)
+        return items + pairs.attach_teacher_logits(extra, self.kd_logits(variant, self.transfer_logits))
 
     def train(self, variant: Variant, seed: int, directory: Path) -> torch.nn.Module:
         from suite.students import build_student
@@ -244,7 +279,7 @@ class PairClassificationPack(Pack):
         if setup["registry"] == "minilm-truncated":  # pretrained embeddings: keep them, train the layers
             student.get_input_embeddings().weight.requires_grad_(False)
         tokenizer, max_length = setup["tokenizer"], self.task.max_length
-        items = pairs.attach_teacher_logits(encode(tokenizer, self.data.train, max_length), self.kd_logits(variant))
+        items = self.kd_items(variant, tokenizer)
         dev = encode(tokenizer, self.data.dev, max_length)
         config = pairs.with_output_dir(setup["trainer"], directory, seed=seed)
         multi = self.task.multi if self.task.ensemble > 1 else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from domains.education.own_data import OwnData
+from suite.augment import TransferConfig
 from suite.config import check
 from suite.losses import MultiTeacherConfig, SoftLabelKDConfig
 from suite.pairs import PAIR_TERMS
@@ -87,6 +88,10 @@ class EducationRecipe(RunOutputs):
     multi_teacher: MultiTeacherConfig = field(
         default_factory=MultiTeacherConfig,
         metadata={"help": "how an ensemble's teachers combine: weighting, conflicts, temperature (survey Eq. 7-8)"},
+    )
+    transfer: TransferConfig = field(
+        default_factory=TransferConfig,
+        metadata={"help": "augmented copies of the training pairs the teacher labels for the KD students"},
     )
     leave_one_teacher_out: bool = field(
         default=False, metadata={"help": "with an ensemble: every KD student also once without each teacher"}

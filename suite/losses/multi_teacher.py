@@ -65,7 +65,9 @@ def teacher_weights(
     if weighting == "ground_truth":
         if labels is None:
             raise ValueError("ground_truth weighting needs the labels")
-        score = teacher_probs.gather(-1, labels.view(1, b, 1).expand(k, b, 1)).squeeze(-1).clamp_min(1e-12).log()
+        known = labels >= 0  # unlabelled examples (a transfer set: label -100) weigh their teachers equally
+        index = labels.clamp_min(0).view(1, b, 1).expand(k, b, 1)
+        score = teacher_probs.gather(-1, index).squeeze(-1).clamp_min(1e-12).log() * known
     elif weighting == "confidence":
         score = (teacher_probs * teacher_probs.clamp_min(1e-12).log()).sum(-1)  # -H(p_k)
     elif weighting == "student_agreement":

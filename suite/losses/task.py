@@ -19,10 +19,10 @@ class TaskLoss(LossTerm):
         self.ignore_index = ignore_index
 
     def forward(self, student_out, teacher_out, batch):
-        logits = student_out["logits"]
-        return F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1), ignore_index=self.ignore_index
-        )
+        logits, labels = student_out["logits"], batch["labels"].reshape(-1)
+        if not (labels != self.ignore_index).any():  # a batch of unlabelled inputs (a transfer set): no CE, not NaN
+            return logits.sum() * 0.0
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels, ignore_index=self.ignore_index)
 
 
 def token_nll(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:

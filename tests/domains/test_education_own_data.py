@@ -161,13 +161,13 @@ def ensemble_run(tmp_path_factory):
         "tiny_dim=16", "tiny_layers=1", "bench_repeats=5", "dev_fraction=0.25", "sra_teacher_trainer.lr=1e-3",
         "tiny_trainer.epochs=1", "sra_teacher_trainer.progress=false", "tiny_trainer.progress=false", "int8=false",
         "teacher_ensemble=2", "leave_one_teacher_out=true", "multi_teacher.weighting=ground_truth",
-        "multi_teacher.conflicts=vote", "release=[]",
+        "multi_teacher.conflicts=vote", "release=[]", "transfer.typos=1", "transfer.repaired=1",
     ]  # fmt: skip
     recipe = build_config(EducationRecipe, {}, overrides)
     return recipe, run(recipe), root
 
 
-def test_an_ensemble_of_teachers_with_leave_one_out_attribution(ensemble_run):
+def test_an_ensemble_of_teachers_with_leave_one_out_attribution_and_a_transfer_set(ensemble_run):
     recipe, summary, root = ensemble_run
     task = "own_answers"
     students = {f"{task}_tiny_{v}" for v in ("kd", "no_kd", "kd_without_t0", "kd_without_t1")}
@@ -177,6 +177,11 @@ def test_an_ensemble_of_teachers_with_leave_one_out_attribution(ensemble_run):
     stages = (root / "run" / "stages.json").read_text()
     assert f"{task}/teacher1" in stages  # the second member is a stage of its own
     assert (root / "run" / task / "teacher1_store").is_dir()
+    import sqlite3
+
+    for store in ("teacher_store", "teacher1_store"):  # both teachers labelled the transfer set: typos + re-paired
+        index = sqlite3.connect(root / "run" / task / store / "index.sqlite")
+        assert index.execute("select count(*) from outputs").fetchone()[0] >= 3 * 43  # train 43, 2 copies each
     report = (root / "report" / "education.md").read_text()
     section = report.split("### Leave-one-teacher-out attribution")[1].split("###")[0]
     assert section.count(f"| {task}_tiny_kd | ") == 2  # one row per teacher left out
