@@ -23,6 +23,7 @@ from suite import pairs
 from suite.augment import TransferConfig
 from suite.errors import ConfigError
 from suite.losses import MultiTeacherConfig, SoftLabelKDConfig
+from suite.losses.layer_map import LayerMapConfig
 from suite.runner import (
     ModelResult,
     Pack,
@@ -93,6 +94,7 @@ class PairTask:
     multi: MultiTeacherConfig = field(default_factory=MultiTeacherConfig)  # how the ensemble's teachers combine
     leave_one_out: bool = False  # with an ensemble: every KD variant also once without each teacher
     transfer: TransferConfig = field(default_factory=TransferConfig)  # augmented inputs the teacher labels for KD
+    layer_map: LayerMapConfig = field(default_factory=LayerMapConfig)  # a `layers` term: student -> teacher layers
 
     @property
     def teacher_stages(self) -> list[str]:
@@ -229,7 +231,8 @@ class PairClassificationPack(Pack):
 
     def variants(self) -> list[Variant]:
         task = self.task
-        out = [Variant(f"{task.name}_{arch}_{name}", arch, terms, task.seeds[arch], kd=terms.get("kd", 0) > 0)
+        from_teacher = lambda terms: terms.get("kd", 0) > 0 or terms.get("layers", 0) > 0  # noqa: E731
+        out = [Variant(f"{task.name}_{arch}_{name}", arch, terms, task.seeds[arch], kd=from_teacher(terms))
                for arch in task.students for name, terms in task.variants.items()]  # fmt: skip
         if task.ensemble > 1 and task.leave_one_out:  # the leave-one-teacher-out attribution runs
             out += [dataclasses.replace(v, name=f"{v.name}_without_t{k}") for v in list(out) if v.kd
@@ -250,6 +253,8 @@ class PairClassificationPack(Pack):
             settings |= {"multi": self.task.multi, "members": self.members(variant)}
         if variant.kd and self.task.transfer.enabled:
             settings["transfer"] = self.task.transfer
+        if "layers" in variant.terms:
+            settings["layer_map"] = self.task.layer_map
         return settings
 
     def kd_logits(self, variant: Variant, logits: torch.Tensor | None = None) -> torch.Tensor:
@@ -279,14 +284,33 @@ class PairClassificationPack(Pack):
         if setup["registry"] == "minilm-truncated":  # pretrained embeddings: keep them, train the layers
             student.get_input_embeddings().weight.requires_grad_(False)
         tokenizer, max_length = setup["tokenizer"], self.task.max_length
-        items = self.kd_items(variant, tokenizer)
         dev = encode(tokenizer, self.data.dev, max_length)
         config = pairs.with_output_dir(setup["trainer"], directory, seed=seed)
         multi = self.task.multi if self.task.ensemble > 1 else None
+        live: dict[str, Any] = {}
+        if "layers" in variant.terms:  # intermediate layers: the teacher runs live, its logits serve the kd term too
+            items, live = encode(tokenizer, self.data.train, max_length), self.live_layer_teacher(variant, student)
+        else:
+            items = self.kd_items(variant, tokenizer)
         pairs.train_pair_student(student, tokenizer, items, dev, config, terms=variant.terms, kd=self.task.kd,
-                                 multi=multi, resume=self.resume)  # fmt: skip
+                                 multi=multi, resume=self.resume, **live)  # fmt: skip
         save_student(student, directory / "model", setup["registry"], setup["kwargs"], tokenizer)
         return student
+
+    def live_layer_teacher(self, variant: Variant, student: torch.nn.Module) -> dict[str, Any]:
+        """The live teacher and the ``layers`` term (:class:`~suite.losses.layer_map.LayerMapKD`) of a variant
+        that distils intermediate layers: a MiniLM student cut from the teacher's own model shares its tokenizer."""
+        from suite.losses.layer_map import LayerMapKD
+        from suite.students import build_student
+        from suite.teachers import HFTeacher
+
+        task = self.task
+        if variant.student != "minilm2" or task.ensemble > 1 or not isinstance(self.teacher, HFTeacher):
+            raise ConfigError(f"{variant.name}: a layers term needs the minilm2 student (the teacher's tokenizer and "
+                              "width), one teacher and a local one (teacher: finetune or hf)")  # fmt: skip
+        teacher = build_student("hf-classifier", path=str(self.teacher.path), num_labels=len(task.labels))
+        width = lambda m: m.model.config.hidden_size  # noqa: E731
+        return {"teacher": teacher, "built": {"layers": LayerMapKD(width(student), width(teacher), task.layer_map)}}
 
     def load(self, variant: Variant, seed: int, directory: Path) -> torch.nn.Module:
         from suite.students.io import load_student

@@ -146,19 +146,31 @@ def fine_tune_cross_encoder(
     return model
 
 
-PAIR_TERMS = ("task", "kd")
+PAIR_TERMS = ("task", "kd", "layers")  # layers: intermediate-layer KD from a live teacher (LayerMapKD)
 
 
-def pair_terms(weights: Mapping[str, float], kd: SoftLabelKDConfig | None = None,
-               multi: MultiTeacherConfig | None = None) -> dict[str, Any]:  # fmt: skip
-    """The named loss terms of a pair classifier: ``task`` (hard-label CE) and ``kd`` (soft-label KD; with
-    ``multi``, multi-teacher KD on items whose ``teacher_logits`` stack K teachers)."""
+def pair_terms(
+    weights: Mapping[str, float], kd: SoftLabelKDConfig | None = None, multi: MultiTeacherConfig | None = None,
+    built: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The named loss terms of a pair classifier: ``task`` (hard-label CE), ``kd`` (soft-label KD; with ``multi``,
+    multi-teacher KD on items whose ``teacher_logits`` stack K teachers) and terms the caller ``built`` (``layers``:
+    a :class:`~suite.losses.layer_map.LayerMapKD`, which needs the models' widths)."""
+    built = dict(built or {})
     unknown = sorted(set(weights) - set(PAIR_TERMS))
     if unknown:
         raise ValueError(f"unknown loss terms {unknown} for a pair classifier (known: {', '.join(PAIR_TERMS)})")
     kd_term = (lambda: MultiTeacherKD(multi)) if multi else (lambda: SoftLabelKD(kd or SoftLabelKDConfig()))
     factories = {"task": TaskLoss, "kd": kd_term}
-    return {name: factories[name]() for name in weights}
+    missing = sorted(set(weights) - set(factories) - set(built))
+    if missing:
+        raise ValueError(f"loss terms {missing} must be built by the caller (they need the models)")
+    return {name: built[name] if name in built else factories[name]() for name in weights}
+
+
+def with_attentions(model: torch.nn.Module, batch: Mapping[str, Any]) -> dict[str, Any]:
+    """A forward that also returns attention maps (for intermediate-layer KD from a live teacher)."""
+    return as_output_dict(model(**batch["inputs"], output_attentions=True))
 
 
 def train_pair_student(
@@ -171,6 +183,8 @@ def train_pair_student(
     terms: Mapping[str, float],
     kd: SoftLabelKDConfig | None = None,
     multi: MultiTeacherConfig | None = None,
+    teacher: torch.nn.Module | None = None,
+    built: Mapping[str, Any] | None = None,
     resume: bool = False,
 ) -> torch.nn.Module:
     """Train ``student`` on ``train`` items with the named, weighted ``terms``; a ``kd`` term needs items with
@@ -180,9 +194,10 @@ def train_pair_student(
     ``L = alpha * CE(y, p_s) + (1 - alpha) * tau^2 * KL(p_t^tau || p_s^tau)``; ``{"task": 1.0}`` is the hard-label
     baseline that isolates what the teacher adds.
     """
-    if terms.get("kd") and "teacher_logits" not in train[0]:
+    if terms.get("kd") and teacher is None and "teacher_logits" not in train[0]:
         raise ValueError("a kd term needs items with teacher_logits (see attach_teacher_logits)")
-    distiller = Distiller(student, pair_terms(terms, kd, multi), dict(terms))
+    live = {"student_forward": with_attentions, "teacher_forward": with_attentions} if teacher is not None else {}
+    distiller = Distiller(student, pair_terms(terms, kd, multi, built), dict(terms), teacher=teacher, **live)
     Trainer(distiller, config, train, make_collate(tokenizer), evaluate=dev_accuracy(tokenizer, dev)).fit(resume)
     return student
 

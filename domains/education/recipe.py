@@ -8,6 +8,7 @@ from domains.education.own_data import OwnData
 from suite.augment import TransferConfig
 from suite.config import check
 from suite.losses import MultiTeacherConfig, SoftLabelKDConfig
+from suite.losses.layer_map import LayerMapConfig
 from suite.pairs import PAIR_TERMS
 from suite.runner import RunOutputs
 from suite.trainer import TrainerConfig
@@ -92,6 +93,10 @@ class EducationRecipe(RunOutputs):
     transfer: TransferConfig = field(
         default_factory=TransferConfig,
         metadata={"help": "augmented copies of the training pairs the teacher labels for the KD students"},
+    )
+    layer_map: LayerMapConfig = field(
+        default_factory=LayerMapConfig,
+        metadata={"help": "a variant's `layers` term (minilm2 student): student layer -> teacher layer (TinyBERT)"},
     )
     leave_one_teacher_out: bool = field(
         default=False, metadata={"help": "with an ensemble: every KD student also once without each teacher"}

@@ -150,16 +150,21 @@ class MiniLMClassifier(nn.Module):
         return self.model.get_input_embeddings()
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
-    ) -> dict[str, Any]:
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> dict[str, Any]:  # fmt: skip
+        if output_attentions and self.model.config._attn_implementation != "eager":
+            self.model.set_attn_implementation("eager")  # fused attention kernels do not return the maps
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
             output_hidden_states=True,
+            output_attentions=output_attentions,
         )
         pooled = masked_mean(out.hidden_states[-1], attention_mask)
-        return {"logits": out.logits, "pooled": pooled, "hidden_states": tuple(out.hidden_states)}
+        result = {"logits": out.logits, "pooled": pooled, "hidden_states": tuple(out.hidden_states)}
+        return result | ({"attentions": tuple(out.attentions)} if output_attentions else {})
 
 
 def tiny_text_classifier(

@@ -185,3 +185,25 @@ def test_an_ensemble_of_teachers_with_leave_one_out_attribution_and_a_transfer_s
     report = (root / "report" / "education.md").read_text()
     section = report.split("### Leave-one-teacher-out attribution")[1].split("###")[0]
     assert section.count(f"| {task}_tiny_kd | ") == 2  # one row per teacher left out
+
+
+def test_a_layer_truncated_student_distils_the_teachers_intermediate_layers(tmp_path):
+    """TinyBERT-style: a 2-layer MiniLM student learns layers 3 and 6 of the fine-tuned MiniLM teacher (hidden
+    states and attention maps) from the live teacher, beside its no-KD twin."""
+    from domains.education.pipeline import run
+    from domains.education.recipe import EducationRecipe
+
+    overrides = [
+        f"output_dir={tmp_path / 'run'}", f"report_dir={tmp_path / 'report'}", f"model_card_dir={tmp_path / 'card'}",
+        f"data.path={FIXTURE}", "data.label=grade", "data.group=item", "students=[minilm2]", "seeds=[0]",
+        "sra_max_length=48", "robustness_examples=8", "bench_repeats=5", "dev_fraction=0.25", "int8=false",
+        "sra_teacher_trainer.epochs=1", "sra_teacher_trainer.progress=false", "minilm2_trainer.progress=false",
+        "variants={layers: {task: 1.0, layers: 1.0}, no_kd: {task: 1.0}}", "release=[]",
+        "layer_map.layer_map={1: 3, 2: 6}", "minilm2_trainer.log_every=1",
+    ]  # fmt: skip
+    summary = run(build_config(EducationRecipe, {}, overrides))
+    models = summary["models"]
+    assert models["own_answers_minilm2_layers"]["kd"] is True and models["own_answers_minilm2_no_kd"]["kd"] is False
+    history = (tmp_path / "run" / "students" / "own_answers_minilm2_layers-s0" / "metrics.jsonl").read_text()
+    logged = [json.loads(line) for line in history.splitlines() if '"train"' in line]
+    assert logged and all(row["layers_loss"] > 0 for row in logged)  # trained on the live teacher's layers
