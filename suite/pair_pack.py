@@ -24,6 +24,7 @@ from suite.augment import TransferConfig
 from suite.errors import ConfigError
 from suite.losses import MultiTeacherConfig, SoftLabelKDConfig
 from suite.losses.layer_map import LayerMapConfig
+from suite.losses.self_distillation import ShallowExitsConfig
 from suite.runner import (
     ModelResult,
     Pack,
@@ -95,6 +96,7 @@ class PairTask:
     leave_one_out: bool = False  # with an ensemble: every KD variant also once without each teacher
     transfer: TransferConfig = field(default_factory=TransferConfig)  # augmented inputs the teacher labels for KD
     layer_map: LayerMapConfig = field(default_factory=LayerMapConfig)  # a `layers` term: student -> teacher layers
+    exits: ShallowExitsConfig = field(default_factory=ShallowExitsConfig)  # an `exits` term: self-distillation
 
     @property
     def teacher_stages(self) -> list[str]:
@@ -231,7 +233,7 @@ class PairClassificationPack(Pack):
 
     def variants(self) -> list[Variant]:
         task = self.task
-        from_teacher = lambda terms: terms.get("kd", 0) > 0 or terms.get("layers", 0) > 0  # noqa: E731
+        from_teacher = lambda terms: any(terms.get(t, 0) > 0 for t in ("kd", "layers", "prior"))  # noqa: E731
         out = [Variant(f"{task.name}_{arch}_{name}", arch, terms, task.seeds[arch], kd=from_teacher(terms))
                for arch in task.students for name, terms in task.variants.items()]  # fmt: skip
         if task.ensemble > 1 and task.leave_one_out:  # the leave-one-teacher-out attribution runs
@@ -255,6 +257,8 @@ class PairClassificationPack(Pack):
             settings["transfer"] = self.task.transfer
         if "layers" in variant.terms:
             settings["layer_map"] = self.task.layer_map
+        if "exits" in variant.terms:
+            settings["exits"] = self.task.exits
         return settings
 
     def kd_logits(self, variant: Variant, logits: torch.Tensor | None = None) -> torch.Tensor:
@@ -292,6 +296,8 @@ class PairClassificationPack(Pack):
             items, live = encode(tokenizer, self.data.train, max_length), self.live_layer_teacher(variant, student)
         else:
             items = self.kd_items(variant, tokenizer)
+        if "exits" in variant.terms:  # self-distillation: exit heads on the student's own intermediate layers
+            live.setdefault("built", {})["exits"] = self.exit_term(student)
         pairs.train_pair_student(student, tokenizer, items, dev, config, terms=variant.terms, kd=self.task.kd,
                                  multi=multi, resume=self.resume, **live)  # fmt: skip
         save_student(student, directory / "model", setup["registry"], setup["kwargs"], tokenizer)
@@ -311,6 +317,13 @@ class PairClassificationPack(Pack):
         teacher = build_student("hf-classifier", path=str(self.teacher.path), num_labels=len(task.labels))
         width = lambda m: m.model.config.hidden_size  # noqa: E731
         return {"teacher": teacher, "built": {"layers": LayerMapKD(width(student), width(teacher), task.layer_map)}}
+
+    def exit_term(self, student: torch.nn.Module) -> Any:
+        """The ``exits`` term for this student: its width and the task's labels, the recipe's exit layers."""
+        from suite.losses.self_distillation import ShallowExits
+
+        width = student.model.config.hidden_size if hasattr(student, "model") else self.task.tiny["dim"]
+        return ShallowExits(width, len(self.task.labels), self.task.exits)
 
     def load(self, variant: Variant, seed: int, directory: Path) -> torch.nn.Module:
         from suite.students.io import load_student

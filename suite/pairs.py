@@ -25,6 +25,7 @@ import torch
 
 from suite.distiller import Distiller, as_output_dict
 from suite.losses import MultiTeacherConfig, MultiTeacherKD, SoftLabelKD, SoftLabelKDConfig, TaskLoss
+from suite.losses.bayesian import TeacherPrior
 from suite.trainer import Trainer, TrainerConfig
 
 Pair = tuple[str, str]
@@ -146,7 +147,9 @@ def fine_tune_cross_encoder(
     return model
 
 
-PAIR_TERMS = ("task", "kd", "layers")  # layers: intermediate-layer KD from a live teacher (LayerMapKD)
+# layers: intermediate-layer KD from a live teacher (LayerMapKD); exits: self-distillation (ShallowExits); prior:
+# Bayesian KD's teacher-informed prior, weighted by lambda (TeacherPrior)
+PAIR_TERMS = ("task", "kd", "layers", "exits", "prior")
 
 
 def pair_terms(
@@ -161,7 +164,7 @@ def pair_terms(
     if unknown:
         raise ValueError(f"unknown loss terms {unknown} for a pair classifier (known: {', '.join(PAIR_TERMS)})")
     kd_term = (lambda: MultiTeacherKD(multi)) if multi else (lambda: SoftLabelKD(kd or SoftLabelKDConfig()))
-    factories = {"task": TaskLoss, "kd": kd_term}
+    factories = {"task": TaskLoss, "kd": kd_term, "prior": TeacherPrior}
     missing = sorted(set(weights) - set(factories) - set(built))
     if missing:
         raise ValueError(f"loss terms {missing} must be built by the caller (they need the models)")

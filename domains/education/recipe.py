@@ -9,6 +9,7 @@ from suite.augment import TransferConfig
 from suite.config import check
 from suite.losses import MultiTeacherConfig, SoftLabelKDConfig
 from suite.losses.layer_map import LayerMapConfig
+from suite.losses.self_distillation import ShallowExitsConfig
 from suite.pairs import PAIR_TERMS
 from suite.runner import RunOutputs
 from suite.trainer import TrainerConfig
@@ -97,6 +98,10 @@ class EducationRecipe(RunOutputs):
     layer_map: LayerMapConfig = field(
         default_factory=LayerMapConfig,
         metadata={"help": "a variant's `layers` term (minilm2 student): student layer -> teacher layer (TinyBERT)"},
+    )
+    exits: ShallowExitsConfig = field(
+        default_factory=ShallowExitsConfig,
+        metadata={"help": "a variant's `exits` term: exit heads on these student layers learn from its deepest"},
     )
     leave_one_teacher_out: bool = field(
         default=False, metadata={"help": "with an ensemble: every KD student also once without each teacher"}

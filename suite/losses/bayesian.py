@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from suite.losses._reduce import upcast
+from suite.losses.term import LossTerm
 
 
 def dirichlet_log_prior(student_probs: Tensor, teacher_probs: Tensor, lam: float) -> Tensor:
@@ -50,6 +51,14 @@ def teacher_prior_loss(student_logits: Tensor, teacher_probs: Tensor, lam: float
 def bayesian_kd_loss(student_logits: Tensor, teacher_probs: Tensor, labels: Tensor, lam: float) -> Tensor:
     r""":math:`U(\theta) / N` on a batch: hard-label CE plus the teacher-informed prior (module docstring)."""
     return F.cross_entropy(upcast(student_logits), labels) + teacher_prior_loss(student_logits, teacher_probs, lam)
+
+
+class TeacherPrior(LossTerm):
+    """The teacher-informed prior as a Distiller term on the teacher's (stored) ``logits``: its weight is
+    :math:`\\lambda`, so ``{task: 1, prior: lambda}`` is :math:`U(\theta) / N`, the MAP objective of Bayesian KD."""
+
+    def forward(self, student_out, teacher_out, batch):
+        return teacher_prior_loss(student_out["logits"], teacher_out["logits"].float().softmax(-1), lam=1.0)
 
 
 class SGLD(torch.optim.Optimizer):

@@ -207,3 +207,30 @@ def test_a_layer_truncated_student_distils_the_teachers_intermediate_layers(tmp_
     history = (tmp_path / "run" / "students" / "own_answers_minilm2_layers-s0" / "metrics.jsonl").read_text()
     logged = [json.loads(line) for line in history.splitlines() if '"train"' in line]
     assert logged and all(row["layers_loss"] > 0 for row in logged)  # trained on the live teacher's layers
+
+
+def test_self_distillation_and_bayesian_kd_variants_run_on_the_same_stages(tmp_path):
+    """An `exits` variant (the student's deepest layer teaches an exit on its first layer) learns from no teacher;
+    a `prior` variant (Bayesian KD's teacher-informed prior, weight lambda) does."""
+    from domains.education.pipeline import run
+    from domains.education.recipe import EducationRecipe
+    from tests.domains.education_fixtures import write_tiny_teacher
+
+    rows = fixture_rows()
+    teacher = write_tiny_teacher(
+        tmp_path / "teacher", [r[k] for r in rows for k in ("question", "reference", "answer")]
+    )
+    overrides = [
+        f"output_dir={tmp_path / 'run'}", f"report_dir={tmp_path / 'report'}", f"model_card_dir={tmp_path / 'card'}",
+        f"data.path={FIXTURE}", "data.label=grade", "data.group=item", f"teacher_model={teacher}", "students=[tiny]",
+        "seeds=[0]", "sra_max_length=48", "robustness_examples=8", "vocab_size=200", "tiny_dim=16", "tiny_layers=2",
+        "bench_repeats=5", "dev_fraction=0.25", "int8=false", "release=[]", "sra_teacher_trainer.progress=false",
+        "tiny_trainer.progress=false", "tiny_trainer.epochs=1", "tiny_trainer.log_every=1", "exits.layers=[1]",
+        "variants={exits: {task: 1.0, exits: 1.0}, bayes: {task: 1.0, prior: 2.0}, no_kd: {task: 1.0}}",
+    ]  # fmt: skip
+    models = run(build_config(EducationRecipe, {}, overrides))["models"]
+    assert models["own_answers_tiny_bayes"]["kd"] is True and models["own_answers_tiny_exits"]["kd"] is False
+    for variant, term in (("exits", "exits_loss"), ("bayes", "prior_loss")):
+        history = (tmp_path / "run" / "students" / f"own_answers_tiny_{variant}-s0" / "metrics.jsonl").read_text()
+        logged = [json.loads(line) for line in history.splitlines() if '"train"' in line]
+        assert logged and all(row[term] > 0 for row in logged)
