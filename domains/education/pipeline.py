@@ -86,8 +86,9 @@ def pair_task(recipe: EducationRecipe, task: str) -> PairTask:
 
 
 def split_metrics(probs: np.ndarray, labels: np.ndarray, noisy_probs: np.ndarray, noisy_labels: np.ndarray) -> dict:
-    """Accuracy, macro-F1, QWK, ECE on a split; PDR (survey Eq. 27) of accuracy under answer typos on its prefix."""
-    from suite.eval import accuracy, expected_calibration_error, macro_f1, performance_drop_rate
+    """Accuracy, macro-F1, QWK, ECE on a split; PDR (survey Eq. 27) of accuracy under answer typos on its prefix;
+    accuracy on the 80% of answers the model is surest of (the rest would go to a teacher)."""
+    from suite.eval import accuracy, expected_calibration_error, macro_f1, performance_drop_rate, selective_accuracy
     from suite.eval import quadratic_weighted_kappa as qwk
 
     predictions = probs.argmax(-1).tolist()
@@ -97,7 +98,8 @@ def split_metrics(probs: np.ndarray, labels: np.ndarray, noisy_probs: np.ndarray
     classes = (0, probs.shape[1] - 1)  # grades in class order: QWK reads them as ordinal
     return {"accuracy": accuracy(predictions, gold), "macro_f1": macro_f1(predictions, gold),
             "qwk": qwk(predictions, gold, rating_range=classes), "ece": expected_calibration_error(probs, labels),
-            "pdr_typos": performance_drop_rate(clean_prefix, noisy)}  # fmt: skip
+            "pdr_typos": performance_drop_rate(clean_prefix, noisy),
+            "selective_accuracy_80": selective_accuracy(probs, labels, coverage=0.8)}  # fmt: skip
 
 
 def run(recipe: EducationRecipe, resume: bool = False) -> dict[str, Any]:

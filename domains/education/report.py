@@ -25,7 +25,7 @@ from suite.report import (
 from suite.results import write_summary
 from suite.runner import TaskResult, rejected_variants
 
-METRICS = ("accuracy", "macro_f1", "qwk", "ece", "pdr_typos")
+METRICS = ("accuracy", "macro_f1", "qwk", "ece", "pdr_typos", "selective_accuracy_80")
 TASK_TITLES = {
     "sra": "Short-answer scoring: SemEval-2013 Task 7, SciEntsBank + Beetle (2-way)",
     "verifier": "Math-solution verifier: GSM8K GPT-3 solutions, split by problem",
@@ -142,8 +142,8 @@ def write_report(recipe: EducationRecipe, results: Sequence[TaskResult], seconds
         f"every loss variant ({weights}; KD temperature {recipe.kd.temperature:g}; `task` is hard-label CE, `kd` "
         "soft-label KD, survey Eq. 1). The majority class of the training labels is the baseline every model must "
         "beat. Metrics: accuracy, macro-F1, quadratic weighted kappa, ECE (15 bins), PDR = accuracy drop rate under "
-        f"typos in the answer (first {recipe.robustness_examples} examples of each split). Mean ± std over training "
-        "seeds.", "",
+        f"typos in the answer (first {recipe.robustness_examples} examples of each split), selective accuracy = "
+        "accuracy on the 80% of answers the model is surest of. Mean ± std over training seeds.", "",
     ]  # fmt: skip
     for result in results:
         lines += task_section(recipe, result, figures)

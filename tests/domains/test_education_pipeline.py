@@ -61,7 +61,7 @@ def test_summary_follows_the_schema_for_every_model(education_run):
         splits = {"unseen_answers", "unseen_questions", "unseen_domains"} if name.startswith("sra") else {"test"}
         assert set(entry["metrics"]) == splits
         for values in entry["metrics"].values():
-            assert set(values) == {"accuracy", "macro_f1", "qwk", "ece", "pdr_typos"}
+            assert set(values) == {"accuracy", "macro_f1", "qwk", "ece", "pdr_typos", "selective_accuracy_80"}
             assert 0 <= values["accuracy"] <= 1 and 0 <= values["ece"] <= 1
     tiny, teacher = written["models"]["sra_tiny_kd"], written["models"]["sra_teacher"]
     assert tiny["params"] < 1_000_000 and teacher["params"] > 0
