@@ -35,10 +35,17 @@ BATCH_SIZE = 64
 PREVIEW_ROWS = 20
 FIELDS = {"question": "Question", "reference_answer": "Reference answer", "student_answer": "Student answer"}
 ROLES = ("student", "teacher")
+REVIEW_BELOW = 0.75  # a score whose top class has less probability than this goes to a teacher
+REVIEW = "needs a teacher's look"
 
 
 def result_columns(roles: tuple[str, ...] | list[str] = ROLES) -> list[str]:
-    return [f"{role}_{column}" for role in roles for column in ("label", "p_correct")]
+    return [f"{role}_{column}" for role in roles for column in ("label", "p_correct", "review")]
+
+
+def review_of(p_correct: float) -> str:
+    """REVIEW when the model is unsure (its top probability is below REVIEW_BELOW), else ''."""
+    return REVIEW if max(p_correct, 1 - p_correct) < REVIEW_BELOW else ""
 
 
 RESULT_COLUMNS = result_columns()
@@ -157,12 +164,14 @@ def score_one(models: Models, question: str, reference: str, answer: str) -> dic
 
 
 def score_rows(models: Models, rows: list[dict[str, str]]) -> list[dict[str, str]]:
-    """``rows`` with ``<role>_label`` and ``<role>_p_correct`` (6 decimals) added for every model."""
+    """``rows`` with ``<role>_label``, ``<role>_p_correct`` (6 decimals) and ``<role>_review`` (:func:`review_of`)
+    added for every model."""
     pairs = [sra_pair(row["question"], row["reference_answer"], row["student_answer"]) for row in rows]
     scored = [dict(row) for row in rows]
     for role, model in models.items():
         for row, probability in zip(scored, p_correct(model, pairs), strict=True):
             row[f"{role}_label"], row[f"{role}_p_correct"] = label_of(probability), f"{probability:.6f}"
+            row[f"{role}_review"] = review_of(probability)
     return scored
 
 
@@ -215,7 +224,9 @@ def build_app(
             results = score_one(models, question, reference, answer)
         labels = [{"correct": p, "incorrect": 1 - p} for p, _ in results.values()]
         timing = " · ".join(f"{role} {ms:.1f} ms" for role, (_, ms) in results.items())
-        return *labels, f"Latency (one answer, tokenisation included): {timing}"
+        unsure = [role for role, (p, _) in results.items() if review_of(p)]
+        flag = f"**{', '.join(unsure)}: {REVIEW}** (top probability below {REVIEW_BELOW:.0%}). " if unsure else ""
+        return *labels, f"{flag}Latency (one answer, tokenisation included): {timing}"
 
     def on_csv(upload: str | None) -> tuple[dict, str]:
         with shown_to_user():

@@ -17,6 +17,7 @@ from apps.education import (
     MAX_CHARS,
     MAX_ROWS,
     RESULT_COLUMNS,
+    REVIEW,
     InputError,
     build_app,
     check_text,
@@ -81,6 +82,7 @@ def test_score_a_class_set(client, run_dir, tmp_path):
         expected = runtime_p_correct(run_dir, name, rows)
         np.testing.assert_allclose([float(row[f"{role}_p_correct"]) for row in scored], expected, atol=1e-5)
         assert [row[f"{role}_label"] for row in scored] == ["correct" if p > 0.5 else "incorrect" for p in expected]
+        assert [row[f"{role}_review"] for row in scored] == [REVIEW if max(p, 1 - p) < 0.75 else "" for p in expected]
     assert table["headers"] == ["id", "student_answer", *RESULT_COLUMNS] and len(table["data"]) == 3
 
 
@@ -210,3 +212,10 @@ def test_screenshot_shows_a_rendered_page(run_dir, tmp_path):
         assert image.size == WINDOW
         colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
     assert colours is not None and len(colours) > 50, "the screenshot is blank or nearly uniform"
+
+
+def test_an_unsure_score_asks_for_a_teachers_look():
+    from apps.education import review_of
+
+    assert review_of(0.6) == REVIEW and review_of(0.3) == REVIEW  # top probability 0.6 and 0.7
+    assert review_of(0.9) == "" and review_of(0.1) == ""
