@@ -97,6 +97,7 @@ class PairTask:
     transfer: TransferConfig = field(default_factory=TransferConfig)  # augmented inputs the teacher labels for KD
     layer_map: LayerMapConfig = field(default_factory=LayerMapConfig)  # a `layers` term: student -> teacher layers
     exits: ShallowExitsConfig = field(default_factory=ShallowExitsConfig)  # an `exits` term: self-distillation
+    posterior: pairs.PosteriorConfig = field(default_factory=pairs.PosteriorConfig)  # SGLD after a `prior` variant
 
     @property
     def teacher_stages(self) -> list[str]:
@@ -300,6 +301,8 @@ class PairClassificationPack(Pack):
             live.setdefault("built", {})["exits"] = self.exit_term(student)
         pairs.train_pair_student(student, tokenizer, items, dev, config, terms=variant.terms, kd=self.task.kd,
                                  multi=multi, resume=self.resume, **live)  # fmt: skip
+        if "prior" in variant.terms and self.task.posterior.samples:
+            self.sample_posterior(student, tokenizer, items, variant.terms, directory)
         save_student(student, directory / "model", setup["registry"], setup["kwargs"], tokenizer)
         return student
 
@@ -317,6 +320,36 @@ class PairClassificationPack(Pack):
         teacher = build_student("hf-classifier", path=str(self.teacher.path), num_labels=len(task.labels))
         width = lambda m: m.model.config.hidden_size  # noqa: E731
         return {"teacher": teacher, "built": {"layers": LayerMapKD(width(student), width(teacher), task.layer_map)}}
+
+    def sample_posterior(self, student: torch.nn.Module, tokenizer: Any, items: list[dict],
+                         terms: dict[str, float], directory: Path) -> None:  # fmt: skip
+        """Bayesian KD's posterior (SGLD from the trained weights): each test split's predictive mean and the
+        variance of the predicted class's probability across samples, saved beside the student."""
+        from suite.losses.bayesian import predictive_moments
+
+        tests = {s: encode(tokenizer, e, self.task.max_length) for s, e in self.data.tests.items()}
+        samples = pairs.posterior_predictions(student, tokenizer, items, terms, tests, self.task.posterior)
+        moments = {s: predictive_moments(torch.from_numpy(p)) for s, p in samples.items()}
+        directory.mkdir(parents=True, exist_ok=True)
+        np.savez(directory / "posterior.npz", **{f"{s}_{k}": v.numpy() for s, (mean, var) in moments.items()
+                                                 for k, v in (("mean", mean), ("var", var))})  # fmt: skip
+
+    def posterior_metrics(self, directory: Path) -> dict[str, dict[str, float]]:
+        """Accuracy, ECE and selective accuracy (the 80% with the lowest posterior variance) of the predictive mean,
+        per test split; empty when the variant sampled no posterior."""
+        from suite.eval import accuracy, expected_calibration_error, selective_accuracy
+
+        path = directory / "posterior.npz"
+        if not path.is_file():
+            return {}
+        saved, out = np.load(path), {}
+        for split, examples in self.data.tests.items():
+            mean, var, labels = saved[f"{split}_mean"], saved[f"{split}_var"], labels_of(examples)
+            selective = selective_accuracy(mean, labels, 0.8, uncertainty=var)
+            out[split] = {"posterior_accuracy": accuracy(mean.argmax(-1).tolist(), labels.tolist()),
+                          "posterior_ece": expected_calibration_error(mean, labels),
+                          "posterior_selective_accuracy_80": selective}  # fmt: skip
+        return out
 
     def exit_term(self, student: torch.nn.Module) -> Any:
         """The ``exits`` term for this student: its width and the task's labels, the recipe's exit layers."""
@@ -340,7 +373,10 @@ class PairClassificationPack(Pack):
             tokenizer = self.students[run.variant.student]["tokenizer"]
             probs = self._probs(run.model, tokenizer, self.data.tests)
             self.probs.setdefault(run.variant.name, probs)
-            out.append(self.metrics(probs, self._probs(run.model, tokenizer, self.data.noisy)))
+            metrics = self.metrics(probs, self._probs(run.model, tokenizer, self.data.noisy))
+            for split, extra in self.posterior_metrics(run.directory).items():
+                metrics[split] |= extra
+            out.append(metrics)
         return out
 
     def metrics(self, probs: dict[str, np.ndarray], noisy: dict[str, np.ndarray]) -> dict:

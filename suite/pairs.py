@@ -15,6 +15,7 @@ Packs (``suite.pair_pack`` for the stages around these, ``domains/education``) o
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -268,3 +269,44 @@ def overlap_baseline(train: Sequence[Pair], labels: Sequence[int], num_labels: i
         return out
 
     return predict
+
+
+# -- Bayesian KD: posterior samples of a trained student ----------------------------------------------------------
+@dataclasses.dataclass
+class PosteriorConfig:
+    """SGLD sampling after training (Bayesian KD, survey 3.2): ``samples`` > 0 turns it on."""
+
+    samples: int = 0  # posterior samples kept
+    burn_in: int = 50  # SGLD steps before the first kept sample
+    thin: int = 10  # SGLD steps between kept samples
+    lr: float = 1e-6  # SGLD step size (its noise has variance lr)
+    batch_size: int = 32
+    seed: int = 0
+
+
+def posterior_predictions(
+    student: torch.nn.Module, tokenizer: Any, train: list[dict], terms: Mapping[str, float],
+    splits: Mapping[str, list[dict]], config: PosteriorConfig,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Run SGLD from the trained weights on the student's own objective (``terms``: task + lambda x prior) and return,
+    per split, the class probabilities of every kept sample ``(S, N, C)``. The student's weights are restored after.
+    """
+    from suite.losses.bayesian import SGLD
+
+    distiller = Distiller(student, pair_terms(terms), dict(terms))
+    saved = {k: v.detach().clone() for k, v in student.state_dict().items()}
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = SGLD(distiller.trainable_parameters(), lr=config.lr, num_data=len(train), generator=generator)
+    collate, rng = make_collate(tokenizer), np.random.default_rng(config.seed)
+    kept: dict[str, list[np.ndarray]] = {split: [] for split in splits}
+    for step in range(config.burn_in + config.thin * config.samples):
+        student.train()
+        batch = collate([train[i] for i in rng.choice(len(train), min(config.batch_size, len(train)), replace=False)])
+        optimizer.zero_grad()
+        distiller(batch)["loss"].backward()
+        optimizer.step()
+        if step >= config.burn_in and (step - config.burn_in + 1) % config.thin == 0:
+            for split, items in splits.items():
+                kept[split].append(predict_proba(student, tokenizer, items))
+    student.load_state_dict(saved)
+    return {split: np.stack(probs) for split, probs in kept.items()}

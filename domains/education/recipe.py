@@ -10,7 +10,7 @@ from suite.config import check
 from suite.losses import MultiTeacherConfig, SoftLabelKDConfig
 from suite.losses.layer_map import LayerMapConfig
 from suite.losses.self_distillation import ShallowExitsConfig
-from suite.pairs import PAIR_TERMS
+from suite.pairs import PAIR_TERMS, PosteriorConfig
 from suite.runner import RunOutputs
 from suite.trainer import TrainerConfig
 
@@ -102,6 +102,10 @@ class EducationRecipe(RunOutputs):
     exits: ShallowExitsConfig = field(
         default_factory=ShallowExitsConfig,
         metadata={"help": "a variant's `exits` term: exit heads on these student layers learn from its deepest"},
+    )
+    posterior: PosteriorConfig = field(
+        default_factory=PosteriorConfig,
+        metadata={"help": "a `prior` variant's SGLD posterior: samples (0: off), burn_in, thin, lr, batch_size"},
     )
     leave_one_teacher_out: bool = field(
         default=False, metadata={"help": "with an ensemble: every KD student also once without each teacher"}

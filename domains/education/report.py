@@ -87,6 +87,22 @@ def flag_lines(result: TaskResult) -> list[str]:
     return [*flags, ""] if flags else []
 
 
+def posterior_table(result: TaskResult, split: str) -> list[str]:
+    """Bayesian KD: the shipped (MAP) weights beside the SGLD posterior's predictive mean; selective accuracy keeps
+    the 80% of answers with the highest top probability (MAP) or the lowest posterior variance."""
+    rows = {n: r.metrics[split] for n, r in result.results.items() if "posterior_ece" in r.metrics.get(split, {})}
+    if not rows:
+        return []
+    lines = [f"### Bayesian KD: MAP weights vs the SGLD posterior ({split})", "",
+             "| model | accuracy (MAP / posterior) | ECE (MAP / posterior) | selective acc. 80% (MAP / posterior) |",
+             "|---|---|---|---|"]  # fmt: skip
+    for name, m in rows.items():
+        lines.append(f"| {name} | {m['accuracy']:.3f} / {m['posterior_accuracy']:.3f} | {m['ece']:.3f} / "
+                     f"{m['posterior_ece']:.3f} | {m['selective_accuracy_80']:.3f} / "
+                     f"{m['posterior_selective_accuracy_80']:.3f} |")  # fmt: skip
+    return lines + [""]
+
+
 def attribution_table(recipe: EducationRecipe, result: TaskResult, split: str) -> list[str]:
     """Leave-one-teacher-out: each KD student retrained without one ensemble member, and what that costs it."""
     if recipe.teacher_ensemble == 1 or not recipe.leave_one_teacher_out:
@@ -120,6 +136,7 @@ def task_section(recipe: EducationRecipe, result: TaskResult, out_dir: Path) -> 
     lines += [f"### KD vs no KD over seeds (accuracy on {first})", "",
               *paired_seed_table(result.results, pairs, first, "accuracy"), ""]  # fmt: skip
     lines += attribution_table(recipe, result, first)
+    lines += posterior_table(result, first)
     if result.exports:
         rejected = {name: rejected_variants(path) for name, path in result.exports.items()}
         lines += [f"### Latency (ms, p50 / p99; inputs of {result.pack.task.max_length} tokens)", "",

@@ -227,9 +227,15 @@ def test_self_distillation_and_bayesian_kd_variants_run_on_the_same_stages(tmp_p
         "bench_repeats=5", "dev_fraction=0.25", "int8=false", "release=[]", "sra_teacher_trainer.progress=false",
         "tiny_trainer.progress=false", "tiny_trainer.epochs=1", "tiny_trainer.log_every=1", "exits.layers=[1]",
         "variants={exits: {task: 1.0, exits: 1.0}, bayes: {task: 1.0, prior: 2.0}, no_kd: {task: 1.0}}",
+        "posterior.samples=3", "posterior.burn_in=2", "posterior.thin=1", "posterior.lr=1e-4",
     ]  # fmt: skip
     models = run(build_config(EducationRecipe, {}, overrides))["models"]
     assert models["own_answers_tiny_bayes"]["kd"] is True and models["own_answers_tiny_exits"]["kd"] is False
+    bayes = models["own_answers_tiny_bayes"]["metrics"]["unseen_questions"]
+    assert 0 <= bayes["posterior_ece"] <= 1 and 0 <= bayes["posterior_selective_accuracy_80"] <= 1
+    assert "posterior_ece" not in models["own_answers_tiny_exits"]["metrics"]["unseen_questions"]
+    report = (tmp_path / "report" / "education.md").read_text()
+    assert "Bayesian KD: MAP weights vs the SGLD posterior" in report
     for variant, term in (("exits", "exits_loss"), ("bayes", "prior_loss")):
         history = (tmp_path / "run" / "students" / f"own_answers_tiny_{variant}-s0" / "metrics.jsonl").read_text()
         logged = [json.loads(line) for line in history.splitlines() if '"train"' in line]
