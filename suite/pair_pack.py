@@ -234,12 +234,12 @@ class PairClassificationPack(Pack):
 
     def variants(self) -> list[Variant]:
         task = self.task
-        from_teacher = lambda terms: any(terms.get(t, 0) > 0 for t in ("kd", "layers", "prior"))  # noqa: E731
+        from_teacher = lambda terms: any(terms.get(t, 0) > 0 for t in ("kd", "layers", "prior", "end2"))  # noqa: E731
         out = [Variant(f"{task.name}_{arch}_{name}", arch, terms, task.seeds[arch], kd=from_teacher(terms))
                for arch in task.students for name, terms in task.variants.items()]  # fmt: skip
         if task.ensemble > 1 and task.leave_one_out:  # the leave-one-teacher-out attribution runs
-            out += [dataclasses.replace(v, name=f"{v.name}_without_t{k}") for v in list(out) if v.kd
-                    for k in range(task.ensemble)]  # fmt: skip
+            out += [dataclasses.replace(v, name=f"{v.name}_without_t{k}") for v in list(out)
+                    if v.terms.get("kd", 0) > 0 for k in range(task.ensemble)]  # fmt: skip
         return out
 
     def members(self, variant: Variant) -> list[int]:

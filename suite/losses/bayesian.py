@@ -96,3 +96,39 @@ def predictive_moments(sample_probs: Tensor) -> tuple[Tensor, Tensor]:
     top = mean.argmax(-1)
     chosen = sample_probs.gather(-1, top.view(1, -1, 1).expand(sample_probs.shape[0], -1, 1)).squeeze(-1)
     return mean, chosen.var(0, unbiased=False)
+
+
+def ensemble_distribution_loss(student_logits: Tensor, member_probs: Tensor, temperature: float = 1.0,
+                               eps: float = 1e-8) -> Tensor:  # fmt: skip
+    r"""Ensemble distribution distillation (Malinin et al. 2020, EnD^2): the student's logits give the concentration
+    :math:`\alpha(x) = \exp(z / \tau)` of a Dirichlet over class distributions, fitted to the K members'
+    distributions :math:`p_k(x)` by likelihood:
+
+    .. math:: \mathcal{L} = -\frac{1}{K} \sum_{k=1}^K \log \mathrm{Dir}\big(p_k(x); \alpha(x)\big)
+
+    averaged over the batch; ``member_probs (K, B, C)``. The predictive mean is :math:`\alpha / \alpha_0` (the
+    softmax of the logits at :math:`\tau`) and a small total concentration :math:`\alpha_0` says the members
+    disagree: the student keeps the ensemble's spread, not only its mean."""
+    alpha = torch.exp(upcast(student_logits) / temperature).clamp(1e-4, 1e4)
+    p = upcast(member_probs).clamp_min(eps)
+    p = p / p.sum(-1, keepdim=True)
+    log_density = (torch.lgamma(alpha.sum(-1)) - torch.lgamma(alpha).sum(-1)).unsqueeze(0) + (
+        (alpha.unsqueeze(0) - 1.0) * p.log()
+    ).sum(-1)
+    return -log_density.mean()
+
+
+class EnsembleDistributionKD(LossTerm):
+    """:func:`ensemble_distribution_loss` on the batch's stacked ensemble ``logits (B, K, C)`` (an ensemble's
+    teacher-output stores): the ``end2`` term."""
+
+    def __init__(self, temperature: float = 1.0):
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, student_out, teacher_out, batch):
+        logits = teacher_out["logits"]
+        if logits.dim() != 3 or logits.shape[1] < 2:
+            raise ValueError("ensemble distribution distillation needs an ensemble: teacher logits (B, K >= 2, C)")
+        return ensemble_distribution_loss(student_out["logits"], logits.float().softmax(-1).transpose(0, 1),
+                                          self.temperature)  # fmt: skip

@@ -162,6 +162,7 @@ def ensemble_run(tmp_path_factory):
         "tiny_trainer.epochs=1", "sra_teacher_trainer.progress=false", "tiny_trainer.progress=false", "int8=false",
         "teacher_ensemble=2", "leave_one_teacher_out=true", "multi_teacher.weighting=ground_truth",
         "multi_teacher.conflicts=vote", "release=[]", "transfer.typos=1", "transfer.repaired=1",
+        "variants={kd: {task: 0.5, kd: 0.5}, end2: {task: 0.5, end2: 0.5}, no_kd: {task: 1.0}}",
     ]  # fmt: skip
     recipe = build_config(EducationRecipe, {}, overrides)
     return recipe, run(recipe), root
@@ -170,7 +171,7 @@ def ensemble_run(tmp_path_factory):
 def test_an_ensemble_of_teachers_with_leave_one_out_attribution_and_a_transfer_set(ensemble_run):
     recipe, summary, root = ensemble_run
     task = "own_answers"
-    students = {f"{task}_tiny_{v}" for v in ("kd", "no_kd", "kd_without_t0", "kd_without_t1")}
+    students = {f"{task}_tiny_{v}" for v in ("kd", "end2", "no_kd", "kd_without_t0", "kd_without_t1")}
     members = {f"{task}_teacher_member0", f"{task}_teacher_member1"}
     assert set(summary["models"]) == students | members | {f"{task}_teacher", f"{task}_majority", f"{task}_overlap"}
     assert summary["models"][f"{task}_tiny_kd_without_t1"]["kd"] is True

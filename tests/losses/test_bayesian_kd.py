@@ -87,3 +87,29 @@ def test_predictive_moments_and_selective_accuracy():
     assert selective_accuracy(probs, labels, coverage=1.0) == 0.5
     assert selective_accuracy(probs, labels, coverage=0.5) == 1.0  # the two surest are right
     assert selective_accuracy(probs, labels, coverage=0.25, uncertainty=[0.9, 0.0, 0.5, 0.5]) == 0.0
+
+
+def test_ensemble_distribution_distillation_fits_the_members_spread():
+    from suite.losses.bayesian import EnsembleDistributionKD, ensemble_distribution_loss
+
+    agreeing = torch.tensor([0.8, 0.1, 0.1]).expand(5, 1, 3)  # (K, B, C): five members, one example
+    spread = torch.tensor([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.6, 0.2, 0.2], [0.2, 0.6, 0.2]])
+    spread = spread.unsqueeze(1)
+    logits = torch.zeros(1, 3, requires_grad=True)
+    optimizer = torch.optim.Adam([logits], lr=0.05)
+    fitted = {}
+    for name, members in (("agreeing", agreeing), ("spread", spread)):
+        logits.data.zero_()
+        for _ in range(400):
+            optimizer.zero_grad()
+            ensemble_distribution_loss(logits, members).backward()
+            optimizer.step()
+        fitted[name] = logits.detach().exp()
+    # concentration: sure when members agree, unsure when they spread; the mean follows the members
+    assert fitted["agreeing"].sum() > 5 * fitted["spread"].sum()
+    mean = fitted["agreeing"] / fitted["agreeing"].sum()
+    assert mean.argmax().item() == 0 and mean[0, 0] > 0.6
+    term = EnsembleDistributionKD()
+    with pytest.raises(ValueError, match="needs an ensemble"):
+        term({"logits": torch.zeros(2, 3)}, {"logits": torch.zeros(2, 3)}, {})
+    assert term({"logits": torch.zeros(2, 3)}, {"logits": torch.zeros(2, 4, 3)}, {}).isfinite()
