@@ -235,6 +235,7 @@ class PairClassificationPack(Pack):
     def variants(self) -> list[Variant]:
         task = self.task
         from_teacher = lambda terms: any(terms.get(t, 0) > 0 for t in ("kd", "layers", "prior", "end2"))  # noqa: E731
+        # (a `mutual` peer is trained here from the labels, not a teacher: such a variant alone is not KD)
         out = [Variant(f"{task.name}_{arch}_{name}", arch, terms, task.seeds[arch], kd=from_teacher(terms))
                for arch in task.students for name, terms in task.variants.items()]  # fmt: skip
         if task.ensemble > 1 and task.leave_one_out:  # the leave-one-teacher-out attribution runs
@@ -299,7 +300,8 @@ class PairClassificationPack(Pack):
             items = self.kd_items(variant, tokenizer)
         if "exits" in variant.terms:  # self-distillation: exit heads on the student's own intermediate layers
             live.setdefault("built", {})["exits"] = self.exit_term(student)
-        pairs.train_pair_student(student, tokenizer, items, dev, config, terms=variant.terms, kd=self.task.kd,
+        trained = self.with_peer(variant, student, seed) if "mutual" in variant.terms else student
+        pairs.train_pair_student(trained, tokenizer, items, dev, config, terms=variant.terms, kd=self.task.kd,
                                  multi=multi, resume=self.resume, **live)  # fmt: skip
         if "prior" in variant.terms and self.task.posterior.samples:
             self.sample_posterior(student, tokenizer, items, variant.terms, directory)
@@ -350,6 +352,21 @@ class PairClassificationPack(Pack):
                           "posterior_ece": expected_calibration_error(mean, labels),
                           "posterior_selective_accuracy_80": selective}  # fmt: skip
         return out
+
+    def with_peer(self, variant: Variant, student: torch.nn.Module, seed: int) -> torch.nn.Module:
+        """The student paired with the model it trains alongside (a ``mutual`` term): for the tiny student a twice
+        as wide tiny peer on its tokenizer; for the 2-layer MiniLM the full 6-layer MiniLM, a teacher trained
+        together with its student. Only the student is saved and exported."""
+        from suite.losses.self_distillation import MutualPair
+        from suite.students import build_student
+
+        setup = self.students[variant.student]
+        torch.manual_seed(seed + 1000)  # the peer starts from other weights than the student
+        if setup["registry"] == "minilm-truncated":
+            peer = build_student("minilm-classifier", num_labels=len(self.task.labels))
+        else:
+            peer = build_student(setup["registry"], **{**setup["kwargs"], "dim": 2 * setup["kwargs"]["dim"]})
+        return MutualPair(student, peer)
 
     def exit_term(self, student: torch.nn.Module) -> Any:
         """The ``exits`` term for this student: its width and the task's labels, the recipe's exit layers."""

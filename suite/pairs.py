@@ -27,6 +27,7 @@ import torch
 from suite.distiller import Distiller, as_output_dict
 from suite.losses import MultiTeacherConfig, MultiTeacherKD, SoftLabelKD, SoftLabelKDConfig, TaskLoss
 from suite.losses.bayesian import EnsembleDistributionKD, TeacherPrior
+from suite.losses.self_distillation import MutualKD
 from suite.trainer import Trainer, TrainerConfig
 
 Pair = tuple[str, str]
@@ -151,7 +152,7 @@ def fine_tune_cross_encoder(
 # layers: intermediate-layer KD from a live teacher (LayerMapKD); exits: self-distillation (ShallowExits); prior:
 # Bayesian KD's teacher-informed prior, weighted by lambda (TeacherPrior); end2: ensemble distribution distillation
 # (EnsembleDistributionKD, an ensemble of teachers)
-PAIR_TERMS = ("task", "kd", "layers", "exits", "prior", "end2")
+PAIR_TERMS = ("task", "kd", "layers", "exits", "prior", "end2", "mutual")  # mutual: a peer trained alongside
 
 
 def pair_terms(
@@ -166,7 +167,8 @@ def pair_terms(
     if unknown:
         raise ValueError(f"unknown loss terms {unknown} for a pair classifier (known: {', '.join(PAIR_TERMS)})")
     kd_term = (lambda: MultiTeacherKD(multi)) if multi else (lambda: SoftLabelKD(kd or SoftLabelKDConfig()))
-    factories = {"task": TaskLoss, "kd": kd_term, "prior": TeacherPrior, "end2": EnsembleDistributionKD}
+    factories = {"task": TaskLoss, "kd": kd_term, "prior": TeacherPrior, "end2": EnsembleDistributionKD,
+                 "mutual": MutualKD}  # fmt: skip
     missing = sorted(set(weights) - set(factories) - set(built))
     if missing:
         raise ValueError(f"loss terms {missing} must be built by the caller (they need the models)")

@@ -95,3 +95,32 @@ def mutual_learning_losses(logits_a: Tensor, logits_b: Tensor, labels: Tensor, t
     kl_a = soft_label_kd_loss(logits_a, logits_b.detach(), temperature=temperature, mask=mask)
     kl_b = soft_label_kd_loss(logits_b, logits_a.detach(), temperature=temperature, mask=mask)
     return ce_a + kl_a, ce_b + kl_b
+
+
+class MutualPair(nn.Module):
+    """A student and a peer trained together in one loop (deep mutual learning, or a teacher trained simultaneously
+    with its student): the student's outputs, plus the peer's logits as ``peer_logits``. Only the student ships."""
+
+    def __init__(self, student: nn.Module, peer: nn.Module):
+        super().__init__()
+        self.student, self.peer = student, peer
+
+    def forward(self, **inputs):
+        out = dict(self.student(**inputs))
+        return out | {"peer_logits": self.peer(**inputs)["logits"]}
+
+
+class MutualKD(LossTerm):
+    """The ``mutual`` term on a :class:`MutualPair`: the student's KL to the peer, and the peer's own CE + KL to the
+    student (:func:`mutual_learning_losses` without the student's CE, which the ``task`` term carries)."""
+
+    needs_teacher = False
+
+    def __init__(self, temperature: float = 1.0):
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, student_out, teacher_out, batch):
+        student, peer, labels = student_out["logits"], student_out["peer_logits"], batch["labels"]
+        loss_student, loss_peer = mutual_learning_losses(student, peer, labels, self.temperature)
+        return loss_student - F.cross_entropy(student, labels) + loss_peer

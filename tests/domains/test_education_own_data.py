@@ -210,9 +210,10 @@ def test_a_layer_truncated_student_distils_the_teachers_intermediate_layers(tmp_
     assert logged and all(row["layers_loss"] > 0 for row in logged)  # trained on the live teacher's layers
 
 
-def test_self_distillation_and_bayesian_kd_variants_run_on_the_same_stages(tmp_path):
-    """An `exits` variant (the student's deepest layer teaches an exit on its first layer) learns from no teacher;
-    a `prior` variant (Bayesian KD's teacher-informed prior, weight lambda) does."""
+def test_self_distillation_mutual_learning_and_bayesian_kd_variants_run_on_the_same_stages(tmp_path):
+    """An `exits` variant (the student's deepest layer teaches an exit on its first layer) and a `mutual` one (a
+    wider peer trained alongside) learn from no teacher; a `prior` variant (Bayesian KD's teacher-informed prior,
+    weight lambda) does."""
     from domains.education.pipeline import run
     from domains.education.recipe import EducationRecipe
     from tests.domains.education_fixtures import write_tiny_teacher
@@ -227,7 +228,8 @@ def test_self_distillation_and_bayesian_kd_variants_run_on_the_same_stages(tmp_p
         "seeds=[0]", "sra_max_length=48", "robustness_examples=8", "vocab_size=200", "tiny_dim=16", "tiny_layers=2",
         "bench_repeats=5", "dev_fraction=0.25", "int8=false", "release=[]", "sra_teacher_trainer.progress=false",
         "tiny_trainer.progress=false", "tiny_trainer.epochs=1", "tiny_trainer.log_every=1", "exits.layers=[1]",
-        "variants={exits: {task: 1.0, exits: 1.0}, bayes: {task: 1.0, prior: 2.0}, no_kd: {task: 1.0}}",
+        "variants={exits: {task: 1.0, exits: 1.0}, bayes: {task: 1.0, prior: 2.0}, dml: {task: 1.0, mutual: 1.0}, "
+        "no_kd: {task: 1.0}}",
         "posterior.samples=3", "posterior.burn_in=2", "posterior.thin=1", "posterior.lr=1e-4",
     ]  # fmt: skip
     models = run(build_config(EducationRecipe, {}, overrides))["models"]
@@ -237,7 +239,9 @@ def test_self_distillation_and_bayesian_kd_variants_run_on_the_same_stages(tmp_p
     assert "posterior_ece" not in models["own_answers_tiny_exits"]["metrics"]["unseen_questions"]
     report = (tmp_path / "report" / "education.md").read_text()
     assert "Bayesian KD: MAP weights vs the SGLD posterior" in report
-    for variant, term in (("exits", "exits_loss"), ("bayes", "prior_loss")):
+    assert models["own_answers_tiny_dml"]["kd"] is False  # its peer learns from the labels too, not a teacher
+    assert models["own_answers_tiny_dml"]["params"] == models["own_answers_tiny_no_kd"]["params"]  # the peer stays
+    for variant, term in (("exits", "exits_loss"), ("bayes", "prior_loss"), ("dml", "mutual_loss")):
         history = (tmp_path / "run" / "students" / f"own_answers_tiny_{variant}-s0" / "metrics.jsonl").read_text()
         logged = [json.loads(line) for line in history.splitlines() if '"train"' in line]
         assert logged and all(row[term] > 0 for row in logged)

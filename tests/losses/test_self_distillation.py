@@ -87,3 +87,17 @@ def test_bad_exit_settings_are_refused():
         ShallowExitsConfig(alpha=1.5)
     with pytest.raises(ConfigError, match="layers"):
         ShallowExitsConfig(layers=[])
+
+
+def test_the_mutual_term_trains_the_peer_fully_and_leaves_the_students_ce_to_the_task_term():
+    from suite.losses.self_distillation import MutualKD, MutualPair
+
+    a, b, labels = torch.randn(4, 2), torch.randn(4, 2), torch.tensor([0, 1, 1, 0])
+    loss_a, loss_b = mutual_learning_losses(a, b, labels)
+    got = MutualKD()({"logits": a, "peer_logits": b}, None, {"labels": labels})
+    assert got.item() == pytest.approx(
+        (loss_a - torch.nn.functional.cross_entropy(a, labels) + loss_b).item(), rel=1e-5
+    )
+    pair = MutualPair(student(), student())
+    out = pair(**batch(2)["inputs"])
+    assert out["peer_logits"].shape == out["logits"].shape == (2, 2)
