@@ -132,8 +132,10 @@ def task_section(recipe: EducationRecipe, result: TaskResult, out_dir: Path) -> 
              ""]  # fmt: skip
     for split in result.pack.data.tests:
         lines += [f"### {split}", "", *metrics_table(result.results, split, METRICS, primary="accuracy"), ""]
-    pairs = [(arch, f"{task}_{arch}_kd", f"{task}_{arch}_no_kd") for arch in recipe.students]
-    lines += [f"### KD vs no KD over seeds (accuracy on {first})", "",
+    # the ablation: every variant (each method alone, and combined) against the no-KD twin on shared seeds
+    pairs = [(f"{arch} {name}", f"{task}_{arch}_{name}", f"{task}_{arch}_no_kd") for arch in recipe.students
+             for name in recipe.variants if name != "no_kd"]  # fmt: skip
+    lines += [f"### Every variant vs its no-KD twin over seeds (accuracy on {first})", "",
               *paired_seed_table(result.results, pairs, first, "accuracy"), ""]  # fmt: skip
     lines += attribution_table(recipe, result, first)
     lines += posterior_table(result, first)
