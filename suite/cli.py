@@ -118,6 +118,8 @@ def cmd_data(args: argparse.Namespace) -> int:
             spec = get_spec(name)
             print(f"{name:<20} {spec.license:<40} {spec.description}")
         return 0
+    if args.action == "select":
+        return _data_select(args)
     names = args.names or list_datasets()
     failed = 0
     for name in names:
@@ -131,6 +133,16 @@ def cmd_data(args: argparse.Namespace) -> int:
         for check in bad:
             print(f"  {check.status}: {check.path}")
     return 1 if failed else 0
+
+
+def _data_select(args: argparse.Namespace) -> int:
+    from suite.selection.files import select_file
+
+    if len(args.names) != 2 or not args.column or not args.out:
+        raise SuiteError("usage: distill data select METHOD FILE --column NAME --out DIR [--threshold T]")
+    method, path = args.names
+    select_file(method, path, args.column, args.out, threshold=args.threshold)
+    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -243,9 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--publish", action="store_true", help="write the report to docs/results, the card to models/")
     train.set_defaults(func=cmd_train)
 
-    data = sub.add_parser("data", help="list, fetch or verify registered datasets")
-    data.add_argument("action", choices=["list", "fetch", "verify"])
-    data.add_argument("names", nargs="*", help="dataset names (default: all)")
+    data = sub.add_parser("data", help="list, fetch or verify registered datasets; select rows of a table")
+    data.add_argument("action", choices=["list", "fetch", "verify", "select"])
+    data.add_argument("names", nargs="*", help="dataset names (default: all); select: METHOD FILE")
+    data.add_argument("--column", help="select: the column whose text is compared")
+    data.add_argument("--out", help="select: folder for selected.jsonl and selection.json")
+    data.add_argument("--threshold", type=float, default=0.8, help="select minhash: Jaccard of word trigrams")
     data.set_defaults(func=cmd_data)
 
     models = sub.add_parser("models", help="list offline models, students, teacher backends and domains")

@@ -37,6 +37,7 @@ class OwnData:
     score: str = field(default="", metadata={"help": "column with a numeric score, binarised by threshold"})
     threshold: float = field(default=0.0, metadata={"help": "score >= threshold is correct"})
     group: str = field(default="", metadata={"help": "column no split may straddle (empty: the question)"})
+    selection: str = field(default="", metadata={"help": "selection.json of `distill data select` on this file"})
     test_fraction: float = field(default=0.2, metadata={"help": "share of questions held out (unseen questions)"})
     answers_fraction: float = field(default=0.1, metadata={"help": "share of answers held out (unseen answers)"})
 
@@ -113,6 +114,11 @@ def read_rows(spec: OwnData) -> list[tuple[int, dict[str, str]]]:
 def load_own(spec: OwnData) -> tuple[list[str], dict[str, list[Example]]]:
     """(class names, {train, unseen_answers, unseen_questions}) from the user's file."""
     rows = read_rows(spec)
+    if spec.selection:  # rows a selector kept (e.g. near-duplicate answers removed), checked against this file
+        from suite.selection.files import apply_selection
+
+        kept = set(apply_selection(spec.selection, [r["answer"] for _, r in rows]))
+        rows = [row for i, row in enumerate(rows) if i in kept]
     labels = spec.class_names({r["grade"] for _, r in rows})
     path = Path(spec.path)
     splits: dict[str, list[Example]] = {"train": [], **{name: [] for name in SPLITS}}
