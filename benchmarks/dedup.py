@@ -22,7 +22,8 @@ import statistics
 import time
 from pathlib import Path
 
-LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # targets of the planted copies
+BINS = (0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)  # lower edges of the exact-Jaccard rows of the report
 WORD = re.compile(r"\S+")
 
 
@@ -96,10 +97,11 @@ def run(pairs: int, threshold: float, num_perm: int, repeats: int, seed: int) ->
     matched = selection.duplicate_of
     removed_pairs = {frozenset((i, j)) for i, j in matched.items()}
     recall = {}
-    for low, high in zip(LEVELS, (*LEVELS[1:], 1.01), strict=True):
-        level = [p for p in planted if low - 0.025 <= p[2] < high - 0.025]
+    for low, high in zip(BINS, (*BINS[1:], 1.0), strict=True):  # by the exact Jaccard of each planted pair
+        level = [p for p in planted if low <= p[2] < high or (high == 1.0 and p[2] == 1.0)]
         found = sum(frozenset(p[:2]) in removed_pairs for p in level)
-        recall[f"{low:.2f}"] = {"pairs": len(level), "found": found, "recall": found / len(level) if level else None}
+        recall[f"{low:.2f}-{high:.2f}"] = {"pairs": len(level), "found": found,
+                                           "recall": found / len(level) if level else None}  # fmt: skip
     true = [jaccard(texts[i], texts[j]) >= threshold for i, j in matched.items()]
     above = [p for p in planted if p[2] >= threshold]
     timings: dict[str, list[float]] = {"suite": [], "datasketch": []}
@@ -133,7 +135,8 @@ def write(result: dict, out: Path, command: str) -> None:
     out.with_suffix(".json").write_text(json.dumps({"command": command, "machine": machine, **result}, indent=1))
     lines = [
         "# Near-duplicate removal (MinHash LSH) on planted near-duplicates", "",
-        f"Produced by `{command}` on {machine.get('cpu_model', 'unknown CPU')}. {result['documents']:,} GSM8K "
+        f"Produced by `{command}` on {machine.get('cpu_model', 'unknown CPU')} ({machine.get('physical_cores', '?')} "
+        f"physical cores, {machine.get('ram_bytes', 0) / 2**30:.0f} GiB). {result['documents']:,} GSM8K "
         f"training questions with {result['planted_pairs']:,} planted near-duplicates (word-trigram Jaccard near "
         f"{', '.join(f'{x:g}' for x in LEVELS)}); threshold {result['threshold']}, {result['num_perm']} "
         "permutations.", "",
@@ -143,8 +146,10 @@ def write(result: dict, out: Path, command: str) -> None:
         "(goal >= 0.95)",
         f"- Throughput: suite {result['docs_per_second']['suite']:,.0f} docs/s, plain datasketch script "
         f"{result['docs_per_second']['datasketch']:,.0f} docs/s (median of the runs, timed in turns): datasketch / "
-        f"suite = {result['speed_ratio_datasketch_over_suite']:.2f} (goal <= 2)", "",
-        "| planted Jaccard | pairs | found | recall |", "|---|---|---|---|",
+        f"suite = {result['speed_ratio_datasketch_over_suite']:.2f} (goal <= 2). The suite hashes all texts with "
+        "`MinHash.bulk` and checks candidates' exact Jaccard; the plain script calls `MinHash.update` per shingle, "
+        "as datasketch's documentation shows, which is most of the gap.", "",
+        "| exact Jaccard of the planted pair | pairs | found | recall |", "|---|---|---|---|",
         *[recall_row(level, r) for level, r in result["recall_by_level"].items()], "",
     ]  # fmt: skip
     out.with_suffix(".md").write_text("\n".join(lines))
