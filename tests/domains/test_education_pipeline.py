@@ -84,7 +84,7 @@ def test_seed_study_pairs_kd_and_no_kd_on_the_same_seeds(education_run):
     report = (root / "report" / "education.md").read_text()
     kd, no_kd = (summary["models"][f"sra_tiny_{v}"] for v in ("kd", "no_kd"))
     assert kd["seeds"] == no_kd["seeds"] == [0, 1]
-    assert "| tiny |" in report and "difference (mean ± std, pt)" in report
+    assert "| tiny kd |" in report and "difference (mean ± std, pt)" in report  # every variant vs its twin
 
 
 def test_no_problem_is_in_two_verifier_splits(education_run):
