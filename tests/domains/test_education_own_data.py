@@ -22,6 +22,26 @@ def fixture_rows() -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def own_data_run(root, *settings: str, tiny_teacher: bool = True):
+    """The education pack on the fixture under ``root``: the settings every run here shares, then ``settings``;
+    with ``tiny_teacher``, a 1-layer BERT over the fixture's words is the teacher to fine-tune."""
+    from domains.education.pipeline import run
+    from domains.education.recipe import EducationRecipe
+    from tests.domains.education_fixtures import write_tiny_teacher
+
+    common = [
+        f"output_dir={root / 'run'}", f"report_dir={root / 'report'}", f"model_card_dir={root / 'card'}",
+        f"data.path={FIXTURE}", "data.label=grade", "data.group=item", "seeds=[0]", "sra_max_length=48",
+        "robustness_examples=8", "bench_repeats=5", "dev_fraction=0.25", "int8=false",
+        "sra_teacher_trainer.progress=false",
+    ]  # fmt: skip
+    if tiny_teacher:
+        words = [r[k] for r in fixture_rows() for k in ("question", "reference", "answer")]
+        common.append(f"teacher_model={write_tiny_teacher(root / 'teacher', words)}")
+    recipe = build_config(EducationRecipe, {}, [*common, *settings])
+    return recipe, run(recipe)
+
+
 def test_labels_of_any_number_of_classes_and_splits_that_keep_questions_whole():
     labels, splits = load_own(OwnData(path=str(FIXTURE), label="grade", group="item"))
     assert labels == ["partial", "right", "wrong"]  # sorted as found
@@ -97,23 +117,12 @@ def test_too_few_questions_for_the_splits_is_a_config_error(tmp_path):
 
 @pytest.fixture(scope="module")
 def own_run(tmp_path_factory):
-    from domains.education.pipeline import run
-    from domains.education.recipe import EducationRecipe
-    from tests.domains.education_fixtures import write_tiny_teacher
-
     root = tmp_path_factory.mktemp("own")
-    rows = fixture_rows()
-    teacher = write_tiny_teacher(root / "teacher", [r[k] for r in rows for k in ("question", "reference", "answer")])
-    overrides = [
-        f"output_dir={root / 'run'}", f"report_dir={root / 'report'}", f"model_card_dir={root / 'card'}",
-        f"data.path={FIXTURE}", "data.name=Grade 5 Science Quiz", "data.label=grade", "data.group=item",
-        f"teacher_model={teacher}", "students=[tiny]", "seeds=[0]", "sra_max_length=48", "robustness_examples=8",
-        "vocab_size=200", "tiny_dim=16", "tiny_layers=1", "bench_repeats=5", "dev_fraction=0.25",
-        "sra_teacher_trainer.lr=1e-3", "tiny_trainer.epochs=2", "sra_teacher_trainer.progress=false",
-        "tiny_trainer.progress=false", "int8=false",
-    ]  # fmt: skip
-    recipe = build_config(EducationRecipe, {}, overrides)
-    return recipe, run(recipe), root
+    recipe, summary = own_data_run(
+        root, "data.name=Grade 5 Science Quiz", "students=[tiny]", "vocab_size=200", "tiny_dim=16", "tiny_layers=1",
+        "sra_teacher_trainer.lr=1e-3", "tiny_trainer.epochs=2", "tiny_trainer.progress=false",
+    )  # fmt: skip
+    return recipe, summary, root
 
 
 def test_the_run_names_models_and_report_after_the_users_dataset(own_run):
@@ -147,25 +156,15 @@ def test_a_classifier_folder_with_another_label_count_is_refused_as_is_and_fine_
 
 @pytest.fixture(scope="module")
 def ensemble_run(tmp_path_factory):
-    from domains.education.pipeline import run
-    from domains.education.recipe import EducationRecipe
-    from tests.domains.education_fixtures import write_tiny_teacher
-
     root = tmp_path_factory.mktemp("ensemble")
-    rows = fixture_rows()
-    teacher = write_tiny_teacher(root / "teacher", [r[k] for r in rows for k in ("question", "reference", "answer")])
-    overrides = [
-        f"output_dir={root / 'run'}", f"report_dir={root / 'report'}", f"model_card_dir={root / 'card'}",
-        f"data.path={FIXTURE}", "data.label=grade", "data.group=item", f"teacher_model={teacher}",
-        "students=[tiny]", "seeds=[0]", "sra_max_length=48", "robustness_examples=8", "vocab_size=200",
-        "tiny_dim=16", "tiny_layers=1", "bench_repeats=5", "dev_fraction=0.25", "sra_teacher_trainer.lr=1e-3",
-        "tiny_trainer.epochs=1", "sra_teacher_trainer.progress=false", "tiny_trainer.progress=false", "int8=false",
-        "teacher_ensemble=2", "leave_one_teacher_out=true", "multi_teacher.weighting=ground_truth",
-        "multi_teacher.conflicts=vote", "release=[]", "transfer.typos=1", "transfer.repaired=1",
+    recipe, summary = own_data_run(
+        root, "students=[tiny]", "vocab_size=200", "tiny_dim=16", "tiny_layers=1", "sra_teacher_trainer.lr=1e-3",
+        "tiny_trainer.epochs=1", "tiny_trainer.progress=false", "teacher_ensemble=2", "leave_one_teacher_out=true",
+        "multi_teacher.weighting=ground_truth", "multi_teacher.conflicts=vote", "release=[]", "transfer.typos=1",
+        "transfer.repaired=1",
         "variants={kd: {task: 0.5, kd: 0.5}, end2: {task: 0.5, end2: 0.5}, no_kd: {task: 1.0}}",
-    ]  # fmt: skip
-    recipe = build_config(EducationRecipe, {}, overrides)
-    return recipe, run(recipe), root
+    )  # fmt: skip
+    return recipe, summary, root
 
 
 def test_an_ensemble_of_teachers_with_leave_one_out_attribution_and_a_transfer_set(ensemble_run):
@@ -191,18 +190,17 @@ def test_an_ensemble_of_teachers_with_leave_one_out_attribution_and_a_transfer_s
 def test_a_layer_truncated_student_distils_the_teachers_intermediate_layers(tmp_path):
     """TinyBERT-style: a 2-layer MiniLM student learns layers 3 and 6 of the fine-tuned MiniLM teacher (hidden
     states and attention maps) from the live teacher, beside its no-KD twin."""
-    from domains.education.pipeline import run
-    from domains.education.recipe import EducationRecipe
-
-    overrides = [
-        f"output_dir={tmp_path / 'run'}", f"report_dir={tmp_path / 'report'}", f"model_card_dir={tmp_path / 'card'}",
-        f"data.path={FIXTURE}", "data.label=grade", "data.group=item", "students=[minilm2]", "seeds=[0]",
-        "sra_max_length=48", "robustness_examples=8", "bench_repeats=5", "dev_fraction=0.25", "int8=false",
-        "sra_teacher_trainer.epochs=1", "sra_teacher_trainer.progress=false", "minilm2_trainer.progress=false",
-        "variants={layers: {task: 1.0, layers: 1.0}, no_kd: {task: 1.0}}", "release=[]",
-        "layer_map.layer_map={1: 3, 2: 6}", "minilm2_trainer.log_every=1",
-    ]  # fmt: skip
-    summary = run(build_config(EducationRecipe, {}, overrides))
+    _, summary = own_data_run(
+        tmp_path,
+        "students=[minilm2]",
+        "sra_teacher_trainer.epochs=1",
+        "minilm2_trainer.progress=false",
+        "variants={layers: {task: 1.0, layers: 1.0}, no_kd: {task: 1.0}}",
+        "release=[]",
+        "layer_map.layer_map={1: 3, 2: 6}",
+        "minilm2_trainer.log_every=1",
+        tiny_teacher=False,
+    )  # the default teacher: MiniLM-L6, whose layers and tokenizer the 2-layer student shares
     models = summary["models"]
     assert models["own_answers_minilm2_layers"]["kd"] is True and models["own_answers_minilm2_no_kd"]["kd"] is False
     history = (tmp_path / "run" / "students" / "own_answers_minilm2_layers-s0" / "metrics.jsonl").read_text()
@@ -214,25 +212,14 @@ def test_self_distillation_mutual_learning_and_bayesian_kd_variants_run_on_the_s
     """An `exits` variant (the student's deepest layer teaches an exit on its first layer) and a `mutual` one (a
     wider peer trained alongside) learn from no teacher; a `prior` variant (Bayesian KD's teacher-informed prior,
     weight lambda) does."""
-    from domains.education.pipeline import run
-    from domains.education.recipe import EducationRecipe
-    from tests.domains.education_fixtures import write_tiny_teacher
-
-    rows = fixture_rows()
-    teacher = write_tiny_teacher(
-        tmp_path / "teacher", [r[k] for r in rows for k in ("question", "reference", "answer")]
-    )
-    overrides = [
-        f"output_dir={tmp_path / 'run'}", f"report_dir={tmp_path / 'report'}", f"model_card_dir={tmp_path / 'card'}",
-        f"data.path={FIXTURE}", "data.label=grade", "data.group=item", f"teacher_model={teacher}", "students=[tiny]",
-        "seeds=[0]", "sra_max_length=48", "robustness_examples=8", "vocab_size=200", "tiny_dim=16", "tiny_layers=2",
-        "bench_repeats=5", "dev_fraction=0.25", "int8=false", "release=[]", "sra_teacher_trainer.progress=false",
+    _, summary = own_data_run(
+        tmp_path, "students=[tiny]", "vocab_size=200", "tiny_dim=16", "tiny_layers=2", "release=[]",
         "tiny_trainer.progress=false", "tiny_trainer.epochs=1", "tiny_trainer.log_every=1", "exits.layers=[1]",
         "variants={exits: {task: 1.0, exits: 1.0}, bayes: {task: 1.0, prior: 2.0}, dml: {task: 1.0, mutual: 1.0}, "
         "no_kd: {task: 1.0}}",
         "posterior.samples=3", "posterior.burn_in=2", "posterior.thin=1", "posterior.lr=1e-4",
-    ]  # fmt: skip
-    models = run(build_config(EducationRecipe, {}, overrides))["models"]
+    )  # fmt: skip
+    models = summary["models"]
     assert models["own_answers_tiny_bayes"]["kd"] is True and models["own_answers_tiny_exits"]["kd"] is False
     bayes = models["own_answers_tiny_bayes"]["metrics"]["unseen_questions"]
     assert 0 <= bayes["posterior_ece"] <= 1 and 0 <= bayes["posterior_selective_accuracy_80"] <= 1
