@@ -16,7 +16,7 @@ import numpy as np
 from domains.education.data import LABELS, SRA_SPLITS, VERIFIER_SPLITS, Example, load_sra, load_verifier, problem_split
 from domains.education.own_data import SPLITS as OWN_SPLITS
 from domains.education.own_data import load_own
-from domains.education.recipe import SRA_RUBRIC, VERIFIER_RUBRIC, EducationRecipe
+from domains.education.recipe import OWN_DATA_RUBRIC, SRA_RUBRIC, VERIFIER_RUBRIC, EducationRecipe
 from suite.errors import ConfigError
 from suite.pair_pack import PairData, PairTask, release_pair_models, run_pair_task
 from suite.stages import StageLedger
@@ -62,10 +62,8 @@ def rubric(recipe: EducationRecipe, task: str, labels: list[str]) -> str:
         return VERIFIER_RUBRIC
     if not recipe.data.path:
         return SRA_RUBRIC
-    return SRA_RUBRIC.replace("a science question", "a question").replace(
-        "Is the student answer correct or incorrect? Answer with one word: correct or incorrect.",
-        f"Grade the student answer. Answer with one of: {', '.join(labels)}.",
-    )
+    # {text} and {text_pair} stay for the teacher to fill per example; the grades are known now
+    return OWN_DATA_RUBRIC.replace("{labels}", ", ".join(labels))
 
 
 def pair_task(recipe: EducationRecipe, task: str) -> PairTask:

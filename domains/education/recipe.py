@@ -23,6 +23,11 @@ SRA_RUBRIC = (
     "Question and reference: {text}\nStudent answer: {text_pair}\n"
     "Is the student answer correct or incorrect? Answer with one word: correct or incorrect."
 )
+OWN_DATA_RUBRIC = (  # a user's own graded answers: any subject, any set of grades
+    "You grade a student's answer to a question against the reference answer.\n"
+    "Question and reference: {text}\nStudent answer: {text_pair}\n"
+    "Grade the student answer. Answer with one of: {labels}."
+)
 VERIFIER_RUBRIC = (
     "You check a worked solution to a grade-school math problem.\nProblem: {text}\nSolution: {text_pair}\n"
     "Is the final answer correct or incorrect? Answer with one word: correct or incorrect."
