@@ -46,11 +46,10 @@ class ShallowExitsConfig:
 
 
 def pooled(hidden: Tensor, attention_mask: Tensor | None) -> Tensor:
-    """Mean of ``hidden (B, T, D)`` over the unpadded positions."""
-    if attention_mask is None:
-        return hidden.mean(1)
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+    """Mean of ``hidden (B, T, D)`` over the unpadded positions: the students' own sentence pooling."""
+    from suite.students.text import masked_mean as mean_over_tokens
+
+    return hidden.mean(1) if attention_mask is None else mean_over_tokens(hidden, attention_mask)
 
 
 def exit_loss(exit_logits: Tensor, exit_features: Tensor, deepest_logits: Tensor, deepest_features: Tensor,
