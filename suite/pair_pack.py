@@ -98,10 +98,50 @@ class PairTask:
     layer_map: LayerMapConfig = field(default_factory=LayerMapConfig)  # a `layers` term: student -> teacher layers
     exits: ShallowExitsConfig = field(default_factory=ShallowExitsConfig)  # an `exits` term: self-distillation
     posterior: pairs.PosteriorConfig = field(default_factory=pairs.PosteriorConfig)  # SGLD after a `prior` variant
+    ensemble_variants: list[str] = field(default_factory=list)  # learn from the ensemble (empty: kd / end2 variants)
+    transfer_variants: list[str] = field(default_factory=list)  # learn on the transfer set (empty: every KD variant)
 
     @property
     def teacher_stages(self) -> list[str]:
         return [teacher_stage(self.name, member) for member in range(self.ensemble)]
+
+    def uses_ensemble(self, name: str, terms: dict[str, float]) -> bool:
+        """Whether recipe variant ``name`` learns from every ensemble member (multi-teacher KD, EnD^2) rather than
+        from the first alone: the variants ``ensemble_variants`` names, or, when it names none, every variant with a
+        kd or end2 term. Listing them lets one run hold a plain-KD and an ensemble-KD student side by side."""
+        if self.ensemble == 1:
+            return False
+        if self.ensemble_variants:
+            return name in self.ensemble_variants
+        return any(terms.get(t, 0) > 0 for t in ("kd", "end2"))
+
+    def uses_transfer(self, name: str, terms: dict[str, float]) -> bool:
+        """Whether recipe variant ``name`` also learns the teacher's labels on the transfer set: a variant that
+        learns from the teacher and, when ``transfer_variants`` names any, is one of them."""
+        if not (self.transfer.enabled and from_teacher(terms)):
+            return False
+        return name in self.transfer_variants if self.transfer_variants else True
+
+    def check_variant_sources(self) -> None:
+        """Clear errors for variants whose terms cannot use the teacher they were given."""
+        listed_in = {"ensemble_variants": self.ensemble_variants, "transfer_variants": self.transfer_variants}
+        for which, listed in listed_in.items():
+            unknown = sorted(set(listed) - set(self.variants))
+            if unknown:
+                raise ConfigError(f"{which}: unknown variants {unknown}; the recipe has {sorted(self.variants)}")
+        for name, terms in self.variants.items():
+            ensemble = self.uses_ensemble(name, terms)
+            if terms.get("end2", 0) > 0 and not ensemble:
+                raise ConfigError(f"variants.{name}: an end2 term needs an ensemble (teacher_ensemble >= 2, and the "
+                                  "variant among ensemble_variants when that names any)")  # fmt: skip
+            if ensemble and any(terms.get(t, 0) > 0 for t in ("prior", "layers")):
+                raise ConfigError(f"variants.{name}: prior and layers terms learn from one teacher; leave the variant "
+                                  "out of ensemble_variants")  # fmt: skip
+
+
+def from_teacher(terms: dict[str, float]) -> bool:
+    """Whether a weighted term learns from the teacher (a ``mutual`` peer learns from the labels, not a teacher)."""
+    return any(terms.get(t, 0) > 0 for t in ("kd", "layers", "prior", "end2"))
 
 
 def teacher_stage(task: str, member: int) -> str:
@@ -208,6 +248,7 @@ class PairClassificationPack(Pack):
         write_eval_data(self.dir / "data", data.tests)
         if task.ensemble > 1 and task.teacher != "finetune":
             raise ConfigError(f"{task.name}: an ensemble of teachers is fine-tuned here (teacher: finetune)")
+        task.check_variant_sources()
         self.teachers = [prepare_teacher(task, data, ledger, resume, k) for k in range(task.ensemble)]
         self.teacher = self.teachers[0]  # the one exported and benchmarked
         print(f"[{task.name}] teacher outputs: through the teacher-output store")
@@ -234,17 +275,25 @@ class PairClassificationPack(Pack):
 
     def variants(self) -> list[Variant]:
         task = self.task
-        from_teacher = lambda terms: any(terms.get(t, 0) > 0 for t in ("kd", "layers", "prior", "end2"))  # noqa: E731
-        # (a `mutual` peer is trained here from the labels, not a teacher: such a variant alone is not KD)
         out = [Variant(f"{task.name}_{arch}_{name}", arch, terms, task.seeds[arch], kd=from_teacher(terms))
                for arch in task.students for name, terms in task.variants.items()]  # fmt: skip
         if task.ensemble > 1 and task.leave_one_out:  # the leave-one-teacher-out attribution runs
             out += [dataclasses.replace(v, name=f"{v.name}_without_t{k}") for v in list(out)
-                    if v.terms.get("kd", 0) > 0 for k in range(task.ensemble)]  # fmt: skip
+                    if v.terms.get("kd", 0) > 0 and self.uses_ensemble(v) for k in range(task.ensemble)]  # fmt: skip
         return out
 
+    def recipe_name(self, variant: Variant) -> str:
+        """The recipe's name of a variant: ``<task>_<student>_<name>[_without_t<k>]`` -> ``<name>``."""
+        return variant.name.partition("_without_t")[0].removeprefix(f"{self.task.name}_{variant.student}_")
+
+    def uses_ensemble(self, variant: Variant) -> bool:
+        return self.task.uses_ensemble(self.recipe_name(variant), variant.terms)
+
     def members(self, variant: Variant) -> list[int]:
-        """The ensemble members a variant learns from (all but ``k`` for ``..._without_t<k>``)."""
+        """The ensemble members a variant learns from: all but ``k`` for ``..._without_t<k>``; only the first for
+        a variant that does not learn from the ensemble."""
+        if not self.uses_ensemble(variant):
+            return [0]
         left_out = variant.name.rpartition("_without_t")[2] if "_without_t" in variant.name else None
         return [k for k in range(self.task.ensemble) if left_out is None or str(k) != left_out]
 
@@ -253,9 +302,9 @@ class PairClassificationPack(Pack):
         train = _examples_digest(self.data.train)
         settings = {"kwargs": setup["kwargs"], "trainer": setup["trainer"], "max_length": self.task.max_length,
                     "kd": self.task.kd, "train": train}  # fmt: skip
-        if self.task.ensemble > 1:
+        if self.uses_ensemble(variant):
             settings |= {"multi": self.task.multi, "members": self.members(variant)}
-        if variant.kd and self.task.transfer.enabled:
+        if self.task.uses_transfer(self.recipe_name(variant), variant.terms):
             settings["transfer"] = self.task.transfer
         if "layers" in variant.terms:
             settings["layer_map"] = self.task.layer_map
@@ -267,14 +316,16 @@ class PairClassificationPack(Pack):
         """The teacher logits a variant distils (default: on the training set): the teacher's, or the ensemble
         members it learns from."""
         logits = self.train_logits if logits is None else logits
-        return logits if self.task.ensemble == 1 else logits[:, self.members(variant)]
+        if self.task.ensemble == 1:
+            return logits  # (N, C)
+        return logits[:, self.members(variant)] if self.uses_ensemble(variant) else logits[:, 0]  # (N, K', C) | (N, C)
 
     def kd_items(self, variant: Variant, tokenizer: Any) -> list[dict]:
         """The training items with the teacher's logits attached; a KD variant also gets the transfer set, whose
         items carry no label (-100: the task term skips them, only the kd term learns from them)."""
         max_length = self.task.max_length
         items = pairs.attach_teacher_logits(encode(tokenizer, self.data.train, max_length), self.kd_logits(variant))
-        if not (variant.kd and self.transfer):
+        if not (self.transfer and self.task.uses_transfer(self.recipe_name(variant), variant.terms)):
             return items
         extra = pairs.encode_pairs(tokenizer, self.transfer, [-100] * len(self.transfer), max_length)
         return items + pairs.attach_teacher_logits(extra, self.kd_logits(variant, self.transfer_logits))
@@ -292,7 +343,7 @@ class PairClassificationPack(Pack):
         tokenizer, max_length = setup["tokenizer"], self.task.max_length
         dev = encode(tokenizer, self.data.dev, max_length)
         config = pairs.with_output_dir(setup["trainer"], directory, seed=seed)
-        multi = self.task.multi if self.task.ensemble > 1 else None
+        multi = self.task.multi if self.uses_ensemble(variant) else None
         live: dict[str, Any] = {}
         if "layers" in variant.terms:  # intermediate layers: the teacher runs live, its logits serve the kd term too
             items, live = encode(tokenizer, self.data.train, max_length), self.live_layer_teacher(variant, student)
@@ -316,7 +367,7 @@ class PairClassificationPack(Pack):
         from suite.teachers import HFTeacher
 
         task = self.task
-        if variant.student != "minilm2" or task.ensemble > 1 or not isinstance(self.teacher, HFTeacher):
+        if variant.student != "minilm2" or self.uses_ensemble(variant) or not isinstance(self.teacher, HFTeacher):
             raise ConfigError(f"{variant.name}: a layers term needs the minilm2 student (the teacher's tokenizer and "
                               "width), one teacher and a local one (teacher: finetune or hf)")  # fmt: skip
         teacher = build_student("hf-classifier", path=str(self.teacher.path), num_labels=len(task.labels))

@@ -79,7 +79,8 @@ def pair_task(recipe: EducationRecipe, task: str) -> PairTask:
         teacher_url=recipe.teacher_url, teacher_served_model=recipe.teacher_served_model,
         rubric=rubric(recipe, task, labels), ensemble=recipe.teacher_ensemble, multi=recipe.multi_teacher,
         leave_one_out=recipe.leave_one_teacher_out, transfer=recipe.transfer, layer_map=recipe.layer_map,
-        exits=recipe.exits, posterior=recipe.posterior,
+        exits=recipe.exits, posterior=recipe.posterior, ensemble_variants=recipe.ensemble_variants,
+        transfer_variants=recipe.transfer_variants,
     )  # fmt: skip
 
 

@@ -115,6 +115,16 @@ class EducationRecipe(RunOutputs):
     leave_one_teacher_out: bool = field(
         default=False, metadata={"help": "with an ensemble: every KD student also once without each teacher"}
     )
+    ensemble_variants: list[str] = field(
+        default_factory=list,
+        metadata={"help": "variants that learn from the whole ensemble, the rest from its first teacher (empty: every "
+                  "variant with a kd or end2 term)"},
+    )  # fmt: skip
+    transfer_variants: list[str] = field(
+        default_factory=list,
+        metadata={"help": "variants that also learn on the transfer set (empty: every variant that learns from the "
+                  "teacher)"},
+    )  # fmt: skip
     int8: bool = field(default=True, metadata={"help": "also export dynamic int8 ONNX (kept if accuracy holds)"})
     release: list[str] = field(
         default_factory=lambda: ["sra_tiny_kd"],
@@ -148,6 +158,9 @@ class EducationRecipe(RunOutputs):
         check(self.teacher_ensemble == 1 or self.teacher == "finetune", "teacher_ensemble",
               "an ensemble is fine-tuned here: teacher must be finetune")  # fmt: skip
         check(bool(self.variants), "variants", "at least one variant")
+        for which in ("ensemble_variants", "transfer_variants"):
+            unknown = sorted(set(getattr(self, which)) - set(self.variants))
+            check(not unknown, which, f"unknown variants {unknown}; the recipe has {sorted(self.variants)}")
         for name, terms in self.variants.items():
             unknown = sorted(set(terms) - set(PAIR_TERMS))
             check(not unknown, f"variants.{name}", f"unknown terms {unknown}; choose from {', '.join(PAIR_TERMS)}")

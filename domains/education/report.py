@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from domains.education.recipe import EducationRecipe
-from suite.pair_pack import labels_of
+from suite.pair_pack import PairTask, from_teacher, labels_of
 from suite.report import (
     header,
     latency_table,
@@ -146,14 +146,28 @@ def task_section(recipe: EducationRecipe, result: TaskResult, out_dir: Path) -> 
     return lines + [*plots(result, out_dir), ""]
 
 
+def variant_text(task: PairTask, name: str) -> str:
+    """A variant's weighted terms and what it learns from: the whole ensemble or its first teacher, and whether
+    the transfer set is added."""
+    terms = task.variants[name]
+    text = f"`{name}` = " + " + ".join(f"{w:g} x {t}" for t, w in terms.items())
+    sources = []
+    if task.uses_ensemble(name, terms):
+        sources.append(f"from all {task.ensemble} teachers")
+    elif task.ensemble > 1 and from_teacher(terms):
+        sources.append("from teacher 1 alone")
+    if task.uses_transfer(name, terms):
+        sources.append("with the transfer set")
+    return text + (f" ({', '.join(sources)})" if sources else "")
+
+
 def write_report(recipe: EducationRecipe, results: Sequence[TaskResult], seconds: float) -> dict[str, Any]:
     report_dir = recipe.report_path
     figures = report_dir / "education"
     figures.mkdir(parents=True, exist_ok=True)
     doc = summary(recipe, results, seconds)
     write_summary(report_dir / "education.json", doc)
-    weights = "; ".join(f"`{n}` = " + " + ".join(f"{w:g} x {t}" for t, w in terms.items())
-                        for n, terms in recipe.variants.items())  # fmt: skip
+    weights = "; ".join(variant_text(results[0].pack.task, name) for name in recipe.variants)
     title = f"{recipe.data.title}: " if recipe.data.path else "Education pack: "
     lines = header(title + "scoring students distilled from a cross-encoder teacher", doc, seconds,
                    "education.json") + [

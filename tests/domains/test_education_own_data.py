@@ -161,8 +161,9 @@ def ensemble_run(tmp_path_factory):
         root, "students=[tiny]", "vocab_size=200", "tiny_dim=16", "tiny_layers=1", "sra_teacher_trainer.lr=1e-3",
         "tiny_trainer.epochs=1", "tiny_trainer.progress=false", "teacher_ensemble=2", "leave_one_teacher_out=true",
         "multi_teacher.weighting=ground_truth", "multi_teacher.conflicts=vote", "release=[]", "transfer.typos=1",
-        "transfer.repaired=1",
-        "variants={kd: {task: 0.5, kd: 0.5}, end2: {task: 0.5, end2: 0.5}, no_kd: {task: 1.0}}",
+        "transfer.repaired=1", "ensemble_variants=[kd, end2]", "transfer_variants=[kd]",
+        "variants={kd: {task: 0.5, kd: 0.5}, end2: {task: 0.5, end2: 0.5}, kd_one: {task: 0.5, kd: 0.5}, "
+        "no_kd: {task: 1.0}}",
     )  # fmt: skip
     return recipe, summary, root
 
@@ -170,7 +171,7 @@ def ensemble_run(tmp_path_factory):
 def test_an_ensemble_of_teachers_with_leave_one_out_attribution_and_a_transfer_set(ensemble_run):
     recipe, summary, root = ensemble_run
     task = "own_answers"
-    students = {f"{task}_tiny_{v}" for v in ("kd", "end2", "no_kd", "kd_without_t0", "kd_without_t1")}
+    students = {f"{task}_tiny_{v}" for v in ("kd", "end2", "kd_one", "no_kd", "kd_without_t0", "kd_without_t1")}
     members = {f"{task}_teacher_member0", f"{task}_teacher_member1"}
     assert set(summary["models"]) == students | members | {f"{task}_teacher", f"{task}_majority", f"{task}_overlap"}
     assert summary["models"][f"{task}_tiny_kd_without_t1"]["kd"] is True
@@ -185,6 +186,65 @@ def test_an_ensemble_of_teachers_with_leave_one_out_attribution_and_a_transfer_s
     report = (root / "report" / "education.md").read_text()
     section = report.split("### Leave-one-teacher-out attribution")[1].split("###")[0]
     assert section.count(f"| {task}_tiny_kd | ") == 2  # one row per teacher left out
+    assert f"| {task}_tiny_kd_one | " not in section  # it learns from the first teacher alone: nothing to leave out
+    assert "`kd` = 0.5 x task + 0.5 x kd (from all 2 teachers, with the transfer set)" in report
+    assert "`kd_one` = 0.5 x task + 0.5 x kd (from teacher 1 alone)" in report
+
+
+def bare_pack(**settings):
+    """A pair pack with only its task and the stored teacher logits: 2 members, 3 classes, 4 training pairs and 2
+    transfer pairs (what kd_logits and kd_items read; no teacher is trained)."""
+    import torch
+
+    from suite.augment import TransferConfig
+    from suite.losses import SoftLabelKDConfig
+    from suite.pair_pack import PairClassificationPack, PairTask
+    from suite.trainer import TrainerConfig
+
+    variants = {"kd": {"task": 0.5, "kd": 0.5}, "ens": {"task": 0.5, "kd": 0.5}, "no_kd": {"task": 1.0}}
+    task = PairTask(name="t", labels=["a", "b", "c"], max_length=16, teacher="finetune", teacher_model="x",
+                    teacher_trainer=TrainerConfig(), students={"tiny": TrainerConfig()}, seeds={"tiny": [0]},
+                    variants=variants, kd=SoftLabelKDConfig(), tiny={}, ensemble=2,
+                    transfer=TransferConfig(typos=1), **settings)  # fmt: skip
+    pack = PairClassificationPack.__new__(PairClassificationPack)  # skips the teachers; the logic under test is pure
+    pack.task, pack.train_logits = task, torch.arange(24.0).view(4, 2, 3)  # (N, K, C)
+    pack.transfer = [("q", "a"), ("q", "b")]
+    return pack
+
+
+def test_only_the_listed_variants_learn_from_the_ensemble_and_the_transfer_set():
+    pack = bare_pack(ensemble_variants=["ens"], transfer_variants=["kd"])
+    variants = {v.name: v for v in pack.variants()}
+    assert pack.kd_logits(variants["t_tiny_kd"]).shape == (4, 3)  # the first teacher alone
+    assert (pack.kd_logits(variants["t_tiny_kd"]) == pack.train_logits[:, 0]).all()
+    assert pack.kd_logits(variants["t_tiny_ens"]).shape == (4, 2, 3)  # every member
+    assert pack.members(variants["t_tiny_kd"]) == [0] and pack.members(variants["t_tiny_ens"]) == [0, 1]
+    task = pack.task
+    assert task.uses_transfer("kd", task.variants["kd"]) and not task.uses_transfer("ens", task.variants["ens"])
+    assert not task.uses_transfer("no_kd", task.variants["no_kd"])
+    everyone = bare_pack()  # nothing listed: every KD variant learns from the ensemble and on the transfer set
+    assert all(everyone.task.uses_ensemble(n, everyone.task.variants[n]) for n in ("kd", "ens"))
+    assert all(everyone.task.uses_transfer(n, everyone.task.variants[n]) for n in ("kd", "ens"))
+
+
+@pytest.mark.parametrize("which", ["ensemble_variants", "transfer_variants"])
+def test_a_listed_variant_the_recipe_does_not_have_is_a_config_error(which):
+    with pytest.raises(ConfigError, match=rf"{which}: unknown variants \['nope'\]"):
+        bare_pack(**{which: ["nope"]}).task.check_variant_sources()
+
+
+def test_an_end2_variant_off_the_ensemble_and_a_prior_variant_on_it_are_refused():
+    pack = bare_pack(ensemble_variants=["kd"])
+    pack.task.variants = {"kd": {"task": 1.0, "kd": 1.0}, "e": {"task": 1.0, "end2": 1.0}}
+    with pytest.raises(ConfigError, match="variants.e: an end2 term needs an ensemble"):
+        pack.task.check_variant_sources()
+    pack = bare_pack(ensemble_variants=["b"])
+    pack.task.variants = {"b": {"task": 1.0, "prior": 1.0}}
+    with pytest.raises(ConfigError, match="variants.b: prior and layers terms learn from one teacher"):
+        pack.task.check_variant_sources()
+    pack = bare_pack()  # nothing listed: end2 joins the ensemble, the prior variant keeps the first teacher
+    pack.task.variants = {"e": {"task": 1.0, "end2": 1.0}, "b": {"task": 1.0, "prior": 1.0}}
+    pack.task.check_variant_sources()
 
 
 def test_a_layer_truncated_student_distils_the_teachers_intermediate_layers(tmp_path):
