@@ -1,8 +1,11 @@
 """Open-loop metrics on held-out expert frames and closed-loop driving in the simulator.
 
 Closed loop: each policy drives ``episodes`` seeded episodes per scenario (seeds disjoint from the training data's),
-spread over worker processes. Per scenario: collision rate (episodes that end in a crash), mean speed, mean episode
-return (highway-env's reward), and off-road rate (episodes with any step off the road).
+spread over worker processes. Per scenario: collision rate (episodes that end in a crash), collisions per km, mean
+speed, mean episode return (highway-env's reward), off-road rate (episodes with any step off the road), and, against
+the expert on the same seeds, progress (distance driven / the expert's) and success rate (no crash and at least
+``SUCCESS_PROGRESS`` of the expert's distance): a policy cannot score by stopping. Every episode keeps its actions,
+so a planner that drives exactly like a constant policy is caught (:func:`same_as_constant`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from domains.driving.expert import PrivilegedExpert
 
 EVAL_SEED_OFFSET = 1_000_003  # closed-loop episodes never reuse a training or validation episode's seed
 CHUNK_TIMEOUT_S = 900  # a chunk of 10 episodes takes seconds; a worker that died must not hang the run
+SUCCESS_PROGRESS = 0.9  # an episode succeeds without a crash and with >= 90% of the expert's distance
 
 
 # -- open loop ---------------------------------------------------------------------------------------------------
@@ -39,14 +43,38 @@ def predict(planner: torch.nn.Module, data: DrivingData, batch_size: int = 256) 
     return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
 
 
+def action_metrics(predicted: torch.Tensor, data: DrivingData) -> dict[str, float]:
+    """Accuracy, macro-F1 over the actions taken by either, and recall of SLOWER (the action a planner that never
+    brakes gets wrong while its accuracy still looks fine); accuracy per scenario (the goals are per scenario)."""
+    from suite.eval import macro_f1
+
+    expert = data.actions
+    slower = expert == sim.ACTION_INDEX["SLOWER"]
+    metrics = {
+        "action_accuracy": float((predicted == expert).float().mean()),
+        "action_macro_f1": macro_f1(predicted.tolist(), expert.tolist()),
+        "slower_recall": float((predicted[slower] == expert[slower]).float().mean()) if slower.any() else float("nan"),
+    }
+    scenario = np.array(data.scenario)
+    for name in sorted(set(data.scenario)):
+        rows = torch.from_numpy(scenario == name)
+        metrics[f"action_accuracy_{name}"] = float((predicted[rows] == expert[rows]).float().mean())
+    return metrics
+
+
+def constant_open_loop(action: str, data: DrivingData) -> dict[str, float]:
+    """A constant policy's open-loop action metrics on the same frames."""
+    return action_metrics(torch.full_like(data.actions, sim.ACTION_INDEX[action]), data)
+
+
 def open_loop_metrics(planner: torch.nn.Module, data: DrivingData) -> dict[str, float]:
-    """Action accuracy, waypoint L2 (m) at 1/2/3 s, and rationale retrieval accuracy.
+    """Action metrics (:func:`action_metrics`), waypoint L2 (m) at 1/2/3 s, and rationale retrieval accuracy.
 
     Retrieval: the reasoning head's vector picks the nearest (cosine) of the split's distinct planning rationales;
     it is right when that is the frame's own rationale.
     """
     out = predict(planner, data)
-    metrics = {"action_accuracy": float((out["logits"].argmax(-1) == data.actions).float().mean())}
+    metrics = action_metrics(out["logits"].argmax(-1), data)
     errors = (out["waypoints"] - data.waypoints).norm(dim=-1)  # (N, K)
     for k in range(errors.shape[1]):
         valid = data.waypoint_mask[:, k]
@@ -179,26 +207,32 @@ def build_policy(spec: PolicySpec) -> Any:
     return PlannerPolicy(torch_forward(planner), kwargs.get("frames", 2))
 
 
-def drive_episode(policy: Any, env: Any, scenario: str, seed: int) -> dict[str, float]:
+def drive_episode(policy: Any, env: Any, scenario: str, seed: int) -> dict[str, Any]:
+    """One seeded episode: crash, mean speed, return, off-road, distance driven (m) and the actions taken."""
     policy.reset()
     frame = sim.reset(env, seed)
-    speeds, total, offroad, done, info = [], 0.0, False, False, {}
+    speeds, actions, total, offroad, done, info = [], [], 0.0, False, False, {}
     while not done and len(speeds) < MAX_EPISODE_STEPS:
         action, _ = policy.act(frame, env, scenario)
         frame, reward, done, info = sim.step(env, scenario, action)
         speeds.append(float(env.unwrapped.vehicle.speed))
+        actions.append(action)
         total += reward
         offroad |= not env.unwrapped.vehicle.on_road
     return {"crashed": float(info.get("crashed", False)), "speed": float(np.mean(speeds)), "return": total,
-            "offroad": float(offroad)}  # fmt: skip
+            "offroad": float(offroad), "distance": float(np.sum(speeds)) / sim.POLICY_HZ,
+            "actions": "".join(str(sim.ACTION_INDEX[a]) for a in actions)}  # fmt: skip
 
 
-def _run_chunk(task: tuple[str, PolicySpec, str, list[int]]) -> tuple[str, str, list[dict[str, float]]]:
-    name, spec, scenario, seeds = task
+Episodes = dict[str, dict[str, list[dict[str, Any]]]]  # policy -> scenario -> one row per seeded episode, in order
+
+
+def _run_chunk(task: tuple[str, PolicySpec, str, int, list[int]]) -> tuple[str, str, int, list[dict[str, Any]]]:
+    name, spec, scenario, start, seeds = task
     torch.set_num_threads(1)
     policy, env = build_policy(spec), sim.make_env(scenario)
     try:
-        return name, scenario, [drive_episode(policy, env, scenario, seed) for seed in seeds]
+        return name, scenario, start, [drive_episode(policy, env, scenario, seed) for seed in seeds]
     finally:
         env.close()
 
@@ -212,38 +246,59 @@ def closed_loop(
     chunk: int = 10,
     offset: int = 0,
     progress: bool = True,
-) -> dict[str, dict[str, dict[str, float]]]:
-    """``{policy: {scenario: metrics}}`` over the same seeded episodes ``offset .. offset + episodes - 1`` per
-    scenario for every policy."""
+) -> Episodes:
+    """``{policy: {scenario: episode rows}}`` over the same seeded episodes ``offset .. offset + episodes - 1`` per
+    scenario for every policy, in seed order (row ``i`` of every policy is the same episode)."""
     from suite.progress import progress_bar
 
     tasks = []
     for scenario in scenarios:
         seeds = [episode_seed(seed + EVAL_SEED_OFFSET, scenario, e) for e in range(offset, offset + episodes)]
         for name, spec in policies.items():
-            tasks += [(name, spec, scenario, seeds[i : i + chunk]) for i in range(0, episodes, chunk)]
-    results: dict[str, dict[str, list[dict[str, float]]]] = {n: {s: [] for s in scenarios} for n in policies}
+            tasks += [(name, spec, scenario, i, seeds[i : i + chunk]) for i in range(0, episodes, chunk)]
+    results: Episodes = {n: {s: [{}] * episodes for s in scenarios} for n in policies}
     bar = progress_bar(len(policies) * len(scenarios) * episodes, "closed loop", "episode", enabled=progress)
     # spawn, not fork: a forked child inherits torch's thread pool state and can hang in its first convolution.
     with multiprocessing.get_context("spawn").Pool(workers) as pool, bar:
         finished = pool.imap_unordered(_run_chunk, tasks)
         for _ in tasks:
             try:
-                name, scenario, rows = finished.next(timeout=CHUNK_TIMEOUT_S)
+                name, scenario, start, rows = finished.next(timeout=CHUNK_TIMEOUT_S)
             except multiprocessing.TimeoutError:
                 raise RuntimeError(
                     f"closed loop: no episode chunk finished in {CHUNK_TIMEOUT_S} s (a worker process died?)"
                 ) from None
-            results[name][scenario] += rows
+            results[name][scenario][start : start + len(rows)] = rows
             bar.update(len(rows))
-    return {name: {s: summarise(rows) for s, rows in per.items()} for name, per in results.items()}
+    return results
 
 
-def summarise(rows: list[dict[str, float]]) -> dict[str, float]:
+def summarise(rows: list[dict[str, Any]], reference: list[dict[str, Any]]) -> dict[str, float]:
+    """A policy's metrics on one scenario's episodes; ``reference``: the expert's rows on the same seeds."""
+    crashed = np.array([r["crashed"] for r in rows])
+    distance = np.array([r["distance"] for r in rows])
+    expert = np.array([r["distance"] for r in reference])
     return {
-        "collision_rate": float(np.mean([r["crashed"] for r in rows])),
+        "collision_rate": float(crashed.mean()),
+        "collisions_per_km": float(crashed.sum() / max(distance.sum() / 1000, 1e-9)),
         "mean_speed": float(np.mean([r["speed"] for r in rows])),
         "episode_return": float(np.mean([r["return"] for r in rows])),
         "offroad_rate": float(np.mean([r["offroad"] for r in rows])),
+        "progress": float(distance.sum() / max(expert.sum(), 1e-9)),
+        "success_rate": float(np.mean((crashed == 0) & (distance >= SUCCESS_PROGRESS * expert))),
         "episodes": float(len(rows)),
     }
+
+
+def summarise_all(episodes: Episodes, expert: str = "expert") -> dict[str, dict[str, dict[str, float]]]:
+    """``{policy: {scenario: metrics}}``, every policy measured against ``expert`` on the same seeds."""
+    return {name: {s: summarise(rows, episodes[expert][s]) for s, rows in per.items()}
+            for name, per in episodes.items()}  # fmt: skip
+
+
+def same_as_constant(rows: list[dict[str, Any]], constant: list[dict[str, Any]]) -> bool:
+    """True when a policy took exactly the constant policy's actions in every episode (so drove the same episodes):
+    a planner that never leaves its default."""
+    if len(rows) != len(constant):
+        return False
+    return all(a["actions"] == b["actions"] for a, b in zip(rows, constant, strict=True))

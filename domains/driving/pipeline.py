@@ -14,7 +14,14 @@ import torch
 
 from domains.driving import scenarios as sim
 from domains.driving.data import DrivingData, action_prototypes, action_weights, make_collate
-from domains.driving.evaluate import PolicySpec, closed_loop, open_loop_metrics
+from domains.driving.evaluate import (
+    PolicySpec,
+    closed_loop,
+    constant_open_loop,
+    open_loop_metrics,
+    same_as_constant,
+    summarise_all,
+)
 from domains.driving.recipe import VARIANTS, DrivingRecipe
 from domains.driving.teacher_data import load_splits, sample_frames, save_rationale_bank
 from domains.driving.terms import build_terms, distils_from_teacher
@@ -29,7 +36,10 @@ def planner_kwargs(recipe: DrivingRecipe, backbone: str) -> dict[str, Any]:
     return {"backbone": backbone, "frames": recipe.frames, "num_actions": len(sim.ACTIONS)}
 
 
-BASELINES = {"constant-IDLE": "IDLE"}  # issue 14: a policy that never acts matched the first planners
+# Trivial policies every planner must beat: the first planners drove exactly like constant IDLE (issue 14). The
+# majority class (the expert's most frequent training action, driven as a constant) is added per run.
+CONSTANTS = {"constant-IDLE": "IDLE", "constant-SLOWER": "SLOWER"}
+MAJORITY = "majority-class"
 
 
 class DrivingPack(Pack):
@@ -44,6 +54,9 @@ class DrivingPack(Pack):
         self.prototypes = action_prototypes(self.train_data, num_actions)
         self.class_weights = action_weights(self.train_data, num_actions)
         self.closed: dict[str, dict[str, dict[str, float]]] = {}  # policy -> scenario -> metrics
+        self.episodes: dict[str, Any] = {}  # policy -> scenario -> episode rows (same seeds for every policy)
+        self.majority = sim.ACTIONS[int(torch.bincount(self.train_data.actions).argmax())]
+        self.baseline_actions = {**CONSTANTS, MAJORITY: self.majority}
 
     def variants(self) -> list[Variant]:
         recipe, out = self.recipe, []
@@ -102,20 +115,39 @@ class DrivingPack(Pack):
         (the same seeded episodes, in worker processes)."""
         recipe = self.recipe
         specs = {"expert": PolicySpec("expert")}
-        specs |= {name: PolicySpec("constant", kwargs=(("action", a),)) for name, a in BASELINES.items()}
+        specs |= {name: PolicySpec("constant", kwargs=(("action", a),)) for name, a in CONSTANTS.items()}
+        shared = next((name for name, a in CONSTANTS.items() if a == self.majority), None)
+        if shared is None:  # the majority action is no other constant's: drive it too
+            specs[MAJORITY] = PolicySpec("constant", kwargs=(("action", self.majority),))
         for run in trained:
             kwargs = tuple(sorted(planner_kwargs(recipe, run.variant.student).items()))
             specs[f"{run.variant.name}|{run.seed}"] = PolicySpec(
                 "planner", str(run.directory / "model.safetensors"), kwargs
             )
         print(f"[driving] closed loop: {recipe.eval_episodes} episodes per scenario for each of {len(specs)} policies")
-        self.closed = closed_loop(specs, tuple(recipe.scenarios), recipe.eval_episodes, recipe.seed, recipe.workers,
-                                  progress=recipe.progress)  # fmt: skip
+        self.episodes = closed_loop(specs, tuple(recipe.scenarios), recipe.eval_episodes, recipe.seed,
+                                    recipe.workers, progress=recipe.progress)  # fmt: skip
+        if shared is not None:  # the same constant policy: the same episodes
+            self.episodes[MAJORITY] = self.episodes[shared]
+        self.closed = summarise_all(self.episodes)
         return [{"open_loop": open_loop_metrics(run.model, self.val), **self.closed[f"{run.variant.name}|{run.seed}"]}
                 for run in trained]  # fmt: skip
 
     def baselines(self) -> dict[str, dict]:
-        return {name: self.closed[name] for name in BASELINES}
+        return {name: {"open_loop": constant_open_loop(action, self.val), **self.closed[name]}
+                for name, action in self.baseline_actions.items()}  # fmt: skip
+
+    def constant_lookalikes(self, trained: list[Trained]) -> dict[str, list[str]]:
+        """``{planner|seed: [constant baselines]}``: the planners that took exactly a constant policy's actions in
+        every closed-loop episode (they never left their default)."""
+        out: dict[str, list[str]] = {}
+        for run in trained:
+            key = f"{run.variant.name}|{run.seed}"
+            same = [name for name in CONSTANTS if all(same_as_constant(self.episodes[key][s], self.episodes[name][s])
+                                                      for s in self.recipe.scenarios)]  # fmt: skip
+            if same:
+                out[key] = same
+        return out
 
     def export(self, trained: Trained, target: Path) -> Path | None:
         return export_planner(self.recipe, trained.model, trained.variant.student, self.val, target)
@@ -149,7 +181,8 @@ def run(recipe: DrivingRecipe, resume: bool = False) -> dict[str, Any]:
     save_rationale_bank([pack.train_data, pack.val], ledger.root / "rationale_bank.json")
     samples = sample_frames(pack.val, ledger.root / "samples.png")
     bench = benchmark(recipe, exports, ledger.root)
-    run_result = DrivingResult(recipe, results, exports, bench, len(pack.train_data), len(pack.val), samples)
+    run_result = DrivingResult(recipe, results, exports, bench, len(pack.train_data), len(pack.val), samples,
+                               pack.constant_lookalikes(trained))  # fmt: skip
     doc = write_report(run_result, seconds=time.perf_counter() - started)
     write_model_card(run_result, doc)
     shipped = model_name(recipe.backbone, "all")
@@ -171,6 +204,7 @@ class DrivingResult:
     train_frames: int
     val_frames: int
     samples: list[dict[str, Any]]
+    lookalikes: dict[str, list[str]]  # planner|seed -> the constant policies it drove exactly like
 
 
 # -- export and latency ------------------------------------------------------------------------------------------
@@ -188,12 +222,13 @@ def export_planner(recipe: DrivingRecipe, planner: torch.nn.Module, backbone: st
 
 
 def benchmark(recipe: DrivingRecipe, exports: dict[str, Path], out: Path) -> dict[str, Any]:
-    """Batch-1 onnxruntime CPU latency of every exported planner, plus eager PyTorch for comparison."""
+    """Batch-1 onnxruntime CPU latency of every exported planner on one thread (the goal's edge budget), plus eager
+    PyTorch for comparison."""
     from suite.bench import run_benchmark
 
     if not exports:
         return {}
     return run_benchmark(
         list(exports.values()), batch_sizes=(1,), providers=("cpu",), variants=("fp32",), out_dir=out / "bench",
-        warmup=20, repeats=recipe.bench_repeats, progress=recipe.progress,
+        warmup=20, repeats=recipe.bench_repeats, progress=recipe.progress, intra_op_threads=1,
     )  # fmt: skip

@@ -24,8 +24,13 @@ from suite.report import (
 from suite.results import write_summary
 from suite.runner import ModelResult, latency
 
-OPEN = ("action_accuracy", "waypoint_l2_1s", "waypoint_l2_2s", "waypoint_l2_3s", "rationale_retrieval")
+OPEN = ("action_accuracy", "action_macro_f1", "slower_recall", "waypoint_l2_1s", "waypoint_l2_2s", "waypoint_l2_3s",
+        "rationale_retrieval")  # fmt: skip
 SHIPPED = "all"  # the variant the model card describes
+OPEN_LOOP_GOAL = {"highway": 0.85, "merge": 0.93}  # imitation-only planner, action accuracy per scenario
+MAX_COLLISIONS_VS_EXPERT = 2.0  # x the expert's collision rate, in every scenario
+MIN_PROGRESS = 0.8  # of the expert's distance, in every scenario
+P99_MS, MAX_PARAMS = 2.0, 5_000_000  # batch 1, one CPU thread
 
 
 def overall(entry: ModelResult, metric: str, scenarios: list[str]) -> float:
@@ -38,11 +43,33 @@ def summary(run: DrivingResult, seconds: float) -> dict[str, Any]:
                        closed_loop_episodes_per_scenario=run.recipe.eval_episodes, goals=goals(run))  # fmt: skip
 
 
+def imitation_goals(run: DrivingResult, name: str) -> dict[str, Any]:
+    """The imitation-only planner against the expert: open-loop accuracy per scenario, and closed loop in every
+    scenario at most twice the expert's collisions with at least 80% of its progress."""
+    scenarios, results = list(run.recipe.scenarios), run.results
+    if name not in results:
+        return {}
+    opened, expert = results[name].metrics["open_loop"], results["expert"].metrics
+    accuracy = {s: opened.get(f"action_accuracy_{s}") for s in OPEN_LOOP_GOAL if s in scenarios}
+    closed = results[name].metrics
+    return {
+        "imitation_accuracy": accuracy,
+        "imitation_accuracy_met": bool(accuracy) and all(v is not None and v >= OPEN_LOOP_GOAL[s]
+                                                         for s, v in accuracy.items()),
+        "imitation_collisions_met": all(closed[s]["collision_rate"] <= MAX_COLLISIONS_VS_EXPERT
+                                        * expert[s]["collision_rate"] for s in scenarios),
+        "imitation_progress": {s: closed[s]["progress"] for s in scenarios},
+        "imitation_progress_met": all(closed[s]["progress"] >= MIN_PROGRESS for s in scenarios),
+    }  # fmt: skip
+
+
 def goals(run: DrivingResult) -> dict[str, Any]:
-    """Collisions of the shipped variant vs imitation alone, and vs every constant-action baseline; latency; size."""
+    """The imitation planner vs the expert; collisions of the shipped variant vs imitation alone and vs every
+    constant-action baseline; planners that drove like a constant policy; latency; size."""
     recipe, scenarios, results = run.recipe, list(run.recipe.scenarios), run.results
     base, shipped = f"{recipe.backbone}-imitation", f"{recipe.backbone}-{SHIPPED}"
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = imitation_goals(run, base)
+    out["constant_lookalikes"] = dict(sorted(run.lookalikes.items()))
     if base in results and shipped in results:
         before, after = (overall(results[n], "collision_rate", scenarios) for n in (base, shipped))
         out["collision_reduction"] = None if before == 0 else (before - after) / before
@@ -51,14 +78,37 @@ def goals(run: DrivingResult) -> dict[str, Any]:
         out["beats_constant_baselines"] = all(after < b for b in baselines)
     row = latency(run.bench, shipped)
     out["p99_ms"] = None if row is None else row["p99_ms"]
-    out["p99_met"] = row is not None and row["p99_ms"] <= 10.0
+    out["p99_met"] = row is not None and row["p99_ms"] <= P99_MS
     out["params"] = results[shipped].params if shipped in results else None
-    out["params_met"] = out["params"] is not None and out["params"] <= 5_000_000
+    out["params_met"] = out["params"] is not None and out["params"] <= MAX_PARAMS
     return out
 
 
 def _yes(met: bool) -> str:
     return "met" if met else "**not met**"
+
+
+def imitation_goal_lines(backbone: str, g: dict[str, Any]) -> list[str]:
+    if "imitation_accuracy" not in g:
+        return []
+    accuracy = ", ".join(f"{s} {v:.3f} (goal ≥ {OPEN_LOOP_GOAL[s]:.2f})" for s, v in g["imitation_accuracy"].items()
+                         if v is not None)  # fmt: skip
+    progress = ", ".join(f"{s} {v:.2f}" for s, v in g["imitation_progress"].items())
+    return [
+        f"- `{backbone}-imitation` open-loop action accuracy: {accuracy or 'n/a'}: "
+        f"{_yes(g['imitation_accuracy_met'])}.",
+        f"- `{backbone}-imitation` closed loop, collisions ≤ {MAX_COLLISIONS_VS_EXPERT:g}x the expert's in every "
+        f"scenario: {_yes(g['imitation_collisions_met'])}; progress ≥ {MIN_PROGRESS:.0%} of the expert's in every "
+        f"scenario ({progress}): {_yes(g['imitation_progress_met'])}.",
+    ]
+
+
+def lookalike_lines(lookalikes: dict[str, list[str]]) -> list[str]:
+    """A flag for every planner (and seed) that drove exactly like a constant policy on every test episode."""
+    if not lookalikes:
+        return ["- No planner drove exactly like a constant policy (every seed, every scenario): met."]
+    return [f"- **`{key.replace('|', '` seed ')} drove exactly like {' and '.join(same)} in every closed-loop "
+            "episode: it never left its default.**" for key, same in lookalikes.items()]  # fmt: skip
 
 
 def write_report(run: DrivingResult, seconds: float) -> dict[str, Any]:
@@ -90,20 +140,27 @@ def write_report(run: DrivingResult, seconds: float) -> dict[str, Any]:
         f"(CE + {recipe.waypoint_weight:g} x waypoint L2), or all five. Loss weights: "
         + ", ".join(f"{t} {w:g}" for t, w in recipe.weights.items()) + ".",
         f"- Closed loop: the same {recipe.eval_episodes} seeded episodes per scenario (never seen in training) are "
-        "driven by the expert, by a constant-action baseline and by every trained planner (each training seed drives "
-        "all of them). Mean ± std are over the training seeds.",
+        "driven by the expert, by constant-action baselines (IDLE, SLOWER, and the majority class: the expert's most "
+        "frequent training action) and by every trained planner (each training seed drives all of them). Mean ± std "
+        "are over the training seeds.",
         "",
         "## Goals",
+        *imitation_goal_lines(recipe.backbone, g),
+        *lookalike_lines(g["constant_lookalikes"]),
         f"- Collisions, {shipped} vs `{recipe.backbone}-imitation` (mean over scenarios): "
         + (f"{100 * reduction:.0f}% fewer (goal ≥ 30%): {_yes(g['collision_reduction_met'])}" if reduction is not None
            else "n/a") + ".",
         f"- {shipped} collides less than every constant-action baseline: "
         f"{_yes(g.get('beats_constant_baselines', False))}.",
-        f"- Latency p99 at batch 1 (ONNX, CPU): {number(g['p99_ms'])} ms (goal ≤ 10 ms): {_yes(g['p99_met'])}.",
-        f"- Parameters: {g['params']:,} (goal ≤ 5M): {_yes(g['params_met'])}." if g.get("params") else "",
+        f"- Latency p99 at batch 1 (ONNX, one CPU thread): {number(g['p99_ms'])} ms (goal ≤ {P99_MS:g} ms): "
+        f"{_yes(g['p99_met'])}.",
+        f"- Parameters: {g['params']:,} (goal ≤ {MAX_PARAMS / 1e6:g}M): {_yes(g['params_met'])}." if g.get("params")
+        else "",
         "",
     ]  # fmt: skip
-    titles = [("collision rate", "collision_rate", 3), ("mean speed (m/s)", "mean_speed", 1),
+    titles = [("collision rate", "collision_rate", 3), ("success rate (no crash, ≥ 90% of the expert's distance)",
+              "success_rate", 3), ("collisions per km", "collisions_per_km", 2),
+              ("progress (distance / the expert's)", "progress", 2), ("mean speed (m/s)", "mean_speed", 1),
               ("episode return", "episode_return", 2), ("off-road rate", "offroad_rate", 3)]  # fmt: skip
     for title, metric, digits in titles:
         lines += [f"## Closed loop: {title}", "", *split_columns_table(run.results, scenarios, metric, digits), ""]

@@ -12,8 +12,11 @@ import torch
 
 from domains.driving.recipe import DrivingRecipe
 
-OPEN_LOOP = {"action_accuracy", "waypoint_l2_1s", "waypoint_l2_2s", "waypoint_l2_3s", "rationale_retrieval"}
-CLOSED_LOOP = {"collision_rate", "mean_speed", "episode_return", "offroad_rate", "episodes"}
+ACTIONS = {"action_accuracy", "action_macro_f1", "slower_recall", "action_accuracy_merge"}
+OPEN_LOOP = ACTIONS | {"waypoint_l2_1s", "waypoint_l2_2s", "waypoint_l2_3s", "rationale_retrieval"}
+CLOSED_LOOP = {"collision_rate", "collisions_per_km", "mean_speed", "episode_return", "offroad_rate", "progress",
+               "success_rate", "episodes"}  # fmt: skip
+BASELINES = {"constant-IDLE", "constant-SLOWER", "majority-class"}
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +39,16 @@ def test_results_hold_open_and_closed_loop_for_every_variant_the_expert_and_the_
     _, _, summary = driving_run
     assert summary["frames"]["train"] > 0 and summary["frames"]["val"] > 0
     models = summary["models"]
-    assert set(models) == {"expert", "constant-IDLE", "tiny-imitation", "tiny-all"}
+    assert set(models) == {"expert", "tiny-imitation", "tiny-all"} | BASELINES
     for name, entry in models.items():
         planner = name.startswith("tiny")
-        assert set(entry["metrics"]) == ({"merge", "open_loop"} if planner else {"merge"}), name
+        assert set(entry["metrics"]) == ({"merge"} if name == "expert" else {"merge", "open_loop"}), name
         closed = entry["metrics"]["merge"]
         assert set(closed) == CLOSED_LOOP and closed["episodes"] == 1.0
         assert 0 <= closed["collision_rate"] <= 1 and closed["mean_speed"] > 0
+        assert 0 <= closed["success_rate"] <= 1 and closed["progress"] > 0
+        if name in BASELINES:
+            assert set(entry["metrics"]["open_loop"]) == ACTIONS and entry["params"] == 0
         if planner:
             metrics = entry["metrics"]["open_loop"]
             assert set(metrics) == OPEN_LOOP, name
@@ -50,6 +56,7 @@ def test_results_hold_open_and_closed_loop_for_every_variant_the_expert_and_the_
             assert all(math.isfinite(metrics[f"waypoint_l2_{k}s"]) for k in (1, 2))
             assert entry["seeds"] == [0] and entry["kd"] == (name == "tiny-all")
     assert models["constant-IDLE"]["params"] == 0 and not models["constant-IDLE"]["kd"]
+    assert models["expert"]["metrics"]["merge"]["progress"] == 1.0  # the reference of everyone's progress
     # The all-terms planner trains extra heads in the Distiller only: both export the same network.
     assert models["tiny-imitation"]["params"] == models["tiny-all"]["params"] > 0
 

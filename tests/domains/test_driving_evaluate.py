@@ -1,0 +1,59 @@
+"""Closed-loop bookkeeping: success and progress against the expert on the same seeds, collisions per km, episodes
+kept in seed order whatever order the workers finish in, and planners that drive exactly like a constant policy."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from domains.driving.evaluate import PolicySpec, closed_loop, constant_open_loop, same_as_constant, summarise
+
+
+def episode(crashed: bool, distance: float, actions: str = "111") -> dict:
+    return {"crashed": float(crashed), "speed": distance / len(actions), "return": 1.0, "offroad": 0.0,
+            "distance": distance, "actions": actions}  # fmt: skip
+
+
+def test_success_needs_no_crash_and_ninety_percent_of_the_experts_distance():
+    expert = [episode(False, 100.0), episode(False, 100.0), episode(False, 200.0), episode(True, 50.0)]
+    rows = [episode(False, 95.0), episode(True, 120.0), episode(False, 150.0), episode(False, 50.0)]
+    metrics = summarise(rows, expert)
+    # episode 1: 95 >= 90 ok; 2: crashed; 3: 150 < 180; 4: 50 >= 45 ok (the expert crashed there, we did not)
+    assert metrics["success_rate"] == 0.5
+    assert metrics["collision_rate"] == 0.25
+    assert metrics["collisions_per_km"] == pytest.approx(1 / 0.415)  # one crash in 415 m
+    assert metrics["progress"] == pytest.approx(415 / 450)
+    stopped = summarise([episode(False, 0.0)] * 4, expert)  # never crashing by never moving is no success
+    assert stopped["success_rate"] == 0.0 and stopped["collision_rate"] == 0.0 and stopped["progress"] == 0.0
+
+
+def test_same_as_constant_compares_every_episodes_actions():
+    idle = [episode(False, 10.0, "111"), episode(False, 10.0, "11")]
+    assert same_as_constant([episode(True, 3.0, "111"), episode(False, 1.0, "11")], idle)
+    assert not same_as_constant([episode(False, 10.0, "111"), episode(False, 10.0, "14")], idle)
+    assert not same_as_constant(idle[:1], idle)
+
+
+def test_constant_baselines_have_open_loop_action_metrics():
+    from domains.driving.data import DrivingData
+    from domains.driving.scenarios import ACTION_INDEX
+
+    actions = torch.tensor([ACTION_INDEX[a] for a in ("IDLE", "IDLE", "SLOWER", "FASTER")])
+    data = DrivingData.__new__(DrivingData)  # only the labels and scenarios are read
+    data.actions, data.scenario = actions, ["highway", "highway", "merge", "merge"]
+    idle = constant_open_loop("IDLE", data)
+    assert idle["action_accuracy"] == 0.5 and idle["slower_recall"] == 0.0
+    assert idle["action_accuracy_highway"] == 1.0 and idle["action_accuracy_merge"] == 0.0
+    assert idle["action_macro_f1"] == pytest.approx((2 / 3 + 0 + 0) / 3)  # IDLE's F1 2/3; SLOWER and FASTER 0
+    assert constant_open_loop("SLOWER", data)["slower_recall"] == 1.0
+
+
+def test_closed_loop_rows_follow_the_seeds_and_a_constant_twin_is_caught():
+    specs = {"idle": PolicySpec("constant", kwargs=(("action", "IDLE"),)),
+             "idle_again": PolicySpec("constant", kwargs=(("action", "IDLE"),)),
+             "expert": PolicySpec("expert")}  # fmt: skip
+    episodes = closed_loop(specs, ("merge",), episodes=3, seed=0, workers=1, chunk=1, progress=False)
+    idle, again, expert = (episodes[name]["merge"] for name in ("idle", "idle_again", "expert"))
+    assert len(idle) == 3 and all(set(row["actions"]) == {"1"} for row in idle)
+    assert [r["distance"] for r in idle] == [r["distance"] for r in again]  # row i is the same episode for both
+    assert same_as_constant(again, idle) and not same_as_constant(expert, idle)  # the expert acts
