@@ -23,6 +23,7 @@ import numpy as np
 
 from domains.driving import scenarios as sim
 from domains.driving.expert import MAX_AGENTS, PrivilegedExpert
+from domains.driving.state import STATE_DIM, privileged_state
 
 WAYPOINT_STEPS = (1, 2, 3)  # seconds ahead at one decision per second
 MAX_EPISODE_STEPS = 40
@@ -89,7 +90,7 @@ def _collect_shard(task: tuple[CollectPlan, Path, str, int]) -> None:
 def _check_manifest(out: Path, plan: CollectPlan) -> None:
     """Refuse to mix shards of different plans in one directory (a resumed run must ask for the same data)."""
     manifest = out / "manifest.json"
-    wanted = {**asdict(plan), "scenarios": list(plan.scenarios), "frame_size": sim.FRAME_SIZE}
+    wanted = {**asdict(plan), "scenarios": list(plan.scenarios), "frame_size": sim.FRAME_SIZE, "state_dim": STATE_DIM}
     if manifest.exists():
         found = json.loads(manifest.read_text())
         if found != wanted:
@@ -108,10 +109,11 @@ def record_episode(scenario: str, seed: int, episode: int, expert: PrivilegedExp
     env = sim.make_env(scenario)
     try:
         frame = sim.reset(env, episode_seed(seed, scenario, episode))
-        rows, positions, done, info = [], [], False, {}
+        rows, positions, states, done, info = [], [], [], False, {}
         while not done and len(rows) < MAX_EPISODE_STEPS:
             ego = env.unwrapped.vehicle
             positions.append((ego.position.copy(), float(ego.heading)))
+            states.append(privileged_state(env))  # what the gate's clone reads (the expert reads the same world)
             decision = expert.decide(env, scenario)
             rows.append((frame, float(ego.speed), decision))
             frame, _, done, info = sim.step(env, scenario, decision.action)
@@ -119,10 +121,10 @@ def record_episode(scenario: str, seed: int, episode: int, expert: PrivilegedExp
         positions.append((ego.position.copy(), float(ego.heading)))
     finally:
         env.close()
-    return _episode_arrays(scenario, episode, rows, positions, bool(info.get("crashed", False)))
+    return _episode_arrays(scenario, episode, rows, positions, states, bool(info.get("crashed", False)))
 
 
-def _episode_arrays(scenario, episode, rows, positions, crashed) -> dict[str, Any]:
+def _episode_arrays(scenario, episode, rows, positions, states, crashed) -> dict[str, Any]:
     n = len(rows)
     waypoints = np.zeros((n, len(WAYPOINT_STEPS), 2), np.float32)
     waypoint_mask = np.zeros((n, len(WAYPOINT_STEPS)), bool)
@@ -145,6 +147,7 @@ def _episode_arrays(scenario, episode, rows, positions, crashed) -> dict[str, An
         "frames": np.stack([frame for frame, _, _ in rows]),  # (N, H, W, 3) uint8
         "actions": np.array([sim.ACTION_INDEX[d.action] for _, _, d in rows], np.int64),
         "speed": np.array([speed for _, speed, _ in rows], np.float32),
+        "state": np.stack(states),  # (N, STATE_DIM) privileged state
         "waypoints": waypoints,
         "waypoint_mask": waypoint_mask,
         "boxes": boxes,

@@ -26,6 +26,7 @@ class DrivingData:
     images: torch.Tensor  # (N, 3 * frames, H, W) uint8, oldest frame first
     actions: torch.Tensor  # (N,)
     speed: torch.Tensor  # (N, 1) the ego's speedometer [m/s]: a planner input besides the frames
+    state: torch.Tensor  # (N, STATE_DIM) the privileged state (the gate's clone reads it; planners never do)
     waypoints: torch.Tensor  # (N, K, 2)
     waypoint_mask: torch.Tensor  # (N, K)
     agent_mask: torch.Tensor  # (N, A)
@@ -56,6 +57,7 @@ def load(shards: list[Path], frames: int = 2) -> DrivingData:
         images=torch.from_numpy(_stack_frames(arrays["frames"], arrays["step"], frames)),
         actions=torch.from_numpy(arrays["actions"]),
         speed=torch.from_numpy(arrays["speed"]).view(-1, 1),
+        state=torch.from_numpy(arrays["state"]),
         waypoints=torch.from_numpy(arrays["waypoints"]),
         waypoint_mask=torch.from_numpy(arrays["waypoint_mask"]),
         agent_mask=torch.from_numpy(arrays["agent_mask"]),

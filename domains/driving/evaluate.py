@@ -100,10 +100,10 @@ def retrieval_accuracy(reasoning: torch.Tensor, data: DrivingData) -> float:
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """What a worker needs to rebuild a policy: the expert, a constant action (``kwargs`` = (("action", A),)), or
-    a planner from its kwargs and weights file."""
+    """What a worker needs to rebuild a policy: the expert, a constant action (``kwargs`` = (("action", A),)), the
+    gate's state clone from its weights file, or a planner from its kwargs and weights file."""
 
-    kind: str  # "expert" | "constant" | "planner"
+    kind: str  # "expert" | "constant" | "state" | "planner"
     weights: str = ""
     kwargs: tuple[tuple[str, Any], ...] = ()
 
@@ -197,6 +197,10 @@ def build_policy(spec: PolicySpec) -> Any:
         return ExpertPolicy()
     if spec.kind == "constant":
         return ConstantPolicy(dict(spec.kwargs)["action"])
+    if spec.kind == "state":
+        from domains.driving.state import StatePolicy, load_cloner
+
+        return StatePolicy(load_cloner(spec.weights))
     from safetensors.torch import load_file
 
     from suite.students.planner import PixelPlanner

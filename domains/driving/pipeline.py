@@ -16,6 +16,7 @@ from domains.driving import scenarios as sim
 from domains.driving.data import DrivingData, action_prototypes, action_weights, make_collate
 from domains.driving.evaluate import (
     PolicySpec,
+    action_metrics,
     closed_loop,
     constant_open_loop,
     open_loop_metrics,
@@ -40,6 +41,8 @@ def planner_kwargs(recipe: DrivingRecipe, backbone: str) -> dict[str, Any]:
 # majority class (the expert's most frequent training action, driven as a constant) is added per run.
 CONSTANTS = {"constant-IDLE": "IDLE", "constant-SLOWER": "SLOWER"}
 MAJORITY = "majority-class"
+GATE = "state-clone"  # the expert cloned from privileged state: what imitation can reach before pixels
+GATE_WEIGHTS = "cloner.safetensors"
 
 
 class DrivingPack(Pack):
@@ -50,6 +53,8 @@ class DrivingPack(Pack):
         inputs = {k: getattr(recipe, k) for k in ("scenarios", "train_episodes", "val_episodes", "seed", "frames",
                                                   "teacher", "teacher_model", "teacher_url")}  # fmt: skip
         self.train_data, self.val = ledger.run("teacher", inputs, lambda out: load_splits(recipe, self.out))
+        gate, weights = {"epochs": recipe.gate_epochs, "seed": recipe.seeds[0]}, lambda out: out / GATE_WEIGHTS
+        self.gate_weights = ledger.run("gate", gate, self.train_gate, weights, after=["teacher"])
         num_actions = len(sim.ACTIONS)
         self.prototypes = action_prototypes(self.train_data, num_actions)
         self.class_weights = action_weights(self.train_data, num_actions)
@@ -57,6 +62,22 @@ class DrivingPack(Pack):
         self.episodes: dict[str, Any] = {}  # policy -> scenario -> episode rows (same seeds for every policy)
         self.majority = sim.ACTIONS[int(torch.bincount(self.train_data.actions).argmax())]
         self.baseline_actions = {**CONSTANTS, MAJORITY: self.majority}
+
+    def train_gate(self, out: Path) -> Path:
+        from domains.driving.state import save_cloner, train_state_cloner
+
+        print(f"[driving] gate: cloning the expert from privileged state ({len(self.train_data)} frames)")
+        cloner = train_state_cloner(self.train_data.state, self.train_data.actions, self.recipe.gate_epochs,
+                                    seed=self.recipe.seeds[0])  # fmt: skip
+        return save_cloner(cloner, out / GATE_WEIGHTS)
+
+    def gate_result(self) -> ModelResult:
+        """The state clone: open loop on the validation frames' states, closed loop on the shared episodes."""
+        from domains.driving.state import load_cloner
+
+        with torch.inference_mode():
+            predicted = load_cloner(self.gate_weights)(self.val.state).argmax(-1)
+        return ModelResult.single("gate", {"open_loop": action_metrics(predicted, self.val), **self.closed[GATE]})
 
     def variants(self) -> list[Variant]:
         recipe, out = self.recipe, []
@@ -114,7 +135,7 @@ class DrivingPack(Pack):
         """Open loop on the validation frames; closed loop for every planner, the expert and the baselines at once
         (the same seeded episodes, in worker processes)."""
         recipe = self.recipe
-        specs = {"expert": PolicySpec("expert")}
+        specs = {"expert": PolicySpec("expert"), GATE: PolicySpec("state", str(self.gate_weights))}
         specs |= {name: PolicySpec("constant", kwargs=(("action", a),)) for name, a in CONSTANTS.items()}
         shared = next((name for name, a in CONSTANTS.items() if a == self.majority), None)
         if shared is None:  # the majority action is no other constant's: drive it too
@@ -176,7 +197,7 @@ def run(recipe: DrivingRecipe, resume: bool = False) -> dict[str, Any]:
     pack = DrivingPack(recipe, ledger, resume)
     trained = train_variants(pack, ledger, after=["teacher"])
     results = evaluate_variants(pack, trained)
-    results = {"expert": ModelResult.single("teacher", pack.closed["expert"]), **results}
+    results = {"expert": ModelResult.single("teacher", pack.closed["expert"]), GATE: pack.gate_result(), **results}
     exports = export_first_seeds(pack, trained, ledger.root / "export")
     save_rationale_bank([pack.train_data, pack.val], ledger.root / "rationale_bank.json")
     samples = sample_frames(pack.val, ledger.root / "samples.png")

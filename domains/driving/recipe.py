@@ -45,6 +45,9 @@ class DrivingRecipe(RunOutputs):
         metadata={"help": "a second backbone trained as imitation and all, first seed only ('' to skip)"},
     )
     frames: int = field(default=2, metadata={"help": "stacked frames per input"})
+    gate_epochs: int = field(
+        default=40, metadata={"help": "epochs of the gate: an MLP cloning the expert from privileged state"}
+    )
     epochs: int = field(default=10, metadata={"help": "training epochs (tiny backbone)"})
     extra_epochs: int = field(default=4, metadata={"help": "training epochs of the extra backbone"})
     batch_size: int = field(default=64, metadata={"help": "frames per step"})
@@ -79,6 +82,7 @@ class DrivingRecipe(RunOutputs):
         check(self.eval_episodes >= 1, "eval_episodes", "must be >= 1")
         check(len(self.seeds) >= 1, "seeds", "need at least one training seed")
         check(self.frames >= 1, "frames", "must be >= 1")
+        check(self.gate_epochs >= 1, "gate_epochs", "must be >= 1")
         missing = sorted(
             {t for v in self.variants for t in VARIANTS[v]} - set(self.weights) | {"imitation"} - set(self.weights)
         )

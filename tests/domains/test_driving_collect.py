@@ -124,3 +124,19 @@ def test_a_damaged_shard_names_its_file(tmp_path, shard_bytes, damage):
     path.write_bytes(damage(npz))
     with pytest.raises(ValueError, match=path.name):
         load_shard(path)
+
+
+def test_the_privileged_state_is_recorded_per_frame_nearest_car_first(highway_episode):
+    from domains.driving.state import EGO_FEATURES, NEIGHBOUR_FEATURES, NEIGHBOURS, STATE_DIM
+
+    arrays = highway_episode["arrays"]
+    state = arrays["state"]
+    assert state.shape == (len(arrays["actions"]), STATE_DIM) and state.dtype == np.float32
+    np.testing.assert_allclose(state[:, 0] * 30.0, arrays["speed"], rtol=1e-5)  # the ego's speed, scaled
+    assert set(np.unique(state[:, 1])) <= {0.0, 1.0, 2.0}  # highway's three speed levels
+    neighbours = state[:, EGO_FEATURES:].reshape(len(state), NEIGHBOURS, NEIGHBOUR_FEATURES)
+    present = neighbours[..., 0] == 1.0
+    assert present[:, 0].all()  # highway always has a car within the expert's 60 m
+    distance = np.hypot(neighbours[..., 1] * 50.0, neighbours[..., 2] * 10.0)
+    assert (np.diff(np.where(present, distance, 1e9), axis=1) >= -1e-4).all()  # nearest first, absent ones last
+    assert (neighbours[~present] == 0).all()

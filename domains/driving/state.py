@@ -1,0 +1,115 @@
+"""The privileged state the expert reads, as one fixed-length vector, and the gate that clones the expert from it.
+
+Before a pixel planner is asked to imitate the expert, a small MLP is asked to imitate it from this state (the
+simulator's own numbers, no pixels). If even that clone cannot reach near-expert open- and closed-loop numbers, the
+labels are the problem, not the camera: the report shows the gate first (issue 14). The vector is built the same
+way when episodes are recorded and when the clone drives (:class:`StatePolicy`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from domains.driving import scenarios as sim
+from domains.driving.expert import SEE_RADIUS
+
+NEIGHBOURS = 8  # nearest cars, whether or not the camera would see them
+# ego: speed / 30, speed level (the controller's target index), lane-change in progress (-1, 0, 1), lane index, lane
+# count, a lane on the left, a lane on the right, lateral offset in the lane / 4 m
+EGO_FEATURES = 8
+# per neighbour: present, longitudinal / 50 m, lateral / 10 m (ego frame), speed difference / 10 m/s, heading diff
+NEIGHBOUR_FEATURES = 5
+STATE_DIM = EGO_FEATURES + NEIGHBOURS * NEIGHBOUR_FEATURES
+
+
+def privileged_state(env: Any) -> np.ndarray:
+    """``(STATE_DIM,)`` float32: the ego's own state, then its ``NEIGHBOURS`` nearest cars within the expert's
+    radius, nearest first (absent ones are zeros)."""
+    ego, road = env.unwrapped.vehicle, env.unwrapped.road
+    lane_id = ego.lane_index[2]
+    sides = {index[2] for index in road.network.side_lanes(ego.lane_index)}
+    _, offset = ego.lane.local_coordinates(ego.position)
+    level = ego.speed_to_index(ego.target_speed) if hasattr(ego, "speed_to_index") else 0
+    state = [ego.speed / 30.0, float(level), float(np.sign(ego.target_lane_index[2] - lane_id)), float(lane_id),
+             float(len(road.network.all_side_lanes(ego.lane_index))), float(lane_id - 1 in sides),
+             float(lane_id + 1 in sides), offset / 4.0]  # fmt: skip
+    cos, sin = np.cos(ego.heading), np.sin(ego.heading)
+    near = sorted((v for v in road.vehicles if v is not ego), key=lambda v: np.linalg.norm(v.position - ego.position))
+    rows = np.zeros((NEIGHBOURS, NEIGHBOUR_FEATURES), np.float32)
+    for i, vehicle in enumerate(v for v in near if np.linalg.norm(v.position - ego.position) < SEE_RADIUS):
+        if i == NEIGHBOURS:
+            break
+        dx, dy = vehicle.position - ego.position
+        heading = float(np.angle(np.exp(1j * (vehicle.heading - ego.heading))))
+        lon, lat = cos * dx + sin * dy, -sin * dx + cos * dy
+        rows[i] = (1.0, lon / 50.0, lat / 10.0, (vehicle.speed - ego.speed) / 10.0, heading)
+    return np.concatenate([np.array(state, np.float32), rows.ravel()])
+
+
+class StateCloner(nn.Module):
+    """Privileged state -> action logits: the gate's student (an MLP; no pixels, no reasoning)."""
+
+    def __init__(self, hidden: int = 128, num_actions: int = len(sim.ACTIONS)):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(STATE_DIM, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, num_actions))  # fmt: skip
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        return self.net(state)
+
+
+def train_state_cloner(states: torch.Tensor, actions: torch.Tensor, epochs: int = 40, seed: int = 0,
+                       batch_size: int = 256, lr: float = 2e-3) -> StateCloner:  # fmt: skip
+    """Behaviour cloning with cross-entropy; seconds on a CPU (a few thousand rows of ``STATE_DIM`` numbers)."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = StateCloner()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
+    model.train()
+    for _ in range(epochs):
+        for batch in torch.randperm(len(states), generator=generator).split(batch_size):
+            loss = nn.functional.cross_entropy(model(states[batch]), actions[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        schedule.step()
+    return model.eval()
+
+
+def save_cloner(model: StateCloner, path: Path) -> Path:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
+def load_cloner(path: str | Path) -> StateCloner:
+    from safetensors.torch import load_file
+
+    model = StateCloner()
+    model.load_state_dict(load_file(str(path)))
+    return model.eval()
+
+
+class StatePolicy:
+    """The gate's clone driving: reads the privileged state, takes the best legal action."""
+
+    def __init__(self, model: StateCloner):
+        self.model = model
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, frame: np.ndarray, env: Any, scenario: str) -> tuple[str, dict]:
+        from domains.driving.evaluate import best_legal_action
+
+        with torch.inference_mode():
+            logits = self.model(torch.from_numpy(privileged_state(env))[None])[0].numpy()
+        return best_legal_action(logits, scenario), {}
