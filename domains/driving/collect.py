@@ -15,14 +15,14 @@ import multiprocessing
 import os
 import zipfile
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from domains.driving import scenarios as sim
-from domains.driving.expert import MAX_AGENTS, ExpertConfig, PrivilegedExpert
+from domains.driving.expert import MAX_AGENTS, PrivilegedExpert
 from domains.driving.state import STATE_DIM, privileged_state
 
 WAYPOINT_STEPS = (1, 2, 3)  # seconds ahead at one decision per second
@@ -35,7 +35,6 @@ class CollectPlan:
     episodes: int  # per scenario
     seed: int
     shard_episodes: int = 10
-    expert: ExpertConfig = field(default_factory=ExpertConfig)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.scenarios) - set(sim.SCENARIOS))
@@ -82,7 +81,7 @@ def collect(plan: CollectPlan, out_dir: str | Path, progress: bool = True, worke
 
 def _collect_shard(task: tuple[CollectPlan, Path, str, int]) -> None:
     plan, out, scenario, index = task
-    expert = PrivilegedExpert(plan.expert)
+    expert = PrivilegedExpert()
     first = index * plan.shard_episodes
     episodes = range(first, min(first + plan.shard_episodes, plan.episodes))
     _write_shard(out, scenario, index, [record_episode(scenario, plan.seed, e, expert) for e in episodes])

@@ -22,7 +22,7 @@ import torch
 from domains.driving import scenarios as sim
 from domains.driving.collect import MAX_EPISODE_STEPS, episode_seed
 from domains.driving.data import DrivingData
-from domains.driving.expert import ExpertConfig, PrivilegedExpert
+from domains.driving.expert import PrivilegedExpert
 
 EVAL_SEED_OFFSET = 1_000_003  # closed-loop episodes never reuse a training or validation episode's seed
 CHUNK_TIMEOUT_S = 900  # a chunk of 10 episodes takes seconds; a worker that died must not hang the run
@@ -100,8 +100,8 @@ def retrieval_accuracy(reasoning: torch.Tensor, data: DrivingData) -> float:
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """What a worker needs to rebuild a policy: the expert (``kwargs``: its margins), a constant action (``kwargs``
-    = (("action", A),)), the gate's state clone from its weights file, or a planner from its kwargs and weights."""
+    """What a worker needs to rebuild a policy: the expert, a constant action (``kwargs`` = (("action", A),)), the
+    gate's state clone from its weights file, or a planner from its kwargs and weights file."""
 
     kind: str  # "expert" | "constant" | "state" | "planner"
     weights: str = ""
@@ -167,8 +167,8 @@ def best_legal_action(logits: np.ndarray, scenario: str) -> str:
 
 
 class ExpertPolicy:
-    def __init__(self, config: ExpertConfig | None = None):
-        self.expert = PrivilegedExpert(config)
+    def __init__(self):
+        self.expert = PrivilegedExpert()
 
     def reset(self) -> None:
         pass
@@ -194,7 +194,7 @@ class ConstantPolicy:
 
 def build_policy(spec: PolicySpec) -> Any:
     if spec.kind == "expert":
-        return ExpertPolicy(ExpertConfig(**dict(spec.kwargs)))
+        return ExpertPolicy()
     if spec.kind == "constant":
         return ConstantPolicy(dict(spec.kwargs)["action"])
     if spec.kind == "state":

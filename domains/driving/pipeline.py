@@ -5,7 +5,6 @@ embeddings and every planner whose recipe did not change."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +51,7 @@ class DrivingPack(Pack):
     def __init__(self, recipe: DrivingRecipe, ledger: StageLedger, resume: bool):
         self.recipe, self.resume, self.out = recipe, resume, ledger.root
         inputs = {k: getattr(recipe, k) for k in ("scenarios", "train_episodes", "val_episodes", "seed", "frames",
-                                                  "teacher", "teacher_model", "teacher_url", "expert")}  # fmt: skip
+                                                  "teacher", "teacher_model", "teacher_url")}  # fmt: skip
         self.train_data, self.val = ledger.run("teacher", inputs, lambda out: load_splits(recipe, self.out))
         gate, weights = {"epochs": recipe.gate_epochs, "seed": recipe.seeds[0]}, lambda out: out / GATE_WEIGHTS
         self.gate_weights = ledger.run("gate", gate, self.train_gate, weights, after=["teacher"])
@@ -136,8 +135,7 @@ class DrivingPack(Pack):
         """Open loop on the validation frames; closed loop for every planner, the expert and the baselines at once
         (the same seeded episodes, in worker processes)."""
         recipe = self.recipe
-        expert = PolicySpec("expert", kwargs=tuple(dataclasses.asdict(recipe.expert).items()))
-        specs = {"expert": expert, GATE: PolicySpec("state", str(self.gate_weights))}
+        specs = {"expert": PolicySpec("expert"), GATE: PolicySpec("state", str(self.gate_weights))}
         specs |= {name: PolicySpec("constant", kwargs=(("action", a),)) for name, a in CONSTANTS.items()}
         shared = next((name for name, a in CONSTANTS.items() if a == self.majority), None)
         if shared is None:  # the majority action is no other constant's: drive it too

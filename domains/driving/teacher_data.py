@@ -19,8 +19,8 @@ TEXT_ENCODER = "minilm-l6"
 
 def load_splits(recipe: DrivingRecipe, out: Path) -> tuple[DrivingData, DrivingData]:
     scenarios = tuple(recipe.scenarios)
-    train_plan = CollectPlan(scenarios, recipe.train_episodes, recipe.seed, expert=recipe.expert)
-    val_plan = CollectPlan(scenarios, recipe.val_episodes, recipe.seed + 1, expert=recipe.expert)  # unseen episodes
+    train_plan = CollectPlan(scenarios, recipe.train_episodes, recipe.seed)
+    val_plan = CollectPlan(scenarios, recipe.val_episodes, recipe.seed + 1)  # other seeds: unseen episodes
     print(f"[driving] collecting {recipe.train_episodes}+{recipe.val_episodes} expert episodes per scenario")
     train = load(collect(train_plan, out / "data" / "train", recipe.progress, recipe.workers), recipe.frames)
     val = load(collect(val_plan, out / "data" / "val", recipe.progress, recipe.workers), recipe.frames)
