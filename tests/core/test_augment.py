@@ -64,14 +64,20 @@ def test_minilm_neighbours_are_whole_words_near_in_meaning():
 
 
 def test_kd_students_get_the_transfer_set_unlabelled_and_the_no_kd_twin_does_not():
-    from suite.pair_pack import PairClassificationPack
+    from suite.augment import TransferConfig
+    from suite.losses import SoftLabelKDConfig
+    from suite.pair_pack import PairClassificationPack, PairTask
     from suite.runner import Variant
     from suite.students.text import build_vocab_tokenizer
+    from suite.trainer import TrainerConfig
 
     tokenizer = build_vocab_tokenizer(["why does water boil", "it gets hot"] * 4, vocab_size=60)
     pack = object.__new__(PairClassificationPack)  # kd_items needs only these attributes
     train = [SimpleNamespace(text="why does water boil", text_pair="it gets hot", label=1)] * 3
-    pack.task = SimpleNamespace(max_length=16, ensemble=1)
+    pack.task = PairTask(name="t", labels=["a", "b"], max_length=16, teacher="finetune", teacher_model="x",
+                         teacher_trainer=TrainerConfig(), students={"tiny": TrainerConfig()}, seeds={"tiny": [0]},
+                         variants={"kd": {"task": 0.5, "kd": 0.5}, "no_kd": {"task": 1.0}}, kd=SoftLabelKDConfig(),
+                         tiny={}, transfer=TransferConfig(typos=1))  # fmt: skip
     pack.data = SimpleNamespace(train=train)
     pack.train_logits, pack.transfer = torch.zeros(3, 2), [("why does water boil", "it gets hto")] * 2
     pack.transfer_logits = torch.tensor([[1.0, -1.0], [1.0, -1.0]])
