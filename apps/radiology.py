@@ -46,6 +46,7 @@ def load_models(run: Path) -> Models:
     from suite.export.runtime import ExportedSeq2Seq, load_exported
 
     exports = sorted(p for p in (run / "export").iterdir() if (p / "spec.json").is_file())
+    exports = [p for p in exports if not p.name.endswith("_teacher")]  # exported for its latency, not served
     if not exports:
         raise SuiteError(f"{run / 'export'}: no exported student; run `distill run radiology` first")
     preferred = [p for p in exports if p.name.endswith("_fkl")] or exports

@@ -36,6 +36,7 @@ from suite.runner import (
     Variant,
     evaluate_variants,
     export_first_seeds,
+    fresh_export_dir,
     train_variants,
 )
 from suite.stages import StageLedger, fingerprint
@@ -146,6 +147,7 @@ class GenerationPack(Pack):
         self.dir = ledger.root / task.name
         print(f"[{task.name}] data: " + ", ".join(f"{k} {v}" for k, v in data.sizes().items()))
         folder = prepare_teacher(task, data, ledger, resume)
+        self.teacher_folder = folder
         self.teacher = hf_generator(str(folder)).eval()
         self.teacher_tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         texts = [t for p in data.train for t in (p.source, p.target)]
@@ -293,9 +295,22 @@ class GenerationPack(Pack):
         return ModelResult.single("teacher", metrics, parameter_count(self.teacher))
 
     def export(self, trained: Trained, target: Path) -> Path | None:
+        kwargs = self.student_kwargs(trained.variant.student)
+        return self._export(trained.model.eval(), self.tokenizer, target, "seq2seq", kwargs)
+
+    def export_teacher(self, target: Path) -> Path | None:
+        """The teacher in the students' format, so its latency per summary is measured the same way (the ">= 5x
+        lower latency" goal compares onnxruntime with onnxruntime)."""
+        if not self.teacher.config.is_encoder_decoder:
+            print(f"[{self.task.name}] teacher: not exported (a decoder-only teacher; the students are seq2seq)")
+            return None
+        kwargs = {"path": str(self.teacher_folder)}
+        return self._export(self.teacher.eval(), self.teacher_tokenizer, target, "hf-generator", kwargs)
+
+    def _export(self, model: torch.nn.Module, tokenizer: Any, target: Path, student_name: str,
+                student_kwargs: dict[str, Any]) -> Path:  # fmt: skip
         from suite.export import export_student, seq2seq_spec
 
-        model, tokenizer = trained.model.eval(), self.tokenizer
         sources = [p.source for p in self.data.dev[:6]]
 
         def prompts(texts: list[str], length: int) -> dict[str, torch.Tensor]:
@@ -305,8 +320,8 @@ class GenerationPack(Pack):
 
         return export_student(
             model, seq2seq_spec(model, max_length=self.task.max_source), prompts(sources[:2], 10),
-            [prompts(sources[2:5], 14), prompts(sources[5:6], 7)], target, tokenizer=tokenizer, student_name="seq2seq",
-            student_kwargs=self.student_kwargs(trained.variant.student),
+            [prompts(sources[2:5], 14), prompts(sources[5:6], 7)], target, tokenizer=tokenizer,
+            student_name=student_name, student_kwargs=student_kwargs,
         )  # fmt: skip
 
 
@@ -329,6 +344,9 @@ def run_generation_task(task: GenerationTask, data: GenerationData, metrics: Met
     teacher = pack.teacher_result()  # first: student metrics compare against the teacher's outputs
     results = {f"{task.name}_teacher": teacher, **evaluate_variants(pack, trained)}
     exports = export_first_seeds(pack, trained, ledger.root / "export")
+    teacher_export = pack.export_teacher(fresh_export_dir(ledger.root / "export" / f"{task.name}_teacher"))
+    if teacher_export is not None:
+        exports = {f"{task.name}_teacher": teacher_export, **exports}
     sources = ledger.root / task.name / "bench_sources.jsonl"
     sources.parent.mkdir(parents=True, exist_ok=True)
     sources.write_text("".join(json.dumps({"text": p.source}) + "\n" for p in next(iter(data.tests.values()))[:16]))

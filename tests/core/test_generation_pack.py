@@ -80,10 +80,12 @@ def test_every_variant_trains_evaluates_exports_and_is_timed(teacher_folder, tmp
     for entry in result.results.values():
         assert 0.0 <= entry.metrics["test"]["rougeL"] <= 1.0
     assert "teacher_rougeL" in result.results["toy_s_kd"].metrics["test"]
-    assert sorted(result.exports) == sorted(f"toy_s_{v}" for v in task.variants)
+    assert sorted(result.exports) == sorted(["toy_teacher", *(f"toy_s_{v}" for v in task.variants)])
     assert (tmp_path / "run" / "toy" / "store-top5").is_dir() and (tmp_path / "run" / "toy" / "store-full").is_dir()
     runtimes = {(row["model"], row["runtime"]) for row in result.bench["results"]}
     assert ("toy_s_kd", "onnxruntime") in runtimes and ("toy_s_kd", "torch") in runtimes
+    # the teacher is exported and timed like the students, so latency ratios compare like with like
+    assert ("toy_teacher", "onnxruntime") in runtimes and ("toy_teacher", "torch") in runtimes
     # a rerun trains nothing: every student and teacher stage is reused
     again = run_generation_task(task, data, rouge_l, StageLedger(tmp_path / "run", log=lambda _: None), False)
     for name in names:
