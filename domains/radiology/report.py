@@ -71,6 +71,33 @@ def kd_goals(recipe: RadiologyRecipe, results: dict[str, ModelResult], sizes: di
     return lines
 
 
+def faithfulness_lines(result: Any, models: list[str]) -> list[str]:
+    """The radiologists' own impressions scored against their findings by the same extractor (what a faithful
+    writer scores here: impressions interpret, e.g. "pneumonia" from "opacity"), then the findings each model
+    asserts without support in the findings, counted by finding (test split, first seed)."""
+    from collections import Counter
+
+    from domains.radiology.findings import chest_extractor
+    from suite.eval.findings import faithfulness
+
+    extractor, pairs = chest_extractor(), result.pack.data.tests["test"]
+    sources = [p.source for p in pairs]
+    reference = faithfulness(extractor, sources, [p.target for p in pairs])
+    written = {"references": [p.target for p in pairs]}
+    written |= {name: result.pack.outputs[name]["test"] for name in models if name in result.pack.outputs}
+    counts = {name: Counter(f for source, output in zip(sources, outputs, strict=True)
+                            for f in extractor.positives(output) - extractor.positives(source))
+              for name, outputs in written.items()}  # fmt: skip
+    findings = sorted({f for c in counts.values() for f in c}, key=lambda f: -sum(c[f] for c in counts.values()))
+    lines = [f"The reference impressions themselves, scored against their findings with the same extractor: "
+             f"hallucination rate {reference['hallucination_rate']:.3f}, missing rate {reference['missing_rate']:.3f} "
+             f"(impressions interpret and summarize). Unsupported findings asserted on the {len(pairs)} test reports, "
+             "by finding:", ""]  # fmt: skip
+    lines += ["| finding | " + " | ".join(written) + " |", "|---" * (len(written) + 1) + "|"]
+    lines += [f"| {f} | " + " | ".join(str(counts[n][f]) for n in written) + " |" for f in findings]
+    return lines + ["| total | " + " | ".join(str(sum(counts[n].values())) for n in written) + " |"]
+
+
 def latency_lines(result: Any) -> list[str]:
     lines = ["| model | ORT ms per impression (p50 / p99) | ORT ms per token | PyTorch ms per impression | tokens |",
              "|---|---|---|---|---|"]  # fmt: skip
@@ -109,8 +136,10 @@ def write_report(recipe: RadiologyRecipe, result: Any, seconds: float) -> dict[s
         lines += [f"## {split}", "", *metrics_table(results, split, shown, primary="rougeL"), ""]
     pairs = [(n.removeprefix(f"{TASK}_"), n, f"{TASK}_{student}_no_kd") for n, r in results.items() if r.kd]
     stores = ", ".join(f"{k} {v / 2**20:.2f} MiB" for k, v in sizes.items()) or "none"
+    compared = [f"{TASK}_teacher", f"{TASK}_{student}_no_kd", best]
     lines += ["## KD vs no KD over seeds (ROUGE-L, test)", "", *paired_seed_table(results, pairs, "test", "rougeL"),
-              "", "## Latency (batch 1, CPU; one call = one impression)", "", *latency_lines(result), "",
+              "", "## Faithfulness", "", *faithfulness_lines(result, compared), "",
+              "## Latency (batch 1, CPU; one call = one impression)", "", *latency_lines(result), "",
               f"Stored top-k sizes: {stores}.", ""]  # fmt: skip
     write(out / "radiology.md", lines)
     print(f"report: {out / 'radiology.md'}")

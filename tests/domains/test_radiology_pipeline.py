@@ -66,6 +66,8 @@ def test_report_model_card_and_released_student(radiology_run):
     report = (root / "report" / "radiology.md").read_text()
     assert "Hallucination" in report and "impression_most_common (baseline)" in report
     assert "ms per token" in report
+    # unsupported findings by finding, next to what the radiologists' own impressions score
+    assert "| finding | references | impression_teacher | impression_t5_2m_no_kd |" in report
     assert "x lower CPU latency" in report and "| impression_teacher |" in report  # the teacher is timed too
     card = (root / "card" / "README.md").read_text()
     assert "radiology.md" in card and "CC BY-NC-ND" in card
