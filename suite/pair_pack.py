@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -124,11 +124,8 @@ class PairTask:
 
     def check_variant_sources(self) -> None:
         """Clear errors for variants whose terms cannot use the teacher they were given."""
-        listed_in = {"ensemble_variants": self.ensemble_variants, "transfer_variants": self.transfer_variants}
-        for which, listed in listed_in.items():
-            unknown = sorted(set(listed) - set(self.variants))
-            if unknown:
-                raise ConfigError(f"{which}: unknown variants {unknown}; the recipe has {sorted(self.variants)}")
+        check_listed_variants(self.variants, ensemble_variants=self.ensemble_variants,
+                              transfer_variants=self.transfer_variants)  # fmt: skip
         for name, terms in self.variants.items():
             ensemble = self.uses_ensemble(name, terms)
             if terms.get("end2", 0) > 0 and not ensemble:
@@ -137,6 +134,14 @@ class PairTask:
             if ensemble and any(terms.get(t, 0) > 0 for t in ("prior", "layers")):
                 raise ConfigError(f"variants.{name}: prior and layers terms learn from one teacher; leave the variant "
                                   "out of ensemble_variants")  # fmt: skip
+
+
+def check_listed_variants(variants: Mapping[str, Any], **listed: list[str]) -> None:
+    """A ConfigError naming the list (``ensemble_variants=...``) that names a variant the recipe does not have."""
+    for which, names in listed.items():
+        unknown = sorted(set(names) - set(variants))
+        if unknown:
+            raise ConfigError(f"{which}: unknown variants {unknown}; the recipe has {sorted(variants)}")
 
 
 def from_teacher(terms: dict[str, float]) -> bool:

@@ -1,6 +1,6 @@
 """The released students in models/<pack>/ load on a fresh clone, match the sha256 their spec.json records, and
 reproduce the check their release.json states, recomputed here from data or episodes the test gets itself (the
-dataset registry's mirror for education, freshly collected highway-env episodes for driving)."""
+dataset registry's mirror for education and radiology, freshly collected highway-env episodes for driving)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ from pathlib import Path
 import pytest
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
-RELEASED = {"education": ["sra_tiny_kd"], "driving": ["tiny-all"]}  # pack -> released models
+RELEASED = {  # pack -> released models
+    "education": ["sra_tiny_kd"],
+    "driving": ["tiny-all"],
+    "radiology": ["impression_t5_2m_fkl"],
+}
 
 
 def sha256(path: Path) -> str:
@@ -59,3 +63,19 @@ def test_the_released_planner_reproduces_its_action_accuracy_on_fresh_episodes(t
     data = check_frames(tuple(check["scenarios"]), spec["torch"]["kwargs"]["frames"], tmp_path)
     assert len(data) == check["frames"]  # the simulator and the expert replay the same episodes
     assert action_accuracy(MODELS / "driving" / "export" / "tiny-all", data) == check["action_accuracy_fp32"]
+
+
+# Needs the IU X-ray mirror (../shared/data or SUITE_DATA_MIRRORS), as CI has; without it this fails, never skips.
+def test_the_released_impression_writer_reproduces_its_rouge_l_on_the_first_test_reports() -> None:
+    from domains.radiology.pipeline import load_data
+    from domains.radiology.recipe import RadiologyRecipe
+    from suite.eval import rouge
+    from suite.export.runtime import load_exported
+
+    check = release("radiology")["models"]["impression_t5_2m_fkl"]["check"]
+    recipe = RadiologyRecipe()  # the full profile's split, which the released check was measured on
+    pairs = load_data(recipe).tests[check["split"]][: check["examples"]]
+    writer = load_exported(MODELS / "radiology" / "export" / "impression_t5_2m_fkl")
+    outputs = writer.generate_text([p.source for p in pairs], recipe.max_new_tokens)
+    score = rouge(outputs, [p.target for p in pairs], rouge_types=("rougeL",))["rougeL"]
+    assert len(pairs) == 50 and score == pytest.approx(check["rougeL_onnx"], abs=1e-9)

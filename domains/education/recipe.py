@@ -10,6 +10,7 @@ from suite.config import check
 from suite.losses import MultiTeacherConfig, SoftLabelKDConfig
 from suite.losses.layer_map import LayerMapConfig
 from suite.losses.self_distillation import ShallowExitsConfig
+from suite.pair_pack import check_listed_variants
 from suite.pairs import PAIR_TERMS, PosteriorConfig
 from suite.runner import RunOutputs
 from suite.trainer import TrainerConfig
@@ -158,9 +159,8 @@ class EducationRecipe(RunOutputs):
         check(self.teacher_ensemble == 1 or self.teacher == "finetune", "teacher_ensemble",
               "an ensemble is fine-tuned here: teacher must be finetune")  # fmt: skip
         check(bool(self.variants), "variants", "at least one variant")
-        for which in ("ensemble_variants", "transfer_variants"):
-            unknown = sorted(set(getattr(self, which)) - set(self.variants))
-            check(not unknown, which, f"unknown variants {unknown}; the recipe has {sorted(self.variants)}")
+        check_listed_variants(self.variants, ensemble_variants=self.ensemble_variants,
+                              transfer_variants=self.transfer_variants)  # fmt: skip
         for name, terms in self.variants.items():
             unknown = sorted(set(terms) - set(PAIR_TERMS))
             check(not unknown, f"variants.{name}", f"unknown terms {unknown}; choose from {', '.join(PAIR_TERMS)}")
