@@ -201,13 +201,13 @@ def build_policy(spec: PolicySpec) -> Any:
         from domains.driving.state import StatePolicy, load_cloner
 
         return StatePolicy(load_cloner(spec.weights))
-    from safetensors.torch import load_file
+    from safetensors.torch import load_model
 
     from suite.students.planner import PixelPlanner
 
     kwargs = dict(spec.kwargs)
     planner = PixelPlanner(**{**kwargs, "pretrained": False})
-    planner.load_state_dict(load_file(spec.weights))
+    load_model(planner, str(spec.weights))
     return PlannerPolicy(torch_forward(planner), kwargs.get("frames", 2))
 
 

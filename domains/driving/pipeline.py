@@ -99,7 +99,7 @@ class DrivingPack(Pack):
                 "lr": recipe.lr, "terms": self._settings()}  # fmt: skip
 
     def train(self, variant: Variant, seed: int, directory: Path) -> torch.nn.Module:
-        from safetensors.torch import save_file
+        from safetensors.torch import save_model
 
         from suite.distiller import Distiller
         from suite.students.planner import PixelPlanner
@@ -119,16 +119,16 @@ class DrivingPack(Pack):
         Trainer(Distiller(planner, terms, variant.terms), config, self.train_data, make_collate(self.train_data)).fit(
             self.resume
         )
-        save_file({k: v.contiguous() for k, v in planner.state_dict().items()}, str(directory / "model.safetensors"))
+        save_model(planner, str(directory / "model.safetensors"))
         return planner.eval()
 
     def load(self, variant: Variant, seed: int, directory: Path) -> torch.nn.Module:
-        from safetensors.torch import load_file
+        from safetensors.torch import load_model
 
         from suite.students.planner import PixelPlanner
 
         planner = PixelPlanner(**planner_kwargs(self.recipe, variant.student), pretrained=False)
-        planner.load_state_dict(load_file(directory / "model.safetensors"))
+        load_model(planner, str(directory / "model.safetensors"))
         return planner.eval()
 
     def evaluate(self, trained: list[Trained]) -> list[dict]:

@@ -83,18 +83,18 @@ def train_state_cloner(states: torch.Tensor, actions: torch.Tensor, epochs: int 
 
 
 def save_cloner(model: StateCloner, path: Path) -> Path:
-    from safetensors.torch import save_file
+    from safetensors.torch import save_model
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    save_model(model, str(path))
     return path
 
 
 def load_cloner(path: str | Path) -> StateCloner:
-    from safetensors.torch import load_file
+    from safetensors.torch import load_model
 
     model = StateCloner()
-    model.load_state_dict(load_file(str(path)))
+    load_model(model, str(path))
     return model.eval()
 
 
