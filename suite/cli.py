@@ -120,6 +120,8 @@ def cmd_data(args: argparse.Namespace) -> int:
         return 0
     if args.action == "select":
         return _data_select(args)
+    if args.action == "distill":
+        return _data_distill(args)
     names = args.names or list_datasets()
     failed = 0
     for name in names:
@@ -142,6 +144,17 @@ def _data_select(args: argparse.Namespace) -> int:
         raise SuiteError("usage: distill data select METHOD FILE --column NAME --out DIR [--threshold T]")
     method, path = args.names
     select_file(method, path, args.column, args.out, threshold=args.threshold)
+    return 0
+
+
+def _data_distill(args: argparse.Namespace) -> int:
+    from suite.condense.files import distill_to_folder
+
+    if len(args.names) != 1 or not args.out:
+        raise SuiteError("usage: distill data distill METHOD --out DIR [--dataset digits] [--ipc K] [--seed S] "
+                         "[--iterations N]")  # fmt: skip
+    settings = {"iterations": args.iterations} if args.iterations else {}
+    distill_to_folder(args.names[0], args.dataset, args.ipc, args.seed, args.out, **settings)
     return 0
 
 
@@ -255,12 +268,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--publish", action="store_true", help="write the report to docs/results, the card to models/")
     train.set_defaults(func=cmd_train)
 
-    data = sub.add_parser("data", help="list, fetch or verify registered datasets; select rows of a table")
-    data.add_argument("action", choices=["list", "fetch", "verify", "select"])
-    data.add_argument("names", nargs="*", help="dataset names (default: all); select: METHOD FILE")
+    data = sub.add_parser(
+        "data", help="list, fetch or verify registered datasets; select rows of a table; distil an image set"
+    )
+    data.add_argument("action", choices=["list", "fetch", "verify", "select", "distill"])
+    data.add_argument("names", nargs="*", help="dataset names (default: all); select: METHOD FILE; distill: METHOD")
     data.add_argument("--column", help="select: the column whose text is compared")
-    data.add_argument("--out", help="select: folder for selected.jsonl and selection.json")
+    data.add_argument("--out", help="select: folder for selected.jsonl and selection.json; distill: output folder")
     data.add_argument("--threshold", type=float, default=0.8, help="select minhash: Jaccard of word trigrams")
+    data.add_argument("--dataset", default="digits", help="distill: the image set (digits)")
+    data.add_argument("--ipc", type=int, default=1, help="distill: images per class")
+    data.add_argument("--seed", type=int, default=0, help="distill: seed")
+    data.add_argument("--iterations", type=int, default=0, help="distill: updates of the set (0: the default)")
     data.set_defaults(func=cmd_data)
 
     models = sub.add_parser("models", help="list offline models, students, teacher backends and domains")

@@ -128,3 +128,20 @@ def test_bad_settings_are_config_errors(digits):
         CondenseConfig(init="zeros")
     with pytest.raises(ConfigError, match="net"):
         build_net("vit", 1, 8, 10)
+
+
+def test_the_cli_writes_a_distilled_set_with_provenance_that_loads_back_and_refuses_a_changed_file(tmp_path, capsys):
+    from suite.cli import main
+    from suite.condense.files import load_distilled
+
+    out = tmp_path / "dm1"
+    assert main(["data", "distill", "dm", "--ipc", "1", "--iterations", "3", "--out", str(out)]) == 0
+    assert "a ConvNet trained on them scores" in capsys.readouterr().out
+    data, record = load_distilled(out)
+    assert data.images.shape == (10, 1, 8, 8) and record["method"] == "dm" and record["settings"]["iterations"] == 3
+    assert len(record["source_sha256"]) == 64 and 0.0 <= record["test_accuracy_convnet"] <= 1.0
+    (out / "images.safetensors").write_bytes((out / "images.safetensors").read_bytes()[:-1] + b"\0")
+    with pytest.raises(ConfigError, match="sha256 differs"):
+        load_distilled(out)
+    with pytest.raises(ConfigError, match="no distilled.json"):
+        load_distilled(tmp_path)
