@@ -4,5 +4,29 @@ the method, its parameters and a checksum of its input) that packs and ``distill
 
 from suite.selection.dedup import minhash_dedup, word_shingles
 from suite.selection.record import Selection
+from suite.selection.rules import RuleConfig, rule_filter
+from suite.selection.semantic import (
+    gradient_similarity_select,
+    herding_select,
+    kcenter_greedy,
+    semdedup,
+    sentence_embeddings,
+)
+from suite.selection.shapley import knn_shapley, knn_utility, select_by_value, tmc_shapley
 
-__all__ = ["Selection", "minhash_dedup", "word_shingles"]
+__all__ = [
+    "RuleConfig",
+    "Selection",
+    "gradient_similarity_select",
+    "herding_select",
+    "kcenter_greedy",
+    "knn_shapley",
+    "knn_utility",
+    "minhash_dedup",
+    "rule_filter",
+    "select_by_value",
+    "semdedup",
+    "sentence_embeddings",
+    "tmc_shapley",
+    "word_shingles",
+]
