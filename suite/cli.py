@@ -141,9 +141,10 @@ def _data_select(args: argparse.Namespace) -> int:
     from suite.selection.files import select_file
 
     if len(args.names) != 2 or not args.column or not args.out:
-        raise SuiteError("usage: distill data select METHOD FILE --column NAME --out DIR [--threshold T]")
+        raise SuiteError("usage: distill data select METHOD FILE --column NAME --out DIR [--threshold T] [--budget B]")
     method, path = args.names
-    select_file(method, path, args.column, args.out, threshold=args.threshold)
+    params = {"threshold": args.threshold} if args.threshold is not None else {}
+    select_file(method, path, args.column, args.out, budget=args.budget, **params)
     return 0
 
 
@@ -275,7 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("names", nargs="*", help="dataset names (default: all); select: METHOD FILE; distill: METHOD")
     data.add_argument("--column", help="select: the column whose text is compared")
     data.add_argument("--out", help="select: folder for selected.jsonl and selection.json; distill: output folder")
-    data.add_argument("--threshold", type=float, default=0.8, help="select minhash: Jaccard of word trigrams")
+    data.add_argument("--threshold", type=float, default=None,
+                      help="select: minhash Jaccard of word trigrams (0.8), semdedup cosine (0.95)")  # fmt: skip
+    data.add_argument("--budget", type=float, default=None, help="select kcenter: share (<= 1) or count to keep")
     data.add_argument("--dataset", default="digits", help="distill: the image set (digits)")
     data.add_argument("--ipc", type=int, default=1, help="distill: images per class")
     data.add_argument("--seed", type=int, default=0, help="distill: seed")

@@ -12,7 +12,7 @@ from typing import Any
 from suite.errors import ConfigError, MalformedRowError
 from suite.selection.record import Selection
 
-METHODS = ("minhash",)
+METHODS = ("minhash", "semdedup", "kcenter", "rules")
 
 
 def column_texts(path: Path, column: str) -> tuple[list[dict[str, Any]], list[str]]:
@@ -29,13 +29,11 @@ def column_texts(path: Path, column: str) -> tuple[list[dict[str, Any]], list[st
 
 
 def select_file(method: str, path: str | Path, column: str, out: str | Path, **params: Any) -> Selection:
-    from suite.selection.dedup import minhash_dedup
-
     if method not in METHODS:
         raise ConfigError(f"method: '{method}' is not one of {', '.join(METHODS)}")
     path, out = Path(path), Path(out)
     rows, texts = column_texts(path, column)
-    selection = minhash_dedup(texts, **params)
+    selection = _select(method, texts, params)
     selection.params |= {"file": path.name, "column": column}
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "selected.jsonl", "w") as handle:
@@ -45,6 +43,21 @@ def select_file(method: str, path: str | Path, column: str, out: str | Path, **p
     print(f"{method}: kept {len(selection.kept):,} of {selection.size:,} rows of {path.name} "
           f"({len(selection.removed):,} removed); {out / 'selected.jsonl'}, {out / 'selection.json'}")  # fmt: skip
     return selection
+
+
+def _select(method: str, texts: list[str], params: dict[str, Any]) -> Selection:
+    """``params``: ``threshold`` (minhash: Jaccard; semdedup: cosine) and ``budget`` (kcenter: share or count)."""
+    from suite.selection import kcenter_greedy, minhash_dedup, rule_filter, semdedup, sentence_embeddings
+
+    if method == "minhash":
+        return minhash_dedup(texts, threshold=params.get("threshold", 0.8))
+    if method == "rules":
+        return rule_filter(texts)
+    embeddings = sentence_embeddings(texts)
+    if method == "semdedup":
+        clusters = max(1, min(100, len(texts) // 50))  # ~50 texts per cluster, as SemDeDup's clusters are small
+        return semdedup(embeddings, threshold=params.get("threshold", 0.95), clusters=clusters, texts=texts)
+    return kcenter_greedy(embeddings, params.get("budget") or 0.25, texts=texts)
 
 
 def apply_selection(selection_path: str | Path, texts: list[str]) -> list[int]:

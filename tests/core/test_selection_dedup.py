@@ -84,3 +84,26 @@ def test_the_cli_selects_rows_of_a_table_and_the_education_pack_applies_the_sele
     assert main(["data", "select", "minhash", str(table), "--column", "question", "--out", str(tmp_path / "q")]) == 0
     with pytest.raises(ConfigError, match="made on other data"):
         load_own(OwnData(path=str(table), label="grade", selection=str(tmp_path / "q" / "selection.json")))
+
+
+@pytest.mark.parametrize("method", ["semdedup", "kcenter", "rules"])
+def test_every_table_selector_of_the_cli_writes_its_verdict_and_the_kept_rows(tmp_path, method):
+    import json
+    from pathlib import Path
+
+    from suite.cli import main
+
+    fixture = Path(__file__).parents[1] / "fixtures" / "own_answers.csv"
+    table = tmp_path / "answers.csv"
+    text = fixture.read_text()
+    table.write_text(text + "\n".join(text.splitlines()[1:4]) + "\n")  # three rows repeated at the end
+    assert main(["data", "select", method, str(table), "--column", "answer", "--out", str(tmp_path / "s")]) == 0
+    selection = json.loads((tmp_path / "s" / "selection.json").read_text())
+    kept = (tmp_path / "s" / "selected.jsonl").read_text().splitlines()
+    assert selection["method"] == method and len(kept) == len(selection["kept"])
+    assert len(selection["kept"]) + len(selection["removed"]) == 99
+    removed = {int(i) for i in selection["removed"]}
+    if method == "semdedup":  # exact repeats are semantic duplicates too: one of each pair goes
+        assert all((i in removed) != (i + 96 in removed) for i in range(3))
+    if method == "kcenter":
+        assert len(selection["kept"]) == round(0.25 * 99)
