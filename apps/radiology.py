@@ -124,7 +124,13 @@ def build_app(run_dir: str | Path | None = None) -> gr.Blocks:
                     "A draft for a radiologist to edit, never a diagnosis.")  # fmt: skip
         findings = gr.Textbox(label="Findings", value=EXAMPLE, lines=5, max_length=MAX_CHARS)
         button = gr.Button("Draft the impression", variant="primary")
+        first_student, first_teacher = on_summarize(EXAMPLE)  # the page opens with the example already drafted
         with gr.Row():
-            student, teacher = gr.Markdown(label="Student"), gr.Markdown(label="Teacher")
+            with gr.Column():
+                gr.Markdown("### Student (ONNX)")
+                student = gr.Markdown(first_student)
+            with gr.Column():
+                gr.Markdown("### Teacher (PyTorch)")
+                teacher = gr.Markdown(first_teacher)
         button.click(on_summarize, findings, [student, teacher], api_name="summarize")
     return demo
