@@ -93,13 +93,19 @@ def one_set(method: str, ipc: int, seed: int, cross_ipc: int, epochs: int) -> di
 
 def run(methods: list[str], ipcs: list[int], seeds: int, cross_ipc: int, epochs: int, jobs: int) -> dict[str, dict]:
     """Every (method, ipc, seed) set in ``jobs`` worker processes; rows keyed ``<method>_ipc<k>`` and ``full_data``."""
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
 
     tasks = [("full", 0, s) for s in range(seeds)] + [(m, k, s) for k in ipcs for m in methods for s in range(seeds)]
+    from suite.progress import progress_bar
+
+    results: dict[tuple, dict] = {}
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        futures = {task: pool.submit(one_set, *task, cross_ipc, epochs) for task in tasks}
-        results = {task: future.result() for task, future in futures.items()}
+        futures = {pool.submit(one_set, *task, cross_ipc, epochs): task for task in tasks}
+        with progress_bar(len(tasks), "dd digits", "set") as bar:
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                bar.update(1)
     rows: dict[str, dict] = {"full_data": {"accuracy": [results[("full", 0, s)]["accuracy"] for s in range(seeds)],
                                            "images": 1257, "seconds": [], "peak_rss": []}}  # fmt: skip
     for ipc in ipcs:

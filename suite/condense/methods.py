@@ -66,6 +66,7 @@ class CondenseConfig:
     teacher_epochs: int = 30  # sre2l: squeeze; herding: the feature network
     bn_weight: float = 0.01  # sre2l: weight of the batch-norm statistics term
     temperature: float = 4.0  # sre2l: relabel temperature
+    store: str = ""  # sre2l: relabel through the teacher-output store in this folder ("" keeps the labels in memory)
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -425,20 +426,52 @@ def recover(teacher: nn.Module, ipc: int, classes: int, shape: tuple[int, int], 
     return ImageSet(images.detach(), labels)
 
 
-def sre2l(train: ImageSet, ipc: int, seed: int, config: CondenseConfig,
-          relabel: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None) -> ImageSet:  # fmt: skip
-    """Squeeze -> recover -> relabel. ``relabel(teacher, images)`` returns the soft labels (default: the teacher's
-    softmax at ``temperature``, computed here; the CLI routes it through the teacher-output store)."""
+def sre2l(train: ImageSet, ipc: int, seed: int, config: CondenseConfig) -> ImageSet:
+    """Squeeze -> recover -> relabel: the teacher's softmax at ``temperature`` on the recovered images, through the
+    teacher-output store when ``config.store`` names one (so a student trained later reads the same labels)."""
     channels, size, classes = _shape(train)
     teacher = feature_net(train, config, seed, net="convnet-bn")
     syn = recover(teacher, ipc, classes, (channels, size), seed, config)
-    soft = relabel(teacher, syn.images) if relabel else soft_labels(teacher, syn.images, config.temperature)
+    if config.store:
+        soft = stored_soft_labels(teacher, syn.images, config.temperature, config.store, config.progress)
+    else:
+        soft = soft_labels(teacher, syn.images, config.temperature)
     return ImageSet(syn.images, syn.labels, soft)
 
 
 @torch.no_grad()
 def soft_labels(teacher: nn.Module, images: torch.Tensor, temperature: float) -> torch.Tensor:
     return (teacher.eval()(images) / temperature).softmax(-1)
+
+
+class ImageTeacher:
+    """A frozen image classifier as a teacher backend (:class:`suite.teachers.base.Teacher`): one image tensor in,
+    its logits out. ``teacher_id`` hashes the weights, so a retrained teacher never reads another's answers."""
+
+    def __init__(self, net: nn.Module):
+        from suite.condense.files import tensor_checksum
+
+        self.net = net.eval()
+        self.teacher_id = "image-classifier@" + tensor_checksum(*net.state_dict().values())[:16]
+
+    def settings(self) -> dict[str, object]:
+        return {}
+
+    @torch.no_grad()
+    def answer(self, inputs: list[torch.Tensor]) -> list:
+        from suite.teachers.base import TeacherOutput
+
+        logits = self.net(torch.stack(inputs))
+        return [TeacherOutput(logits=row.clone()) for row in logits]
+
+
+def stored_soft_labels(teacher: nn.Module, images: torch.Tensor, temperature: float, store: str,
+                       progress: bool = True) -> torch.Tensor:  # fmt: skip
+    """SRe2L's relabel through the teacher-output store: each image's logits are asked once and kept."""
+    from suite.teachers.store import TeacherOutputStore
+
+    outputs = TeacherOutputStore(store).run(ImageTeacher(teacher), list(images), batch_size=256, progress=progress)
+    return (torch.stack([o.logits for o in outputs]) / temperature).softmax(-1)
 
 
 # -- one entry point -----------------------------------------------------------------------------------------------

@@ -145,3 +145,24 @@ def test_the_cli_writes_a_distilled_set_with_provenance_that_loads_back_and_refu
         load_distilled(out)
     with pytest.raises(ConfigError, match="no distilled.json"):
         load_distilled(tmp_path)
+
+
+def test_sre2l_relabels_through_the_teacher_output_store_once(digits, tmp_path):
+    from suite.condense.methods import ImageTeacher, feature_net, soft_labels, stored_soft_labels
+    from suite.teachers.store import TeacherOutputStore
+
+    train, _ = digits
+    teacher = feature_net(train, CondenseConfig(teacher_epochs=1, progress=False), seed=0, net="convnet-bn")
+    images = train.images[:12]
+    stored = stored_soft_labels(teacher, images, 4.0, str(tmp_path / "store"), progress=False)
+    assert torch.allclose(stored, soft_labels(teacher, images, 4.0), atol=1e-6)
+    store = TeacherOutputStore(tmp_path / "store")
+    assert len(store) == 12
+
+    class Refusing(ImageTeacher):  # the same weights, so the same teacher_id: every answer must come from the store
+        def answer(self, inputs):
+            raise AssertionError("the store should have answered")
+
+    again = store.run(Refusing(teacher), list(images), progress=False)
+    assert torch.allclose((torch.stack([o.logits for o in again]) / 4.0).softmax(-1), stored, atol=1e-6)
+    assert len(store) == 12
