@@ -3,6 +3,7 @@ removed. Each selector returns a :class:`~suite.selection.record.Selection` (kep
 the method, its parameters and a checksum of its input) that packs and ``distill train`` can apply."""
 
 from suite.selection.dedup import minhash_dedup, word_shingles
+from suite.selection.lm import HFCausalLM, NgramLM, moore_lewis, perplexity_filter
 from suite.selection.record import Selection
 from suite.selection.rules import RuleConfig, rule_filter
 from suite.selection.semantic import (
@@ -15,6 +16,8 @@ from suite.selection.semantic import (
 from suite.selection.shapley import knn_shapley, knn_utility, select_by_value, tmc_shapley
 
 __all__ = [
+    "HFCausalLM",
+    "NgramLM",
     "RuleConfig",
     "Selection",
     "gradient_similarity_select",
@@ -23,6 +26,8 @@ __all__ = [
     "knn_shapley",
     "knn_utility",
     "minhash_dedup",
+    "moore_lewis",
+    "perplexity_filter",
     "rule_filter",
     "select_by_value",
     "semdedup",
