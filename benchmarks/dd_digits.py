@@ -100,7 +100,8 @@ def run(methods: list[str], ipcs: list[int], seeds: int, cross_ipc: int, epochs:
     from suite.progress import progress_bar
 
     results: dict[tuple, dict] = {}
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+    # a fresh worker per set, so the memory a distillation adds is measured from the same clean start every time
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
         futures = {pool.submit(one_set, *task, cross_ipc, epochs): task for task in tasks}
         with progress_bar(len(tasks), "dd digits", "set") as bar:
             for future in as_completed(futures):
@@ -141,6 +142,20 @@ def summary(rows: dict[str, dict], command: str, machine: dict, epochs: int) -> 
     return {"command": command, "machine": machine, "teacher": "full_data", "models": models,
             "dataset": "scikit-learn digits (1,257 train / 540 test, 8x8, 10 classes)", "eval_epochs": epochs,
             "iterations": ITERATIONS, "mtt_syn_steps": SYN_STEPS}  # fmt: skip
+
+
+def _cell(rows: dict[str, dict], method: str, ipc: int) -> str:
+    """Mean ± std, flagged when a method does not beat the random real images of the same budget."""
+    name, random = f"{method}_ipc{ipc}", f"random_ipc{ipc}"
+    if name not in rows:
+        return "–"
+    text = _mean_std(rows[name]["accuracy"])
+    below = method != "random" and random in rows and _mean(rows[name]) <= _mean(rows[random])
+    return f"{text} **(not above random)**" if below else text
+
+
+def _mean(row: dict) -> float:
+    return statistics.mean(row["accuracy"])
 
 
 def goals(rows: dict[str, dict]) -> list[str]:
@@ -185,7 +200,7 @@ def write(rows: dict[str, dict], out: Path, command: str, epochs: int) -> None:
         "| method | " + " | ".join(f"ipc {k}" for k in ipcs) + " |", "|---" * (len(ipcs) + 1) + "|",
     ]  # fmt: skip
     for method in methods:
-        cells = [_mean_std(rows[f"{method}_ipc{k}"]["accuracy"]) if f"{method}_ipc{k}" in rows else "–" for k in ipcs]
+        cells = [_cell(rows, method, k) for k in ipcs]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines += [f"| full data ({rows['full_data']['images']:,} images) | " + " | ".join(
         [_mean_std(rows["full_data"]["accuracy"])] * len(ipcs)) + " |", ""]  # fmt: skip
