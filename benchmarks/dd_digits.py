@@ -14,6 +14,7 @@ per method and budget, named like ``dm_ipc1``, with test ``accuracy``), ``<out>.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import statistics
 import sys
@@ -183,6 +184,10 @@ def write(rows: dict[str, dict], out: Path, command: str, epochs: int) -> None:
 
     machine = machine_info()
     doc = summary(rows, command, machine, epochs)
+    previous = out.with_suffix(".json")
+    if previous.is_file():  # keep the text-budget entries benchmarks.text_budget added (they carry a "task")
+        kept = {k: v for k, v in json.loads(previous.read_text())["models"].items() if "task" in v}
+        doc["models"] = {**doc["models"], **kept}
     write_summary(out.with_suffix(".json"), doc)
     ipcs = sorted({row["images"] // 10 for name, row in rows.items() if name != "full_data"})
     methods = list(dict.fromkeys(name.rsplit("_ipc", 1)[0] for name in rows if name != "full_data"))
@@ -195,6 +200,8 @@ def write(rows: dict[str, dict], out: Path, command: str, epochs: int) -> None:
         f"fresh ConvNet for {epochs} epochs (SGD, DSA augmentation); test accuracy, mean ± std over seeds. random "
         "and herding are real images; the others are synthetic (sre2l from noise, with its teacher's soft labels). "
         "Iterations per method are in the JSON (`iterations`): far fewer than the papers', to fit 2 CPU cores.", "",
+        "Text: data budgets for text students (selectors, KD on synthetic data) are in [dd_text.md](dd_text.md), "
+        "near-duplicate removal in [dedup.md](dedup.md), each with its command.", "",
         "## Goals", "", *goals(rows), "",
         "## Test accuracy by images per class", "",
         "| method | " + " | ".join(f"ipc {k}" for k in ipcs) + " |", "|---" * (len(ipcs) + 1) + "|",
