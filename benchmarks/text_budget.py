@@ -262,10 +262,12 @@ def run_task(task: Task, embed: Embedder, methods: list[str], budgets: list[floa
 # -- report --------------------------------------------------------------------------------------------------------
 
 
-def _cell(row: dict | None, random_row: dict | None) -> str:
+def _cell(row: dict | None, random_row: dict | None, majority: float) -> str:
     if row is None:
         return "-"
     text = f"{row['accuracy']:.3f} ± {row['accuracy_std']:.3f}"
+    if row["accuracy"] <= majority:
+        return text + " **(not above the majority class)**"
     compared = random_row is not None and row["method"] != "random" and row["budget"] < 1
     if compared and row["accuracy"] <= random_row["accuracy"]:
         text += " **(not above random)**"
@@ -278,7 +280,8 @@ def goal_lines(result: dict[str, Any]) -> list[str]:
     random25 = rows.get("random_25pct")
     if full is None or random25 is None:
         return ["- the 25% and 100% budgets were not both run: no goal check"]
-    best = max((r for r in rows.values() if r["budget"] == 0.25 and r["method"] != "random"),
+    # a selector chooses which real examples to keep: random choices (with or without KD) are the baselines
+    best = max((r for r in rows.values() if r["budget"] == 0.25 and not r["method"].startswith("random")),
                key=lambda r: r["accuracy"], default=None)  # fmt: skip
     if best is None:
         return ["- no selector ran at 25%"]
@@ -314,7 +317,9 @@ def write_report(results: list[dict[str, Any]], methods: list[str], budgets: lis
             cells = []
             for b in budgets:
                 key = f"{method}_{round(b * 100)}pct"
-                cells.append(_cell(rows.get(key), rows.get(f"random_{round(b * 100)}pct")))
+                cells.append(
+                    _cell(rows.get(key), rows.get(f"random_{round(b * 100)}pct"), result["majority_accuracy"])
+                )
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
         lines += ["", "Goal:", *goal_lines(result), ""]
         if result["majority_accuracy"] >= result["teacher_accuracy"]:
@@ -378,6 +383,16 @@ def merge_into_dd(results: list[dict[str, Any]], dd_path: Path, command: str, ma
     write_summary(dd_path, doc)
 
 
+def rerender(out: Path) -> None:
+    doc = json.loads(out.with_suffix(".json").read_text())
+    methods = list(dict.fromkeys(r["method"] for result in doc["results"] for r in result["rows"].values()))
+    budgets = sorted({r["budget"] for result in doc["results"] for r in result["rows"].values()})
+    write_report(doc["results"], methods, budgets, out, doc["command"], doc["machine"], doc["seconds"])
+    plot(doc["results"], methods, budgets, out.with_suffix(".png"))
+    merge_into_dd(doc["results"], out.parent / "dd.json", doc["command"], doc["machine"])
+    print(f"report: {out.with_suffix('.md')}")
+
+
 def main() -> None:
     from suite.bench.machine import machine_info
 
@@ -388,14 +403,18 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--cache", default="runs/bench/text_budget", help="sentence-embedding cache")
     parser.add_argument("--out", default="docs/results/dd_text")
+    parser.add_argument(
+        "--report-only", action="store_true", help="re-render OUT.md, OUT.png and dd.json from OUT.json"
+    )
     args = parser.parse_args()
+    if args.report_only:
+        return rerender(Path(args.out))
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    command = "python -m benchmarks.text_budget " + " ".join(
-        f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-        for k, v in vars(args).items() if v != parser.get_default(k)
-    ).strip()  # fmt: skip
+    changed = [f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+               for k, v in vars(args).items() if v != parser.get_default(k) and k != "out"]  # fmt: skip
+    command = " ".join(["python -m benchmarks.text_budget --out", args.out, *changed])
     embed, start, results = Embedder(Path(args.cache)), time.perf_counter(), []
     for name in args.tasks:
         results.append(run_task(LOADERS[name](), embed, args.methods, sorted(args.budgets), args.seeds))
