@@ -225,8 +225,11 @@ class LLMReviser:
                "placeholders {label}, {examples}, {feedback} and {index} unchanged. Reply with the prompt only.\n\n"
                f"Prompt:\n{template}\n\n{feedback_note(rejections)}")  # fmt: skip
         revised = (self.teacher.answer([ask])[0].text or "").strip()
-        placeholders = ("{label}", "{index}")
-        return revised if revised and all(p in revised for p in placeholders) else template
+        try:  # a rewrite with stray braces or without the slots would break every later prompt: keep the old one
+            revised.format(label="x", index=1, examples="", feedback="")
+        except (KeyError, IndexError, ValueError):
+            return template
+        return revised if all(p in revised for p in ("{label}", "{index}")) else template
 
 
 # -- the loop ------------------------------------------------------------------------------------------------------

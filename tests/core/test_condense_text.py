@@ -181,6 +181,10 @@ def test_teacher_generator_asks_each_prompt_once_through_the_store_and_llm_revis
     good = "Write a {label} case, number {index}. {feedback}"
     assert LLMReviser(Rewriter(good)).revise("old {label} {index}", rejected) == good
     assert LLMReviser(Rewriter("no placeholders")).revise("old {label} {index}", rejected) == "old {label} {index}"
+    assert (
+        LLMReviser(Rewriter("{label} {index} {unknown}")).revise("old {label} {index}", rejected)
+        == "old {label} {index}"
+    )
 
 
 @pytest.fixture(scope="module")
