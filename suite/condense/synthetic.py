@@ -129,41 +129,43 @@ class TeacherGenerator:
         return [(o.text or "").strip() for o in outputs]
 
 
-def sample_ngram(lm: NgramLM, rng: random.Random, max_words: int = 80) -> str:
-    """One text from the LM: each next word drawn from the interpolated trigram distribution, by backing off with the
-    discounted mass (exactly the mixture :meth:`NgramLM.probability` scores)."""
-    followers = getattr(lm, "_followers", None)
-    if followers is None:
-        followers = [{}, {}]
+class NgramSampler:
+    """Draws texts from an :class:`NgramLM`: each next word from the interpolated trigram distribution, by backing
+    off with the discounted mass (exactly the mixture :meth:`NgramLM.probability` scores). The follower tables are
+    built once here, from the LM's counts."""
+
+    def __init__(self, lm: NgramLM):
+        self.lm = lm
+        self.followers: list[dict] = [{}, {}]
         for (a, w), c in lm.counts[1].items():
-            followers[0].setdefault(a, []).append((w, c))
+            self.followers[0].setdefault(a, []).append((w, c))
         for (a, b, w), c in lm.counts[2].items():
-            followers[1].setdefault((a, b), []).append((w, c))
-        unigrams = [(w, c + 1) for w, c in lm.counts[0].items()]
-        lm._followers, lm._unigrams = followers, unigrams  # cached on the LM: built once per LM
-    words = ["<s>", "<s>"]
-    while len(words) < max_words + 2:
-        word = _next_word(lm, rng, words[-2], words[-1])
-        if word == "</s>":
-            break
-        words.append(word)
-    return _detokenize(words[2:])
+            self.followers[1].setdefault((a, b), []).append((w, c))
+        self.unigrams = [(w, c + 1) for w, c in lm.counts[0].items()]
+
+    def sample(self, rng: random.Random, max_words: int = 80) -> str:
+        words = ["<s>", "<s>"]
+        while len(words) < max_words + 2:
+            word = self._next_word(rng, words[-2], words[-1])
+            if word == "</s>":
+                break
+            words.append(word)
+        return _detokenize(words[2:])
+
+    def _next_word(self, rng: random.Random, a: str, b: str) -> str:
+        lm = self.lm
+        for level, history in ((1, (a, b)), (0, b)):
+            seen = self.followers[level].get(history)
+            if not seen:
+                continue
+            backoff = lm.discount * lm.followers[level][history] / lm.history[level][history]
+            if rng.random() >= backoff:
+                return _draw(rng, [(w, max(c - lm.discount, 0)) for w, c in seen])
+        return _draw(rng, self.unigrams)
 
 
 def _draw(rng: random.Random, options: list[tuple[str, float]]) -> str:
     return rng.choices([w for w, _ in options], weights=[c for _, c in options])[0]
-
-
-def _next_word(lm: NgramLM, rng: random.Random, a: str, b: str) -> str:
-    for level, history in ((1, (a, b)), (0, b)):
-        seen = lm._followers[level].get(history)
-        if not seen:
-            continue
-        total = lm.history[level][history]
-        backoff = lm.discount * lm.followers[level][history] / total
-        if rng.random() >= backoff:
-            return _draw(rng, [(w, max(c - lm.discount, 0)) for w, c in seen])
-    return _draw(rng, lm._unigrams)
 
 
 def _detokenize(words: list[str]) -> str:
@@ -180,14 +182,14 @@ class NgramGenerator:
         by_label: dict[str, list[str]] = {}
         for text, label in zip(texts, labels, strict=True):
             by_label.setdefault(label, []).append(text)
-        self.models = {label: NgramLM(group) for label, group in by_label.items()}
+        self.models = {label: NgramSampler(NgramLM(group)) for label, group in by_label.items()}
         self.max_words = max_words
 
     def generate(self, requests: list[Request]) -> list[str]:
         missing = sorted({r.label for r in requests} - set(self.models))
         if missing:
             raise ConfigError(f"no real texts for labels {missing}: the n-gram generator learns each label from them")
-        return [sample_ngram(self.models[r.label], random.Random(r.seed), self.max_words) for r in requests]
+        return [self.models[r.label].sample(random.Random(r.seed), self.max_words) for r in requests]
 
 
 # -- prompts and their revision ------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from suite.condense.train import soft_cross_entropy
 from suite.errors import ConfigError
 from suite.progress import progress_bar
 
@@ -186,7 +187,7 @@ def train_head(data: EmbeddingSet, classes: int, seed: int = 0, epochs: int = 20
         for index in torch.randperm(len(data), generator=generator).split(batch_size):
             logits = head(data.vectors[index])
             if data.soft_labels is not None:
-                loss = -(data.soft_labels[index] * logits.log_softmax(-1)).sum(-1).mean()
+                loss = soft_cross_entropy(logits, data.soft_labels[index])
             else:
                 loss = F.cross_entropy(logits, data.labels[index])
             optimizer.zero_grad()
