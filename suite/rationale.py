@@ -240,22 +240,26 @@ def evidence_words(tokenizer: Any, text: str, scores: torch.Tensor, top_words: i
 
 def attribution_rationales(
     model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], label_names: Sequence[str], max_length: int = 256,
-    top_words: int = 5, batch_size: int = 16,
+    top_words: int = 5, batch_size: int = 16, differential: bool = False,
 ) -> list[Rationale]:  # fmt: skip
     """Extractive rationales from a classifier teacher (ERASER-style evidence, verbalised): the words its
     gradient x input saliency ranks highest for its own prediction, in text order, then its answer:
-    ``"the case mentions fever, cough and chills, pointing to flu ."``. The stated answer is the teacher's
-    prediction, so :func:`keep_consistent` drops the cases the teacher gets wrong."""
+    ``"the case mentions fever, cough and chills, pointing to flu ."``. With ``differential``, the teacher's
+    runner-up is named too, as a clinician's differential diagnosis would: ``"the case mentions fever, cough and
+    chills; next most likely pneumonia; pointing to flu ."`` (a piece of the teacher's dark knowledge that the
+    label alone does not carry). The stated answer is the teacher's prediction, so :func:`keep_consistent` drops
+    the cases the teacher gets wrong."""
     out: list[Rationale] = []
     for start in range(0, len(texts), batch_size):
         chunk = list(texts[start : start + batch_size])
         batch = dict(tokenizer(chunk, truncation=True, max_length=max_length, padding=True, return_tensors="pt"))
         with torch.no_grad():
-            predicted = as_output_dict(model.eval()(**batch))["logits"].argmax(-1)
-        scores = token_attributions(model, batch, predicted)
-        for text, row, label in zip(chunk, scores, predicted.tolist(), strict=True):
+            ranked = as_output_dict(model.eval()(**batch))["logits"].argsort(-1, descending=True)
+        scores = token_attributions(model, batch, ranked[:, 0])
+        for text, row, order in zip(chunk, scores, ranked.tolist(), strict=True):
             words = evidence_words(tokenizer, text, row, top_words)
             listed = ", ".join(words[:-1]) + f" and {words[-1]}" if len(words) > 1 else "".join(words) or "nothing"
-            answer = label_names[label]
-            out.append(Rationale(f"the case mentions {listed}, pointing to {answer} .", answer))
+            answer = label_names[order[0]]
+            runner_up = f"; next most likely {label_names[order[1]]};" if differential and len(order) > 1 else ","
+            out.append(Rationale(f"the case mentions {listed}{runner_up} pointing to {answer} .", answer))
     return out

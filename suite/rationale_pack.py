@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,8 @@ class RationaleTask(PairTask):
     budgets: list[float] = field(default_factory=lambda: [1.0])  # shares of the training set
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {terms: {...}, kpod: bool}
     rationale_source: str = "gold"  # gold (in the examples) | teacher (its extractive evidence)
+    differential: bool = False  # teacher rationales also name the teacher's runner-up label
+    equal_steps: bool = False  # every budget trains for the optimizer steps the whole training set gets
     max_rationale: int = 64
     student_size: str = "2m"
     kpod: RationaleConfig = field(default_factory=RationaleConfig)
@@ -104,7 +107,8 @@ class RationalePack(PairClassificationPack):
                     raise ValueError("teacher rationales need a local teacher (rationale_source: gold otherwise)")
                 print(f"[{task.name}] rationales: the teacher's evidence on {len(train)} training cases")
                 found = attribution_rationales(model, self.teacher.tokenizer, [_joined(e) for e in train],
-                                               task.labels, max_length=task.max_length)  # fmt: skip
+                                               task.labels, max_length=task.max_length,
+                                               differential=task.differential)  # fmt: skip
             examples = [RationaleExample(_joined(e), e.label) for e in train]
             kept, _ = keep_consistent(examples, found, task.labels)
             out.mkdir(parents=True, exist_ok=True)
@@ -116,6 +120,8 @@ class RationalePack(PairClassificationPack):
 
         inputs = {"source": task.rationale_source, "train": fingerprint([dataclasses.astuple(e) for e in train]),
                   "format": RATIONALE_FORMAT}  # fmt: skip
+        if task.differential and task.rationale_source == "teacher":  # only then: earlier stores stay valid
+            inputs["differential"] = True
         return self.ledger.run(f"{task.name}/rationales", inputs, build, load, after=[f"{task.name}/teacher"])
 
     # -- Pack hooks ------------------------------------------------------------------------------------------------
@@ -147,7 +153,8 @@ class RationalePack(PairClassificationPack):
         method = self._method(variant)
         return {"kwargs": self.student_kwargs(), "trainer": self.task.student_trainer, "share": self._share(variant),
                 "kpod": self.task.kpod if method.get("kpod") else None, "max_rationale": self.task.max_rationale,
-                "rationales": fingerprint(self.rationales), "kd": self.task.kd}  # fmt: skip
+                "rationales": fingerprint(self.rationales), "kd": self.task.kd,
+                **({"equal_steps": True} if self.task.equal_steps else {})}  # fmt: skip
 
     def train(self, variant: Variant, seed: int, directory: Path) -> torch.nn.Module:
         from suite.rationale import encode_items, train_rationale_student
@@ -165,7 +172,8 @@ class RationalePack(PairClassificationPack):
         items = pairs.attach_teacher_logits(items, self.train_logits[chosen])
         torch.manual_seed(seed)
         student = build_student("rationale-seq2seq", **self.student_kwargs())
-        config = dataclasses.replace(task.student_trainer, output_dir=str(directory / "run"), seed=seed)
+        config = self.student_schedule(dataclasses.replace(task.student_trainer, output_dir=str(directory / "run"),
+                                                           seed=seed))  # fmt: skip
         kpod = task.kpod if method.get("kpod") else RationaleConfig()
         dev = encode(self.tokenizer, self.data.dev, task.max_length)
         train_rationale_student(student, items, config, pad_id=self.tokenizer.pad_token_id, weights=variant.terms,
@@ -173,6 +181,15 @@ class RationalePack(PairClassificationPack):
                                 resume=self.resume)  # fmt: skip
         save_student(student, directory / "model", "rationale-seq2seq", self.student_kwargs(), self.tokenizer)
         return student.eval()
+
+    def student_schedule(self, config: Any) -> Any:
+        """With ``equal_steps``, a budget's student trains for the optimizer steps the whole training set gets in
+        ``config.epochs`` epochs and is evaluated as often as a whole-set epoch, so a 10% student is not cut off
+        after a tenth of the updates (and early stopping's patience means the same number of steps everywhere)."""
+        if not self.task.equal_steps:
+            return config
+        full_epoch = math.ceil(len(self.data.train) / (config.batch_size * config.grad_accum_steps))
+        return dataclasses.replace(config, max_steps=full_epoch * config.epochs, eval_every=full_epoch)
 
     def evaluate(self, trained: list[Trained]) -> list[dict]:
         out = []

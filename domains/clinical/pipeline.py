@@ -64,7 +64,8 @@ def rationale_task(recipe: ClinicalRecipe, task: str, labels: list[str]) -> Rati
         teacher_trainer=recipe.teacher_trainer, students={}, seeds={"student": recipe.seeds}, variants={},
         kd=recipe.kd, tiny={"vocab_size": recipe.vocab_size}, int8=recipe.int8, bench_repeats=recipe.bench_repeats,
         progress=recipe.progress, budgets=recipe.budgets, methods=recipe.methods,
-        rationale_source=recipe.rationale_source[task], max_rationale=recipe.max_rationale,
+        rationale_source=recipe.rationale_source[task], differential=recipe.differential,
+        equal_steps=recipe.equal_steps, max_rationale=recipe.max_rationale,
         student_size=recipe.student_size, kpod=recipe.kpod, student_trainer=recipe.student_trainer,
         explain_examples=recipe.explain_examples,
     )  # fmt: skip

@@ -51,6 +51,12 @@ class ClinicalRecipe(RunOutputs):
         default_factory=lambda: {"pubmedqa": "gold", "symptom2disease": "teacher", "mtsamples": "teacher"},
         metadata={"help": "task -> gold (the data's) | teacher (its extractive evidence)"},
     )
+    differential: bool = field(
+        default=False, metadata={"help": "teacher rationales also name its runner-up (a differential diagnosis)"}
+    )
+    equal_steps: bool = field(
+        default=True, metadata={"help": "every budget gets the optimizer steps of the whole training set"}
+    )
     max_rationale: int = field(default=64, metadata={"help": "rationale tokens the student learns to write"})
     budgets: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0], metadata={"help": "training shares"})
     methods: dict[str, dict] = field(default_factory=_methods, metadata={"help": "name -> {terms, kpod}"})

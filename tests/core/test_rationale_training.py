@@ -213,3 +213,8 @@ def test_gradient_x_input_and_extractive_rationales_name_the_words_the_teacher_u
     assert [r.stated_answer for r in rationales] == ["flu", "eczema"]
     assert rationales[0].text == "the case mentions fever, pointing to flu ."
     assert "rash" in rationales[1].text
+    differential = attribution_rationales(model, tokenizer, texts, LABELS, top_words=1, differential=True)
+    assert differential[0].text == "the case mentions fever; next most likely eczema; pointing to flu ."
+    from suite.rationale_pack import stated_answer
+
+    assert [stated_answer(r.text, LABELS) for r in differential] == ["flu", "eczema"]

@@ -100,3 +100,19 @@ def test_no_case_text_reaches_the_logs(clinical_run, capsys):
     cases = load_task("pubmedqa").splits
     texts = [t for split in cases.values() for e in split for t in (e.text, e.text_pair, e.rationale)]
     assert not any(t[:40] in printed for t in texts)
+
+
+@pytest.mark.parametrize("equal_steps", [True, False])
+def test_equal_steps_gives_every_budget_the_whole_sets_updates(equal_steps):
+    from types import SimpleNamespace
+
+    from suite.rationale_pack import RationalePack
+    from suite.trainer import TrainerConfig
+
+    pack = SimpleNamespace(task=SimpleNamespace(equal_steps=equal_steps), data=SimpleNamespace(train=[None] * 811))
+    config = TrainerConfig(epochs=15, batch_size=16, eval_every=0)
+    scheduled = RationalePack.student_schedule(pack, config)
+    if equal_steps:  # 811 cases at 16 a batch: 51 steps an epoch, whatever share of them a budget trains on
+        assert (scheduled.max_steps, scheduled.eval_every) == (51 * 15, 51)
+    else:
+        assert scheduled == config
