@@ -149,12 +149,18 @@ def _data_select(args: argparse.Namespace) -> int:
 
 
 def _data_distill(args: argparse.Namespace) -> int:
-    from suite.condense.files import distill_to_folder
+    from suite.condense.files import distill_table_to_folder, distill_to_folder
 
     if len(args.names) != 1 or not args.out:
         raise SuiteError("usage: distill data distill METHOD --out DIR [--dataset digits] [--ipc K] [--seed S] "
-                         "[--iterations N]")  # fmt: skip
+                         "[--iterations N]; text: add --table FILE --column C --label-column L")  # fmt: skip
     settings = {"iterations": args.iterations} if args.iterations else {}
+    if args.table:
+        if not args.column or not args.label_column:
+            raise SuiteError("distill data distill METHOD --table FILE needs --column (text) and --label-column")
+        distill_table_to_folder(args.names[0], args.table, args.column, args.label_column, args.ipc, args.seed,
+                                args.out, **settings)  # fmt: skip
+        return 0
     distill_to_folder(args.names[0], args.dataset, args.ipc, args.seed, args.out, **settings)
     return 0
 
@@ -270,16 +276,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     data = sub.add_parser(
-        "data", help="list, fetch or verify registered datasets; select rows of a table; distil an image set"
+        "data", help="list, fetch or verify registered datasets; select rows of a table; distil images or a table"
     )
     data.add_argument("action", choices=["list", "fetch", "verify", "select", "distill"])
     data.add_argument("names", nargs="*", help="dataset names (default: all); select: METHOD FILE; distill: METHOD")
-    data.add_argument("--column", help="select: the column whose text is compared")
+    data.add_argument("--column", help="select: the column whose text is compared; distill --table: the text")
     data.add_argument("--out", help="select: folder for selected.jsonl and selection.json; distill: output folder")
     data.add_argument("--threshold", type=float, default=None,
                       help="select: minhash Jaccard of word trigrams (0.8), semdedup cosine (0.95)")  # fmt: skip
     data.add_argument("--budget", type=float, default=None, help="select kcenter: share (<= 1) or count to keep")
     data.add_argument("--dataset", default="digits", help="distill: the image set (digits)")
+    data.add_argument("--table", help="distill text: a labelled CSV / TSV / JSONL (methods random, dm, gm)")
+    data.add_argument("--label-column", help="distill text: the column with the class")
     data.add_argument("--ipc", type=int, default=1, help="distill: images per class")
     data.add_argument("--seed", type=int, default=0, help="distill: seed")
     data.add_argument("--iterations", type=int, default=0, help="distill: updates of the set (0: the default)")

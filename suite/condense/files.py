@@ -1,7 +1,13 @@
-"""Distilled image sets on disk: ``distill data distill METHOD --ipc K --out DIR`` writes ``DIR/images.safetensors``
-(images, labels and soft labels when the method makes them) and ``DIR/distilled.json`` (method, settings, seed, the
-sha256 of the source training set and of the images file, and the test accuracy of a ConvNet trained on the set),
-which :func:`load_distilled` reads back after checking the file is the one recorded."""
+"""Distilled sets on disk.
+
+- Images: ``distill data distill METHOD --ipc K --out DIR`` writes ``DIR/images.safetensors`` (images, labels and
+  soft labels when the method makes them) and ``DIR/distilled.json`` (method, settings, seed, the sha256 of the
+  source training set and of the images file, and the test accuracy of a ConvNet trained on the set), which
+  :func:`load_distilled` reads back after checking the file is the one recorded.
+- Text: ``distill data distill METHOD --table FILE --column C --label-column L --ipc K --out DIR`` writes
+  ``DIR/embeddings.safetensors`` (synthetic sentence embeddings and their labels) and the same kind of record, read
+  back by :func:`load_distilled_embeddings`.
+"""
 
 from __future__ import annotations
 
@@ -80,7 +86,92 @@ def load_distilled(folder: str | Path) -> tuple[ImageSet, dict]:
     if not (folder / RECORD).is_file():
         raise ConfigError(f"{folder}: no {RECORD}; write one with `distill data distill METHOD --out {folder}`")
     record = json.loads((folder / RECORD).read_text())
+    if record.get("kind") == "text-embeddings":
+        raise ConfigError(f"{folder}: holds distilled text embeddings, not images (use load_distilled_embeddings)")
     if file_checksum(folder / IMAGES) != record["images_sha256"]:
         raise ConfigError(f"{folder / IMAGES}: its sha256 differs from the one {RECORD} records (changed or damaged)")
     tensors = load_file(str(folder / IMAGES))
     return ImageSet(tensors["images"], tensors["labels"], tensors.get("soft_labels")), record
+
+
+# -- text: a user's labelled table, distilled in sentence-embedding space ----------------------------------------
+
+EMBEDDINGS = "embeddings.safetensors"
+
+
+def distill_table_to_folder(method: str, table: str | Path, column: str, label_column: str, ipc: int, seed: int,
+                            out: str | Path, check_fraction: float = 0.2, **settings: Any) -> dict:  # fmt: skip
+    """Distil a labelled table's texts (``column``, classes from ``label_column``) into ``ipc`` sentence
+    embeddings per class (:func:`suite.condense.text.distill_embeddings`: ``random``, ``dm`` or ``gm``) and write
+    ``DIR/embeddings.safetensors`` + ``DIR/distilled.json``. A hashed ``check_fraction`` of the rows is held out
+    and never distilled: the record scores a head trained on the distilled set on them, next to a head trained on
+    all the other rows and the majority class, so the set's worth is stated where it is written."""
+    from safetensors.torch import save_file
+
+    from suite.condense.text import EmbeddingSet, TextCondenseConfig, distill_embeddings, head_accuracy, train_head
+    from suite.data.splits import hash_unit
+    from suite.selection import sentence_embeddings
+    from suite.selection.files import column_texts
+    from suite.selection.record import texts_checksum
+
+    table = Path(table)
+    rows, texts = column_texts(table, column)
+    _, labels_text = column_texts(table, label_column)
+    classes = sorted(set(labels_text))
+    if len(classes) < 2:
+        raise ConfigError(f"{table}: column '{label_column}' has {len(classes)} class; distillation needs two or more")
+    labels = torch.tensor([classes.index(label) for label in labels_text])
+    held = torch.tensor([hash_unit(f"{i}:{t}", "distill-check") < check_fraction for i, t in enumerate(texts)])
+    vectors = torch.as_tensor(sentence_embeddings(texts))
+    config = TextCondenseConfig(**settings)
+    start = time.perf_counter()
+    distilled = distill_embeddings(vectors[~held], labels[~held], ipc, method, seed, config)
+    seconds = time.perf_counter() - start
+
+    def checked(head_set) -> float:
+        head = train_head(head_set, len(classes), seed=seed, hidden=config.hidden)
+        return head_accuracy(head, vectors[held], labels[held])
+
+    majority = float((labels[held] == torch.bincount(labels[~held]).argmax()).float().mean()) if held.any() else 0.0
+    check = ({"rows": int(held.sum()), "distilled": checked(distilled),
+              "all_other_rows": checked(EmbeddingSet(vectors[~held], labels[~held])), "majority_class": majority}
+             if held.any() else {"rows": 0})  # fmt: skip
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({"vectors": distilled.vectors.contiguous(), "labels": distilled.labels}, str(out / EMBEDDINGS))
+    record = {"kind": "text-embeddings", "method": method, "table": table.name, "column": column,
+              "label_column": label_column, "classes": classes, "ipc": ipc, "seed": seed,
+              "encoder": "all-MiniLM-L6-v2 (mean-pooled, L2-normalised)", "settings": dataclasses.asdict(config),
+              "source_sha256": texts_checksum([f"{t}\t{y}" for t, y in zip(texts, labels_text, strict=True)]),
+              "embeddings_sha256": file_checksum(out / EMBEDDINGS), "seconds": round(seconds, 2),
+              "held_out_check": check}  # fmt: skip
+    (out / RECORD).write_text(json.dumps(record, indent=1) + "\n")
+    line = ""
+    if check["rows"]:
+        line = (
+            f"; on {check['rows']} held-out rows a head trained on it scores {check['distilled']:.3f} (all "
+            f"other rows {check['all_other_rows']:.3f}, majority class {check['majority_class']:.3f})"
+        )
+    print(
+        f"{method}: {len(distilled)} embeddings ({ipc} per class, {len(classes)} classes) from "
+        f"{int((~held).sum())} rows of {table.name} in {seconds:.1f} s{line}; {out / EMBEDDINGS}, {out / RECORD}"
+    )
+    return record
+
+
+def load_distilled_embeddings(folder: str | Path):
+    """The :class:`~suite.condense.text.EmbeddingSet` and its record, after checking the file is the recorded one."""
+    from safetensors.torch import load_file
+
+    from suite.condense.text import EmbeddingSet
+
+    folder = Path(folder)
+    if not (folder / RECORD).is_file():
+        raise ConfigError(f"{folder}: no {RECORD}; write one with `distill data distill METHOD --table FILE ...`")
+    record = json.loads((folder / RECORD).read_text())
+    if record.get("kind") != "text-embeddings":
+        raise ConfigError(f"{folder}: holds a distilled image set, not text embeddings (use load_distilled)")
+    if file_checksum(folder / EMBEDDINGS) != record["embeddings_sha256"]:
+        raise ConfigError(f"{folder / EMBEDDINGS}: its sha256 differs from the one {RECORD} records")
+    tensors = load_file(str(folder / EMBEDDINGS))
+    return EmbeddingSet(tensors["vectors"], tensors["labels"]), record

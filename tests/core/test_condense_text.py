@@ -3,6 +3,8 @@ prompt revision, soft prompts (peft prompt tuning) on a tiny causal LM built her
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 import torch
@@ -237,3 +239,35 @@ def test_soft_prompts_steer_a_frozen_lm_towards_each_label(tiny_lm, tmp_path):
     assert out == generator.generate([Request("flu", "", seed=0), Request("eczema", "", seed=0)])  # seeded
     with pytest.raises(ConfigError, match="no soft prompt"):
         generator.generate([Request("asthma", "", 0)])
+
+
+def test_distill_data_distill_on_a_labelled_table_writes_embeddings_with_a_held_out_check(tmp_path, capsys):
+    import json
+
+    from suite.cli import main
+    from suite.condense.files import load_distilled, load_distilled_embeddings
+
+    rng = random.Random(0)
+    topics = {"flu": ["fever", "cough", "chills", "sore throat", "aching muscles"],
+              "eczema": ["itchy rash", "dry skin", "red patches", "flaking", "cracked skin"]}  # fmt: skip
+    table = tmp_path / "cases.jsonl"
+    with open(table, "w") as handle:
+        for i in range(80):
+            label = ["flu", "eczema"][i % 2]
+            words = rng.sample(topics[label], 2)
+            handle.write(json.dumps({"note": f"for {i % 7 + 1} days i have had {words[0]} and {words[1]}",
+                                     "dx": label}) + "\n")  # fmt: skip
+    out = tmp_path / "distilled"
+    args = ["data", "distill", "dm", "--table", str(table), "--column", "note", "--ipc", "2", "--iterations", "30"]
+    assert main([*args, "--out", str(out)]) != 0 and "--label-column" in capsys.readouterr().err
+    assert main([*args, "--label-column", "dx", "--out", str(out)]) == 0
+    data, record = load_distilled_embeddings(out)
+    assert data.vectors.shape == (4, 384) and data.labels.tolist() == [0, 0, 1, 1]
+    assert record["classes"] == ["eczema", "flu"] and record["method"] == "dm" and len(record["source_sha256"]) == 64
+    check = record["held_out_check"]
+    assert 0 < check["rows"] < 80 and check["distilled"] > check["majority_class"] + 0.2
+    with pytest.raises(ConfigError, match="not images"):
+        load_distilled(out)
+    (out / "embeddings.safetensors").write_bytes((out / "embeddings.safetensors").read_bytes()[:-4] + b"0000")
+    with pytest.raises(ConfigError, match="sha256"):
+        load_distilled_embeddings(out)

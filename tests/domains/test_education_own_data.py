@@ -292,3 +292,43 @@ def test_self_distillation_mutual_learning_and_bayesian_kd_variants_run_on_the_s
         history = (tmp_path / "run" / "students" / f"own_answers_tiny_{variant}-s0" / "metrics.jsonl").read_text()
         logged = [json.loads(line) for line in history.splitlines() if '"train"' in line]
         assert logged and all(row[term] > 0 for row in logged)
+
+
+def test_distill_data_select_then_distill_train_on_the_kept_rows(tmp_path):
+    """The CLI round trip: `distill data select` removes planted copies of answers from the user's table, and
+    `distill train` on a YAML recipe naming that selection trains and evaluates on the kept rows only."""
+    import yaml
+
+    from suite.cli import main
+    from tests.domains.education_fixtures import write_tiny_teacher
+
+    rows = fixture_rows()
+    copies = [dict(r, answer=r["answer"] + " .") for r in rows[:12]]  # a copied answer, one full stop added
+    table = tmp_path / "answers.csv"
+    with open(table, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows + copies)
+    assert main(["data", "select", "minhash", str(table), "--column", "answer", "--out", str(tmp_path / "sel")]) == 0
+    selection = json.loads((tmp_path / "sel" / "selection.json").read_text())
+    kept = selection["kept"]
+    assert len(kept) <= len(rows)  # each copy or its original went
+    assert len(selection["removed"]) == len(rows) + 12 - len(kept)
+    assert len((tmp_path / "sel" / "selected.jsonl").read_text().splitlines()) == len(kept)
+
+    words = [r[k] for r in rows for k in ("question", "reference", "answer")]
+    config = {
+        "domain": "education", "profile": "quick", "output_dir": str(tmp_path / "run"),
+        "report_dir": str(tmp_path / "report"), "model_card_dir": str(tmp_path / "card"),
+        "data": {"path": str(table), "label": "grade", "group": "item",
+                 "selection": str(tmp_path / "sel" / "selection.json")},
+        "teacher_model": str(write_tiny_teacher(tmp_path / "teacher", words)), "seeds": [0], "students": ["tiny"],
+        "vocab_size": 200, "tiny_dim": 16, "tiny_layers": 1, "sra_max_length": 48, "robustness_examples": 8,
+        "bench_repeats": 5, "dev_fraction": 0.25, "int8": False,
+        "sra_teacher_trainer": {"progress": False}, "tiny_trainer": {"epochs": 1, "progress": False},
+    }  # fmt: skip
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(config))
+    assert main(["train", str(tmp_path / "recipe.yaml")]) == 0
+    summary = json.loads((tmp_path / "report" / "education.json").read_text())
+    sizes = summary["tasks"]["answers"]["examples"]
+    assert sum(sizes.values()) == len(kept) < len(rows) + 12  # the copies never reached training or evaluation
