@@ -72,6 +72,8 @@ def collect(plan: CollectPlan, out_dir: str | Path, progress: bool = True, worke
             with multiprocessing.get_context("spawn").Pool(workers) as pool:
                 for _ in pool.imap_unordered(_collect_shard, todo):
                     bar.update(1)
+                pool.close()  # the workers finish on their own; the context's terminate() is then a no-op
+                pool.join()
         else:
             for task in todo:
                 _collect_shard(task)

@@ -274,6 +274,8 @@ def closed_loop(
                 ) from None
             results[name][scenario][start : start + len(rows)] = rows
             bar.update(len(rows))
+        pool.close()  # let the workers finish on their own; the context's terminate() is then a no-op
+        pool.join()
     return results
 
 

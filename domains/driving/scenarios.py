@@ -92,6 +92,9 @@ def make_env(name: str) -> Any:
 
 
 def _quiet_sdl() -> None:
+    # SDL turns SIGINT / SIGTERM into a quit event nobody reads, so once the camera has drawn a frame Ctrl-C does
+    # nothing and a worker pool's terminate() waits forever on its workers; keep the default handlers.
+    os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
     # SDL prints "XDG_RUNTIME_DIR is invalid" on headless machines; give it a private runtime dir instead.
     if not os.environ.get("XDG_RUNTIME_DIR"):
         os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="sdl-runtime-")
