@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.text_budget import Embedder, choose, load_symptom2disease
+from suite.report import write_markdown
 
 STUDENTS = ("logistic C=10", "logistic C=100", "nearest centroid")
 
@@ -58,9 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     gap = 100 * (full[column] - rows[best][column])
     lines += ["", f"Closest: {best} with {STUDENTS[column]}, {rows[best][column]:.3f} against {full[column]:.3f} for "
               f"the same student on all the data ({gap:.1f} points below)."]  # fmt: skip
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print(write_markdown(Path(args.out), lines).read_text(), end="")
     return 0
 
 

@@ -15,6 +15,8 @@ import argparse
 from collections import defaultdict
 from pathlib import Path
 
+from suite.report import write_markdown
+
 
 def main(argv: list[str] | None = None) -> int:
     from domains.education.data import problem_split
@@ -44,9 +46,7 @@ def main(argv: list[str] | None = None) -> int:
              f"{len(test)} test solutions ({len(test) // 4} problems), {sum(gold) / len(gold):.1%} correct.", "",
              "| rule | accuracy | macro-F1 |", "|---|---|---|"]  # fmt: skip
     lines += [f"| {name} | {accuracy(p, gold):.3f} | {macro_f1(p, gold):.3f} |" for name, p in rows.items()]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print(write_markdown(Path(args.out), lines).read_text(), end="")
     return 0
 
 
