@@ -9,10 +9,15 @@ the fingerprints of the stages it depends on, in ``<root>/stages.json``. On a re
 - another fingerprint, or a directory no ledger describes: the directory is deleted and ``build`` starts afresh.
   Because a stage's fingerprint includes its dependencies', a changed teacher reruns every student after it: a
   stale teacher or planner is never reused silently.
+
+Several processes may share one run directory when each runs its own stages (``--set tasks=[a]`` in one,
+``tasks=[b]`` in another): every save re-reads the ledger under a lock and writes back only this process's stages,
+so neither forgets what the other finished.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -40,9 +45,11 @@ class StageLedger:
         self.root = Path(root)
         self.path = self.root / LEDGER
         self.log = log
-        self.records: dict[str, dict[str, Any]] = (
-            json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {}
-        )
+        self.records: dict[str, dict[str, Any]] = self._read()
+        self._written: set[str] = set()  # the stages this process recorded; only these are written back
+
+    def _read(self) -> dict[str, dict[str, Any]]:
+        return json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {}
 
     def fingerprint_of(self, name: str) -> str:
         record = self.records.get(name)
@@ -50,11 +57,17 @@ class StageLedger:
             raise SuiteError(f"stage '{name}' has not finished; a stage after it cannot start")
         return record["fingerprint"]
 
-    def _save(self) -> None:
+    def _save(self, name: str) -> None:
+        """Write stage ``name``'s record, keeping the records other processes wrote since this one read the file."""
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{LEDGER}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(self.records, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.path)
+        self._written.add(name)
+        with open(self.root / f".{LEDGER}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            merged = self._read() | {n: self.records[n] for n in self._written}
+            tmp = self.path.with_name(f".{LEDGER}.tmp-{os.getpid()}")
+            tmp.write_text(json.dumps(merged, indent=1, sort_keys=True), encoding="utf-8")
+            os.replace(tmp, self.path)
+        self.records = merged
 
     def run(
         self,
@@ -80,8 +93,8 @@ class StageLedger:
             self.log(f"[{name}] rebuilding: {why}; removing {out}")
             shutil.rmtree(out)
         self.records[name] = {"fingerprint": key, "done": False}
-        self._save()
+        self._save(name)
         result = build(out)
-        self.records[name]["done"] = True
-        self._save()
+        self.records[name] = {"fingerprint": key, "done": True}
+        self._save(name)
         return result

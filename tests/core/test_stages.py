@@ -74,3 +74,21 @@ def test_an_unfinished_stage_is_built_again_over_its_files_and_a_stray_directory
 def test_a_stage_cannot_start_before_its_dependency_finished(tmp_path: Path) -> None:
     with pytest.raises(SuiteError, match="stage 'teacher' has not finished"):
         StageLedger(tmp_path).run("student", {}, lambda out: None, after=["teacher"])
+
+
+def test_two_processes_sharing_a_run_directory_keep_each_others_finished_stages(tmp_path: Path) -> None:
+    first, second = StageLedger(tmp_path, log=lambda _: None), StageLedger(tmp_path, log=lambda _: None)
+    built = []
+
+    def build(out: Path) -> str:
+        built.append(out.name)
+        out.mkdir(parents=True, exist_ok=True)
+        return out.name
+
+    read = lambda out: f"read {out.name}"  # noqa: E731
+    first.run("task_a", {"lr": 1}, build, read)
+    second.run("task_b", {"lr": 2}, build, read)  # read the ledger before task_a was written
+    third = StageLedger(tmp_path, log=lambda _: None)
+    assert third.run("task_a", {"lr": 1}, build, read) == "read task_a"
+    assert third.run("task_b", {"lr": 2}, build, read) == "read task_b"
+    assert built == ["task_a", "task_b"]
