@@ -9,6 +9,7 @@ everywhere; otherwise :class:`ExportParityError`. Reduced-precision variants are
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -321,9 +322,27 @@ def quantize_int8(onnx_path: str | Path, out_path: str | Path | None = None, fus
     op_types = FUSED_INT8_OP_TYPES if fused else INT8_OP_TYPES
     # ONNX shape inference cannot type the outputs of onnxruntime's fused (com.microsoft) ops: they are float.
     extra = {"DefaultTensorType": onnx.TensorProto.FLOAT} if fused else None
-    quantize_dynamic(str(onnx_path), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types),
-                     per_channel=fused, extra_options=extra)  # fmt: skip
+    with _without_preprocessing_advice():
+        quantize_dynamic(str(onnx_path), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types),
+                         per_channel=fused, extra_options=extra)  # fmt: skip
     return out
+
+
+class _PreprocessingAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_preprocessing_advice() -> Iterator[None]:
+    """quantize_dynamic logs, on every call, advice to run its pre-processing (symbolic shape inference for static
+    quantization); a run that quantizes dozens of students would print it dozens of times, so it is dropped."""
+    advice = _PreprocessingAdvice()
+    logging.getLogger().addFilter(advice)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(advice)
 
 
 @contextlib.contextmanager

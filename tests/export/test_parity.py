@@ -3,6 +3,8 @@ variants are held to a looser tolerance and a task-metric drop."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import onnx
 import pytest
@@ -132,3 +134,13 @@ def test_int8_variant_uses_the_task_metric_from_eval_fn(vision_onnx, vision_mode
     report = check_variant(quantize_int8(path), path, vision_model, spec, vision_inputs[1], "int8", eval_fn=eval_fn)
     assert calls[0] == pytest.approx(5 / 6)
     assert report.metric_drop == pytest.approx(calls[0] - calls[1])
+
+
+def test_int8_quantization_does_not_repeat_onnxruntime_preprocessing_advice(text_onnx, tmp_path, caplog):
+    path, _ = text_onnx
+    with caplog.at_level(logging.WARNING):
+        quantize_int8(path, tmp_path / "model.int8.onnx")
+    assert (tmp_path / "model.int8.onnx").is_file()
+    assert not [r for r in caplog.records if "pre-processing" in r.getMessage()]
+    logging.getLogger().warning("pre-processing before quantization, said by someone else")  # the filter is gone
+    assert caplog.records and "someone else" in caplog.records[-1].getMessage()
