@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -89,15 +90,17 @@ def plot_latency_vs_batch(rows: Sequence[Mapping[str, Any]], path: Path) -> Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, points in sorted(_series(rows).items()):
+    series = sorted(_series(rows).items())
+    # The legend sits beside the axes in columns of at most 30 lines: a pack with 17 students x variants has ~50.
+    columns = max(1, math.ceil(len(series) / 30))
+    fig, ax = plt.subplots(figsize=(7, max(4.5, 0.15 * min(len(series), 30) + 1)))
+    for label, points in series:
         points = sorted(points, key=lambda r: r["batch_size"])
         ax.plot([r["batch_size"] for r in points], [r["p50_ms"] for r in points], marker="o", label=label)
     ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="p50 latency (ms)", title="Latency vs batch")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=columns)
     ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 

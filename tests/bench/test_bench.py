@@ -298,3 +298,20 @@ def test_real_length_rows_beside_the_padded_ones(exports: dict[str, Path], cpu_o
     assert all(r["speedup_vs_torch"] is not None for r in text if r["runtime"] == "onnxruntime")
     vision = [r for r in report["results"] if r["model"] == exports["vision"].name]
     assert {r["inputs"] for r in vision} == {"padded"}  # images have no token length
+
+
+def test_the_latency_plot_of_a_pack_with_many_students_keeps_its_legend_without_warnings(tmp_path):
+    import warnings
+
+    from PIL import Image
+
+    from suite.bench.report import plot_latency_vs_batch
+
+    rows = [{"model": f"task_b{b}_method{m}", "variant": v, "provider": "CPUExecutionProvider", "batch_size": n,
+             "p50_ms": 1.0 + m + n / 8} for b in (10, 25, 50, 100) for m in range(4) for v in ("fp32", "int8", "fp16")
+            for n in (1, 8, 32)]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns when a crowded figure cannot be laid out
+        path = plot_latency_vs_batch(rows, tmp_path / "latency_vs_batch.png")
+    width, height = Image.open(path).size
+    assert width > 7 * 120  # the 48-line legend sits beside the axes, not over them
