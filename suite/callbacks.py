@@ -30,6 +30,9 @@ class TrainState:
     best_weights_step: int = -1
     last_eval_step: int = -1
     last_metrics: dict[str, float] = field(default_factory=dict)
+    # Evaluations before this step neither pick the best weights nor count toward early stopping: a curriculum
+    # (KPOD's easy-to-hard steps) has not shown the model all of its task yet.
+    select_from_step: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -177,6 +180,8 @@ class EarlyStopping(Callback):
         if self.metric not in metrics:
             raise KeyError(f"early stopping watches '{self.metric}', but evaluation returned {sorted(metrics)}")
         state = trainer.state
+        if state.global_step < state.select_from_step:
+            return
         if _improves(metrics[self.metric], state.best_metric, self.mode, self.min_delta):
             state.best_metric, state.evals_without_improvement = metrics[self.metric], 0
             return
@@ -201,7 +206,9 @@ class KeepBestWeights(Callback):
                 f"the best weights are picked by '{self.metric}', but evaluation returned {sorted(metrics)}"
             )
         state = trainer.state
-        if not _improves(metrics[self.metric], state.best_weights_metric, self.mode):
+        if state.global_step < state.select_from_step or not _improves(
+            metrics[self.metric], state.best_weights_metric, self.mode
+        ):
             return
         state.best_weights_metric, state.best_weights_step = float(metrics[self.metric]), state.global_step
         from suite.checkpoint import save_weights

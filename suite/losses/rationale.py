@@ -66,6 +66,10 @@ class RationaleConfig:
     token_weights: bool = field(default=False, metadata={"help": "KPOD: weigh tokens by batch['rationale_weights']"})
     start_fraction: float = field(default=1.0, metadata={"help": "KPOD: share of each rationale's steps at first"})
     ramp: float = field(default=0.5, metadata={"help": "KPOD: training progress at which every step counts"})
+    select_after_ramp: bool = field(
+        default=True,
+        metadata={"help": "KPOD: only checkpoints from the ramp on can be the best (or stop training early)"},
+    )
 
     def fraction(self, progress: float) -> float:
         if self.start_fraction >= 1.0:

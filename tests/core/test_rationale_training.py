@@ -86,6 +86,34 @@ def test_uniform_kpod_weights_are_plain_step_by_step(setup, tmp_path):
     assert same_parameters(plain, kpod)
 
 
+def test_a_kpod_checkpoint_from_before_every_rationale_step_counts_is_never_kept_as_the_best(setup, tmp_path):
+    """Dev accuracy falling from the first evaluation on would keep step 1 and stop at step 2; KPOD's ramp (half of
+    12 steps) moves both the best weights and early stopping's count to step 6 and after."""
+    import dataclasses
+    import json
+
+    _, ids, kwargs, items = setup
+    evaluated = []
+
+    def falling_accuracy(distiller) -> dict[str, float]:
+        evaluated.append(len(evaluated) + 1)
+        return {"accuracy": 1.0 / len(evaluated)}
+
+    run = dataclasses.replace(config(tmp_path, "ramp"), eval_every=1, early_stopping_patience=1)
+    kpod = RationaleConfig(token_weights=True, start_fraction=0.5, ramp=0.5)
+    train_rationale_student(fresh(kwargs), items, run, pad_id=ids.pad, weights={"task": 1.0, "rationale": 1.0},
+                            rationale=kpod, evaluate=falling_accuracy)  # fmt: skip
+    assert json.loads((tmp_path / "ramp" / "best" / "step.json").read_text())["step"] == 6
+    assert len(evaluated) == 7  # step 6 is the first that counts, step 7 the one evaluation without improvement
+    evaluated.clear()
+    kpod = dataclasses.replace(kpod, select_after_ramp=False)
+    train_rationale_student(fresh(kwargs), items, dataclasses.replace(run, output_dir=str(tmp_path / "any")),
+                            pad_id=ids.pad, weights={"task": 1.0, "rationale": 1.0}, rationale=kpod,
+                            evaluate=falling_accuracy)  # fmt: skip
+    assert json.loads((tmp_path / "any" / "best" / "step.json").read_text())["step"] == 1
+    assert len(evaluated) == 2
+
+
 def rationale_nll(student, items, pad_id) -> float:
     batch = collate(pad_id, with_rationales=True)(items)
     with torch.no_grad():
