@@ -116,3 +116,32 @@ def test_equal_steps_gives_every_budget_the_whole_sets_updates(equal_steps):
         assert (scheduled.max_steps, scheduled.eval_every) == (51 * 15, 51)
     else:
         assert scheduled == config
+
+
+def test_goals_judge_means_and_say_when_margins_are_within_the_seeds_spread():
+    """The Symptom2Disease numbers of the full run: step-by-step ahead on every mean but inside the noise, 50% short
+    of label-only at 100% with logit KD short too, and rationale agreement by budget."""
+    from domains.clinical.recipe import ClinicalRecipe
+    from domains.clinical.report import goals
+    from suite.runner import ModelResult
+
+    def row(accuracy: float, std: float = 0.0, agreement: float | None = None, role: str = "student") -> ModelResult:
+        test = {"accuracy": accuracy} | ({"rationale_agreement": agreement} if agreement is not None else {})
+        return ModelResult(role, 10, role == "student", [0, 1, 2], {}, {"test": test}, {"test": {"accuracy": std}})
+
+    results = {"s2d_teacher": row(0.95, role="teacher"), "s2d_majority": row(0.03, role="baseline")}
+    for share, label, sbs, kd, agreement in [
+        (0.1, 0.550, 0.558, 0.628, 0.69),
+        (0.25, 0.725, 0.727, 0.758, 0.85),
+        (0.5, 0.815, 0.817, 0.865, 0.90),
+        (1.0, 0.920, 0.926, 0.939, 0.95),
+    ]:
+        results[f"s2d_b{round(100 * share)}_label_only"] = row(label, 0.02)
+        results[f"s2d_b{round(100 * share)}_step_by_step"] = row(sbs, 0.015, agreement)
+        results[f"s2d_b{round(100 * share)}_logit_kd"] = row(kd, 0.01)
+    every, half, agreement = goals(ClinicalRecipe(), results, "s2d")
+    assert ": met. Margins at 10%, 25%, 50%, 100% are smaller than one seed std." in every
+    assert "0.817 vs label-only on 100% 0.920: **not met**. Logit KD on the same 50%" in half and "0.865" in half
+    assert "lowest 69.0% (`s2d_b10_step_by_step`" in agreement and "by budget: 10% 69%, 25% 85%" in agreement
+    results["s2d_b10_step_by_step"] = row(0.60, 0.015, 0.69)
+    assert "Margins at 25%, 50%, 100%" in goals(ClinicalRecipe(), results, "s2d")[0]
