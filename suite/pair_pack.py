@@ -64,6 +64,8 @@ class PairData:
     tests: dict[str, list[Example]]
     teacher_extra: list[Example] = field(default_factory=list)
     noisy: dict[str, list[Example]] = field(default_factory=dict)
+    # untrained rules reported as baselines beside the majority class: name -> (examples -> class probabilities)
+    rules: dict[str, Callable[[list[Example]], np.ndarray]] = field(default_factory=dict)
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "dev": len(self.dev), "teacher_extra": len(self.teacher_extra),
@@ -472,6 +474,9 @@ class PairClassificationPack(Pack):
                 {s: predict(as_pairs(e)) for s, e in self.data.tests.items()},
                 {s: predict(as_pairs(e)) for s, e in self.data.noisy.items()},
             )
+        for name, rule in self.data.rules.items():
+            applied = [{s: rule(e) for s, e in split.items()} for split in (self.data.tests, self.data.noisy)]
+            out[f"{self.task.name}_{name}"] = self.metrics(*applied)
         return out
 
     def _teacher_probs(self, splits: dict[str, list[Example]], members: list[int]) -> dict[str, np.ndarray]:

@@ -66,8 +66,41 @@ def problem_split(problem_id: str, test_fraction: float, salt: str = "test") -> 
     return "test" if hash_unit(problem_id, salt) < test_fraction else "train"
 
 
-def _verifier_example(record: dict[str, Any]) -> Example:
-    text, pair = verifier_pair(record["question"], record["solution"])
+AGREEMENT = "Other solutions with this answer: {} of {}."
+_AGREEMENT = re.compile(r"Other solutions with this answer: (\d+) of (\d+)\.")
+UNKNOWN_AGREEMENT = "Other solutions with this answer: unknown."
+
+
+def solution_agreement(records: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
+    """Per solution id: (how many of the other solutions to its problem reach the same final answer, how many
+    other solutions there are). Self-consistency (Wang et al. 2023) as a verifier input: a deployed verifier ranks
+    several sampled solutions of one problem, so it sees them all."""
+    by_problem: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        by_problem.setdefault(record["problem_id"], []).append(record)
+    return {r["id"]: (sum(o["predicted_answer"] == r["predicted_answer"] for o in by_problem[r["problem_id"]]
+                          if o is not r), len(by_problem[r["problem_id"]]) - 1) for r in records}  # fmt: skip
+
+
+def agreement_rule(examples: list[Example]) -> Any:
+    """The untrained verifier: correct when at least one other solution reaches the same answer. Class
+    probabilities over :data:`LABELS`; a pair whose agreement line cannot be read (a typo in it, a rationale pair)
+    gets 0.5 / 0.5."""
+    import numpy as np
+
+    out = np.full((len(examples), len(LABELS)), 0.5)
+    for i, e in enumerate(examples):
+        found = _AGREEMENT.search(e.text_pair)
+        if found:
+            correct = float(int(found.group(1)) >= 1)
+            out[i] = [1.0 - correct, correct]
+    return out
+
+
+def _verifier_example(record: dict[str, Any], agreement: tuple[int, int] | None = None) -> Example:
+    # The agreement line leads the solution: truncation to max_length cuts a long solution's end, never this line.
+    solution = record["solution"] if agreement is None else f"{AGREEMENT.format(*agreement)}\n{record['solution']}"
+    text, pair = verifier_pair(record["question"], solution)
     return Example(text, pair, int(record["is_correct"]), record["problem_id"])
 
 
@@ -89,36 +122,43 @@ def _plain(value: float) -> str:
     return str(int(value)) if value.is_integer() else f"{value:.12g}"
 
 
-def rationale_examples(records: list[dict[str, Any]], seed: int) -> list[Example]:
+def rationale_examples(records: list[dict[str, Any]], seed: int, agreement: bool = False) -> list[Example]:
     """Human GSM8K rationales as verifier training pairs (survey Eq. 4, rationale-augmented training).
 
     Each rationale becomes a correct solution (``A: <answer>`` appended, the model solutions' format) and a
     corrupted copy whose last computed number and final answer are wrong, so the label hinges on the arithmetic.
+    With ``agreement`` each says it has no other solutions to agree with (:data:`UNKNOWN_AGREEMENT`).
     """
+    lead = f"{UNKNOWN_AGREEMENT}\n" if agreement else ""
     rng = random.Random(seed)
     examples = []
     for record in records:
         question, rationale, answer = record["question"], record["rationale"], record["answer"]
-        examples.append(Example(*verifier_pair(question, f"{rationale}\nA: {answer}"), 1, record["id"]))
+        examples.append(Example(*verifier_pair(question, f"{lead}{rationale}\nA: {answer}"), 1, record["id"]))
         wrong = wrong_answer(answer, rng)
         numbers = list(_NUMBER.finditer(rationale))
         corrupted = rationale
         if numbers:  # change the last number written in the rationale too, so the two agree
             last = numbers[-1]
             corrupted = rationale[: last.start()] + wrong + rationale[last.end() :]
-        examples.append(Example(*verifier_pair(question, f"{corrupted}\nA: {wrong}"), 0, record["id"]))
+        examples.append(Example(*verifier_pair(question, f"{lead}{corrupted}\nA: {wrong}"), 0, record["id"]))
     return examples
 
 
-def load_verifier(path: str | None, test_fraction: float, rationales: int, seed: int) -> dict[str, list[Example]]:
+def load_verifier(path: str | None, test_fraction: float, rationales: int, seed: int,
+                  agreement: bool = False) -> dict[str, list[Example]]:  # fmt: skip
     """Model solutions split by problem into train / test; ``rationales`` > 0 adds that many GSM8K train problems'
-    human rationales (two examples each, see :func:`rationale_examples`) as the split ``rationales``."""
+    human rationales (two examples each, see :func:`rationale_examples`) as the split ``rationales``. With
+    ``agreement``, each solution starts with how many of the other solutions to its problem reach its answer."""
     from suite.data import load_dataset
 
     splits = load_dataset("gsm8k", path=path or None)
+    solutions = splits["model_solutions"]
+    agreeing = solution_agreement(solutions) if agreement else {}
     out: dict[str, list[Example]] = {"train": [], "test": []}
-    for record in splits["model_solutions"]:
-        out[problem_split(record["problem_id"], test_fraction)].append(_verifier_example(record))
+    for record in solutions:
+        example = _verifier_example(record, agreeing.get(record["id"]))
+        out[problem_split(record["problem_id"], test_fraction)].append(example)
     if rationales:
-        out["rationales"] = rationale_examples(splits["train"][:rationales], seed)
+        out["rationales"] = rationale_examples(splits["train"][:rationales], seed, agreement)
     return out

@@ -13,7 +13,16 @@ from typing import Any
 
 import numpy as np
 
-from domains.education.data import LABELS, SRA_SPLITS, VERIFIER_SPLITS, Example, load_sra, load_verifier, problem_split
+from domains.education.data import (
+    LABELS,
+    SRA_SPLITS,
+    VERIFIER_SPLITS,
+    Example,
+    agreement_rule,
+    load_sra,
+    load_verifier,
+    problem_split,
+)
 from domains.education.own_data import SPLITS as OWN_SPLITS
 from domains.education.own_data import load_own
 from domains.education.recipe import OWN_DATA_RUBRIC, SRA_RUBRIC, VERIFIER_RUBRIC, EducationRecipe
@@ -33,15 +42,17 @@ def perturbed(examples: list[Example], n: int) -> list[Example]:
 
 
 def load_task(recipe: EducationRecipe, task: str) -> PairData:
+    rules: dict = {}
     if recipe.data.path:
         splits, names, extra = load_own(recipe.data)[1], OWN_SPLITS, []
     elif task == "sra":
         splits, names, extra = load_sra(recipe.sra_path, recipe.sra_corpus), SRA_SPLITS, []
     else:
-        splits = load_verifier(
-            recipe.gsm8k_path, recipe.verifier_test_fraction, recipe.verifier_rationales, seed=recipe.seeds[0]
-        )
+        splits = load_verifier(recipe.gsm8k_path, recipe.verifier_test_fraction, recipe.verifier_rationales,
+                               seed=recipe.seeds[0], agreement=recipe.verifier_agreement)  # fmt: skip
         names, extra = VERIFIER_SPLITS, splits.get("rationales", [])
+        # the untrained self-consistency rule: a learned verifier must beat it to be worth shipping
+        rules = {"agreement": agreement_rule} if recipe.verifier_agreement else {}
     train = list(splits["train"])
     random.Random(0).shuffle(train)
     train = train[: recipe.max_train_examples or None]
@@ -50,7 +61,7 @@ def load_task(recipe: EducationRecipe, task: str) -> PairData:
     train = [e for e in train if problem_split(e.group, recipe.dev_fraction, salt="dev") == "train"]
     tests = {name: splits[name][: recipe.max_eval_examples or None] for name in names if name in splits}
     noisy = {name: perturbed(examples, recipe.robustness_examples) for name, examples in tests.items()}
-    return PairData(train, dev, tests, extra, noisy)
+    return PairData(train, dev, tests, extra, noisy, rules)
 
 
 def task_labels(recipe: EducationRecipe) -> list[str]:

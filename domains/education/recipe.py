@@ -63,6 +63,9 @@ class EducationRecipe(RunOutputs):
     sra_corpus: str = field(default="both", metadata={"help": "sciEntsBank | beetle | both"})
     gsm8k_path: str = field(default="", metadata={"help": "GSM8K folder (empty: dataset registry)"})
     verifier_test_fraction: float = field(default=0.3, metadata={"help": "share of GSM8K problems held out"})
+    verifier_agreement: bool = field(
+        default=True, metadata={"help": "verifier input starts with how many other solutions of the problem agree"}
+    )
     verifier_rationales: int = field(
         default=300, metadata={"help": "GSM8K train problems whose human rationales augment the teacher (Eq. 4)"}
     )

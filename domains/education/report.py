@@ -224,7 +224,10 @@ def write_model_card(recipe: EducationRecipe, doc: dict[str, Any]) -> Path:
         "Limitations": [
             "- English only; science questions of the SciEntsBank/Beetle kind. Unseen domains score lower than unseen "
             "answers (see the report), so check accuracy on a sample of your own questions before relying on it.",
-            "- The verifier reads the solution text, it does not do the arithmetic: it is weak (see the report).",
+            "- The verifier reads the solution text and (with `verifier_agreement`, the default) a first line saying "
+            "how many of the other solutions to the problem reach the same answer, so score all sampled solutions "
+            "of a problem together; it does not do the arithmetic. The untrained rule 'correct when another "
+            "solution agrees' is its baseline row in the report.",
             "- Inputs longer than the model's max length are truncated.",
             "- Students inherit the teacher's errors and biases; the teacher is a 22M-parameter cross-encoder."],
         "Files": [

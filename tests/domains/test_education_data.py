@@ -223,3 +223,42 @@ def test_the_dev_cut_of_the_train_part_is_independent_of_the_test_cut():
     train = [pid for pid in ids if problem_split(pid, 0.3) == "train"]
     dev = [pid for pid in train if problem_split(pid, 0.1, salt="dev") == "test"]
     assert 0.07 < len(dev) / len(train) < 0.13
+
+
+def test_agreement_says_how_many_other_solutions_reach_the_same_answer_and_the_rule_reads_it(gsm8k_dir: Path):
+    import re
+
+    from domains.education.data import UNKNOWN_AGREEMENT, agreement_rule
+
+    splits = load_verifier(str(gsm8k_dir), test_fraction=0.3, rationales=2, seed=0, agreement=True)
+    solutions = splits["train"] + splits["test"]
+    # in the fixture the right solutions share the answer and every wrong one is alone with its own
+    for e in solutions:
+        count = int(re.search(r"^Other solutions with this answer: (\d) of 3\.\n", e.text_pair).group(1))
+        assert (count >= 1) == bool(e.label)
+    probs = agreement_rule(solutions)
+    assert (probs.argmax(1) == [e.label for e in solutions]).all() and set(probs.max(1)) == {1.0}
+    assert all(e.text_pair.startswith(UNKNOWN_AGREEMENT) for e in splits["rationales"])
+    assert (agreement_rule(splits["rationales"]) == 0.5).all()  # nothing to agree with: no opinion
+    plain = load_verifier(str(gsm8k_dir), test_fraction=0.3, rationales=0, seed=0)
+    assert [e.text_pair for e in plain["train"]] == [e.text_pair.split("\n", 1)[1] for e in splits["train"]]
+
+
+def test_a_rule_in_the_data_becomes_a_baseline_row():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from domains.education.data import Example
+    from suite.pair_pack import PairClassificationPack, PairData
+
+    train = [Example("q", "a", i % 2, f"g{i}") for i in range(6)]
+    tests = {"test": [Example("q", "a", 1, "t0"), Example("q", "b", 0, "t1")]}
+    rule = lambda examples: np.array([[0.0, 1.0] if e.text_pair == "a" else [1.0, 0.0] for e in examples])  # noqa: E731
+    data = PairData(train, [], tests, noisy=tests, rules={"letter": rule})
+    seen = {}
+    pack = SimpleNamespace(data=data, task=SimpleNamespace(name="toy", labels=["no", "yes"]),
+                           metrics=lambda probs, noisy: seen.setdefault(len(seen), probs))  # fmt: skip
+    rows = PairClassificationPack.baselines(pack)
+    assert set(rows) == {"toy_majority", "toy_overlap", "toy_letter"}
+    assert (rows["toy_letter"]["test"].argmax(1) == [1, 0]).all()

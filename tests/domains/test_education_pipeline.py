@@ -40,8 +40,8 @@ def test_summary_follows_the_schema_for_every_model(education_run):
     assert {"command", "machine", "teacher", "models"} <= set(written)
     assert written["teacher"] == "sra_teacher"
     kinds = ("teacher", "majority", "overlap", "tiny_kd", "tiny_no_kd", "minilm2_kd", "minilm2_no_kd")
-    expected = {f"{task}_{m}" for task in ("sra", "verifier") for m in kinds}
-    assert set(written["models"]) == expected
+    expected = {f"{task}_{m}" for task in ("sra", "verifier") for m in kinds} | {"verifier_agreement"}
+    assert set(written["models"]) == expected  # the verifier's untrained self-consistency rule is a baseline row
     for name, entry in written["models"].items():
         assert set(entry) == {
             "params",
@@ -54,7 +54,7 @@ def test_summary_follows_the_schema_for_every_model(education_run):
             "metrics_first_seed",
         }
         assert entry["kd"] == (name.endswith("_kd") and not name.endswith("no_kd"))
-        baseline = name.endswith(("majority", "overlap"))
+        baseline = name.endswith(("majority", "overlap", "agreement"))
         assert isinstance(entry["params"], int) and (entry["params"] > 0) == (not baseline)
         if not baseline:
             assert 0 < entry["latency_ms_p50"] <= entry["latency_ms_p99"]
