@@ -97,8 +97,9 @@ class RationaleCE(LossTerm):
         if self.config.token_weights:
             weights = weights * batch["rationale_weights"].to(nll.dtype)
         fraction = self.config.fraction(self.progress)
-        if fraction < 1.0:
-            steps = batch["rationale_steps"]
+        steps = batch.get("rationale_steps")
+        # A batch may hold no rationale at all (a small budget where the filter dropped many): its loss is 0.
+        if fraction < 1.0 and steps is not None and bool((steps >= 0).any()):
             difficulty = step_difficulty(nll.detach(), weights, steps, int(steps.max()) + 1)
             weights = weights * easiest_steps(difficulty, steps, fraction).to(nll.dtype)
         return (weights * nll).sum() / weights.sum().clamp_min(1e-9)

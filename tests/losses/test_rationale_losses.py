@@ -75,6 +75,16 @@ def test_the_progressive_schedule_masks_hard_steps_early_and_none_late():
     assert RationaleConfig(start_fraction=0.2, ramp=0.5).fraction(0.25) == pytest.approx(0.6)
 
 
+def test_a_batch_without_any_rationale_costs_nothing_in_every_schedule():
+    """A 10% budget of a task whose filter dropped most rationales deals batches with none (MTSamples did)."""
+    out, b = batch()
+    b["rationale_labels"] = torch.full_like(b["rationale_labels"], -100)
+    b["rationale_steps"] = torch.full_like(b["rationale_steps"], -1)
+    for config in (RationaleConfig(), RationaleConfig(token_weights=True, start_fraction=0.4, ramp=0.5)):
+        loss = RationaleCE(config)(out, None, b)
+        assert loss.item() == 0.0 and not math.isnan(loss.item())
+
+
 def test_idf_weights_have_mean_one_and_favour_rare_tokens():
     weights = idf_weights([[1, 2, 3], [1, 2, 4], [1, 5, 9]], ignore=[9])
     for row in weights:
