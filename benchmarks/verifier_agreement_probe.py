@@ -12,14 +12,13 @@ problems held out) beside the majority class: accuracy and macro-F1.
 from __future__ import annotations
 
 import argparse
-from collections import defaultdict
 from pathlib import Path
 
 from suite.report import write_markdown
 
 
 def main(argv: list[str] | None = None) -> int:
-    from domains.education.data import problem_split
+    from domains.education.data import problem_split, solution_agreement
     from suite.data import load_dataset
     from suite.eval import accuracy, macro_f1
 
@@ -28,9 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-fraction", type=float, default=0.3)
     args = parser.parse_args(argv)
     solutions = load_dataset("gsm8k")["model_solutions"]
-    by_problem = defaultdict(list)
-    for record in solutions:
-        by_problem[record["problem_id"]].append(record)
+    agreeing = solution_agreement(solutions)  # id -> (others with the same answer, others)
     split = {r["id"]: problem_split(r["problem_id"], args.test_fraction) for r in solutions}
     test = [r for r in solutions if split[r["id"]] == "test"]
     gold = [int(bool(r["is_correct"])) for r in test]
@@ -38,9 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     majority = int(sum(train_correct) > len(train_correct) / 2)
     rows = {"majority class (of the training problems)": [majority] * len(test)}
     for k in (1, 2, 3):
-        rows[f"agrees with >= {k} of the other 3 solutions"] = [
-            int(sum(o["predicted_answer"] == r["predicted_answer"] for o in by_problem[r["problem_id"]] if o is not r)
-                >= k) for r in test]  # fmt: skip
+        rows[f"agrees with >= {k} of the other 3 solutions"] = [int(agreeing[r["id"]][0] >= k) for r in test]
     command = f"python -m benchmarks.verifier_agreement_probe --out {args.out} --test-fraction {args.test_fraction}"
     lines = ["# GSM8K verifier: agreement between solutions of the same problem", "", f"`{command}`", "",
              f"{len(test)} test solutions ({len(test) // 4} problems), {sum(gold) / len(gold):.1%} correct.", "",
