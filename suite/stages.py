@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -94,7 +95,12 @@ class StageLedger:
             shutil.rmtree(out)
         self.records[name] = {"fingerprint": key, "done": False}
         self._save(name)
+        started = time.perf_counter()
         result = build(out)
-        self.records[name] = {"fingerprint": key, "done": True}
+        # wall time of this sitting's build (a build resumed from its checkpoints counts its last sitting only):
+        # what sizes a profile
+        seconds = round(time.perf_counter() - started, 1)
+        self.records[name] = {"fingerprint": key, "done": True, "seconds": seconds}
         self._save(name)
+        self.log(f"[{name}] built in {seconds:.0f} s")
         return result

@@ -92,3 +92,15 @@ def test_two_processes_sharing_a_run_directory_keep_each_others_finished_stages(
     assert third.run("task_a", {"lr": 1}, build, read) == "read task_a"
     assert third.run("task_b", {"lr": 2}, build, read) == "read task_b"
     assert built == ["task_a", "task_b"]
+
+
+def test_a_finished_stage_records_and_logs_its_build_time(tmp_path: Path) -> None:
+    import json
+    import time
+
+    logged: list[str] = []
+    ledger = StageLedger(tmp_path, log=logged.append)
+    ledger.run("teacher", {}, lambda out: time.sleep(0.2))
+    record = json.loads((tmp_path / "stages.json").read_text())["teacher"]
+    assert record["done"] and record["seconds"] >= 0.2
+    assert logged[-1] == "[teacher] built in 0 s"
