@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import pytest
@@ -95,9 +97,6 @@ def test_two_processes_sharing_a_run_directory_keep_each_others_finished_stages(
 
 
 def test_a_finished_stage_records_and_logs_its_build_time(tmp_path: Path) -> None:
-    import json
-    import time
-
     logged: list[str] = []
     ledger = StageLedger(tmp_path, log=logged.append)
     ledger.run("teacher", {}, lambda out: time.sleep(0.2))
