@@ -164,10 +164,22 @@ def _torch_entry(
     return {"student": student_name, "kwargs": kwargs, "weights": WEIGHTS}
 
 
-def _save_tokenizer(tokenizer: Any, out_dir: Path) -> None:
+def _save_tokenizer(tokenizer: Any, out_dir: Path, max_length: int | None) -> None:
+    """Save ``tokenizer`` with the spec's truncation and no padding in its tokenizer.json: a fast tokenizer saves
+    the settings of its last call (a 12-token parity batch once shipped as 12-token truncation)."""
+    from tokenizers import Tokenizer
+
     tokenizer.save_pretrained(str(out_dir / "tokenizer"))
-    if not (out_dir / "tokenizer" / "tokenizer.json").is_file():
+    path = out_dir / "tokenizer" / "tokenizer.json"
+    if not path.is_file():
         raise ConfigError("export tokenizer: no tokenizer.json written; the runtime needs a fast (Rust) tokenizer")
+    saved = Tokenizer.from_file(str(path))
+    saved.no_padding()
+    if max_length:
+        saved.enable_truncation(max_length=max_length)
+    else:
+        saved.no_truncation()
+    saved.save(str(path))
 
 
 def _field(value: str | None) -> str:
@@ -289,7 +301,7 @@ def export_student(
         )  # fmt: skip
         first = describe_onnx(out / spec.filename)
     if tokenizer is not None:
-        _save_tokenizer(tokenizer, out)
+        _save_tokenizer(tokenizer, out, spec.max_length)
     metrics = dict(metrics or {})
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     document = {

@@ -213,6 +213,8 @@ class _Generator(_Exported):
         self.eos = np.array(self.generation["eos_token_id"], dtype=np.int64)
         self.pad_token_id = int(self.generation["pad_token_id"])
         self._tokenizer = self.tokenizer(required=False)
+        if self._tokenizer is not None and spec["max_length"]:  # prompts as long as the student was trained on
+            self._tokenizer.enable_truncation(max_length=spec["max_length"])
 
     def _empty_past(self, rows: int) -> Arrays:
         g = self.generation

@@ -184,3 +184,23 @@ def test_generate_text_tokenizes_generates_and_decodes(t5, t5_export, tokenizer)
     saved = Tokenizer.from_file(str(out / "tokenizer" / "tokenizer.json"))
     rows = [until_eos(row, tokenizer.sep_token_id) for row in expected[:, 1:].tolist()]
     assert runtime.generate_text(texts, max_new_tokens=6) == saved.decode_batch(rows, skip_special_tokens=True)
+
+
+def test_the_saved_tokenizer_truncates_at_the_specs_max_length_whatever_it_was_last_called_with(
+    t5, tokenizer, tmp_path
+):
+    import copy
+
+    last_called = copy.deepcopy(tokenizer)
+    last_called(CORPUS[:1], truncation=True, max_length=4, padding="max_length")  # a fast tokenizer keeps this
+    prompt = padded(random_prompts([5, 4], 1, 5, len(tokenizer)), 0, left=False)
+    spec = seq2seq_spec(t5, max_length=12, tolerance=1e-3)
+    heldout = padded(random_prompts([3, 7, 6], 2, 5, len(tokenizer)), 0, left=False)
+    out = export_student(t5, spec, prompt, [heldout], tmp_path / "t5", tokenizer=last_called)
+    saved = json.loads((out / "tokenizer" / "tokenizer.json").read_text())
+    assert saved["truncation"]["max_length"] == 12 and saved["padding"] is None
+    long_text = " ".join(CORPUS)
+    assert len(tokenizer(long_text)["input_ids"]) > 12
+    runtime = load_exported(out)
+    assert len(runtime._tokenizer.encode(long_text).ids) == 12  # as the student saw it in training
+    assert len(runtime.generate_text([long_text], max_new_tokens=3)) == 1
