@@ -49,6 +49,7 @@ class RationaleTask(PairTask):
     explain_examples: int = 100  # test examples whose rationales each explaining student writes and is scored on
 
 
+EVALUATION_FORMAT = 1  # bump when what a student's evaluation measures changes, so stored evaluations are redone
 RATIONALE_FORMAT = 2  # bump when the rationale text a source writes changes, so stored rationales are rebuilt
 STATED = re.compile(r"(?:pointing to|so the answer is)\s+(.+?)\s*\.?\s*$", re.IGNORECASE)
 
@@ -192,18 +193,37 @@ class RationalePack(PairClassificationPack):
         return dataclasses.replace(config, max_steps=full_epoch * config.epochs, eval_every=full_epoch)
 
     def evaluate(self, trained: list[Trained]) -> list[dict]:
+        """Each student's metrics, a stage of its own (``evaluations/<variant>-s<seed>``, after its training), so
+        a resumed or publishing run reads them back instead of measuring every student again."""
+        inputs = {"tests": _examples_key(self.data.tests), "noisy": _examples_key(self.data.noisy),
+                  "explain_examples": self.task.explain_examples, "max_rationale": self.task.max_rationale,
+                  "format": EVALUATION_FORMAT}  # fmt: skip
         out = []
         for run in trained:
-            probs = self._probs(run.model, self.tokenizer, self.data.tests)
-            self.probs.setdefault(run.variant.name, probs)
-            metrics = self.metrics(probs, self._probs(run.model, self.tokenizer, self.data.noisy))
-            if run.variant.terms.get("rationale", 0) > 0:
-                split = next(iter(self.data.tests))
-                metrics[split] |= self.rationale_metrics(run, probs[split])
-            out.append(metrics)
+            stage = f"{run.variant.name}-s{run.seed}"
+            found = self.ledger.run(f"evaluations/{stage}", inputs, lambda d, r=run: self._evaluated(r, d),
+                                    _load_evaluation, after=[f"students/{stage}"])  # fmt: skip
+            self.probs.setdefault(run.variant.name, {k: np.asarray(v) for k, v in found["probs"].items()})
+            if found["written"] is not None:
+                self.rationale_outputs.setdefault(run.variant.name, found["written"])
+            out.append(found["metrics"])
         return out
 
-    def rationale_metrics(self, run: Trained, probs: np.ndarray) -> dict[str, float]:
+    def _evaluated(self, run: Trained, out: Path) -> dict[str, Any]:
+        """Metrics, test-split probabilities and (for a student that explains) the rationales it wrote, saved to
+        ``out/evaluation.json``."""
+        probs = self._probs(run.model, self.tokenizer, self.data.tests)
+        metrics, written = self.metrics(probs, self._probs(run.model, self.tokenizer, self.data.noisy)), None
+        if run.variant.terms.get("rationale", 0) > 0:
+            split = next(iter(self.data.tests))
+            written = self.explain(run.model, self.data.tests[split][: self.task.explain_examples])
+            metrics[split] |= self.rationale_metrics(run, probs[split], written)
+        found = {"metrics": metrics, "probs": {k: v.tolist() for k, v in probs.items()}, "written": written}
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "evaluation.json").write_text(json.dumps(found, default=float))
+        return _load_evaluation(out)  # what a later run reads back, so both runs see the same values
+
+    def rationale_metrics(self, run: Trained, probs: np.ndarray, written: list[str]) -> dict[str, float]:
         """On the first ``explain_examples`` of the first test split: how often the written rationale states the
         student's own label; against the gold rationale where the data has one, its ROUGE-L and BERTScore F1; and,
         where rationales are extractive evidence (teacher-sourced), ERASER comprehensiveness and sufficiency of the
@@ -211,9 +231,7 @@ class RationalePack(PairClassificationPack):
         from suite.eval import bert_score, rouge
         from suite.eval.eraser import eraser_scores
 
-        examples = next(iter(self.data.tests.values()))[: self.task.explain_examples]
-        written = self.explain(run.model, examples)
-        self.rationale_outputs.setdefault(run.variant.name, written)
+        examples = next(iter(self.data.tests.values()))[: len(written)]
         predicted = [self.task.labels[i] for i in probs[: len(examples)].argmax(-1)]
         labels = self.task.labels
         agree = [stated_answer(text, labels) == label for text, label in zip(written, predicted, strict=True)]
@@ -281,6 +299,14 @@ class RationalePack(PairClassificationPack):
             model, seq2seq_spec(model, max_length=self.task.max_length), prompts(examples[:2], 24),
             [prompts(examples[2:5], 32), prompts(examples[5:6], 12)], target, tokenizer=self.tokenizer,
         )  # fmt: skip
+
+
+def _examples_key(splits: dict[str, list[Example]]) -> str:
+    return fingerprint({name: [dataclasses.astuple(e) for e in examples] for name, examples in splits.items()})
+
+
+def _load_evaluation(out: Path) -> dict[str, Any]:
+    return json.loads((out / "evaluation.json").read_text())
 
 
 def _joined(example: Example) -> str:

@@ -153,7 +153,8 @@ def check_pack_scores_the_written_rationales(student, tokenizer):
                                 rationale_source="teacher")  # fmt: skip
     pack.data, pack.tokenizer, pack.rationale_outputs = SimpleNamespace(tests={"test": cases}), tokenizer, {}
     probs = pack._label_probs(student)([c.text for c in cases], [""] * len(cases))
-    scores = pack.rationale_metrics(SimpleNamespace(model=student, variant=SimpleNamespace(name="s")), probs)
+    written = pack.explain(student, cases[:8])
+    scores = pack.rationale_metrics(SimpleNamespace(model=student, variant=SimpleNamespace(name="s")), probs, written)
     assert scores["rationale_agreement"] >= 0.75
     assert scores["eraser_cases"] == 8 and "rationale_rougeL" not in scores  # no gold rationales here
     assert scores["comprehensiveness"] > scores["comprehensiveness_random"]

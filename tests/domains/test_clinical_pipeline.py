@@ -87,16 +87,22 @@ def test_report_card_export_and_release(clinical_run):
     assert explain["examples"] == 24 and 0.0 <= explain["rationales_stating_a_label"] <= 1.0
     writer = load_exported(root / "card" / "export" / "pubmedqa_b100_step_by_step_explain")
     assert len(writer.generate_text(["Does aspirin help?"], max_new_tokens=8)) == 1
+    saved = json.loads((root / "card" / "export" / "pubmedqa_b100_step_by_step_explain" / "tokenizer" /
+                        "tokenizer.json").read_text())  # fmt: skip
+    assert saved["truncation"]["max_length"] == 96  # the task's input length, not a parity batch's
 
 
-def test_no_case_text_reaches_the_logs(clinical_run, capsys):
+def test_a_rerun_reads_every_evaluation_back_and_logs_no_case_text(clinical_run, capsys):
     from domains.clinical.data import load_task
     from domains.clinical.pipeline import run
 
-    recipe, _, _ = clinical_run
+    recipe, first, _ = clinical_run
     capsys.readouterr()
-    run(recipe)  # every stage is reused; evaluation and the report run again
+    again = run(recipe)  # every stage is reused, evaluations included; exports and the report are made again
     printed = capsys.readouterr().out
+    assert printed.count("[evaluations/pubmedqa_") == 6 and "up to date: reusing" in printed
+    metrics = {name: model["metrics"] for name, model in first["models"].items()}
+    assert {name: model["metrics"] for name, model in again["models"].items()} == metrics  # latency is remeasured
     cases = load_task("pubmedqa").splits
     texts = [t for split in cases.values() for e in split for t in (e.text, e.text_pair, e.rationale)]
     assert not any(t[:40] in printed for t in texts)
