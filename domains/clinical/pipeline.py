@@ -108,11 +108,18 @@ def run(recipe: ClinicalRecipe, resume: bool = False) -> dict[str, Any]:
     return doc
 
 
+def explained(export_dir: Path, cases: list[Example], max_new_tokens: int) -> list[str]:
+    """The rationales an exported explain path writes for ``cases``, through its own saved tokenizer."""
+    from suite.export.runtime import load_exported
+
+    second = [e.text_pair for e in cases] if any(e.text_pair for e in cases) else None
+    return load_exported(export_dir).generate_text([e.text for e in cases], max_new_tokens, text_pairs=second)
+
+
 def release(recipe: ClinicalRecipe, results: list[TaskResult], command: str, examples: int = 100) -> None:
     """Copy the named exports beside the model card, each checked by its released ONNX files on the first
     ``examples`` test cases: accuracy for a label path, the share of rationales that state a label for an explain
     path."""
-    from suite.export.runtime import load_exported
     from suite.pair_pack import release_check
     from suite.rationale_pack import stated_answer
     from suite.release import release_named
@@ -124,13 +131,10 @@ def release(recipe: ClinicalRecipe, results: list[TaskResult], command: str, exa
         cases = result.pack.data.tests["test"][:examples]
         if not released.name.endswith("_explain"):
             return release_check(released, cases, "test")
-        tokenizer = result.pack.tokenizer
-        second = [e.text_pair for e in cases] if any(e.text_pair for e in cases) else None
-        prompts = tokenizer([e.text for e in cases], second, truncation=True, max_length=result.pack.task.max_length)
-        written = load_exported(released).generate(prompts["input_ids"], recipe.max_rationale)
-        texts = tokenizer.batch_decode(written, skip_special_tokens=True)
+        texts = explained(released, cases, recipe.max_rationale)
         stating = [stated_answer(t, result.pack.task.labels) is not None for t in texts]
-        return {"split": "test", "examples": len(cases), "rationales_stating_a_label": float(np.mean(stating))}
+        return {"split": "test", "examples": len(cases), "max_new_tokens": recipe.max_rationale,
+                "rationales_stating_a_label": float(np.mean(stating))}  # fmt: skip
 
     exports = {name: path for r in results for name, path in r.exports.items()}
     release_named(recipe.release, exports, recipe.model_card_path, command, check)
