@@ -41,13 +41,17 @@ def resolve_run_dir(run_dir: str | Path | None) -> Path:
 
 
 def load_models(run: Path) -> Models:
-    """The run's first label-path export (a step-by-step one when there is one) and its explain path."""
+    """The run's released label path (``model_card/export``, as ``--publish`` ships it) or else its first label-path
+    export (a step-by-step one when there is one), with its explain path."""
     from suite.export.runtime import load_exported
 
-    exports = sorted(p for p in (run / "export").iterdir() if (p / "spec.json").is_file())
+    released = run / "model_card" / "export"
+    folder = released if released.is_dir() and any((p / "spec.json").is_file() for p in released.iterdir()) else (
+        run / "export")  # fmt: skip
+    exports = sorted(p for p in folder.iterdir() if (p / "spec.json").is_file())
     labels = [p for p in exports if not p.name.endswith("_explain") and not p.name.endswith("_teacher")]
     if not labels:
-        raise SuiteError(f"{run / 'export'}: no exported student; run `distill run clinical` first")
+        raise SuiteError(f"{folder}: no exported student; run `distill run clinical` first")
     preferred = [p for p in labels if (p.parent / f"{p.name}_explain" / "spec.json").is_file()] or labels
     chosen = preferred[0]
     explain_dir = chosen.parent / f"{chosen.name}_explain"
@@ -117,6 +121,10 @@ def build_app(run_dir: str | Path | None = None) -> gr.Blocks:
             result = answer(models, text, context)
         return as_markdown(result), result["evidence"]
 
+    # The example is answered at start-up (twice: the first call warms the sessions), so the page opens with a result.
+    on_answer(EXAMPLE, "")
+    initial_answer, initial_evidence = on_answer(EXAMPLE, "")
+
     with gr.Blocks(title="Clinical answers with reasons", analytics_enabled=False) as demo:
         gr.Markdown(f"# Clinical answers with reasons\nStudent `{models.name}` (ONNX, onnxruntime CPU) from `{run}`. "
                     "A suggestion for a clinician to check, never a diagnosis; nothing you type is kept.")  # fmt: skip
@@ -126,7 +134,8 @@ def build_app(run_dir: str | Path | None = None) -> gr.Blocks:
                                  max_length=MAX_CHARS)  # fmt: skip
         button = gr.Button("Answer", variant="primary")
         with gr.Row():
-            result = gr.Markdown(label="Answer")
-            highlighted = gr.HighlightedText(label="Evidence the rationale names", color_map={"evidence": "orange"})
+            result = gr.Markdown(initial_answer, label="Answer")
+            highlighted = gr.HighlightedText(initial_evidence, label="Evidence the rationale names",
+                                             color_map={"evidence": "orange"})  # fmt: skip
         button.click(on_answer, [text, context], [result, highlighted], api_name="answer")
     return demo

@@ -107,3 +107,11 @@ def test_screenshot_shows_a_rendered_page(clinical_run, tmp_path):
         assert image.size == WINDOW
         colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
     assert colours is not None and len(colours) > 50, "the screenshot is blank or nearly uniform"
+
+
+def test_a_run_serves_the_student_it_released_over_its_first_export(tmp_path):
+    run = tmp_path / "run"
+    export_students(run, "mtsamples_b100_kpod")  # first in name order among the run's exports
+    export_students(run / "model_card", "symptom2disease_b100_step_by_step")  # what the run released
+    assert load_models(run).name == "symptom2disease_b100_step_by_step"
+    assert load_models(tmp_path / "run" / "model_card").name == "symptom2disease_b100_step_by_step"
