@@ -1,6 +1,7 @@
 """The released students in models/<pack>/ load on a fresh clone, match the sha256 their spec.json records, and
 reproduce the check their release.json states, recomputed here from data or episodes the test gets itself (the
-dataset registry's mirror for education and radiology, freshly collected highway-env episodes for driving)."""
+dataset registry's mirror for education, radiology and clinical; freshly collected highway-env episodes for
+driving)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ RELEASED = {  # pack -> released models
     "education": ["sra_tiny_kd"],
     "driving": ["tiny-all"],
     "radiology": ["impression_t5_2m_fkl"],
+    "clinical": ["symptom2disease_b100_step_by_step", "symptom2disease_b100_step_by_step_explain"],
 }
 
 
@@ -40,7 +42,7 @@ def test_released_files_match_their_sha256_and_load(pack: str) -> None:
         for file, digest in entry["files"].items():
             assert sha256(folder / file) == digest == spec["files"][file], file
         load_exported(folder)  # verifies the files it reads again
-    assert sum(p.stat().st_size for p in (MODELS / pack).rglob("*") if p.is_file()) < 10 * 2**20  # a few MB
+        assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) < 10 * 2**20  # a few MB a model
 
 
 # Needs the SemEval mirror (../shared/data or SUITE_DATA_MIRRORS), as CI has; without it this fails, never skips.
@@ -79,3 +81,23 @@ def test_the_released_impression_writer_reproduces_its_rouge_l_on_the_first_test
     outputs = writer.generate_text([p.source for p in pairs], recipe.max_new_tokens)
     score = rouge(outputs, [p.target for p in pairs], rouge_types=("rougeL",))["rougeL"]
     assert len(pairs) == 50 and score == pytest.approx(check["rougeL_onnx"], abs=1e-9)
+
+
+# Needs the Symptom2Disease mirror (../shared/data or SUITE_DATA_MIRRORS), as CI has; without it this fails.
+def test_the_released_clinical_students_reproduce_their_accuracy_and_stated_labels():
+    from domains.clinical.data import load_task
+    from domains.clinical.pipeline import explained
+    from suite.pair_pack import release_check
+    from suite.rationale_pack import stated_answer
+
+    models = release("clinical")["models"]
+    data = load_task("symptom2disease")
+    label_path = models["symptom2disease_b100_step_by_step"]["check"]
+    cases = data.splits[label_path["split"]][: label_path["examples"]]
+    folder = MODELS / "clinical" / "export"
+    assert release_check(folder / "symptom2disease_b100_step_by_step", cases, label_path["split"]) == label_path
+    explain = models["symptom2disease_b100_step_by_step_explain"]["check"]
+    cases = data.splits[explain["split"]][: explain["examples"]]
+    written = explained(folder / "symptom2disease_b100_step_by_step_explain", cases, explain["max_new_tokens"])
+    stating = [stated_answer(text, data.labels) is not None for text in written]
+    assert sum(stating) / len(stating) == explain["rationales_stating_a_label"]
