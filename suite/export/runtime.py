@@ -99,14 +99,18 @@ class _Exported:
         return ort.InferenceSession(str(verified(self.dir, self.spec, name)), options, providers=self.providers)
 
     def tokenizer(self, required: bool) -> Any:
-        """The saved ``tokenizer/tokenizer.json`` (verified), or None when absent and not required."""
+        """The saved ``tokenizer/tokenizer.json`` (verified), truncating at the spec's max_length (the inputs the
+        student was trained on, whatever the file says), or None when absent and not required."""
         from tokenizers import Tokenizer
 
         if "tokenizer/tokenizer.json" not in self.spec["files"]:
             if required:
                 raise ExportIntegrityError(f"{self.dir}: no tokenizer/tokenizer.json; re-export with tokenizer=...")
             return None
-        return Tokenizer.from_file(str(verified(self.dir, self.spec, "tokenizer/tokenizer.json")))
+        tokenizer = Tokenizer.from_file(str(verified(self.dir, self.spec, "tokenizer/tokenizer.json")))
+        if self.spec["max_length"]:
+            tokenizer.enable_truncation(max_length=self.spec["max_length"])
+        return tokenizer
 
     def _token_config(self) -> dict[str, Any]:
         path = self.dir / "tokenizer" / "tokenizer_config.json"
@@ -149,8 +153,6 @@ class ExportedTextClassifier(_ExportedClassifier):
         if pad_id is None:
             raise ExportIntegrityError(f"{self.dir}: tokenizer has no pad token; batches cannot be padded")
         self._tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
-        if spec["max_length"]:
-            self._tokenizer.enable_truncation(max_length=spec["max_length"])
 
     def encode(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None) -> Arrays:
         items = list(texts) if text_pairs is None else list(zip(texts, text_pairs, strict=True))
@@ -213,8 +215,6 @@ class _Generator(_Exported):
         self.eos = np.array(self.generation["eos_token_id"], dtype=np.int64)
         self.pad_token_id = int(self.generation["pad_token_id"])
         self._tokenizer = self.tokenizer(required=False)
-        if self._tokenizer is not None and spec["max_length"]:  # prompts as long as the student was trained on
-            self._tokenizer.enable_truncation(max_length=spec["max_length"])
 
     def _empty_past(self, rows: int) -> Arrays:
         g = self.generation
