@@ -45,13 +45,13 @@ def load_models(run: Path) -> Models:
     export (a step-by-step one when there is one), with its explain path."""
     from suite.export.runtime import load_exported
 
-    released = run / "model_card" / "export"
-    folder = released if released.is_dir() and any((p / "spec.json").is_file() for p in released.iterdir()) else (
-        run / "export")  # fmt: skip
-    exports = sorted(p for p in folder.iterdir() if (p / "spec.json").is_file())
+    def exported(folder: Path) -> list[Path]:
+        return sorted(p for p in folder.iterdir() if (p / "spec.json").is_file()) if folder.is_dir() else []
+
+    exports = exported(run / "model_card" / "export") or exported(run / "export")
     labels = [p for p in exports if not p.name.endswith("_explain") and not p.name.endswith("_teacher")]
     if not labels:
-        raise SuiteError(f"{folder}: no exported student; run `distill run clinical` first")
+        raise SuiteError(f"{run / 'export'}: no exported student; run `distill run clinical` first")
     preferred = [p for p in labels if (p.parent / f"{p.name}_explain" / "spec.json").is_file()] or labels
     chosen = preferred[0]
     explain_dir = chosen.parent / f"{chosen.name}_explain"
