@@ -102,6 +102,7 @@ class PairTask:
     posterior: pairs.PosteriorConfig = field(default_factory=pairs.PosteriorConfig)  # SGLD after a `prior` variant
     ensemble_variants: list[str] = field(default_factory=list)  # learn from the ensemble (empty: kd / end2 variants)
     transfer_variants: list[str] = field(default_factory=list)  # learn on the transfer set (empty: every KD variant)
+    student_variants: dict[str, list[str]] = field(default_factory=dict)  # student -> the variants it trains (all)
 
     @property
     def teacher_stages(self) -> list[str]:
@@ -123,6 +124,11 @@ class PairTask:
         if not (self.transfer.enabled and from_teacher(terms)):
             return False
         return name in self.transfer_variants if self.transfer_variants else True
+
+    @property
+    def transfer_used(self) -> bool:
+        """Whether any variant learns on the transfer set (labelling it costs a teacher pass per copy)."""
+        return any(self.uses_transfer(name, terms) for name, terms in self.variants.items())
 
     def check_variant_sources(self) -> None:
         """Clear errors for variants whose terms cannot use the teacher they were given."""
@@ -194,6 +200,30 @@ def teacher_inputs(task: PairTask, data: PairData, member: int = 0) -> dict[str,
     else:
         inputs |= {"url": task.teacher_url, "served_model": task.teacher_served_model, "rubric": task.rubric}
     return inputs
+
+
+def transfer_set(task: PairTask, data: PairData) -> list[tuple[str, str]]:
+    """The augmented copies of the training pairs (:mod:`suite.augment`) the teachers label for the students that
+    learn on the transfer set; empty when none does. Deterministic: every sitting builds the same pairs."""
+    from suite.augment import minilm_word_neighbours, transfer_pairs
+
+    if not task.transfer_used:
+        return []
+    groups = [str(getattr(e, "group", i)) for i, e in enumerate(data.train)]
+    neighbours = minilm_word_neighbours() if task.transfer.neighbours else None
+    extra = transfer_pairs([(e.text, e.text_pair) for e in data.train], groups, task.transfer, neighbours)
+    print(f"[{task.name}] transfer set: {len(extra)} augmented pairs for the teacher to label")
+    return extra
+
+
+def fill_teacher_store(task: PairTask, data: PairData, ledger: StageLedger, resume: bool, member: int = 0) -> int:
+    """Ensemble member ``member``'s teacher stage, then its store on the training and transfer pairs: what a
+    teachers-only sitting does beside another sitting on the same run directory. Returns the pairs stored."""
+    teacher, task_dir = prepare_teacher(task, data, ledger, resume, member), ledger.root / task.name
+    extra = transfer_set(task, data)
+    pairs.stored_teacher_logits(teacher, [(e.text, e.text_pair) for e in data.train] + extra,
+                                store_dir(task_dir, member))  # fmt: skip
+    return len(data.train) + len(extra)
 
 
 def member_trainer(task: PairTask, member: int) -> TrainerConfig:
@@ -268,22 +298,17 @@ class PairClassificationPack(Pack):
 
     def label_transfer_set(self) -> tuple[list[tuple[str, str]], torch.Tensor | None]:
         """The transfer set (:mod:`suite.augment`) and the teachers' logits on it, through each teacher's store."""
-        from suite.augment import minilm_word_neighbours, transfer_pairs
-
-        config, train = self.task.transfer, self.data.train
-        if not config.enabled:
+        extra = transfer_set(self.task, self.data)
+        if not extra:
             return [], None
-        groups = [str(getattr(e, "group", i)) for i, e in enumerate(train)]
-        neighbours = minilm_word_neighbours() if config.neighbours else None
-        extra = transfer_pairs([(e.text, e.text_pair) for e in train], groups, config, neighbours)
-        print(f"[{self.task.name}] transfer set: {len(extra)} augmented pairs for the teacher to label")
         logits = [pairs.stored_teacher_logits(t, extra, store_dir(self.dir, k)) for k, t in enumerate(self.teachers)]
         return extra, logits[0] if self.task.ensemble == 1 else torch.stack(logits, dim=1)
 
     def variants(self) -> list[Variant]:
         task = self.task
         out = [Variant(f"{task.name}_{arch}_{name}", arch, terms, task.seeds[arch], kd=from_teacher(terms))
-               for arch in task.students for name, terms in task.variants.items()]  # fmt: skip
+               for arch in task.students for name, terms in task.variants.items()
+               if name in task.student_variants.get(arch, task.variants)]  # fmt: skip
         if task.ensemble > 1 and task.leave_one_out:  # the leave-one-teacher-out attribution runs
             out += [dataclasses.replace(v, name=f"{v.name}_without_t{k}") for v in list(out)
                     if v.terms.get("kd", 0) > 0 and self.uses_ensemble(v) for k in range(task.ensemble)]  # fmt: skip

@@ -26,8 +26,9 @@ from domains.education.data import (
 from domains.education.own_data import SPLITS as OWN_SPLITS
 from domains.education.own_data import load_own
 from domains.education.recipe import OWN_DATA_RUBRIC, SRA_RUBRIC, VERIFIER_RUBRIC, EducationRecipe
+from suite.augment import TransferConfig
 from suite.errors import ConfigError
-from suite.pair_pack import PairData, PairTask, release_pair_models, run_pair_task
+from suite.pair_pack import PairData, PairTask, fill_teacher_store, release_pair_models, run_pair_task
 from suite.stages import StageLedger
 
 PERTURBATION = "char_typos"  # answers typed in a hurry: the noise a school deployment sees most
@@ -77,21 +78,32 @@ def rubric(recipe: EducationRecipe, task: str, labels: list[str]) -> str:
     return OWN_DATA_RUBRIC.replace("{labels}", ", ".join(labels))
 
 
+def listed_for(names: list[str], variants: dict) -> list[str] | None:
+    """The names of a recipe list (ensemble_variants, transfer_variants) that are variants of this task; ``None``
+    when the list names variants but none of this task's (then the task has no such variant)."""
+    mine = [n for n in names if n in variants]
+    return None if names and not mine else mine
+
+
 def pair_task(recipe: EducationRecipe, task: str) -> PairTask:
     """The recipe's settings for one task, in the shared stages' terms."""
-    labels = task_labels(recipe)
+    labels, variants = task_labels(recipe), recipe.variants_of(task)
+    ensemble_variants = listed_for(recipe.ensemble_variants, variants)
+    transfer_variants = listed_for(recipe.transfer_variants, variants)
     return PairTask(
         name=task, labels=labels, max_length=recipe.max_length(task), teacher=recipe.teacher,
         teacher_model=recipe.teacher_model, teacher_trainer=recipe.teacher_trainer(task),
         students={s: recipe.tiny_trainer if s == "tiny" else recipe.minilm2_trainer for s in recipe.students},
-        seeds={s: recipe.seeds_of(s) for s in recipe.students}, variants=recipe.variants, kd=recipe.kd,
+        seeds={s: recipe.seeds_of(s) for s in recipe.students}, variants=variants, kd=recipe.kd,
         tiny={"dim": recipe.tiny_dim, "layers": recipe.tiny_layers, "vocab_size": recipe.vocab_size},
         int8=recipe.int8, bench_repeats=recipe.bench_repeats, progress=recipe.progress,
         teacher_url=recipe.teacher_url, teacher_served_model=recipe.teacher_served_model,
-        rubric=rubric(recipe, task, labels), ensemble=recipe.teacher_ensemble, multi=recipe.multi_teacher,
-        leave_one_out=recipe.leave_one_teacher_out, transfer=recipe.transfer, layer_map=recipe.layer_map,
-        exits=recipe.exits, posterior=recipe.posterior, ensemble_variants=recipe.ensemble_variants,
-        transfer_variants=recipe.transfer_variants,
+        rubric=rubric(recipe, task, labels), ensemble=recipe.ensemble_of(task) if ensemble_variants is not None else 1,
+        multi=recipe.multi_teacher, leave_one_out=recipe.leave_one_teacher_out,
+        transfer=recipe.transfer if transfer_variants is not None else TransferConfig(), layer_map=recipe.layer_map,
+        exits=recipe.exits, posterior=recipe.posterior, ensemble_variants=ensemble_variants or [],
+        transfer_variants=transfer_variants or [],
+        student_variants=recipe.student_variants,
     )  # fmt: skip
 
 
@@ -112,6 +124,22 @@ def split_metrics(probs: np.ndarray, labels: np.ndarray, noisy_probs: np.ndarray
             "selective_accuracy_80": selective_accuracy(probs, labels, coverage=0.8)}  # fmt: skip
 
 
+def train_teachers(recipe: EducationRecipe, ledger: StageLedger, resume: bool) -> dict[str, Any]:
+    """A teachers-only sitting: the teacher stages of ``teacher_members`` for every task and their stores (training
+    and transfer pairs), nothing after them. Another sitting on the same run directory reuses both (stage names,
+    fingerprints and stored outputs do not depend on the sitting)."""
+    built = {}
+    for task in recipe.tasks:
+        spec, data = pair_task(recipe, task), load_task(recipe, task)
+        members = [m for m in recipe.teacher_members if m < spec.ensemble]
+        for member in members:
+            stored = fill_teacher_store(spec, data, ledger, resume, member)
+            print(f"[{task}] teacher {member}: {stored} pairs in its store")
+        built[task] = members
+    print("teachers-only sitting done: " + ", ".join(f"{t} members {m}" for t, m in built.items()))
+    return {"teachers": built}
+
+
 def run(recipe: EducationRecipe, resume: bool = False) -> dict[str, Any]:
     """Run every task of the recipe end to end and write the report; returns the summary."""
     from domains.education.report import write_model_card, write_report
@@ -119,6 +147,8 @@ def run(recipe: EducationRecipe, resume: bool = False) -> dict[str, Any]:
     if not recipe.tasks:
         raise ConfigError("tasks: nothing to run")
     started, ledger, out = time.perf_counter(), StageLedger(recipe.output_dir), Path(recipe.output_dir)
+    if recipe.teacher_members:
+        return train_teachers(recipe, ledger, resume)
     results = [run_pair_task(pair_task(recipe, task), load_task(recipe, task), split_metrics, ledger, out, resume)
                for task in recipe.tasks]  # fmt: skip
     doc = write_report(recipe, results, seconds=time.perf_counter() - started)

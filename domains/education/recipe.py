@@ -84,6 +84,10 @@ class EducationRecipe(RunOutputs):
     students: list[str] = field(default_factory=lambda: list(STUDENTS), metadata={"help": "tiny and/or minilm2"})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "training seeds (tiny student)"})
     minilm2_seeds: int = field(default=1, metadata={"help": "how many of the seeds the 2-layer MiniLM trains"})
+    student_variants: dict[str, list[str]] = field(
+        default_factory=dict,
+        metadata={"help": "student -> the variants it trains (a student not named trains every variant)"},
+    )
     tiny_dim: int = field(default=64, metadata={"help": "tiny student width"})
     tiny_layers: int = field(default=2, metadata={"help": "tiny student transformer layers"})
     vocab_size: int = field(default=6000, metadata={"help": "WordPiece vocabulary learned for the tiny student"})
@@ -92,10 +96,21 @@ class EducationRecipe(RunOutputs):
         metadata={"help": "students' loss variants: name -> {term: weight}; terms: task (hard-label CE), kd "
                   "(soft-label KD); {task: alpha, kd: 1 - alpha} is survey Eq. 1"},
     )  # fmt: skip
+    verifier_variants: dict[str, dict[str, float]] = field(
+        default_factory=dict, metadata={"help": "the verifier's own variants (empty: the variants above)"}
+    )
     kd: SoftLabelKDConfig = field(default_factory=SoftLabelKDConfig, metadata={"help": "the kd term's settings"})
     teacher_ensemble: int = field(
         default=1, metadata={"help": "finetune: teachers trained with seeds seed, seed+1, ...; > 1: multi-teacher KD"}
     )
+    ensemble_tasks: list[str] = field(
+        default_factory=list, metadata={"help": "tasks whose teacher is the ensemble (empty: every task)"}
+    )
+    teacher_members: list[int] = field(
+        default_factory=list,
+        metadata={"help": "train only these teachers (ensemble members, 0 first) and stop: a sitting that trains "
+                  "teachers beside another on the same run directory (empty: the whole run)"},
+    )  # fmt: skip
     multi_teacher: MultiTeacherConfig = field(
         default_factory=MultiTeacherConfig,
         metadata={"help": "how an ensemble's teachers combine: weighting, conflicts, temperature (survey Eq. 7-8)"},
@@ -162,9 +177,16 @@ class EducationRecipe(RunOutputs):
         check(self.teacher_ensemble == 1 or self.teacher == "finetune", "teacher_ensemble",
               "an ensemble is fine-tuned here: teacher must be finetune")  # fmt: skip
         check(bool(self.variants), "variants", "at least one variant")
-        check_listed_variants(self.variants, ensemble_variants=self.ensemble_variants,
+        every_variant = self.variants | self.verifier_variants
+        check_listed_variants(every_variant, ensemble_variants=self.ensemble_variants,
                               transfer_variants=self.transfer_variants)  # fmt: skip
-        for name, terms in self.variants.items():
+        check(set(self.student_variants) <= set(STUDENTS), "student_variants", f"choose from {STUDENTS}")
+        for student, names in self.student_variants.items():
+            check_listed_variants(every_variant, **{f"student_variants.{student}": names})
+        check(set(self.ensemble_tasks) <= set(self.tasks), "ensemble_tasks", f"choose from {', '.join(self.tasks)}")
+        members = range(self.teacher_ensemble)
+        check(set(self.teacher_members) <= set(members), "teacher_members", f"choose from {list(members)}")
+        for name, terms in every_variant.items():
             unknown = sorted(set(terms) - set(PAIR_TERMS))
             check(not unknown, f"variants.{name}", f"unknown terms {unknown}; choose from {', '.join(PAIR_TERMS)}")
             check(bool(terms) and all(w >= 0 for w in terms.values()), f"variants.{name}", "non-negative weights")
@@ -180,6 +202,12 @@ class EducationRecipe(RunOutputs):
 
     def seeds_of(self, student: str) -> list[int]:
         return self.seeds if student == "tiny" else self.seeds[: self.minilm2_seeds]
+
+    def variants_of(self, task: str) -> dict[str, dict[str, float]]:
+        return self.verifier_variants if task == "verifier" and self.verifier_variants else self.variants
+
+    def ensemble_of(self, task: str) -> int:
+        return self.teacher_ensemble if not self.ensemble_tasks or task in self.ensemble_tasks else 1
 
 
 PROFILES: dict[str, list[str]] = {
@@ -198,6 +226,26 @@ PROFILES: dict[str, list[str]] = {
         "tiny_trainer.epochs=6",
         "bench_repeats=20",
     ],
-    # Every example of every split, three seeds for the tiny student; the committed report.
-    "full": [],
+    # Every example of every split; the committed report. The ablation (survey 3.2-3.4), each method alone and
+    # combined, 5 seeds of the tiny student on answer scoring: one teacher vs an ensemble of three, the transfer set,
+    # Bayesian KD with its SGLD posterior, EnD^2, shallow exits, a mutual peer; the 2-layer MiniLM adds TinyBERT's
+    # intermediate layers (one seed: it costs ~10x a tiny student). The verifier keeps one teacher and plain KD.
+    "full": [
+        "seeds=[0, 1, 2, 3, 4]",
+        "teacher_ensemble=3",
+        "ensemble_tasks=[sra]",
+        "variants={no_kd: {task: 1.0}, kd: {task: 0.5, kd: 0.5}, ensemble: {task: 0.5, kd: 0.5}, "
+        "end2: {task: 0.5, end2: 0.5}, transfer: {task: 0.5, kd: 0.5}, bayes: {task: 1.0, prior: 3.0}, "
+        "exits: {task: 1.0, exits: 1.0}, mutual: {task: 1.0, mutual: 1.0}, "
+        "combined: {task: 0.5, kd: 0.5, exits: 1.0}, layers: {task: 0.5, kd: 0.5, layers: 1.0}}",
+        "ensemble_variants=[ensemble, end2, combined]",
+        "transfer_variants=[transfer, combined]",
+        "transfer.neighbours=1",
+        "transfer.typos=1",
+        "transfer.repaired=1",
+        "posterior.samples=20",
+        "student_variants={tiny: [no_kd, kd, ensemble, end2, transfer, bayes, exits, mutual, combined], "
+        "minilm2: [no_kd, kd, layers]}",
+        "verifier_variants={no_kd: {task: 1.0}, kd: {task: 0.5, kd: 0.5}}",
+    ],
 }
