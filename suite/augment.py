@@ -34,6 +34,11 @@ class TransferConfig:
     repaired: int = field(default=0, metadata={"help": "copies whose second text comes from another group"})
     rate: float = field(default=0.3, metadata={"help": "share of content words a neighbour copy replaces"})
     seed: int = field(default=0, metadata={"help": "augmentation seed"})
+    equal_steps: bool = field(
+        default=False,
+        metadata={"help": "a student on the transfer set takes as many optimizer steps as its twin without it (the "
+                  "set changes what the steps see, not how many there are)"},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         check(min(self.neighbours, self.typos, self.repaired) >= 0, "transfer", "copies must be >= 0")

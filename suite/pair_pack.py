@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,6 +217,13 @@ def transfer_set(task: PairTask, data: PairData) -> list[tuple[str, str]]:
     return extra
 
 
+def equal_step_budget(config: TrainerConfig, labelled: int) -> TrainerConfig:
+    """``config`` cut to the optimizer steps (and evaluations) of its epochs over the ``labelled`` pairs alone: a
+    student that also learns on the transfer set then trains exactly as long as its twin without it."""
+    per_epoch = math.ceil(labelled / config.batch_size)
+    return dataclasses.replace(config, max_steps=config.epochs * per_epoch, eval_every=per_epoch)
+
+
 def fill_teacher_store(task: PairTask, data: PairData, ledger: StageLedger, resume: bool, member: int = 0) -> int:
     """Ensemble member ``member``'s teacher stage, then its store on the training and transfer pairs: what a
     teachers-only sitting does beside another sitting on the same run directory. Returns the pairs stored."""
@@ -375,6 +383,8 @@ class PairClassificationPack(Pack):
         tokenizer, max_length = setup["tokenizer"], self.task.max_length
         dev = encode(tokenizer, self.data.dev, max_length)
         config = pairs.with_output_dir(setup["trainer"], directory, seed=seed)
+        if self.task.transfer.equal_steps and self.task.uses_transfer(self.recipe_name(variant), variant.terms):
+            config = equal_step_budget(config, len(self.data.train))
         multi = self.task.multi if self.uses_ensemble(variant) else None
         live: dict[str, Any] = {}
         if "layers" in variant.terms:  # intermediate layers: the teacher runs live, its logits serve the kd term too

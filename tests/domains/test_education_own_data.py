@@ -332,3 +332,55 @@ def test_distill_data_select_then_distill_train_on_the_kept_rows(tmp_path):
     summary = json.loads((tmp_path / "report" / "education.json").read_text())
     sizes = summary["tasks"]["answers"]["examples"]
     assert sum(sizes.values()) == len(kept) < len(rows) + 12  # the copies never reached training or evaluation
+
+
+def test_a_teachers_only_sitting_trains_its_members_and_fills_their_stores_for_the_next_sitting(tmp_path, capsys):
+    import sqlite3
+
+    shared = ["students=[tiny]", "vocab_size=200", "tiny_dim=16", "tiny_layers=1", "tiny_trainer.epochs=1",
+              "tiny_trainer.progress=false", "teacher_ensemble=2", "release=[]", "transfer.typos=1",
+              "variants={kd: {task: 0.5, kd: 0.5}, no_kd: {task: 1.0}}"]  # fmt: skip
+    _, summary = own_data_run(tmp_path, *shared, "teacher_members=[1]")
+    assert summary == {"teachers": {"own_answers": [1]}}
+    stages = json.loads((tmp_path / "run" / "stages.json").read_text())
+    assert set(stages) == {"own_answers/teacher1"} and stages["own_answers/teacher1"]["done"]
+    assert not (tmp_path / "report" / "education.md").exists()  # nothing after the teachers
+    index = sqlite3.connect(tmp_path / "run" / "own_answers" / "teacher1_store" / "index.sqlite")
+    assert index.execute("select count(*) from outputs").fetchone()[0] == 2 * 43  # train 43 + their typo copies
+    capsys.readouterr()
+    _, summary = own_data_run(tmp_path, *shared)  # the whole run on the same directory takes the member as built
+    assert "[own_answers/teacher1] up to date" in capsys.readouterr().out
+    assert {"own_answers_teacher_member0", "own_answers_teacher_member1"} <= set(summary["models"])
+
+
+def test_the_full_profile_gives_each_task_its_own_teachers_variants_and_transfer_set():
+    from domains.education.pipeline import pair_task
+    from domains.education.recipe import PROFILES, EducationRecipe
+
+    recipe = build_config(EducationRecipe, {}, PROFILES["full"])
+    sra, verifier = pair_task(recipe, "sra"), pair_task(recipe, "verifier")
+    assert sra.ensemble == 3 and sra.transfer_used and sra.ensemble_variants == ["ensemble", "end2", "combined"]
+    assert verifier.ensemble == 1 and not verifier.transfer_used  # the verifier's variants are none of those
+    assert list(verifier.variants) == ["no_kd", "kd"] and verifier.ensemble_variants == []
+    pack = bare_pack(student_variants={"tiny": ["kd", "no_kd"]})
+    assert [v.name for v in pack.variants()] == ["t_tiny_kd", "t_tiny_no_kd"]  # the 2-layer / tiny split
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("student_variants={tiny: [nope]}", r"student_variants.tiny: unknown variants \['nope'\]"),
+    ("teacher_members=[2]", r"teacher_members.*choose from \[0, 1\]"),
+    ("ensemble_tasks=[verifier]", r"ensemble_tasks.*choose from sra"),
+])  # fmt: skip
+def test_per_task_and_per_student_settings_name_what_exists(setting, message):
+    from domains.education.recipe import EducationRecipe
+
+    with pytest.raises(ConfigError, match=message):
+        build_config(EducationRecipe, {}, ["tasks=[sra]", "teacher_ensemble=2", setting])
+
+
+def test_a_transfer_set_student_at_equal_steps_trains_as_long_as_its_twin():
+    from suite.pair_pack import equal_step_budget
+    from suite.trainer import TrainerConfig
+
+    config = equal_step_budget(TrainerConfig(epochs=6, batch_size=32), labelled=100)
+    assert (config.max_steps, config.eval_every, config.epochs) == (6 * 4, 4, 6)  # 4 batches an epoch, labelled only
