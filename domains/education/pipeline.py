@@ -28,7 +28,15 @@ from domains.education.own_data import load_own
 from domains.education.recipe import OWN_DATA_RUBRIC, SRA_RUBRIC, VERIFIER_RUBRIC, EducationRecipe
 from suite.augment import TransferConfig
 from suite.errors import ConfigError
-from suite.pair_pack import PairData, PairTask, fill_teacher_store, release_pair_models, run_pair_task
+from suite.pair_pack import (
+    PairClassificationPack,
+    PairData,
+    PairTask,
+    fill_teacher_store,
+    release_pair_models,
+    run_pair_task,
+)
+from suite.runner import train_variants
 from suite.stages import StageLedger
 
 PERTURBATION = "char_typos"  # answers typed in a hurry: the noise a school deployment sees most
@@ -140,6 +148,18 @@ def train_teachers(recipe: EducationRecipe, ledger: StageLedger, resume: bool) -
     return {"teachers": built}
 
 
+def train_students(recipe: EducationRecipe, ledger: StageLedger, resume: bool) -> dict[str, Any]:
+    """A students-only sitting: teachers (reused or built), stores, then the student stages of this sitting's tasks
+    and seeds; no evaluation, export or report (the publishing sitting reuses the students)."""
+    built = {}
+    for task in recipe.tasks:
+        spec = pair_task(recipe, task)
+        pack = PairClassificationPack(spec, load_task(recipe, task), split_metrics, ledger, resume)
+        built[task] = [f"{t.variant.name}-s{t.seed}" for t in train_variants(pack, ledger, after=spec.teacher_stages)]
+    print("students-only sitting done: " + ", ".join(f"{t} {len(v)} students" for t, v in built.items()))
+    return {"students": built}
+
+
 def run(recipe: EducationRecipe, resume: bool = False) -> dict[str, Any]:
     """Run every task of the recipe end to end and write the report; returns the summary."""
     from domains.education.report import write_model_card, write_report
@@ -149,6 +169,8 @@ def run(recipe: EducationRecipe, resume: bool = False) -> dict[str, Any]:
     started, ledger, out = time.perf_counter(), StageLedger(recipe.output_dir), Path(recipe.output_dir)
     if recipe.teacher_members:
         return train_teachers(recipe, ledger, resume)
+    if recipe.students_only:
+        return train_students(recipe, ledger, resume)
     results = [run_pair_task(pair_task(recipe, task), load_task(recipe, task), split_metrics, ledger, out, resume)
                for task in recipe.tasks]  # fmt: skip
     doc = write_report(recipe, results, seconds=time.perf_counter() - started)

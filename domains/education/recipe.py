@@ -111,6 +111,11 @@ class EducationRecipe(RunOutputs):
         metadata={"help": "train only these teachers (ensemble members, 0 first) and stop: a sitting that trains "
                   "teachers beside another on the same run directory (empty: the whole run)"},
     )  # fmt: skip
+    students_only: bool = field(
+        default=False,
+        metadata={"help": "stop after the student stages: a sitting that trains some seeds or tasks beside another "
+                  "(the report comes from a sitting without it)"},
+    )  # fmt: skip
     multi_teacher: MultiTeacherConfig = field(
         default_factory=MultiTeacherConfig,
         metadata={"help": "how an ensemble's teachers combine: weighting, conflicts, temperature (survey Eq. 7-8)"},
@@ -186,6 +191,8 @@ class EducationRecipe(RunOutputs):
         check(set(self.ensemble_tasks) <= set(self.tasks), "ensemble_tasks", f"choose from {', '.join(self.tasks)}")
         members = range(self.teacher_ensemble)
         check(set(self.teacher_members) <= set(members), "teacher_members", f"choose from {list(members)}")
+        check(not (self.teacher_members and self.students_only), "students_only",
+              "a sitting trains teachers (teacher_members) or students, not both")  # fmt: skip
         for name, terms in every_variant.items():
             unknown = sorted(set(terms) - set(PAIR_TERMS))
             check(not unknown, f"variants.{name}", f"unknown terms {unknown}; choose from {', '.join(PAIR_TERMS)}")

@@ -334,7 +334,7 @@ def test_distill_data_select_then_distill_train_on_the_kept_rows(tmp_path):
     assert sum(sizes.values()) == len(kept) < len(rows) + 12  # the copies never reached training or evaluation
 
 
-def test_a_teachers_only_sitting_trains_its_members_and_fills_their_stores_for_the_next_sitting(tmp_path, capsys):
+def test_teachers_only_then_students_only_sittings_are_reused_by_the_publishing_sitting(tmp_path, capsys):
     import sqlite3
 
     shared = ["students=[tiny]", "vocab_size=200", "tiny_dim=16", "tiny_layers=1", "tiny_trainer.epochs=1",
@@ -348,9 +348,15 @@ def test_a_teachers_only_sitting_trains_its_members_and_fills_their_stores_for_t
     index = sqlite3.connect(tmp_path / "run" / "own_answers" / "teacher1_store" / "index.sqlite")
     assert index.execute("select count(*) from outputs").fetchone()[0] == 2 * 43  # train 43 + their typo copies
     capsys.readouterr()
-    _, summary = own_data_run(tmp_path, *shared)  # the whole run on the same directory takes the member as built
+    _, summary = own_data_run(tmp_path, *shared, "students_only=true")  # then the students, and nothing after
     assert "[own_answers/teacher1] up to date" in capsys.readouterr().out
+    assert summary == {"students": {"own_answers": ["own_answers_tiny_kd-s0", "own_answers_tiny_no_kd-s0"]}}
+    assert not (tmp_path / "report" / "education.md").exists()
+    _, summary = own_data_run(tmp_path, *shared)  # the whole run on the same directory takes them as built
+    out = capsys.readouterr().out
+    assert "[students/own_answers_tiny_kd-s0] up to date" in out and "fine-tuning" not in out
     assert {"own_answers_teacher_member0", "own_answers_teacher_member1"} <= set(summary["models"])
+    assert (tmp_path / "report" / "education.md").exists()
 
 
 def test_the_full_profile_gives_each_task_its_own_teachers_variants_and_transfer_set():
@@ -370,12 +376,13 @@ def test_the_full_profile_gives_each_task_its_own_teachers_variants_and_transfer
     ("student_variants={tiny: [nope]}", r"student_variants.tiny: unknown variants \['nope'\]"),
     ("teacher_members=[2]", r"teacher_members.*choose from \[0, 1\]"),
     ("ensemble_tasks=[verifier]", r"ensemble_tasks.*choose from sra"),
+    ("teacher_members=[0]\nstudents_only=true", r"students_only.*not both"),
 ])  # fmt: skip
 def test_per_task_and_per_student_settings_name_what_exists(setting, message):
     from domains.education.recipe import EducationRecipe
 
     with pytest.raises(ConfigError, match=message):
-        build_config(EducationRecipe, {}, ["tasks=[sra]", "teacher_ensemble=2", setting])
+        build_config(EducationRecipe, {}, ["tasks=[sra]", "teacher_ensemble=2", *setting.split("\n")])
 
 
 def test_a_transfer_set_student_at_equal_steps_trains_as_long_as_its_twin():
