@@ -12,18 +12,20 @@ the fingerprints of the stages it depends on, in ``<root>/stages.json``. On a re
 
 Several processes may share one run directory when each runs its own stages (``--set tasks=[a]`` in one,
 ``tasks=[b]`` in another): every save re-reads the ledger under a lock and writes back only this process's stages,
-so neither forgets what the other finished.
+so neither forgets what the other finished. A stage is built under its own lock: a process that reaches a stage
+another is building waits, then reuses it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -82,6 +84,27 @@ class StageLedger:
         """Run stage ``name`` in ``directory`` (default ``root/name``) unless it is finished with the same
         fingerprint, in which case ``load(directory)`` returns what it built. Without ``load`` a finished stage is
         built again over its own outputs (for stages that are cheap or reuse their files themselves)."""
+        with self._building(name):
+            return self._run(name, inputs, build, load, after, directory)
+
+    @contextlib.contextmanager
+    def _building(self, name: str) -> Iterator[None]:
+        """Hold stage ``name``'s lock: a sitting reaching a stage another sitting is building waits for it, then
+        finds it finished (instead of rebuilding it over the other's files), and reads what other sittings
+        recorded since it started."""
+        locks = self.root / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with open(locks / (name.replace("/", "__") + ".lock"), "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.log(f"[{name}] another sitting is building it: waiting")
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            self.records = self._read() | {n: self.records[n] for n in self._written}
+            yield
+
+    def _run(self, name: str, inputs: Any, build: Callable[[Path], T], load: Callable[[Path], T] | None,
+             after: Sequence[str], directory: str | Path | None) -> T:  # fmt: skip
         out = Path(directory) if directory is not None else self.root / name
         key = fingerprint({"inputs": inputs, "after": {a: self.fingerprint_of(a) for a in after}})
         record = self.records.get(name)

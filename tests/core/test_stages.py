@@ -103,3 +103,34 @@ def test_a_finished_stage_records_and_logs_its_build_time(tmp_path: Path) -> Non
     record = json.loads((tmp_path / "stages.json").read_text())["teacher"]
     assert record["done"] and record["seconds"] >= 0.2
     assert logged[-1] == "[teacher] built in 0 s"
+
+
+def test_a_sitting_that_reaches_a_stage_another_is_building_waits_and_reuses_it(tmp_path):
+    import threading
+
+    built, logs = [], []
+    started = threading.Event()
+
+    def slow_build(out):
+        started.set()
+        time.sleep(0.5)  # the second sitting arrives meanwhile
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "weights").write_text("trained once")
+        built.append(threading.current_thread().name)
+        return "built"
+
+    def sitting(name):
+        ledger = StageLedger(tmp_path, log=logs.append)  # each sitting reads the ledger when it starts
+        results[name] = ledger.run("teacher", {"lr": 1}, slow_build, load=lambda out: (out / "weights").read_text())
+
+    results: dict[str, str] = {}
+    first = threading.Thread(target=sitting, args=("first",), name="first")
+    first.start()
+    started.wait()
+    second = threading.Thread(target=sitting, args=("second",), name="second")
+    second.start()
+    first.join()
+    second.join()
+    assert built == ["first"] and results == {"first": "built", "second": "trained once"}
+    assert "[teacher] another sitting is building it: waiting" in logs
+    assert "[teacher] up to date: reusing " + str(tmp_path / "teacher") in logs
