@@ -363,6 +363,7 @@ def test_the_full_profile_gives_each_task_its_own_teachers_variants_and_transfer
     from domains.education.pipeline import pair_task
     from domains.education.recipe import PROFILES, EducationRecipe
 
+    assert build_config(EducationRecipe, {}, [*PROFILES["full"], "tasks=[verifier]"]).ensemble_tasks == ["sra"]
     recipe = build_config(EducationRecipe, {}, PROFILES["full"])
     sra, verifier = pair_task(recipe, "sra"), pair_task(recipe, "verifier")
     assert sra.ensemble == 3 and sra.transfer_used and sra.ensemble_variants == ["ensemble", "end2", "combined"]
@@ -375,7 +376,7 @@ def test_the_full_profile_gives_each_task_its_own_teachers_variants_and_transfer
 @pytest.mark.parametrize("setting, message", [
     ("student_variants={tiny: [nope]}", r"student_variants.tiny: unknown variants \['nope'\]"),
     ("teacher_members=[2]", r"teacher_members.*choose from \[0, 1\]"),
-    ("ensemble_tasks=[verifier]", r"ensemble_tasks.*choose from sra"),
+    ("ensemble_tasks=[nope]", r"ensemble_tasks.*choose from sra, verifier"),
     ("teacher_members=[0]\nstudents_only=true", r"students_only.*not both"),
 ])  # fmt: skip
 def test_per_task_and_per_student_settings_name_what_exists(setting, message):
