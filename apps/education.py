@@ -207,10 +207,18 @@ def header_markdown(run: Path, names: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def released_student() -> str:
+    """The scorer ``models/education/release.json`` ships (the full run chooses it), the app's default student."""
+    path = RELEASED / "release.json"
+    return next(iter(json.loads(path.read_text(encoding="utf-8"))["models"])) if path.is_file() else "sra_tiny_kd"
+
+
 def build_app(
-    run_dir: str | Path | None = None, student: str = "sra_tiny_kd", teacher: str = "sra_teacher"
+    run_dir: str | Path | None = None, student: str | None = None, teacher: str = "sra_teacher"
 ) -> gr.Blocks:
-    """The app over ``<run_dir>/export/{student,teacher}``; ``distill app education`` calls it with no arguments."""
+    """The app over ``<run_dir>/export/{student,teacher}`` (default student: the released one);
+    ``distill app education`` calls it with no arguments."""
+    student = student or released_student()
     import gradio as gr
 
     run = resolve_run_dir(run_dir)

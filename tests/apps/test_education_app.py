@@ -219,3 +219,14 @@ def test_an_unsure_score_asks_for_a_teachers_look():
 
     assert review_of(0.6) == REVIEW and review_of(0.3) == REVIEW  # top probability 0.6 and 0.7
     assert review_of(0.9) == "" and review_of(0.1) == ""
+
+
+def test_the_default_student_is_the_one_the_release_ships(tmp_path, monkeypatch):
+    import json
+
+    import apps.education as app
+
+    monkeypatch.setattr(app, "RELEASED", tmp_path)
+    assert app.released_student() == "sra_tiny_kd"  # nothing released yet
+    (tmp_path / "release.json").write_text(json.dumps({"models": {"sra_tiny_combined": {}}}))
+    assert app.released_student() == "sra_tiny_combined"
