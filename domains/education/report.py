@@ -18,6 +18,7 @@ from suite.report import (
     paired_seed_table,
     retention_goals,
     run_summary,
+    split_bars,
     teacher_flags,
     teacher_vs_baselines,
     write_markdown,
@@ -61,6 +62,17 @@ def plots(result: TaskResult, out_dir: Path) -> list[str]:
     )
     if path is not None:
         lines.append(f"![accuracy vs latency]({out_dir.name}/{path.name})")
+    shown = {n: r for n, r in result.results.items() if (r.role != "student" and "_member" not in n)
+             or (n.startswith(f"{task}_tiny_") and "_without_t" not in n)}  # fmt: skip
+    splits = list(result.pack.data.tests)[:2]
+    bars = split_bars(
+        shown,
+        splits,
+        "accuracy",
+        out_dir / f"{task}_tiny_variants.png",
+        f"{task}: every tiny variant beside the teacher and the baselines (mean ± std over seeds)",
+    )
+    lines.append(f"![tiny variants]({out_dir.name}/{bars.name})")
     labels = labels_of(result.pack.data.tests[split])
     for name in (f"{task}_teacher", f"{task}_tiny_kd", f"{task}_tiny_no_kd"):
         if name in result.pack.probs:

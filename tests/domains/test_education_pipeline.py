@@ -118,7 +118,12 @@ def test_report_and_model_card_state_the_command_and_the_numbers(education_run):
     _, summary, root = education_run
     report = (root / "report" / "education.md").read_text()
     assert summary["command"] in report and "physical cores" in report
-    for figure in ("sra_accuracy_vs_latency.png", "reliability_sra_teacher.png", "reliability_verifier_tiny_kd.png"):
+    for figure in (
+        "sra_accuracy_vs_latency.png",
+        "reliability_sra_teacher.png",
+        "reliability_verifier_tiny_kd.png",
+        "sra_tiny_variants.png",
+    ):
         assert (root / "report" / "education" / figure).stat().st_size > 1000
         assert figure in report
     mean = summary["models"]["sra_tiny_kd"]["metrics"]["unseen_answers"]["accuracy"]
