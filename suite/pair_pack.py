@@ -224,14 +224,26 @@ def equal_step_budget(config: TrainerConfig, labelled: int) -> TrainerConfig:
     return dataclasses.replace(config, max_steps=config.epochs * per_epoch, eval_every=per_epoch)
 
 
-def fill_teacher_store(task: PairTask, data: PairData, ledger: StageLedger, resume: bool, member: int = 0) -> int:
-    """Ensemble member ``member``'s teacher stage, then its store on the training and transfer pairs: what a
-    teachers-only sitting does beside another sitting on the same run directory. Returns the pairs stored."""
-    teacher, task_dir = prepare_teacher(task, data, ledger, resume, member), ledger.root / task.name
-    extra = transfer_set(task, data)
-    pairs.stored_teacher_logits(teacher, [(e.text, e.text_pair) for e in data.train] + extra,
-                                store_dir(task_dir, member))  # fmt: skip
-    return len(data.train) + len(extra)
+def fill_teacher_stores(task: PairTask, data: PairData, ledger: StageLedger, resume: bool,
+                        members: list[int]) -> int:  # fmt: skip
+    """Ensemble members ``members``' teacher stages, then each one's store on the training and transfer pairs: a
+    teachers-only sitting beside other sittings on the same run directory (stage names, fingerprints and stored
+    outputs do not depend on the sitting, so the others reuse them). Returns the pairs stored per member."""
+    extra = transfer_set(task, data) if members else []  # built once: the neighbour table costs a MiniLM pass
+    inputs, task_dir = [(e.text, e.text_pair) for e in data.train] + extra, ledger.root / task.name
+    for member in members:
+        teacher = prepare_teacher(task, data, ledger, resume, member)
+        pairs.stored_teacher_logits(teacher, inputs, store_dir(task_dir, member))
+        print(f"[{task.name}] teacher {member}: {len(inputs)} pairs in its store")
+    return len(inputs)
+
+
+def train_pair_students(task: PairTask, data: PairData, metrics: MetricFn, ledger: StageLedger,
+                        resume: bool) -> list[str]:  # fmt: skip
+    """A students-only sitting: teachers (reused or built), stores, then the student stages of ``task``'s seeds; no
+    evaluation, export or report (the publishing sitting reuses the students). Returns ``variant-s<seed>`` names."""
+    pack = PairClassificationPack(task, data, metrics, ledger, resume)
+    return [f"{t.variant.name}-s{t.seed}" for t in train_variants(pack, ledger, after=task.teacher_stages)]
 
 
 def member_trainer(task: PairTask, member: int) -> TrainerConfig:

@@ -29,14 +29,13 @@ from domains.education.recipe import OWN_DATA_RUBRIC, SRA_RUBRIC, VERIFIER_RUBRI
 from suite.augment import TransferConfig
 from suite.errors import ConfigError
 from suite.pair_pack import (
-    PairClassificationPack,
     PairData,
     PairTask,
-    fill_teacher_store,
+    fill_teacher_stores,
     release_pair_models,
     run_pair_task,
+    train_pair_students,
 )
-from suite.runner import train_variants
 from suite.stages import StageLedger
 
 PERTURBATION = "char_typos"  # answers typed in a hurry: the noise a school deployment sees most
@@ -133,29 +132,20 @@ def split_metrics(probs: np.ndarray, labels: np.ndarray, noisy_probs: np.ndarray
 
 
 def train_teachers(recipe: EducationRecipe, ledger: StageLedger, resume: bool) -> dict[str, Any]:
-    """A teachers-only sitting: the teacher stages of ``teacher_members`` for every task and their stores (training
-    and transfer pairs), nothing after them. Another sitting on the same run directory reuses both (stage names,
-    fingerprints and stored outputs do not depend on the sitting)."""
+    """A teachers-only sitting: the teacher stages of ``teacher_members`` for every task and their stores."""
     built = {}
     for task in recipe.tasks:
-        spec, data = pair_task(recipe, task), load_task(recipe, task)
-        members = [m for m in recipe.teacher_members if m < spec.ensemble]
-        for member in members:
-            stored = fill_teacher_store(spec, data, ledger, resume, member)
-            print(f"[{task}] teacher {member}: {stored} pairs in its store")
-        built[task] = members
+        spec = pair_task(recipe, task)
+        built[task] = [m for m in recipe.teacher_members if m < spec.ensemble]
+        fill_teacher_stores(spec, load_task(recipe, task), ledger, resume, built[task])
     print("teachers-only sitting done: " + ", ".join(f"{t} members {m}" for t, m in built.items()))
     return {"teachers": built}
 
 
 def train_students(recipe: EducationRecipe, ledger: StageLedger, resume: bool) -> dict[str, Any]:
-    """A students-only sitting: teachers (reused or built), stores, then the student stages of this sitting's tasks
-    and seeds; no evaluation, export or report (the publishing sitting reuses the students)."""
-    built = {}
-    for task in recipe.tasks:
-        spec = pair_task(recipe, task)
-        pack = PairClassificationPack(spec, load_task(recipe, task), split_metrics, ledger, resume)
-        built[task] = [f"{t.variant.name}-s{t.seed}" for t in train_variants(pack, ledger, after=spec.teacher_stages)]
+    """A students-only sitting: this sitting's tasks' and seeds' students, trained and kept for the publishing one."""
+    built = {task: train_pair_students(pair_task(recipe, task), load_task(recipe, task), split_metrics, ledger, resume)
+             for task in recipe.tasks}  # fmt: skip
     print("students-only sitting done: " + ", ".join(f"{t} {len(v)} students" for t, v in built.items()))
     return {"students": built}
 
