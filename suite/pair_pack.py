@@ -87,7 +87,9 @@ class PairTask:
     seeds: dict[str, list[int]]  # student -> seeds
     variants: dict[str, dict[str, float]]  # variant -> {term: weight}
     kd: SoftLabelKDConfig
-    tiny: dict[str, int]  # dim, layers, vocab_size
+    # dim, layers, vocab_size; embed_init 'minilm': its token embedding starts from MiniLM; segments: a pair's two
+    # texts get their own segment embeddings
+    tiny: dict[str, Any]
     int8: bool = True
     bench_repeats: int = 60
     progress: bool = True
@@ -358,6 +360,8 @@ class PairClassificationPack(Pack):
             settings |= {"multi": self.task.multi, "members": self.members(variant)}
         if self.task.uses_transfer(self.recipe_name(variant), variant.terms):
             settings["transfer"] = self.task.transfer
+        if "token_vectors" in setup:
+            settings["embed_init"] = self.task.tiny["embed_init"]
         if "layers" in variant.terms:
             settings["layer_map"] = self.task.layer_map
         if "exits" in variant.terms:
@@ -390,6 +394,8 @@ class PairClassificationPack(Pack):
         print(f"[{self.task.name}] {variant.name} seed {seed}: {terms}")
         torch.manual_seed(seed)
         student = build_student(setup["registry"], **setup["kwargs"])
+        if "token_vectors" in setup:
+            start_token_embedding(student, setup["token_vectors"])
         if setup["registry"] == "minilm-truncated":  # pretrained embeddings: keep them, train the layers
             student.get_input_embeddings().weight.requires_grad_(False)
         tokenizer, max_length = setup["tokenizer"], self.task.max_length
@@ -586,7 +592,7 @@ class PairClassificationPack(Pack):
 def student_setup(task: PairTask, arch: str, data: PairData) -> dict[str, Any]:
     """Registry name, kwargs, tokenizer and trainer of one student architecture (``tiny`` or ``minilm2``)."""
     from suite.hub import load_minilm
-    from suite.students.text import build_vocab_tokenizer
+    from suite.students.text import build_vocab_tokenizer, minilm_token_vectors
 
     labels = len(task.labels)
     if arch == "tiny":
@@ -594,11 +600,27 @@ def student_setup(task: PairTask, arch: str, data: PairData) -> dict[str, Any]:
         kwargs = {"vocab_size": len(tokenizer), "num_labels": labels, "dim": task.tiny["dim"],
                   "layers": task.tiny["layers"], "max_len": task.max_length,
                   "pad_id": tokenizer.pad_token_id}  # fmt: skip
-        return {"registry": "tiny-text-arch", "kwargs": kwargs, "tokenizer": tokenizer, "trainer": task.students[arch]}
+        if task.tiny.get("segments"):  # only then: students saved before segments rebuild from the same kwargs
+            kwargs["sep_id"] = tokenizer.sep_token_id
+        setup = {"registry": "tiny-text-arch", "kwargs": kwargs, "tokenizer": tokenizer,
+                 "trainer": task.students[arch]}  # fmt: skip
+        if task.tiny.get("embed_init", "none") == "minilm":  # once per task: every variant and seed starts from it
+            vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+            setup["token_vectors"] = minilm_token_vectors(vocab, kwargs["dim"])
+        return setup
     _, tokenizer = load_minilm(num_labels=labels, num_layers=2)
     tokenizer.model_max_length = task.max_length
     return {"registry": "minilm-truncated", "kwargs": {"num_labels": labels}, "tokenizer": tokenizer,
             "trainer": task.students[arch]}  # fmt: skip
+
+
+@torch.no_grad()
+def start_token_embedding(student: torch.nn.Module, vectors: torch.Tensor) -> None:
+    """Copy ``vectors`` into a tiny student's token embedding; its padding row stays zero."""
+    embedding = student.token_embedding
+    embedding.weight.copy_(vectors)
+    if embedding.padding_idx is not None:
+        embedding.weight[embedding.padding_idx] = 0.0
 
 
 def write_eval_data(data_dir: Path, tests: dict[str, list[Example]]) -> None:

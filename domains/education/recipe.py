@@ -91,6 +91,13 @@ class EducationRecipe(RunOutputs):
     tiny_dim: int = field(default=64, metadata={"help": "tiny student width"})
     tiny_layers: int = field(default=2, metadata={"help": "tiny student transformer layers"})
     vocab_size: int = field(default=6000, metadata={"help": "WordPiece vocabulary learned for the tiny student"})
+    tiny_segments: bool = field(
+        default=False, metadata={"help": "give the tiny student segment embeddings: context vs answer (as BERT's)"}
+    )
+    tiny_embed_init: str = field(
+        default="none",
+        metadata={"help": "none | minilm: start the tiny student's token embedding from MiniLM's view of each piece"},
+    )
     variants: dict[str, dict[str, float]] = field(
         default_factory=lambda: {"kd": {"task": 0.5, "kd": 0.5}, "no_kd": {"task": 1.0}},
         metadata={"help": "students' loss variants: name -> {term: weight}; terms: task (hard-label CE), kd "
@@ -198,6 +205,7 @@ class EducationRecipe(RunOutputs):
             unknown = sorted(set(terms) - set(PAIR_TERMS))
             check(not unknown, f"variants.{name}", f"unknown terms {unknown}; choose from {', '.join(PAIR_TERMS)}")
             check(bool(terms) and all(w >= 0 for w in terms.values()), f"variants.{name}", "non-negative weights")
+        check(self.tiny_embed_init in ("none", "minilm"), "tiny_embed_init", "must be none or minilm")
         check(min(self.sra_max_length, self.verifier_max_length) >= 16, "max_length", "must be >= 16")
         check(self.bench_repeats >= 5, "bench_repeats", "must be >= 5 (p99 of fewer runs means little)")
 

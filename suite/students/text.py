@@ -76,6 +76,12 @@ class EncoderLayer(nn.Module):
         return self.ffn_norm(x + self.dropout(self.ffn(x)))
 
 
+def second_segment(input_ids: torch.Tensor, sep_id: int) -> torch.Tensor:
+    """1 for the tokens after the first ``[SEP]`` (the second text of a pair), else 0; the ``[SEP]`` itself is 0."""
+    is_sep = (input_ids == sep_id).long()
+    return ((is_sep.cumsum(dim=1) - is_sep) > 0).long()
+
+
 class TinyTextClassifier(nn.Module):
     """A sub-1M-parameter Transformer classifier for distilling a fine-tuned encoder.
 
@@ -86,6 +92,10 @@ class TinyTextClassifier(nn.Module):
 
     Exports to ONNX with dynamic batch and sequence axes: the padding mask is explicit (``masked_fill`` on the
     attention scores) and there are no nested tensors or fused attention kernels.
+
+    ``sep_id``: for pairs (``[CLS] a [SEP] b [SEP]``), a two-row segment embedding marks the tokens after the first
+    ``[SEP]`` as the second text, as BERT's token types do; the segment is read off ``input_ids``, so the exported
+    graph keeps its two inputs. Without it the student must tell a reference from an answer by position alone.
     """
 
     tokenizer: Any = None  # set by the factories; not part of the state dict
@@ -101,6 +111,7 @@ class TinyTextClassifier(nn.Module):
         max_len: int = 256,
         dropout: float = 0.1,
         pad_id: int = 0,
+        sep_id: int | None = None,
     ):
         super().__init__()
         if dim % heads:
@@ -108,6 +119,8 @@ class TinyTextClassifier(nn.Module):
         self.max_len = max_len
         self.token_embedding = nn.Embedding(vocab_size, dim, padding_idx=pad_id)
         self.position_embedding = nn.Embedding(max_len, dim)
+        self.sep_id = sep_id
+        self.segment_embedding = nn.Embedding(2, dim) if sep_id is not None else None
         self.embedding_norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(EncoderLayer(dim, heads, ffn, dropout) for _ in range(layers))
@@ -119,6 +132,8 @@ class TinyTextClassifier(nn.Module):
         # token_type_ids is accepted for call parity with BERT teachers; one segment embedding would be dead weight.
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         x = self.token_embedding(input_ids) + self.position_embedding(positions)  # (B, T, D)
+        if self.segment_embedding is not None:
+            x = x + self.segment_embedding(second_segment(input_ids, self.sep_id))
         x = self.dropout(self.embedding_norm(x))
         padding = attention_mask == 0
         hidden_states = [x]
@@ -328,3 +343,30 @@ def wordpiece_tokenizer(vocab: list[str], model_max_length: int = 256) -> PreTra
         mask_token="[MASK]",
         model_max_length=model_max_length,
     )
+
+
+@torch.no_grad()
+def minilm_token_vectors(vocab: list[str], dim: int, batch_size: int = 256) -> torch.Tensor:
+    """A (len(vocab), dim) starting table for a small student's token embedding: each piece's all-MiniLM-L6-v2
+    sentence embedding (``##`` stripped), centred and projected on its top ``dim`` principal directions.
+
+    A student trained from scratch on a few thousand pairs learns which words co-occur with a label, not that two
+    words mean the same; starting its embedding from a pretrained encoder's view of each word gives it that (the
+    word-vector initialisation of Tang et al. 2019, "Distilling task-specific knowledge from BERT into simple
+    neural networks"). Scaled to unit variance per coordinate, like ``nn.Embedding``'s own initialisation.
+    """
+    model, tokenizer = hub.load_minilm()
+    model.eval()
+    words = [piece[2:] if piece.startswith("##") else piece for piece in vocab]
+    vectors = []
+    for start in range(0, len(words), batch_size):
+        batch = tokenizer(words[start : start + batch_size], padding=True, return_tensors="pt")
+        hidden = model(**batch).last_hidden_state
+        vectors.append(masked_mean(hidden, batch["attention_mask"]))
+    table = torch.cat(vectors)
+    table = table - table.mean(dim=0)
+    if dim > min(table.shape):
+        raise ConfigError(f"dim: {dim} needs at least {dim} vocabulary pieces and <= 384 (MiniLM's width)")
+    _, _, directions = torch.linalg.svd(table, full_matrices=False)
+    projected = table @ directions[:dim].T
+    return projected / projected.std(dim=0, keepdim=True).clamp_min(1e-6)

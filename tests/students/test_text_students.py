@@ -7,6 +7,8 @@ import torch
 from torch import nn
 from transformers import AutoTokenizer
 
+from suite.errors import ConfigError
+from suite.pair_pack import start_token_embedding
 from suite.students import build_student
 from suite.students.text import (
     MiniLMClassifier,
@@ -15,6 +17,8 @@ from suite.students.text import (
     count_parameters,
     learn_wordpiece_vocab,
     masked_mean,
+    minilm_token_vectors,
+    second_segment,
     tiny_text_classifier,
 )
 
@@ -92,7 +96,8 @@ def test_vocab_tokenizer_is_deterministic_and_round_trips(tokenizer, tmp_path):
     assert tokenizer.convert_ids_to_tokens([ids[0], ids[-1]]) == ["[CLS]", "[SEP]"]
 
 
-def test_tiny_student_exports_to_onnx_with_dynamic_batch_and_length(tokenizer, tmp_path):
+@pytest.mark.parametrize("with_segments", [False, True])
+def test_tiny_student_exports_to_onnx_with_dynamic_batch_and_length(tokenizer, tmp_path, with_segments):
     import onnxruntime
 
     class Logits(nn.Module):
@@ -103,7 +108,8 @@ def test_tiny_student_exports_to_onnx_with_dynamic_batch_and_length(tokenizer, t
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
             return self.model(input_ids, attention_mask)["logits"]
 
-    model = Logits(tiny_text_classifier(num_labels=3, tokenizer=tokenizer)).eval()
+    sep_id = tokenizer.sep_token_id if with_segments else None
+    model = Logits(tiny_text_classifier(num_labels=3, tokenizer=tokenizer, sep_id=sep_id)).eval()
     short = tokenizer(["heat"], return_tensors="pt")
     axes = {0: "batch", 1: "time"}
     path = tmp_path / "tiny.onnx"
@@ -111,7 +117,8 @@ def test_tiny_student_exports_to_onnx_with_dynamic_batch_and_length(tokenizer, t
         model, (short["input_ids"], short["attention_mask"]), path, input_names=["input_ids", "attention_mask"],
         dynamic_axes={"input_ids": axes, "attention_mask": axes}, dynamo=False, opset_version=17,
     )  # fmt: skip
-    batch = tokenizer(SENTENCES, padding=True, return_tensors="pt")
+    second = SENTENCES[::-1] if with_segments else None  # pairs: the segment is read off the [SEP] in the graph
+    batch = tokenizer(SENTENCES, second, padding=True, return_tensors="pt")
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (logits,) = session.run(None, {k: batch[k].numpy() for k in ("input_ids", "attention_mask")})
     with torch.no_grad():
@@ -151,3 +158,48 @@ def test_wordpiece_vocab_merges_most_frequent_pair_with_lexicographic_ties():
     assert base[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] and "##w" in base and "w" in base
     assert learn_wordpiece_vocab(counts, vocab_size=len(base) + 3)[len(base) :] == ["##es", "##est", "##ow"]
     assert learn_wordpiece_vocab({"ab": 1, "cd": 1}, vocab_size=100) == learn_wordpiece_vocab({"ab": 1, "cd": 1}, 0)
+
+
+def test_minilm_token_vectors_put_synonyms_closer_than_unrelated_words():
+    vocab = ["[PAD]", "[UNK]", "car", "automobile", "banana", "heat", "##heat", "warm", "cold", "energy", "plant"]
+    vectors = minilm_token_vectors(vocab, dim=8)
+    assert vectors.shape == (len(vocab), 8)
+    assert torch.allclose(vectors.std(dim=0), torch.ones(8), atol=1e-4)
+    torch.testing.assert_close(vectors[5], vectors[6])  # a continuation piece reads as its bare word
+    cosine = torch.nn.functional.cosine_similarity
+    car, automobile, banana = vectors[2], vectors[3], vectors[4]
+    assert cosine(car, automobile, dim=0) > cosine(car, banana, dim=0)
+
+
+def test_minilm_token_vectors_refuse_a_width_the_vocabulary_cannot_span():
+    with pytest.raises(ConfigError, match="dim"):
+        minilm_token_vectors(["[PAD]", "car", "tree"], dim=8)
+
+
+def test_a_started_embedding_keeps_its_padding_row_at_zero(tokenizer):
+    model = tiny_text_classifier(num_labels=2, tokenizer=tokenizer)
+    vectors = torch.randn(len(tokenizer), model.token_embedding.embedding_dim)
+    start_token_embedding(model, vectors)
+    pad = tokenizer.pad_token_id
+    assert model.token_embedding.weight[pad].abs().sum() == 0
+    others = [i for i in range(len(tokenizer)) if i != pad]
+    torch.testing.assert_close(model.token_embedding.weight[others], vectors[others])
+
+
+def test_second_segment_marks_the_tokens_after_the_first_separator():
+    cls, sep, pad = 2, 3, 0
+    ids = torch.tensor([[cls, 7, 8, sep, 9, sep, pad], [cls, 7, sep, pad, pad, pad, pad]])
+    assert second_segment(ids, sep).tolist() == [[0, 0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 1, 1]]
+
+
+def test_a_student_with_segments_reads_which_text_a_token_is_in(tokenizer):
+    torch.manual_seed(0)
+    model = tiny_text_classifier(num_labels=2, tokenizer=tokenizer, sep_id=tokenizer.sep_token_id).eval()
+    pair = tokenizer(["heat flows"], ["warm to cold"], return_tensors="pt")
+    single = tokenizer(["heat flows"], return_tensors="pt")
+    logits = lambda batch: model(batch["input_ids"], batch["attention_mask"])["logits"]  # noqa: E731
+    with torch.no_grad():
+        pair_before, single_before = logits(pair), logits(single)
+        model.segment_embedding.weight[1] += torch.randn(model.segment_embedding.embedding_dim)
+        assert not torch.allclose(logits(pair), pair_before)  # the second text's tokens changed
+        torch.testing.assert_close(logits(single), single_before)  # a single text has no second segment
