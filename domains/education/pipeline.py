@@ -64,12 +64,22 @@ def load_task(recipe: EducationRecipe, task: str) -> PairData:
     train = list(splits["train"])
     random.Random(0).shuffle(train)
     train = train[: recipe.max_train_examples or None]
-    # Dev holds out whole questions/problems, like the unseen-questions test split.
-    dev = [e for e in train if problem_split(e.group, recipe.dev_fraction, salt="dev") == "test"]
-    train = [e for e in train if problem_split(e.group, recipe.dev_fraction, salt="dev") == "train"]
     tests = {name: splits[name][: recipe.max_eval_examples or None] for name in names if name in splits}
+    train, dev = dev_cut(train, recipe.dev_fraction, recipe.dev_answers_fraction if "unseen_answers" in tests else 0)
     noisy = {name: perturbed(examples, recipe.robustness_examples) for name, examples in tests.items()}
     return PairData(train, dev, tests, extra, noisy, rules)
+
+
+def dev_cut(train: list[Example], questions: float, answers: float) -> tuple[list[Example], list[Example]]:
+    """(train, dev): dev holds out whole questions (like the unseen-questions test split) and, for a task also
+    tested on new answers to seen questions, a share of the other questions' answers (like unseen answers), so the
+    checkpoint a run keeps is the one that does both, not the one that happens to do well on a few held-out
+    questions. An answer's cut hashes its text with its question: the same answer twice falls on one side."""
+    held_question = [problem_split(e.group, questions, salt="dev") == "test" for e in train]
+    held_answer = [answers > 0 and problem_split(f"{e.group}\n{e.text_pair}", answers, salt="dev-answers") == "test"
+                   for e in train]  # fmt: skip
+    held = [q or a for q, a in zip(held_question, held_answer, strict=True)]
+    return [e for e, h in zip(train, held, strict=True) if not h], [e for e, h in zip(train, held, strict=True) if h]
 
 
 def task_labels(recipe: EducationRecipe) -> list[str]:

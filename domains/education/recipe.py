@@ -70,6 +70,10 @@ class EducationRecipe(RunOutputs):
         default=300, metadata={"help": "GSM8K train problems whose human rationales augment the teacher (Eq. 4)"}
     )
     dev_fraction: float = field(default=0.1, metadata={"help": "share of training groups held out as dev"})
+    dev_answers_fraction: float = field(
+        default=0.1,
+        metadata={"help": "and share of the other groups' answers held out too, for a task tested on unseen answers"},
+    )
     max_train_examples: int = field(default=0, metadata={"help": "cap per task (0: all)"})
     max_eval_examples: int = field(default=0, metadata={"help": "cap per test split (0: all)"})
     robustness_examples: int = field(default=500, metadata={"help": "examples per split perturbed for the PDR"})
@@ -183,6 +187,7 @@ class EducationRecipe(RunOutputs):
               "the openai teacher needs teacher_url and teacher_served_model")  # fmt: skip
         check(0 < self.verifier_test_fraction < 1, "verifier_test_fraction", "must be in (0, 1)")
         check(0 < self.dev_fraction < 0.5, "dev_fraction", "must be in (0, 0.5)")
+        check(0 <= self.dev_answers_fraction < 0.5, "dev_answers_fraction", "must be in [0, 0.5)")
         check(len(self.seeds) >= 1, "seeds", "at least one seed")
         check(1 <= self.minilm2_seeds <= len(self.seeds), "minilm2_seeds", "must be in [1, len(seeds)]")
         check(self.teacher_ensemble >= 1, "teacher_ensemble", "at least one teacher")

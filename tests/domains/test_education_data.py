@@ -262,3 +262,22 @@ def test_a_rule_in_the_data_becomes_a_baseline_row():
     rows = PairClassificationPack.baselines(pack)
     assert set(rows) == {"toy_majority", "toy_overlap", "toy_letter"}
     assert (rows["toy_letter"]["test"].argmax(1) == [1, 0]).all()
+
+
+def test_dev_holds_out_whole_questions_and_a_share_of_the_other_questions_answers():
+    from domains.education.pipeline import dev_cut
+
+    examples = [Example(f"q{q}", f"answer {a % 7}", a % 2, f"q{q}") for q in range(40) for a in range(30)]
+    train, dev = dev_cut(examples, questions=0.2, answers=0.2)
+    assert sorted(map(id, train + dev)) == sorted(map(id, examples)) and not {id(e) for e in train} & set(map(id, dev))
+    train_groups = {e.group for e in train}
+    whole = {e.group for e in dev} - train_groups
+    assert 3 <= len(whole) <= 14  # held-out questions: none of their answers trains
+    seen = [e for e in dev if e.group in train_groups]
+    assert 0.05 < len(seen) / sum(e.group in train_groups for e in examples) < 0.4  # answers to questions it trains on
+    sides, dev_ids = {}, set(map(id, dev))
+    for e in train + dev:  # the same answer to the same question never sits on both sides
+        sides.setdefault((e.group, e.text_pair), set()).add(id(e) in dev_ids)
+    assert all(len(side) == 1 for side in sides.values())
+    only_questions = dev_cut(examples, questions=0.2, answers=0)[1]
+    assert {e.group for e in only_questions} == whole
