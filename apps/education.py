@@ -33,7 +33,8 @@ MAX_CSV_BYTES = 1_000_000
 MAX_ROWS = 500
 BATCH_SIZE = 64
 PREVIEW_ROWS = 20
-FIELDS = {"question": "Question", "reference_answer": "Reference answer", "student_answer": "Student answer"}
+FIELDS = {"question": "Question", "reference_answer": "Reference answer(s)", "student_answer": "Student answer"}
+HINTS = {"reference_answer": "one per line; the scorer reads them all, as it was trained (sra_pair)"}
 ROLES = ("student", "teacher")
 REVIEW_BELOW = 0.75  # a score whose top class has less probability than this goes to a teacher
 REVIEW = "needs a teacher's look"
@@ -253,7 +254,8 @@ def build_app(
     with gr.Blocks(title="Short-answer scoring", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(header_markdown(run, names))
         with gr.Tab("Score one answer"):
-            fields = [gr.Textbox(label=n, value=EXAMPLE[c], max_length=MAX_CHARS, lines=2) for c, n in FIELDS.items()]
+            fields = [gr.Textbox(label=n, value=EXAMPLE[c], max_length=MAX_CHARS, lines=2, info=HINTS.get(c))
+                      for c, n in FIELDS.items()]  # fmt: skip
             score = gr.Button("Score", variant="primary")
             with gr.Row():
                 outputs = [

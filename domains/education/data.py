@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,9 +34,12 @@ class Example:
         return {"text": self.text, "text_pair": self.text_pair}
 
 
-def sra_pair(question: str, reference: str, answer: str) -> tuple[str, str]:
-    """(question + reference answer, student answer): the cross-encoder input for short-answer scoring."""
-    return f"{question} Reference: {reference}", answer
+def sra_pair(question: str, reference: str | Sequence[str], answer: str) -> tuple[str, str]:
+    """(question + reference answer(s), student answer): the cross-encoder input for short-answer scoring. Several
+    references (Beetle lists up to 14 per question: best, good, minimal) are joined with `` | ``; a string with one
+    reference per line is read as that list, which is how the app takes them."""
+    references = reference.splitlines() if isinstance(reference, str) else list(reference)
+    return f"{question} Reference: {' | '.join(r.strip() for r in references if r.strip())}", answer
 
 
 def verifier_pair(question: str, solution: str) -> tuple[str, str]:
@@ -43,17 +47,18 @@ def verifier_pair(question: str, solution: str) -> tuple[str, str]:
     return question, solution
 
 
-def _sra_example(record: dict[str, Any]) -> Example:
-    text, pair = sra_pair(record["question"], record["reference_answers"][0], record["student_answer"])
+def _sra_example(record: dict[str, Any], references: int) -> Example:
+    text, pair = sra_pair(record["question"], record["reference_answers"][:references], record["student_answer"])
     return Example(text, pair, int(record["label"]), f"{record['corpus']}/{record['question_id']}")
 
 
-def load_sra(path: str | None, corpus: str) -> dict[str, list[Example]]:
-    """train + the official test splits (unseen_domains exists for SciEntsBank only)."""
+def load_sra(path: str | None, corpus: str, references: int = 6) -> dict[str, list[Example]]:
+    """train + the official test splits (unseen_domains exists for SciEntsBank only); each pair shows the first
+    ``references`` reference answers (SciEntsBank has one per question, Beetle up to 14, best ones first)."""
     from suite.data import load_dataset
 
     splits = load_dataset("semeval2013-sra", path=path or None, corpus=corpus)
-    return {name: [_sra_example(r) for r in records] for name, records in splits.items()}
+    return {name: [_sra_example(r, references) for r in records] for name, records in splits.items()}
 
 
 def problem_split(problem_id: str, test_fraction: float, salt: str = "test") -> str:

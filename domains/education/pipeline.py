@@ -54,7 +54,7 @@ def load_task(recipe: EducationRecipe, task: str) -> PairData:
     if recipe.data.path:
         splits, names, extra = load_own(recipe.data)[1], OWN_SPLITS, []
     elif task == "sra":
-        splits, names, extra = load_sra(recipe.sra_path, recipe.sra_corpus), SRA_SPLITS, []
+        splits, names, extra = load_sra(recipe.sra_path, recipe.sra_corpus, recipe.sra_references), SRA_SPLITS, []
     else:
         splits = load_verifier(recipe.gsm8k_path, recipe.verifier_test_fraction, recipe.verifier_rationales,
                                seed=recipe.seeds[0], agreement=recipe.verifier_agreement)  # fmt: skip

@@ -36,7 +36,8 @@ VERIFIER_RUBRIC = (
 
 
 def _sra_teacher_trainer() -> TrainerConfig:
-    return TrainerConfig(epochs=2, batch_size=32, lr=1e-4, warmup_ratio=0.1, log_every=20, group_by_length=True)
+    # 4 epochs: with 6 references per pair, unseen-answers accuracy went 0.667 / 0.740 / 0.785 over epochs 1-3 of 4
+    return TrainerConfig(epochs=4, batch_size=32, lr=1e-4, warmup_ratio=0.1, log_every=20, group_by_length=True)
 
 
 def _verifier_teacher_trainer() -> TrainerConfig:
@@ -61,6 +62,9 @@ class EducationRecipe(RunOutputs):
     data: OwnData = field(default_factory=OwnData, metadata={"help": "your own graded answers (data.path=...)"})
     sra_path: str = field(default="", metadata={"help": "SemEval folder (empty: dataset registry)"})
     sra_corpus: str = field(default="both", metadata={"help": "sciEntsBank | beetle | both"})
+    sra_references: int = field(
+        default=6, metadata={"help": "reference answers shown per pair (Beetle has up to 14; the first are the best)"}
+    )
     gsm8k_path: str = field(default="", metadata={"help": "GSM8K folder (empty: dataset registry)"})
     verifier_test_fraction: float = field(default=0.3, metadata={"help": "share of GSM8K problems held out"})
     verifier_agreement: bool = field(
@@ -96,10 +100,10 @@ class EducationRecipe(RunOutputs):
     tiny_layers: int = field(default=2, metadata={"help": "tiny student transformer layers"})
     vocab_size: int = field(default=6000, metadata={"help": "WordPiece vocabulary learned for the tiny student"})
     tiny_segments: bool = field(
-        default=False, metadata={"help": "give the tiny student segment embeddings: context vs answer (as BERT's)"}
+        default=True, metadata={"help": "give the tiny student segment embeddings: context vs answer (as BERT's)"}
     )
     tiny_embed_init: str = field(
-        default="none",
+        default="minilm",
         metadata={"help": "none | minilm: start the tiny student's token embedding from MiniLM's view of each piece"},
     )
     variants: dict[str, dict[str, float]] = field(
@@ -187,6 +191,7 @@ class EducationRecipe(RunOutputs):
               "the openai teacher needs teacher_url and teacher_served_model")  # fmt: skip
         check(0 < self.verifier_test_fraction < 1, "verifier_test_fraction", "must be in (0, 1)")
         check(0 < self.dev_fraction < 0.5, "dev_fraction", "must be in (0, 0.5)")
+        check(self.sra_references >= 1, "sra_references", "must be >= 1")
         check(0 <= self.dev_answers_fraction < 0.5, "dev_answers_fraction", "must be in [0, 0.5)")
         check(len(self.seeds) >= 1, "seeds", "at least one seed")
         check(1 <= self.minilm2_seeds <= len(self.seeds), "minilm2_seeds", "must be in [1, len(seeds)]")

@@ -148,7 +148,7 @@ def test_read_csv_missing_column(tmp_path):
     [
         ("s2,q,r\n", "fewer fields than the header's 4"),
         ("s2,q,r,a,extra\n", "more fields than the header's 4"),
-        ("s2,q,,a\n", "Reference answer is empty"),
+        ("s2,q,,a\n", "Reference answer\\(s\\) is empty"),
         (f"s2,q,r,{'a' * (MAX_CHARS + 1)}\n", "Student answer has 2,001 characters"),
     ],
 )

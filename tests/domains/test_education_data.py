@@ -20,6 +20,7 @@ from domains.education.data import (
     load_verifier,
     problem_split,
     rationale_examples,
+    sra_pair,
     wrong_answer,
 )
 from suite.errors import MalformedRowError
@@ -201,7 +202,7 @@ def test_load_sra_builds_question_reference_and_answer_pairs(tmp_path: Path):
     )  # fmt: skip
     (root / "xml_SHA256SUMS.txt").write_text("")
 
-    splits = load_sra(str(root), corpus="sciEntsBank")
+    splits = load_sra(str(root), corpus="sciEntsBank", references=1)
     assert {name: len(v) for name, v in splits.items()} == {"train": 2, "unseen_questions": 1}
     assert splits["train"][0] == Example(
         "Why does the toy boat float? Reference: It is less dense than water.",
@@ -212,9 +213,18 @@ def test_load_sra_builds_question_reference_and_answer_pairs(tmp_path: Path):
     assert splits["train"][1].label == 0 and splits["train"][1].as_input()["text_pair"] == "because it is red"
     assert splits["unseen_questions"][0].group == "sciEntsBank/GR_2"
 
+    every = load_sra(str(root), corpus="sciEntsBank")["train"][0].text  # by default the first 6, best first
+    assert every.endswith("Reference: It is less dense than water. | It displaces its weight in water.")
     both = load_sra(str(root), corpus="both")
     assert [e.group for e in both["train"]] == ["sciEntsBank/PL_1a", "sciEntsBank/PL_1a", "beetle/LAMP_ON_Q"]
     assert both["train"][2].text == "Why is the lamp on? Reference: Closed."
+
+
+def test_sra_pair_joins_several_references_given_as_a_list_or_one_per_line():
+    joined = ("Why? Reference: a closed path | a battery", "it is closed")
+    assert sra_pair("Why?", ["a closed path", "a battery"], "it is closed") == joined
+    assert sra_pair("Why?", "a closed path\n a battery \n\n", "it is closed") == joined
+    assert sra_pair("Why?", "one", "x") == ("Why? Reference: one", "x")
 
 
 def test_the_dev_cut_of_the_train_part_is_independent_of_the_test_cut():
