@@ -339,7 +339,7 @@ def test_teachers_only_then_students_only_sittings_are_reused_by_the_publishing_
 
     shared = ["students=[tiny]", "vocab_size=200", "tiny_dim=16", "tiny_layers=1", "tiny_trainer.epochs=1",
               "tiny_trainer.progress=false", "teacher_ensemble=2", "release=[]", "transfer.typos=1",
-              "variants={kd: {task: 0.5, kd: 0.5}, no_kd: {task: 1.0}}"]  # fmt: skip
+              "variants={kd: {task: 0.5, kd: 0.5}, no_kd: {task: 1.0}}", "dev_answers_fraction=0"]  # fmt: skip
     _, summary = own_data_run(tmp_path, *shared, "teacher_members=[1]")
     assert summary == {"teachers": {"own_answers": [1]}}
     stages = json.loads((tmp_path / "run" / "stages.json").read_text())
