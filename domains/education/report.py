@@ -296,7 +296,8 @@ def write_model_card(recipe: EducationRecipe, doc: dict[str, Any]) -> Path:
     return model_card(recipe.model_card_path, "Education students (answer scoring and solution verification)", doc,
                       recipe.report_path / "education.md", "accuracy", {
         "Intended use": [
-            "Scoring short science answers (correct/incorrect) against a teacher-written reference answer, and "
+            f"Scoring short science answers (correct/incorrect) against up to {recipe.sra_references} teacher-written "
+            "reference answers (one per line in the app), and "
             "flagging worked math solutions whose final answer is likely wrong, on school laptops (CPU, onnxruntime). "
             "A score is advice for a teacher, not a grade: review low-confidence items and every answer a student "
             "contests."],
