@@ -256,9 +256,10 @@ PROFILES: dict[str, list[str]] = {
     # Every example of every split; the committed report. The ablation (survey 3.2-3.4), each method alone and
     # combined, 5 seeds of the tiny student on answer scoring: one teacher vs an ensemble of three, the transfer set,
     # Bayesian KD with its SGLD posterior, EnD^2, shallow exits, a mutual peer; the 2-layer MiniLM adds TinyBERT's
-    # intermediate layers (one seed: it costs ~10x a tiny student). The verifier keeps one teacher and plain KD. Sized
-    # for one sitting of ~2.5 h on 2 cores: 6 tiny epochs (the verifier's dev accuracy flattened by epoch 4 of 8), 2
-    # transfer copies per pair (neighbours, typos) at equal optimizer steps.
+    # intermediate layers (one seed: it costs ~10x a tiny student). The verifier keeps one teacher and plain KD. In
+    # sittings on 2 cores it took 108 min (two SRA teachers side by side 27 min, the third beside the verifier's
+    # students 22 min, SRA students 36 min, publishing 22 min): 6 tiny epochs, 2 transfer copies per pair
+    # (neighbours, typos) at equal optimizer steps.
     "full": [
         "seeds=[0, 1, 2, 3, 4]",
         "teacher_ensemble=3",
