@@ -395,6 +395,8 @@ class PairClassificationPack(Pack):
         torch.manual_seed(seed)
         student = build_student(setup["registry"], **setup["kwargs"])
         if "token_vectors" in setup:
+            from suite.students.text import start_token_embedding
+
             start_token_embedding(student, setup["token_vectors"])
         if setup["registry"] == "minilm-truncated":  # pretrained embeddings: keep them, train the layers
             student.get_input_embeddings().weight.requires_grad_(False)
@@ -612,15 +614,6 @@ def student_setup(task: PairTask, arch: str, data: PairData) -> dict[str, Any]:
     tokenizer.model_max_length = task.max_length
     return {"registry": "minilm-truncated", "kwargs": {"num_labels": labels}, "tokenizer": tokenizer,
             "trainer": task.students[arch]}  # fmt: skip
-
-
-@torch.no_grad()
-def start_token_embedding(student: torch.nn.Module, vectors: torch.Tensor) -> None:
-    """Copy ``vectors`` into a tiny student's token embedding; its padding row stays zero."""
-    embedding = student.token_embedding
-    embedding.weight.copy_(vectors)
-    if embedding.padding_idx is not None:
-        embedding.weight[embedding.padding_idx] = 0.0
 
 
 def write_eval_data(data_dir: Path, tests: dict[str, list[Example]]) -> None:

@@ -75,11 +75,13 @@ def dev_cut(train: list[Example], questions: float, answers: float) -> tuple[lis
     tested on new answers to seen questions, a share of the other questions' answers (like unseen answers), so the
     checkpoint a run keeps is the one that does both, not the one that happens to do well on a few held-out
     questions. An answer's cut hashes its text with its question: the same answer twice falls on one side."""
-    held_question = [problem_split(e.group, questions, salt="dev") == "test" for e in train]
-    held_answer = [answers > 0 and problem_split(f"{e.group}\n{e.text_pair}", answers, salt="dev-answers") == "test"
-                   for e in train]  # fmt: skip
-    held = [q or a for q, a in zip(held_question, held_answer, strict=True)]
-    return [e for e, h in zip(train, held, strict=True) if not h], [e for e, h in zip(train, held, strict=True) if h]
+
+    def held(e: Example) -> bool:
+        return problem_split(e.group, questions, salt="dev") == "test" or (
+            answers > 0 and problem_split(f"{e.group}\n{e.text_pair}", answers, salt="dev-answers") == "test"
+        )
+
+    return [e for e in train if not held(e)], [e for e in train if held(e)]
 
 
 def task_labels(recipe: EducationRecipe) -> list[str]:

@@ -22,8 +22,10 @@ import numpy as np
 from suite.selection.record import Selection, texts_checksum
 
 
-def sentence_embeddings(texts: Sequence[str], batch_size: int = 64, max_length: int = 256) -> np.ndarray:
-    """Mean-pooled, L2-normalized all-MiniLM-L6-v2 embeddings (the sentence-transformers recipe), ``(N, 384)``."""
+def sentence_embeddings(texts: Sequence[str], batch_size: int = 64, max_length: int = 256,
+                        normalize: bool = True) -> np.ndarray:  # fmt: skip
+    """Mean-pooled, L2-normalized all-MiniLM-L6-v2 embeddings (the sentence-transformers recipe), ``(N, 384)``;
+    ``normalize=False`` keeps each vector's length."""
     import torch
 
     from suite.eval.semantic import default_encoder
@@ -37,7 +39,7 @@ def sentence_embeddings(texts: Sequence[str], batch_size: int = 64, max_length: 
             hidden = model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).float()
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-            out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
+            out.append((torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled).numpy())
     return np.concatenate(out) if out else np.zeros((0, 384), dtype=np.float32)
 
 

@@ -345,7 +345,6 @@ def wordpiece_tokenizer(vocab: list[str], model_max_length: int = 256) -> PreTra
     )
 
 
-@torch.no_grad()
 def minilm_token_vectors(vocab: list[str], dim: int, batch_size: int = 256) -> torch.Tensor:
     """A (len(vocab), dim) starting table for a small student's token embedding: each piece's all-MiniLM-L6-v2
     sentence embedding (``##`` stripped), centred and projected on its top ``dim`` principal directions.
@@ -355,18 +354,23 @@ def minilm_token_vectors(vocab: list[str], dim: int, batch_size: int = 256) -> t
     word-vector initialisation of Tang et al. 2019, "Distilling task-specific knowledge from BERT into simple
     neural networks"). Scaled to unit variance per coordinate, like ``nn.Embedding``'s own initialisation.
     """
-    model, tokenizer = hub.load_minilm()
-    model.eval()
+    from suite.selection.semantic import sentence_embeddings
+
     words = [piece[2:] if piece.startswith("##") else piece for piece in vocab]
-    vectors = []
-    for start in range(0, len(words), batch_size):
-        batch = tokenizer(words[start : start + batch_size], padding=True, return_tensors="pt")
-        hidden = model(**batch).last_hidden_state
-        vectors.append(masked_mean(hidden, batch["attention_mask"]))
-    table = torch.cat(vectors)
+    table = torch.from_numpy(sentence_embeddings(words, batch_size=batch_size, normalize=False))
     table = table - table.mean(dim=0)
     if dim > min(table.shape):
         raise ConfigError(f"dim: {dim} needs at least {dim} vocabulary pieces and <= 384 (MiniLM's width)")
     _, _, directions = torch.linalg.svd(table, full_matrices=False)
     projected = table @ directions[:dim].T
     return projected / projected.std(dim=0, keepdim=True).clamp_min(1e-6)
+
+
+@torch.no_grad()
+def start_token_embedding(student: TinyTextClassifier, vectors: torch.Tensor) -> None:
+    """Copy ``vectors`` (e.g. :func:`minilm_token_vectors`) into a tiny student's token embedding; its padding row
+    stays zero."""
+    embedding = student.token_embedding
+    embedding.weight.copy_(vectors)
+    if embedding.padding_idx is not None:
+        embedding.weight[embedding.padding_idx] = 0.0

@@ -8,7 +8,6 @@ from torch import nn
 from transformers import AutoTokenizer
 
 from suite.errors import ConfigError
-from suite.pair_pack import start_token_embedding
 from suite.students import build_student
 from suite.students.text import (
     MiniLMClassifier,
@@ -19,6 +18,7 @@ from suite.students.text import (
     masked_mean,
     minilm_token_vectors,
     second_segment,
+    start_token_embedding,
     tiny_text_classifier,
 )
 
