@@ -36,8 +36,8 @@ VERIFIER_RUBRIC = (
 
 
 def _sra_teacher_trainer() -> TrainerConfig:
-    # 3 epochs, not 2: with 6 references per pair, a diagnostic 4-epoch run scored 0.667 / 0.740 / 0.785 on unseen
-    # answers after epochs 1 / 2 / 3
+    # 3 epochs, not 2: in a throwaway diagnostic (not a repo command) unseen-answers accuracy was still rising at
+    # epoch 3; the published run's members (docs/results/education.md) show how much seeds alone still vary
     return TrainerConfig(epochs=3, batch_size=32, lr=1e-4, warmup_ratio=0.1, log_every=20, group_by_length=True)
 
 
