@@ -23,8 +23,8 @@ from PIL import Image, ImageDraw
 
 from apps.common import InputError, find_run, shown_to_user
 from domains.driving import scenarios as sim
-from domains.driving.evaluate import PlannerPolicy
 from domains.driving.expert import PrivilegedExpert
+from domains.driving.policies import PlannerPolicy
 from suite.errors import SuiteError
 from suite.export.runtime import ExportedVision, load_exported
 
@@ -38,7 +38,7 @@ DRIVERS = ("student (ONNX)", "expert (privileged)")
 MAX_SEED = 10_000
 MAX_STEPS = 40
 RELEASED = Path(__file__).resolve().parents[1] / "models" / "driving"
-UPSCALE = 6  # 64 px frames -> 384 px on the page, nearest neighbour so the pixels the student sees stay visible
+UPSCALE = 6  # 64 px high frames -> 384 px on the page, nearest neighbour so the pixels the student sees stay visible
 FIRST = ("highway", 0)  # the episode whose first decision the page opens with
 WAYPOINT_COLOUR = (255, 0, 200)
 RELEVANT_COLOUR = (255, 90, 0)
@@ -87,11 +87,12 @@ class Student:
         if [output["name"] for output in spec["outputs"]] != list(OUTPUTS):
             raise SuiteError(f"{export_dir}: the planner's outputs are not {', '.join(OUTPUTS)}")
         self.frames = spec["image_size"][0] // 3
+        self.camera = sim.camera_for_frame(*spec["image_size"][1:]).name  # the view it was trained on
         # the first call is slow; warm up before timing
         self.run(np.zeros((1, *spec["image_size"]), np.float32), np.zeros((1, 1), np.float32))
 
     def run(self, pixel_values: np.ndarray, ego_speed: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
-        """The outputs of one batch: frames ``(B, 3 * frames, 64, 64)`` in [0, 1] and the ego speed ``(B, 1)`` in
+        """The outputs of one batch: frames ``(B, 3 * frames, H, W)`` in [0, 1] and the ego speed ``(B, 1)`` in
         m/s; and the milliseconds the call took."""
         start = time.perf_counter()
         outputs = self.runtime.model.run(None, {"pixel_values": pixel_values, "ego_speed": ego_speed})
@@ -165,7 +166,7 @@ def drive(
     expert = PrivilegedExpert()
     planner = PlannerPolicy(student.forward, student.frames)  # the closed-loop evaluation's policy, on ONNX
     speeds = []
-    env = sim.make_env(scenario)
+    env = sim.make_env(scenario, student.camera)
     try:
         frame = sim.reset(env, seed)
         for index in range(1, max_steps + 1):

@@ -57,12 +57,13 @@ def test_the_released_scorer_reproduces_its_accuracy_on_the_slice() -> None:
 
 
 def test_the_released_planner_reproduces_its_action_accuracy_on_fresh_episodes(tmp_path: Path) -> None:
-    from domains.driving.release import CHECK_SEED, action_accuracy, check_frames
+    from domains.driving.release import CHECK_SEED, action_accuracy, check_frames, planner_camera
 
     check = release("driving")["models"]["tiny-all"]["check"]
     assert check["episode_seed"] == CHECK_SEED
     spec = json.loads((MODELS / "driving" / "export" / "tiny-all" / "spec.json").read_text())
-    data = check_frames(tuple(check["scenarios"]), spec["torch"]["kwargs"]["frames"], tmp_path)
+    kwargs = spec["torch"]["kwargs"]
+    data = check_frames(tuple(check["scenarios"]), kwargs["frames"], tmp_path, planner_camera(kwargs))
     assert len(data) == check["frames"]  # the simulator and the expert replay the same episodes
     assert action_accuracy(MODELS / "driving" / "export" / "tiny-all", data) == check["action_accuracy_fp32"]
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from domains.driving import scenarios as sim
 from domains.driving.expert import MAX_AGENTS, PrivilegedExpert
+from domains.driving.policies import PolicySpec, build_policy
 from domains.driving.state import STATE_DIM, privileged_state
 
 WAYPOINT_STEPS = (1, 2, 3)  # seconds ahead at one decision per second
@@ -35,13 +36,20 @@ class CollectPlan:
     episodes: int  # per scenario
     seed: int
     shard_episodes: int = 10
+    camera: str = sim.DEFAULT_CAMERA  # what the frames show (sim.CAMERAS)
+    # DAgger: a learned policy drives (each step with probability 1 - beta) while the expert labels every frame
+    driver: PolicySpec | None = None
+    beta: float = 1.0
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.scenarios) - set(sim.SCENARIOS))
         if unknown:
             raise ValueError(f"unknown scenarios {unknown}; choose from {sorted(sim.SCENARIOS)}")
+        sim.camera(self.camera)  # an unknown camera fails here, not in a worker
         if self.episodes < 1 or self.shard_episodes < 1:
             raise ValueError("episodes and shard_episodes must be >= 1")
+        if not 0 <= self.beta <= 1 or (self.driver is None and self.beta != 1):
+            raise ValueError(f"beta must be in [0, 1], and below 1 only with a driver (got {self.beta})")
 
 
 def episode_seed(seed: int, scenario: str, episode: int) -> int:
@@ -84,15 +92,23 @@ def collect(plan: CollectPlan, out_dir: str | Path, progress: bool = True, worke
 def _collect_shard(task: tuple[CollectPlan, Path, str, int]) -> None:
     plan, out, scenario, index = task
     expert = PrivilegedExpert()
+    driver = None
+    if plan.driver is not None:
+        import torch
+
+        torch.set_num_threads(1)  # one small planner per worker process: threads would only contend
+        driver = build_policy(plan.driver)
     first = index * plan.shard_episodes
     episodes = range(first, min(first + plan.shard_episodes, plan.episodes))
-    _write_shard(out, scenario, index, [record_episode(scenario, plan.seed, e, expert) for e in episodes])
+    recorded = [record_episode(scenario, plan.seed, e, expert, plan.camera, driver, plan.beta) for e in episodes]
+    _write_shard(out, scenario, index, recorded)
 
 
 def _check_manifest(out: Path, plan: CollectPlan) -> None:
     """Refuse to mix shards of different plans in one directory (a resumed run must ask for the same data)."""
     manifest = out / "manifest.json"
-    wanted = {**asdict(plan), "scenarios": list(plan.scenarios), "frame_size": sim.FRAME_SIZE, "state_dim": STATE_DIM}
+    wanted = {**json.loads(json.dumps(asdict(plan))), "frame_shape": list(sim.camera(plan.camera).shape),
+              "state_dim": STATE_DIM}  # fmt: skip
     if manifest.exists():
         found = json.loads(manifest.read_text())
         if found != wanted:
@@ -105,28 +121,41 @@ def _shard_path(out: Path, scenario: str, index: int) -> Path:
     return out / f"{scenario}-{index:04d}.npz"
 
 
-def record_episode(scenario: str, seed: int, episode: int, expert: PrivilegedExpert | None = None) -> dict[str, Any]:
-    """One expert episode as arrays (one row per decision) and texts."""
+def record_episode(
+    scenario: str, seed: int, episode: int, expert: PrivilegedExpert | None = None, camera: str = sim.DEFAULT_CAMERA,
+    driver: Any = None, beta: float = 1.0,
+) -> dict[str, Any]:  # fmt: skip
+    """One episode as arrays (one row per decision) and texts, its frames seen through ``camera``. The expert labels
+    every frame; it also drives, except that with a ``driver`` (DAgger) each step is the driver's with probability
+    ``1 - beta`` (a coin seeded by the episode), so the frames are the states the learner visits."""
     expert = expert or PrivilegedExpert()
-    env = sim.make_env(scenario)
+    env = sim.make_env(scenario, camera)
+    coin = np.random.default_rng(episode_seed(seed + 1, scenario, episode))
+    if driver is not None:
+        driver.reset()
     try:
         frame = sim.reset(env, episode_seed(seed, scenario, episode))
-        rows, positions, states, done, info = [], [], [], False, {}
+        rows, positions, states, followed, done, info = [], [], [], [], False, {}
         while not done and len(rows) < MAX_EPISODE_STEPS:
             ego = env.unwrapped.vehicle
             positions.append((ego.position.copy(), float(ego.heading)))
             states.append(privileged_state(env))  # what the gate's clone reads (the expert reads the same world)
             decision = expert.decide(env, scenario)
+            action = decision.action
+            if driver is not None:
+                driven, _ = driver.act(frame, env, scenario)  # every step: the driver's frame stack stays current
+                action = driven if coin.random() >= beta else action
             rows.append((frame, float(ego.speed), decision))
-            frame, _, done, info = sim.step(env, scenario, decision.action)
+            followed.append(action == decision.action)
+            frame, _, done, info = sim.step(env, scenario, action)
         ego = env.unwrapped.vehicle
         positions.append((ego.position.copy(), float(ego.heading)))
     finally:
         env.close()
-    return _episode_arrays(scenario, episode, rows, positions, states, bool(info.get("crashed", False)))
+    return _episode_arrays(scenario, episode, rows, positions, states, followed, bool(info.get("crashed", False)))
 
 
-def _episode_arrays(scenario, episode, rows, positions, states, crashed) -> dict[str, Any]:
+def _episode_arrays(scenario, episode, rows, positions, states, followed, crashed) -> dict[str, Any]:
     n = len(rows)
     waypoints = np.zeros((n, len(WAYPOINT_STEPS), 2), np.float32)
     waypoint_mask = np.zeros((n, len(WAYPOINT_STEPS)), bool)
@@ -134,7 +163,8 @@ def _episode_arrays(scenario, episode, rows, positions, states, crashed) -> dict
         origin, heading = positions[t]
         rotation = np.array([[np.cos(heading), -np.sin(heading)], [np.sin(heading), np.cos(heading)]])
         for k, ahead in enumerate(WAYPOINT_STEPS):
-            if t + ahead < len(positions):
+            # a waypoint is the expert's plan only while the expert's actions were the ones taken
+            if t + ahead < len(positions) and all(followed[t : t + ahead]):
                 waypoints[t, k] = (positions[t + ahead][0] - origin) @ rotation  # (forward, right) in metres
                 waypoint_mask[t, k] = True
     boxes = np.zeros((n, MAX_AGENTS, 4), np.float32)

@@ -30,8 +30,8 @@ class DrivingData:
     waypoints: torch.Tensor  # (N, K, 2)
     waypoint_mask: torch.Tensor  # (N, K)
     agent_mask: torch.Tensor  # (N, A)
-    agent_cells: torch.Tensor  # (N, A, G, G): share of each agent's box in each token cell
-    relevance: torch.Tensor  # (N, G, G): the teacher's relevance map
+    agent_cells: torch.Tensor  # (N, A, Gh, Gw): share of each agent's box in each token cell
+    relevance: torch.Tensor  # (N, Gh, Gw): the teacher's relevance map
     boxes: np.ndarray  # (N, A, 4) agent boxes in frame pixels
     relevant: np.ndarray  # (N, A) agents the rationale names
     scenario: list[str]
@@ -45,14 +45,21 @@ class DrivingData:
         return i  # the collate function gathers rows by index (cheaper than one dict per frame)
 
 
-def load(shards: list[Path], frames: int = 2) -> DrivingData:
-    """Concatenate shards; each row's image stacks its frame with the ``frames - 1`` before it in its episode."""
+def load(shards: list[Path], frames: int = 2, camera: str = sim.DEFAULT_CAMERA,
+         grid: tuple[int, int] = (GRID, GRID)) -> DrivingData:  # fmt: skip
+    """Concatenate shards of frames seen through ``camera``; each row's image stacks its frame with the
+    ``frames - 1`` before it in its episode. Agent cells and relevance maps are on the planner's token ``grid``
+    (rows, columns)."""
     parts = [load_shard(path) for path in shards]
     if not parts:
         raise ValueError("no shards to load")
     arrays = {key: np.concatenate([p[0][key] for p in parts]) for key in parts[0][0]}
     scenario = [name for arr, _, name in parts for _ in range(len(arr["actions"]))]
     texts = [row for _, rows, _ in parts for row in rows]
+    cells = TokenCells(sim.camera(camera), grid)
+    if arrays["frames"].shape[1:3] != cells.camera.shape:
+        raise ValueError(f"{shards[0]}: {arrays['frames'].shape[1:3]} frames, but camera '{camera}' renders "
+                         f"{cells.camera.shape}; collect with that camera")  # fmt: skip
     return DrivingData(
         images=torch.from_numpy(_stack_frames(arrays["frames"], arrays["step"], frames)),
         actions=torch.from_numpy(arrays["actions"]),
@@ -61,8 +68,8 @@ def load(shards: list[Path], frames: int = 2) -> DrivingData:
         waypoints=torch.from_numpy(arrays["waypoints"]),
         waypoint_mask=torch.from_numpy(arrays["waypoint_mask"]),
         agent_mask=torch.from_numpy(arrays["agent_mask"]),
-        agent_cells=torch.from_numpy(agent_cells(arrays["boxes"], arrays["agent_mask"])),
-        relevance=torch.from_numpy(relevance_maps(arrays["boxes"], arrays["relevant"], scenario)),
+        agent_cells=torch.from_numpy(cells.agent_cells(arrays["boxes"], arrays["agent_mask"])),
+        relevance=torch.from_numpy(cells.relevance_maps(arrays["boxes"], arrays["relevant"], scenario)),
         boxes=arrays["boxes"],
         relevant=arrays["relevant"],
         scenario=scenario,
@@ -80,46 +87,51 @@ def _stack_frames(frames: np.ndarray, step: np.ndarray, count: int) -> np.ndarra
     return np.ascontiguousarray(np.concatenate(stacks, axis=1))
 
 
-def _coverage(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """(..., G): overlap of the pixel interval [lo, hi) with each token cell, as a fraction of the cell."""
-    cell = sim.FRAME_SIZE / GRID
-    starts = np.arange(GRID) * cell
-    overlap = np.minimum(hi[..., None], starts + cell) - np.maximum(lo[..., None], starts)
-    return np.clip(overlap, 0, None) / cell
+@dataclass(frozen=True)
+class TokenCells:
+    """Pixel boxes of a camera's frames -> weights on the planner's token grid (rows, columns)."""
 
+    camera: sim.Camera
+    grid: tuple[int, int]
 
-def agent_cells(boxes: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(N, A, 4) pixel boxes -> (N, A, G, G) weights summing to 1 over the cells each box covers."""
-    cover = (
-        _coverage(boxes[..., 1], boxes[..., 3])[..., :, None] * _coverage(boxes[..., 0], boxes[..., 2])[..., None, :]
-    )
-    total = cover.sum((-1, -2), keepdims=True)
-    weights = np.where(total > 0, cover / np.maximum(total, 1e-9), 0.0)
-    return (weights * mask[..., None, None]).astype(np.float32)
+    def _coverage(self, lo: np.ndarray, hi: np.ndarray, axis: int) -> np.ndarray:
+        """(..., G): overlap of the pixel interval [lo, hi) along ``axis`` (0: rows, 1: columns) with each token
+        cell, as a fraction of the cell."""
+        cells = self.grid[axis]
+        cell = self.camera.shape[axis] / cells
+        starts = np.arange(cells) * cell
+        overlap = np.minimum(hi[..., None], starts + cell) - np.maximum(lo[..., None], starts)
+        return np.clip(overlap, 0, None) / cell
 
+    def _cover(self, boxes: np.ndarray) -> np.ndarray:
+        """(..., 4) boxes (x0, y0, x1, y1) -> (..., Gh, Gw) covered share of each cell."""
+        rows = self._coverage(boxes[..., 1], boxes[..., 3], 0)
+        return rows[..., :, None] * self._coverage(boxes[..., 0], boxes[..., 2], 1)[..., None, :]
 
-def ego_box(scenario: str) -> np.ndarray:
-    """Pixel box of the ego car, which highway-env draws at the scenario's centering position."""
-    config = sim.SCENARIOS[scenario].config
-    cx, cy = np.array(config["centering_position"]) * sim.FRAME_SIZE
-    half = 2.5 * config["scaling"]
-    return np.array([cx - half, cy - half, cx + half, cy + half])
+    def agent_cells(self, boxes: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """(N, A, 4) pixel boxes -> (N, A, Gh, Gw) weights summing to 1 over the cells each box covers."""
+        cover = self._cover(boxes)
+        total = cover.sum((-1, -2), keepdims=True)
+        weights = np.where(total > 0, cover / np.maximum(total, 1e-9), 0.0)
+        return (weights * mask[..., None, None]).astype(np.float32)
 
+    def ego_box(self, scenario: str) -> np.ndarray:
+        """Pixel box of the ego car, which highway-env draws where the camera's view of ``scenario`` puts it."""
+        view = self.camera.views[scenario]
+        cx, cy = view.ego_at[0] * self.camera.width, view.ego_at[1] * self.camera.height
+        half = 2.5 * view.px_per_m
+        return np.array([cx - half, cy - half, cx + half, cy + half])
 
-def relevance_maps(boxes: np.ndarray, relevant: np.ndarray, scenario: list[str]) -> np.ndarray:
-    """(N, G, G): 1 on cells covered by agents the rationale names, 0.5 on the ego car, 0 elsewhere.
+    def relevance_maps(self, boxes: np.ndarray, relevant: np.ndarray, scenario: list[str]) -> np.ndarray:
+        """(N, Gh, Gw): 1 on cells covered by agents the rationale names, 0.5 on the ego car, 0 elsewhere.
 
-    A cell counts as covered when a box overlaps it at all: a car (about 6 x 2.5 pixels) is smaller than a cell
-    (8 x 8), so the covered share of a cell would never come near 1.
-    """
-    named = np.where(relevant[..., None], boxes, 0.0)
-    cover = (
-        _coverage(named[..., 1], named[..., 3])[..., :, None] * _coverage(named[..., 0], named[..., 2])[..., None, :]
-    )
-    maps = (cover > 0).any(1)
-    egos = np.stack([ego_box(name) for name in scenario])
-    ego = _coverage(egos[:, 1], egos[:, 3])[:, :, None] * _coverage(egos[:, 0], egos[:, 2])[:, None, :]
-    return np.maximum(maps, 0.5 * (ego > 0)).astype(np.float32)
+        A cell counts as covered when a box overlaps it at all: a car (about 6 x 2.5 pixels on the square camera)
+        is smaller than a cell (8 x 8), so the covered share of a cell would never come near 1.
+        """
+        named = np.where(relevant[..., None], boxes, 0.0)
+        maps = (self._cover(named) > 0).any(1)
+        ego = self._cover(np.stack([self.ego_box(name) for name in scenario]))
+        return np.maximum(maps, 0.5 * (ego > 0)).astype(np.float32)
 
 
 def embed_texts(data: DrivingData, encoder: Any, store_dir: str | Path, progress: bool = True) -> None:

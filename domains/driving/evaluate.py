@@ -11,9 +11,6 @@ so a planner that drives exactly like a constant policy is caught (:func:`same_a
 from __future__ import annotations
 
 import multiprocessing
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,7 +19,7 @@ import torch
 from domains.driving import scenarios as sim
 from domains.driving.collect import MAX_EPISODE_STEPS, episode_seed
 from domains.driving.data import DrivingData
-from domains.driving.expert import PrivilegedExpert
+from domains.driving.policies import PolicySpec, build_policy
 
 EVAL_SEED_OFFSET = 1_000_003  # closed-loop episodes never reuse a training or validation episode's seed
 CHUNK_TIMEOUT_S = 900  # a chunk of 10 episodes takes seconds; a worker that died must not hang the run
@@ -98,119 +95,6 @@ def retrieval_accuracy(reasoning: torch.Tensor, data: DrivingData) -> float:
 # -- closed loop -------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PolicySpec:
-    """What a worker needs to rebuild a policy: the expert, a constant action (``kwargs`` = (("action", A),)), the
-    gate's state clone from its weights file, or a planner from its kwargs and weights file."""
-
-    kind: str  # "expert" | "constant" | "state" | "planner"
-    weights: str = ""
-    kwargs: tuple[tuple[str, Any], ...] = ()
-
-
-class FrameStack:
-    """The planner's view: the last ``frames`` frames, oldest first; the first decision of an episode sees its frame
-    repeated, as in training."""
-
-    def __init__(self, frames: int):
-        self.frames = frames
-        self.history: deque[np.ndarray] = deque(maxlen=frames)
-
-    def reset(self) -> None:
-        self.history.clear()
-
-    def push(self, frame: np.ndarray) -> np.ndarray:
-        """Add an (H, W, 3) uint8 frame; returns the stack as pixel values (1, 3F, H, W) float32 in [0, 1]."""
-        self.history.append(frame)
-        while len(self.history) < self.frames:
-            self.history.appendleft(frame)
-        return np.concatenate([f.transpose(2, 0, 1) for f in self.history])[None].astype(np.float32) / 255.0
-
-
-Forward = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]  # (pixel_values, ego_speed) -> outputs
-
-
-def torch_forward(planner: torch.nn.Module) -> Forward:
-    """A PyTorch planner as a :data:`Forward` (eval mode, no grad); the exported ONNX planner is the other kind."""
-    planner.eval()
-
-    def forward(pixel_values: np.ndarray, ego_speed: np.ndarray) -> dict[str, np.ndarray]:
-        with torch.inference_mode():
-            out = planner(torch.from_numpy(pixel_values), torch.from_numpy(ego_speed))
-        return {k: out[k].numpy() for k in ("logits", "waypoints", "reasoning")}
-
-    return forward
-
-
-class PlannerPolicy:
-    """Drives from its camera frames and speedometer: stacks the last ``frames`` frames, takes the best legal
-    action of ``forward`` (a PyTorch planner through :func:`torch_forward`, or the exported ONNX planner)."""
-
-    def __init__(self, forward: Forward, frames: int):
-        self.forward, self.stack = forward, FrameStack(frames)
-
-    def reset(self) -> None:
-        self.stack.reset()
-
-    def act(self, frame: np.ndarray, env: Any, scenario: str) -> tuple[str, dict[str, np.ndarray]]:
-        """The action and the planner's outputs for this frame (batch axis dropped)."""
-        speed = np.array([[env.unwrapped.vehicle.speed]], np.float32)  # the ego's own speedometer
-        outputs = {k: v[0] for k, v in self.forward(self.stack.push(frame), speed).items()}
-        return best_legal_action(outputs["logits"], scenario), outputs
-
-
-def best_legal_action(logits: np.ndarray, scenario: str) -> str:
-    # argmax over the legal entries only: masking with -inf would pick index 0 (LANE_LEFT) when every legal logit is
-    # -inf too.
-    legal = np.flatnonzero(sim.SCENARIOS[scenario].legal_mask())
-    return sim.ACTIONS[int(legal[np.argmax(logits[legal])])]
-
-
-class ExpertPolicy:
-    def __init__(self):
-        self.expert = PrivilegedExpert()
-
-    def reset(self) -> None:
-        pass
-
-    def act(self, frame: np.ndarray, env: Any, scenario: str) -> tuple[str, dict]:
-        return self.expert.decide(env, scenario).action, {}
-
-
-class ConstantPolicy:
-    """The trivial baseline: the same action at every step (the best legal one when the scenario lacks it)."""
-
-    def __init__(self, action: str):
-        self.action = action
-
-    def reset(self) -> None:
-        pass
-
-    def act(self, frame: np.ndarray, env: Any, scenario: str) -> tuple[str, dict]:
-        if self.action in sim.SCENARIOS[scenario].actions:
-            return self.action, {}
-        return best_legal_action(np.eye(len(sim.ACTIONS))[sim.ACTIONS.index(self.action)], scenario), {}
-
-
-def build_policy(spec: PolicySpec) -> Any:
-    if spec.kind == "expert":
-        return ExpertPolicy()
-    if spec.kind == "constant":
-        return ConstantPolicy(dict(spec.kwargs)["action"])
-    if spec.kind == "state":
-        from domains.driving.state import StatePolicy, load_cloner
-
-        return StatePolicy(load_cloner(spec.weights))
-    from safetensors.torch import load_model
-
-    from suite.students.planner import PixelPlanner
-
-    kwargs = dict(spec.kwargs)
-    planner = PixelPlanner(**{**kwargs, "pretrained": False})
-    load_model(planner, str(spec.weights))
-    return PlannerPolicy(torch_forward(planner), kwargs.get("frames", 2))
-
-
 def drive_episode(policy: Any, env: Any, scenario: str, seed: int) -> dict[str, Any]:
     """One seeded episode: crash, mean speed, return, off-road, distance driven (m) and the actions taken."""
     policy.reset()
@@ -231,10 +115,10 @@ def drive_episode(policy: Any, env: Any, scenario: str, seed: int) -> dict[str, 
 Episodes = dict[str, dict[str, list[dict[str, Any]]]]  # policy -> scenario -> one row per seeded episode, in order
 
 
-def _run_chunk(task: tuple[str, PolicySpec, str, int, list[int]]) -> tuple[str, str, int, list[dict[str, Any]]]:
-    name, spec, scenario, start, seeds = task
+def _run_chunk(task: tuple[str, PolicySpec, str, int, list[int], str]) -> tuple[str, str, int, list[dict[str, Any]]]:
+    name, spec, scenario, start, seeds, camera = task
     torch.set_num_threads(1)
-    policy, env = build_policy(spec), sim.make_env(scenario)
+    policy, env = build_policy(spec), sim.make_env(scenario, camera)
     try:
         return name, scenario, start, [drive_episode(policy, env, scenario, seed) for seed in seeds]
     finally:
@@ -250,16 +134,18 @@ def closed_loop(
     chunk: int = 10,
     offset: int = 0,
     progress: bool = True,
+    camera: str = sim.DEFAULT_CAMERA,
 ) -> Episodes:
     """``{policy: {scenario: episode rows}}`` over the same seeded episodes ``offset .. offset + episodes - 1`` per
-    scenario for every policy, in seed order (row ``i`` of every policy is the same episode)."""
+    scenario for every policy, in seed order (row ``i`` of every policy is the same episode). Every policy sees the
+    scenes through ``camera`` (the planners' camera; the expert and the constants do not look)."""
     from suite.progress import progress_bar
 
     tasks = []
     for scenario in scenarios:
         seeds = [episode_seed(seed + EVAL_SEED_OFFSET, scenario, e) for e in range(offset, offset + episodes)]
         for name, spec in policies.items():
-            tasks += [(name, spec, scenario, i, seeds[i : i + chunk]) for i in range(0, episodes, chunk)]
+            tasks += [(name, spec, scenario, i, seeds[i : i + chunk], camera) for i in range(0, episodes, chunk)]
     results: Episodes = {n: {s: [{}] * episodes for s in scenarios} for n in policies}
     bar = progress_bar(len(policies) * len(scenarios) * episodes, "closed loop", "episode", enabled=progress)
     # spawn, not fork: a forked child inherits torch's thread pool state and can hang in its first convolution.

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from domains.driving.scenarios import ACTIONS, FRAME_SIZE, SCENARIOS, world_to_pixel
+from domains.driving.scenarios import ACTIONS, SCENARIOS, frame_shape, world_to_pixel
 
 HORIZON_S = np.arange(1, 9) * 0.5  # 0.5 .. 4 s
 TAU_ACC = 0.6  # highway-env's speed controller time constant [s]
@@ -238,9 +238,10 @@ def _pixel_box(env: Any, vehicle: Any) -> np.ndarray | None:
     pixels = world_to_pixel(env, corners)
     x0, y0 = pixels.min(0)
     x1, y1 = pixels.max(0)
-    if x1 < 0 or y1 < 0 or x0 >= FRAME_SIZE or y0 >= FRAME_SIZE:
+    height, width = frame_shape(env)
+    if x1 < 0 or y1 < 0 or x0 >= width or y0 >= height:
         return None
-    return np.clip([x0, y0, x1, y1], 0, FRAME_SIZE).astype(np.float32)
+    return np.clip([x0, y0, x1, y1], 0, [width, height, width, height]).astype(np.float32)
 
 
 _PHRASE = {

@@ -15,7 +15,6 @@ import torch
 from domains.driving import scenarios as sim
 from domains.driving.data import DrivingData, action_prototypes, action_weights, make_collate
 from domains.driving.evaluate import (
-    PolicySpec,
     action_metrics,
     closed_loop,
     constant_open_loop,
@@ -23,6 +22,7 @@ from domains.driving.evaluate import (
     same_as_constant,
     summarise_all,
 )
+from domains.driving.policies import PolicySpec
 from domains.driving.recipe import VARIANTS, DrivingRecipe
 from domains.driving.teacher_data import load_splits, sample_frames, save_rationale_bank
 from domains.driving.terms import build_terms, distils_from_teacher
@@ -34,7 +34,8 @@ from suite.trainer import TrainerConfig
 
 
 def planner_kwargs(recipe: DrivingRecipe, backbone: str) -> dict[str, Any]:
-    return {"backbone": backbone, "frames": recipe.frames, "num_actions": len(sim.ACTIONS)}
+    return {"backbone": backbone, "frames": recipe.frames, "num_actions": len(sim.ACTIONS),
+            "frame_shape": list(sim.camera(recipe.camera).shape), "token_stride": recipe.token_stride}  # fmt: skip
 
 
 # Trivial policies every planner must beat: the first planners drove exactly like constant IDLE (issue 14). The
@@ -51,7 +52,8 @@ class DrivingPack(Pack):
     def __init__(self, recipe: DrivingRecipe, ledger: StageLedger, resume: bool):
         self.recipe, self.resume, self.out = recipe, resume, ledger.root
         inputs = {k: getattr(recipe, k) for k in ("scenarios", "train_episodes", "val_episodes", "seed", "frames",
-                                                  "teacher", "teacher_model", "teacher_url")}  # fmt: skip
+                                                  "camera", "token_stride", "teacher", "teacher_model",
+                                                  "teacher_url")}  # fmt: skip
         self.train_data, self.val = ledger.run("teacher", inputs, lambda out: load_splits(recipe, self.out))
         gate, weights = {"epochs": recipe.gate_epochs, "seed": recipe.seeds[0]}, lambda out: out / GATE_WEIGHTS
         self.gate_weights = ledger.run("gate", gate, self.train_gate, weights, after=["teacher"])
@@ -147,7 +149,7 @@ class DrivingPack(Pack):
             )
         print(f"[driving] closed loop: {recipe.eval_episodes} episodes per scenario for each of {len(specs)} policies")
         self.episodes = closed_loop(specs, tuple(recipe.scenarios), recipe.eval_episodes, recipe.seed,
-                                    recipe.workers, progress=recipe.progress)  # fmt: skip
+                                    recipe.workers, progress=recipe.progress, camera=recipe.camera)  # fmt: skip
         if shared is not None:  # the same constant policy: the same episodes
             self.episodes[MAJORITY] = self.episodes[shared]
         self.closed = summarise_all(self.episodes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from domains.driving.scenarios import SCENARIOS
+from domains.driving.scenarios import CAMERAS, DEFAULT_CAMERA, SCENARIOS
 from suite.config import check
 from suite.runner import RunOutputs
 
@@ -45,6 +45,13 @@ class DrivingRecipe(RunOutputs):
         metadata={"help": "a second backbone trained as imitation and all, first seed only ('' to skip)"},
     )
     frames: int = field(default=2, metadata={"help": "stacked frames per input"})
+    camera: str = field(
+        default=DEFAULT_CAMERA,
+        metadata={"help": "what the planner sees: square64 (64x64, the first planners') | ego (128x64 at 1.75 px/m)"},
+    )
+    token_stride: int = field(
+        default=8, metadata={"help": "pixels per scene token (tiny backbone: 4 or 8; efficientnet-lite0: 8)"}
+    )
     gate_epochs: int = field(
         default=40, metadata={"help": "epochs of the gate: an MLP cloning the expert from privileged state"}
     )
@@ -82,6 +89,10 @@ class DrivingRecipe(RunOutputs):
         check(self.eval_episodes >= 1, "eval_episodes", "must be >= 1")
         check(len(self.seeds) >= 1, "seeds", "need at least one training seed")
         check(self.frames >= 1, "frames", "must be >= 1")
+        check(self.camera in CAMERAS, "camera", f"choose from {sorted(CAMERAS)}")
+        check(self.token_stride in (4, 8), "token_stride", "4 or 8")
+        check(self.token_stride == 8 or "efficientnet-lite0" not in (self.backbone, self.extra_backbone),
+              "token_stride", "efficientnet-lite0 gives tokens at stride 8 only")  # fmt: skip
         check(self.gate_epochs >= 1, "gate_epochs", "must be >= 1")
         missing = sorted(
             {t for v in self.variants for t in VARIANTS[v]} - set(self.weights) | {"imitation"} - set(self.weights)

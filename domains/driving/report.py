@@ -8,6 +8,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from domains.driving import scenarios as sim
 from domains.driving.pipeline import GATE, DrivingResult
 from domains.driving.recipe import VARIANTS
 from suite.report import (
@@ -130,7 +131,7 @@ def write_report(run: DrivingResult, seconds: float) -> dict[str, Any]:
     lines = header("Driving: distilling a teacher's reasoning into a real-time pixel planner", doc, seconds,
                    "driving.json") + [
         "## Setup",
-        f"- highway-env scenarios {', '.join(scenarios)}; 64x64 RGB frames, two stacked; one decision per second.",
+        f"- highway-env scenarios {', '.join(scenarios)}; {camera_words(recipe)}; one decision per second.",
         f"- Teacher: `{recipe.teacher}` (the privileged expert reads the full simulator state and writes perception / "
         "prediction / planning rationales and one description per visible agent). Texts are embedded with MiniLM-L6.",
         f"- Data: {recipe.train_episodes} training and {recipe.val_episodes} validation expert episodes per scenario "
@@ -192,13 +193,21 @@ def write_report(run: DrivingResult, seconds: float) -> dict[str, Any]:
     return doc
 
 
+def camera_words(recipe: Any) -> str:
+    """What the planner sees, in words: '4 stacked 128x64 RGB frames (camera `ego`, 4-pixel scene tokens)'."""
+    height, width = sim.camera(recipe.camera).shape
+    view = f"camera `{recipe.camera}`, {recipe.token_stride}-pixel scene tokens"
+    return f"{recipe.frames} stacked {width}x{height} RGB frames ({view})"
+
+
 def write_model_card(run: DrivingResult, doc: dict[str, Any]) -> Path:
     recipe, name = run.recipe, f"{run.recipe.backbone}-{SHIPPED}"
     return model_card(recipe.model_card_path, f"Driving planner `{name}`", doc, recipe.report_path / "driving.md",
                       "collision_rate", {
         "What it is": [
-            "A pixel-to-plan student for highway-env (highway, merge, intersection, roundabout): two stacked 64x64 "
-            "RGB frames and the ego speed (m/s) in; action logits over LANE_LEFT, IDLE, LANE_RIGHT, FASTER, SLOWER, "
+            "A pixel-to-plan student for highway-env (highway, merge, intersection, roundabout): "
+            f"{camera_words(recipe)} and the ego speed (m/s) in; action logits over LANE_LEFT, IDLE, LANE_RIGHT, "
+            "FASTER, SLOWER, "
             "three waypoints (1/2/3 s, metres, ego frame) and a 384-d reasoning vector (nearest MiniLM embedding of "
             "the teacher's planning rationales) out. The table above gives each model's closed-loop collision rate "
             "per scenario (the expert and the constant-action baseline on the same episodes)."],

@@ -108,7 +108,7 @@ class StatePolicy:
         pass
 
     def act(self, frame: np.ndarray, env: Any, scenario: str) -> tuple[str, dict]:
-        from domains.driving.evaluate import best_legal_action
+        from domains.driving.policies import best_legal_action
 
         with torch.inference_mode():
             logits = self.model(torch.from_numpy(privileged_state(env))[None])[0].numpy()

@@ -13,17 +13,19 @@ from domains.driving.collect import CollectPlan, collect
 from domains.driving.data import DrivingData, embed_texts, load
 from domains.driving.recipe import DrivingRecipe
 from domains.driving.vlm import DRIVING_TASK
+from suite.students.planner import token_grid
 
 TEXT_ENCODER = "minilm-l6"
 
 
 def load_splits(recipe: DrivingRecipe, out: Path) -> tuple[DrivingData, DrivingData]:
     scenarios = tuple(recipe.scenarios)
-    train_plan = CollectPlan(scenarios, recipe.train_episodes, recipe.seed)
-    val_plan = CollectPlan(scenarios, recipe.val_episodes, recipe.seed + 1)  # other seeds: unseen episodes
+    train_plan = CollectPlan(scenarios, recipe.train_episodes, recipe.seed, camera=recipe.camera)
+    val_plan = CollectPlan(scenarios, recipe.val_episodes, recipe.seed + 1, camera=recipe.camera)  # unseen episodes
     print(f"[driving] collecting {recipe.train_episodes}+{recipe.val_episodes} expert episodes per scenario")
-    train = load(collect(train_plan, out / "data" / "train", recipe.progress, recipe.workers), recipe.frames)
-    val = load(collect(val_plan, out / "data" / "val", recipe.progress, recipe.workers), recipe.frames)
+    grid = token_grid(sim.camera(recipe.camera).shape, recipe.token_stride)
+    train, val = (load(collect(plan, out / "data" / split, recipe.progress, recipe.workers), recipe.frames,
+                       recipe.camera, grid) for plan, split in ((train_plan, "train"), (val_plan, "val")))  # fmt: skip
     if recipe.teacher != "expert":
         for data in (train, val):
             vlm_rationales(recipe, data, out / "store")
@@ -103,15 +105,16 @@ def sample_frames(val: DrivingData, png: Path, count: int = 4) -> list[dict[str,
             break
     if not picks:
         return picks
-    scale, size = 4, sim.FRAME_SIZE * 4
-    sheet = Image.new("RGB", (len(picks) * (size + 8), size), "white")
+    scale = 4
+    height, width = (scale * side for side in val.images.shape[-2:])
+    sheet = Image.new("RGB", (len(picks) * (width + 8), height), "white")
     for n, pick in enumerate(picks):
         frame = val.images[pick["index"]][-3:].permute(1, 2, 0).numpy()
-        image = Image.fromarray(frame).resize((size, size), Image.NEAREST)
+        image = Image.fromarray(frame).resize((width, height), Image.NEAREST)
         draw = ImageDraw.Draw(image)
         for box in pick_boxes(val, pick["index"]):
             draw.rectangle([v * scale for v in box], outline=(255, 220, 0), width=2)
-        sheet.paste(image, (n * (size + 8), 0))
+        sheet.paste(image, (n * (width + 8), 0))
     sheet.save(png)
     return picks
 

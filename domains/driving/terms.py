@@ -93,7 +93,7 @@ class MaskedTokens(LossTerm):
     """DiMA, survey Eq. 11: mask scene tokens, reconstruct the frame patch under each from its neighbours.
 
     A learnable mask token replaces a random ``ratio`` of the tokens; a light decoder (3x3 conv, 1x1 conv) used only
-    in training predicts the masked cells' pixels (the current frame, 2x downsampled, one 4x4 patch per cell).
+    in training predicts the masked cells' pixels (the current frame pooled to one 4x4 patch per cell).
     """
 
     needs_teacher = False
@@ -107,14 +107,14 @@ class MaskedTokens(LossTerm):
         )
 
     def forward(self, student_out, teacher_out, batch):
-        tokens = student_out["tokens"]  # (B, C, G, G)
-        b, c, g, _ = tokens.shape
-        masked = torch.rand(b, 1, g, g, device=tokens.device) < self.ratio
+        tokens = student_out["tokens"]  # (B, C, Gh, Gw)
+        b, c, rows, cols = tokens.shape
+        masked = torch.rand(b, 1, rows, cols, device=tokens.device) < self.ratio
         filled = torch.where(masked, self.mask_token.view(1, c, 1, 1), tokens)
-        pred = self.decoder(filled).flatten(2).transpose(1, 2)  # (B, G*G, 3*p*p)
+        pred = self.decoder(filled).flatten(2).transpose(1, 2)  # (B, Gh*Gw, 3*p*p)
         frame = batch["inputs"]["images"][:, -3:]  # the current frame, (B, 3, H, W)
-        small = F.adaptive_avg_pool2d(frame, g * self.patch)
-        target = F.unfold(small, self.patch, stride=self.patch).transpose(1, 2)  # (B, G*G, 3*p*p)
+        small = F.adaptive_avg_pool2d(frame, (rows * self.patch, cols * self.patch))
+        target = F.unfold(small, self.patch, stride=self.patch).transpose(1, 2)  # (B, Gh*Gw, 3*p*p)
         return masked_reconstruction_loss(pred, target, masked.flatten(1))
 
 

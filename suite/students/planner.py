@@ -12,7 +12,8 @@ plan:
   ``prediction``, ``planning`` (B, D) stage features (VERDI aligns each with its rationale).
 
 Two backbones: a small CNN (``tiny``) and EfficientNet-Lite0 with the packaged ImageNet weights, its stem widened
-for stacked frames. Both give an 8x8 token grid for 64x64 frames, so the heads and losses are shared.
+for stacked frames. Frames of ``frame_shape`` (H, W) become a token grid of (H / stride, W / stride) cells: stride 8
+(both backbones; 8 x 8 tokens for 64 x 64 frames) or 4 (the tiny CNN: cells narrower than a lane on the ego camera).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from suite import hub
 if TYPE_CHECKING:
     from suite.export.spec import ExportSpec
 
-GRID = 8  # scene tokens per side for 64x64 frames
+GRID = 8  # scene tokens per side for 64x64 frames at stride 8
 LAYOUT_CHANNELS = 8
 
 
@@ -37,13 +38,15 @@ def _conv(in_ch: int, out_ch: int, stride: int) -> nn.Sequential:
 
 
 class TinyBackbone(nn.Module):
-    """Three stride-2 stages and one stride-1 stage: 64x64 -> (4w, 8, 8)."""
+    """Four 3x3 conv stages, the first three stride 2 (stride 8: 64x64 -> (4w, 8, 8)) or the first two (stride 4)."""
 
-    def __init__(self, in_ch: int, width: int = 16):
+    def __init__(self, in_ch: int, width: int = 16, stride: int = 8):
         super().__init__()
-        w = width
+        if stride not in (4, 8):
+            raise ValueError(f"tiny planner backbone: token stride 4 or 8, not {stride}")
+        w, third = width, 2 if stride == 8 else 1
         self.layers = nn.Sequential(
-            _conv(in_ch, w, 2), _conv(w, 2 * w, 2), _conv(2 * w, 4 * w, 2), _conv(4 * w, 4 * w, 1)
+            _conv(in_ch, w, 2), _conv(w, 2 * w, 2), _conv(2 * w, 4 * w, third), _conv(4 * w, 4 * w, 1)
         )
         self.out_channels = 4 * w
 
@@ -96,23 +99,30 @@ class PixelPlanner(nn.Module):
         hidden: int = 128,
         pretrained: bool = True,
         speed_scale: float = 30.0,
+        frame_shape: tuple[int, int] = (64, 64),
+        token_stride: int = 8,
     ):
         super().__init__()
         in_ch = 3 * frames
         self.speed_scale = speed_scale
         if backbone == "tiny":
-            self.backbone = TinyBackbone(in_ch, width)
+            self.backbone = TinyBackbone(in_ch, width, token_stride)
         elif backbone == "efficientnet-lite0":
+            if token_stride != 8:
+                raise ValueError(f"efficientnet-lite0 planner backbone: token stride 8, not {token_stride}")
             self.backbone = EfficientNetLite0Backbone(in_ch, pretrained)
         else:
             raise ValueError(f"unknown planner backbone '{backbone}' (tiny or efficientnet-lite0)")
+        self.grid = token_grid(frame_shape, token_stride)
         channels = self.backbone.out_channels
         self.token_dim, self.hidden, self.num_waypoints = channels, hidden, num_waypoints
         self.attention_logits = nn.Conv2d(channels, 1, 1)
         # Where things are decides the plan (a car ahead in our lane vs in the next one), and pooling forgets it:
         # a 1x1 conv squeezes each token to a few channels and the whole grid is read in place.
         self.layout = nn.Sequential(nn.Conv2d(channels, LAYOUT_CHANNELS, 1), nn.ReLU())
-        self.perception = nn.Sequential(nn.Linear(channels + LAYOUT_CHANNELS * GRID * GRID + 1, hidden), nn.ReLU())
+        self.perception = nn.Sequential(
+            nn.Linear(channels + LAYOUT_CHANNELS * self.grid[0] * self.grid[1] + 1, hidden), nn.ReLU()
+        )
         self.prediction = _mlp(hidden, hidden)
         self.planning = _mlp(hidden, hidden)
         self.action_head = nn.Linear(hidden, num_actions)
@@ -120,7 +130,7 @@ class PixelPlanner(nn.Module):
         self.reasoning_head = nn.Linear(hidden, text_dim)
 
     def forward(self, images: torch.Tensor, ego_speed: torch.Tensor) -> dict[str, torch.Tensor]:
-        tokens = self.backbone((images - 0.5) / 0.5)  # (B, C, G, G)
+        tokens = self.backbone((images - 0.5) / 0.5)  # (B, C, Gh, Gw)
         b, c, h, w = tokens.shape
         attention = self.attention_logits(tokens).flatten(1).softmax(-1)  # (B, G*G)
         attended = torch.einsum("bn,bcn->bc", attention, tokens.flatten(2))  # (B, C)
@@ -142,6 +152,14 @@ class PixelPlanner(nn.Module):
         }
 
 
+def token_grid(frame_shape: tuple[int, int], stride: int) -> tuple[int, int]:
+    """(rows, columns) of scene tokens for frames of ``frame_shape`` (H, W); both sides must divide by ``stride``."""
+    height, width = frame_shape
+    if height % stride or width % stride:
+        raise ValueError(f"planner frames {height}x{width}: both sides must be multiples of the token stride {stride}")
+    return height // stride, width // stride
+
+
 class PlannerExport(nn.Module):
     """What ships: ``(images, ego_speed) -> (logits, waypoints, reasoning)``; the training-only outputs are dropped."""
 
@@ -154,8 +172,8 @@ class PlannerExport(nn.Module):
         return out["logits"], out["waypoints"], out["reasoning"]
 
 
-def planner_export_spec(frames: int, frame_size: int, actions: list[str]) -> ExportSpec:
-    """The exported planner's contract: ``pixel_values`` (B, 3 * frames, S, S) in [0, 1] and ``ego_speed`` (B, 1)
+def planner_export_spec(frames: int, frame_shape: tuple[int, int], actions: list[str]) -> ExportSpec:
+    """The exported planner's contract: ``pixel_values`` (B, 3 * frames, H, W) in [0, 1] and ``ego_speed`` (B, 1)
     in m/s -> ``logits`` (B, A), ``waypoints`` (B, K, 2) and ``reasoning`` (B, D_text)."""
     import dataclasses
 
@@ -163,7 +181,7 @@ def planner_export_spec(frames: int, frame_size: int, actions: list[str]) -> Exp
 
     outputs = ["logits", "waypoints", "reasoning"]
     return dataclasses.replace(
-        vision_spec((3 * frames, frame_size, frame_size), labels=list(actions), task="driving-plan"),
+        vision_spec((3 * frames, *frame_shape), labels=list(actions), task="driving-plan"),
         input_names=["pixel_values", "ego_speed"],
         output_names=outputs,
         dynamic_axes={name: {0: "batch"} for name in ["pixel_values", "ego_speed", *outputs]},
@@ -184,7 +202,7 @@ def export_planner(
         rows = slice(start, start + count)
         return {"pixel_values": images[rows].float() / 255.0, "ego_speed": speed[rows]}
 
-    spec = planner_export_spec(kwargs["frames"], images.shape[-1], actions)
+    spec = planner_export_spec(kwargs["frames"], tuple(images.shape[-2:]), actions)
     card = ModelCardInfo(name=f"driving planner {target.name}", license=license)
     return export_student(
         planner.eval(), spec, feeds(0, 2), [feeds(2, 3), feeds(5, 1)], target, card=card,

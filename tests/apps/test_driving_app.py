@@ -51,7 +51,7 @@ def driving_run(tmp_path_factory):
         return {"pixel_values": images[rows], "ego_speed": speed[rows]}
 
     heldout = [feeds(slice(2, 5)), feeds(slice(5, 6))]
-    spec = planner_export_spec(2, sim.FRAME_SIZE, list(sim.ACTIONS))
+    spec = planner_export_spec(2, (sim.FRAME_SIZE, sim.FRAME_SIZE), list(sim.ACTIONS))
     export_student(planner, spec, feeds(slice(0, 2)), heldout, run / "export" / STUDENT)
     vectors = np.random.default_rng(0).normal(size=(len(BANK), 384))
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -153,10 +153,11 @@ def test_the_nearest_rationale_is_the_highest_cosine():
     assert text == BANK[1] and cosine == pytest.approx(3.0 / np.hypot(0.1, 3.0))
 
 
+@pytest.mark.parametrize("camera", sorted(sim.CAMERAS))
 @pytest.mark.parametrize(("scenario", "direction"), [("highway", (1.0, 0.0)), ("intersection", (0.0, -1.0))])
-def test_waypoints_land_ahead_of_the_ego_car(scenario, direction):
-    # highway's ego heads east (+x in pixels), intersection's north (up: -y); 1 m forward is `scaling` pixels.
-    env = sim.make_env(scenario)
+def test_waypoints_land_ahead_of_the_ego_car(scenario, direction, camera):
+    # highway's ego heads east (+x in pixels), intersection's north (up: -y); 1 m forward is `px_per_m` pixels.
+    env = sim.make_env(scenario, camera)
     try:
         sim.reset(env, 0)
         pixels = waypoint_pixels(env, np.array([[0.0, 0.0], [10.0, 0.0]]))
@@ -164,9 +165,10 @@ def test_waypoints_land_ahead_of_the_ego_car(scenario, direction):
         env.close()
     ego, origin, ahead = pixels
     np.testing.assert_allclose(ego, origin, atol=1e-9)
-    scaling = sim.SCENARIOS[scenario].config["scaling"]
-    np.testing.assert_allclose(ahead - origin, 10.0 * scaling * np.array(direction), atol=1e-6)
-    np.testing.assert_allclose(ego, np.array(sim.SCENARIOS[scenario].config["centering_position"]) * sim.FRAME_SIZE)
+    cam = sim.camera(camera)
+    view = cam.views[scenario]
+    np.testing.assert_allclose(ahead - origin, 10.0 * view.px_per_m * np.array(direction), atol=1e-6)
+    np.testing.assert_allclose(ego, np.array(view.ego_at) * [cam.width, cam.height])
 
 
 def test_missing_runs_raise_a_clear_error(tmp_path, monkeypatch):

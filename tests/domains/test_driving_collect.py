@@ -140,3 +140,42 @@ def test_the_privileged_state_is_recorded_per_frame_nearest_car_first(highway_ep
     distance = np.hypot(neighbours[..., 1] * 50.0, neighbours[..., 2] * 10.0)
     assert (np.diff(np.where(present, distance, 1e9), axis=1) >= -1e-4).all()  # nearest first, absent ones last
     assert (neighbours[~present] == 0).all()
+
+
+# -- DAgger: a learned policy drives, the expert labels ---------------------------------------------------------------
+def _slower_driver():
+    from domains.driving.policies import ConstantPolicy
+
+    return ConstantPolicy("SLOWER")
+
+
+def test_a_driver_with_beta_one_changes_nothing(merge_episode):
+    again = record_episode("merge", seed=0, episode=0, driver=_slower_driver(), beta=1.0)
+    for key in ARRAYS:
+        np.testing.assert_array_equal(again["arrays"][key], merge_episode["arrays"][key], err_msg=key)
+
+
+def test_with_beta_zero_the_driver_drives_and_the_expert_still_labels(highway_episode):
+    dagger = record_episode("highway", seed=0, episode=0, driver=_slower_driver(), beta=0.0)
+    arrays, expert = dagger["arrays"], highway_episode["arrays"]
+    # The same first frame (same seed), then the states a braking car visits: slower than the expert's.
+    np.testing.assert_array_equal(arrays["frames"][0], expert["frames"][0])
+    assert arrays["speed"].mean() < expert["speed"].mean() - 1.0 and arrays["speed"][-1] == pytest.approx(20, abs=0.1)
+    # Labels are the expert's decisions in those states, not the driver's SLOWER everywhere.
+    assert (arrays["actions"] != ACTION_INDEX["SLOWER"]).any()
+    # A waypoint is kept only while the expert's own actions were taken: never once a SLOWER it did not pick ran.
+    took_other = arrays["actions"] != ACTION_INDEX["SLOWER"]
+    assert not arrays["waypoint_mask"][took_other, 0].any()
+
+
+def test_an_intersection_does_not_change_the_next_scenario_in_the_same_process(merge_episode):
+    # intersection-v0 sets IDMVehicle class attributes at reset; they must not leak into other scenarios' episodes
+    record_episode("intersection", seed=0, episode=0)
+    again = record_episode("merge", seed=0, episode=0)
+    for key in ARRAYS:
+        np.testing.assert_array_equal(again["arrays"][key], merge_episode["arrays"][key], err_msg=key)
+
+
+def test_a_plan_refuses_beta_without_a_driver():
+    with pytest.raises(ValueError, match="beta"):
+        CollectPlan(("merge",), episodes=1, seed=0, beta=0.5)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from domains.driving import scenarios as sim
 from domains.driving.collect import CollectPlan, collect
-from domains.driving.data import STAGES, _stack_frames, agent_cells, ego_box, load, make_collate, relevance_maps
+from domains.driving.data import STAGES, TokenCells, _stack_frames, load, make_collate
 from domains.driving.recipe import LOSS_WEIGHTS, VARIANTS
 from domains.driving.terms import (
     AgentContrast,
@@ -27,6 +27,7 @@ from suite.students.planner import GRID, PixelPlanner
 
 TEXT_DIM = 16
 CELL = sim.FRAME_SIZE // GRID  # 8 pixels
+SQUARE = TokenCells(sim.camera("square64"), (GRID, GRID))
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -44,7 +45,7 @@ def one_thread():
 def test_agent_cells_share_each_box_over_its_cells():
     boxes = np.array([[[10, 20, 30, 27], [4, 4, 12, 12], [0, 0, 64, 64], [8, 8, 16, 16]]], np.float32)
     mask = np.array([[True, True, True, False]])
-    cells = agent_cells(boxes, mask)  # (1, 4, G, G)
+    cells = SQUARE.agent_cells(boxes, mask)  # (1, 4, G, G)
     assert cells.shape == (1, 4, GRID, GRID)
     np.testing.assert_allclose(cells[0, :3].sum((-1, -2)), 1.0, rtol=1e-6)
     assert (cells[0, 3] == 0).all()  # a masked agent covers nothing
@@ -61,31 +62,47 @@ def test_relevance_is_one_under_named_agents_and_half_on_the_ego():
     ignored = [0, 6 * CELL, 2 * CELL, 8 * CELL]
     car = [41.9, 30.75, 48.2, 33.25]  # a real merge car (6.3 x 2.5 pixels) on the corner of rows 3-4, columns 5-6
     boxes = np.array([[named, ignored, car]], np.float32)
-    maps = relevance_maps(boxes, np.array([[True, False, True]]), ["merge"])[0]
+    maps = SQUARE.relevance_maps(boxes, np.array([[True, False, True]]), ["merge"])[0]
     assert maps.shape == (GRID, GRID)
     expected = np.zeros((GRID, GRID), np.float32)
     expected[1:5, 5:7] = 1.0
     # The merge ego box (6.25 px square around pixel (16, 32)) overlaps the corner of four cells.
-    x0, y0, x1, y1 = ego_box("merge")
+    x0, y0, x1, y1 = SQUARE.ego_box("merge")
     assert (x0 + x1) / 2 == 16 and (y0 + y1) / 2 == 32
     expected[3:5, 1:3] = 0.5
     np.testing.assert_array_equal(maps, expected)  # the unnamed agent leaves no trace
     # A named agent on the ego's cells wins over the ego.
-    on_ego = relevance_maps(np.array([[[8, 24, 16, 32]]], np.float32), np.array([[True]]), ["merge"])[0]
+    on_ego = SQUARE.relevance_maps(np.array([[[8, 24, 16, 32]]], np.float32), np.array([[True]]), ["merge"])[0]
     assert on_ego[3, 1] == 1.0 and on_ego[3, 2] == on_ego[4, 1] == 0.5
 
 
-def test_the_ego_box_marks_the_drawn_ego_car():
+@pytest.mark.parametrize("camera", sorted(sim.CAMERAS))
+def test_the_ego_box_marks_the_drawn_ego_car(camera):
+    cells = TokenCells(sim.camera(camera), (8, 8))
     for name in sim.SCENARIOS:
-        env = sim.make_env(name)
+        env = sim.make_env(name, camera)
         try:
             frame = sim.reset(env, 0)
         finally:
             env.close()
-        x0, y0, x1, y1 = ego_box(name)
+        assert frame.shape == (*sim.camera(camera).shape, 3)
+        x0, y0, x1, y1 = cells.ego_box(name)
         region = frame[int(y0) : int(np.ceil(y1)), int(x0) : int(np.ceil(x1))].reshape(-1, 3)
         road_or_line = (region == 100).all(1) | (region == 255).all(1)
-        assert not road_or_line.all(), name
+        assert not road_or_line.all(), (camera, name)
+
+
+def test_a_wide_frame_on_a_rectangular_grid_keeps_rows_and_columns_apart():
+    wide = TokenCells(sim.camera("ego"), (16, 32))  # 128 x 64 frames, 4-pixel cells
+    box = np.array([[[8, 4, 16, 8]]], np.float32)  # columns 2-3, row 1
+    cells = wide.agent_cells(box, np.array([[True]]))[0, 0]
+    assert cells.shape == (16, 32)
+    expected = np.zeros((16, 32))
+    expected[1, 2:4] = 0.5
+    np.testing.assert_allclose(cells, expected, atol=1e-7)
+    # the ego sits at 30% of the width and half the height on highway
+    x0, y0, x1, y1 = wide.ego_box("highway")
+    assert (x0 + x1) / 2 == pytest.approx(0.3 * 128) and (y0 + y1) / 2 == pytest.approx(32)
 
 
 def test_stacked_frames_repeat_the_first_frame_at_episode_starts():

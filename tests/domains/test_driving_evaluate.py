@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from domains.driving.evaluate import PolicySpec, closed_loop, constant_open_loop, same_as_constant, summarise
+from domains.driving.evaluate import closed_loop, constant_open_loop, same_as_constant, summarise
+from domains.driving.policies import PolicySpec
 
 
 def episode(crashed: bool, distance: float, actions: str = "111") -> dict:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from domains.driving import scenarios as sim
-from domains.driving.evaluate import best_legal_action
 from domains.driving.expert import MAX_AGENTS, PrivilegedExpert
+from domains.driving.policies import best_legal_action
 
 STAGES = ("perception", "prediction", "planning")
 ROAD, LINE = (100, 100, 100), (255, 255, 255)  # highway-env's road grey and lane-marking white

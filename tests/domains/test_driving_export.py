@@ -14,7 +14,7 @@ from domains.driving.collect import CollectPlan, collect
 from domains.driving.data import load
 from domains.driving.pipeline import export_planner, planner_kwargs
 from domains.driving.recipe import DrivingRecipe
-from suite.students.planner import PixelPlanner
+from suite.students.planner import PixelPlanner, token_grid
 
 OUTPUTS = ("logits", "waypoints", "reasoning")
 
@@ -27,12 +27,17 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+# the first planners' square view at stride 8, and the ego-centred 128x64 view at stride 4 (a 16 x 32 token grid)
+@pytest.fixture(scope="module", params=[("square64", 8), ("ego", 4)], ids=["square64", "ego"])
+def exported(tmp_path_factory, request):
+    camera, stride = request.param
     root = tmp_path_factory.mktemp("driving-export")
-    val = load(collect(CollectPlan(("intersection",), episodes=1, seed=3), root / "data", progress=False))
+    plan = CollectPlan(("intersection",), episodes=1, seed=3, camera=camera)
+    grid = token_grid(sim.camera(camera).shape, stride)
+    val = load(collect(plan, root / "data", progress=False), camera=camera, grid=grid)
     assert len(val) >= 6  # the export traces rows 0-1 and checks parity on rows 2-4 and 5
-    recipe = DrivingRecipe(output_dir=str(root), seeds=[0], variants=["imitation"], extra_backbone="")
+    recipe = DrivingRecipe(output_dir=str(root), seeds=[0], variants=["imitation"], extra_backbone="", camera=camera,
+                           token_stride=stride)  # fmt: skip
     torch.manual_seed(0)
     # The recipe's own planner size: export_planners records planner_kwargs(recipe) as the way to rebuild it.
     planner = PixelPlanner(**planner_kwargs(recipe, "tiny"), pretrained=False)
@@ -52,12 +57,12 @@ def _torch(planner: torch.nn.Module, images: np.ndarray, speed: np.ndarray) -> d
 
 
 def test_export_writes_the_planner_with_a_passed_parity_check(exported):
-    exports, _, _ = exported
+    exports, _, val = exported
     assert set(exports) == {"tiny-imitation"}
     folder = exports["tiny-imitation"]
     spec = json.loads((folder / "spec.json").read_text())
     assert [o["name"] for o in spec["outputs"]] == list(OUTPUTS)
-    assert spec["inputs"][0]["shape"] == ["batch", 6, sim.FRAME_SIZE, sim.FRAME_SIZE]
+    assert spec["inputs"][0]["shape"] == ["batch", 6, *val.images.shape[-2:]]
     assert spec["inputs"][1]["name"] == "ego_speed" and spec["inputs"][1]["shape"] == ["batch", 1]
     assert spec["labels"] == list(sim.ACTIONS)
     parity = spec["parity"]["fp32"]
@@ -78,7 +83,7 @@ def test_onnxruntime_matches_pytorch_on_new_frames(exported, batch):
     assert [o.name for o in session.get_outputs()] == list(OUTPUTS)
     rng = np.random.default_rng(batch)
     frames = val.images[-batch:].float().numpy() / 255.0  # real frames the trace did not see
-    noise = rng.random((batch, 6, sim.FRAME_SIZE, sim.FRAME_SIZE), dtype=np.float32)
+    noise = rng.random((batch, *frames.shape[1:]), dtype=np.float32)
     speed = (30 * rng.random((batch, 1))).astype(np.float32)
     for images in (frames.astype(np.float32), noise):
         expected = _torch(planner, images, speed)
@@ -97,3 +102,22 @@ def test_the_exported_weights_rebuild_the_planner(exported):
     images, speed = val.images[:4].float().numpy() / 255.0, val.speed[:4].numpy()
     for name, value in _torch(rebuilt, images, speed).items():
         np.testing.assert_array_equal(value, _torch(planner, images, speed)[name], err_msg=name)
+
+
+def test_the_exported_planner_names_its_camera(exported):
+    from domains.driving.release import planner_camera
+
+    exports, planner, val = exported
+    kwargs = json.loads((exports["tiny-imitation"] / "spec.json").read_text())["torch"]["kwargs"]
+    camera = planner_camera(kwargs)
+    assert sim.camera(camera).shape == tuple(val.images.shape[-2:])
+    assert planner.grid == token_grid(sim.camera(camera).shape, kwargs["token_stride"])
+
+
+@pytest.mark.parametrize("argv", [[], ["runs/driving/full", "--recheck"]], ids=["neither", "both"])
+def test_release_wants_a_run_or_recheck_not_both(argv, capsys):
+    from domains.driving.release import main
+
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert "RUN_DIR" in capsys.readouterr().err
