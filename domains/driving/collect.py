@@ -15,14 +15,14 @@ import multiprocessing
 import os
 import zipfile
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from domains.driving import scenarios as sim
-from domains.driving.expert import MAX_AGENTS, PrivilegedExpert
+from domains.driving.expert import MAX_AGENTS, ExpertConfig, PrivilegedExpert
 from domains.driving.policies import PolicySpec, build_policy
 from domains.driving.state import STATE_DIM, privileged_state
 
@@ -37,6 +37,7 @@ class CollectPlan:
     seed: int
     shard_episodes: int = 10
     camera: str = sim.DEFAULT_CAMERA  # what the frames show (sim.CAMERAS)
+    expert: ExpertConfig = field(default_factory=ExpertConfig)
     # DAgger: a learned policy drives (each step with probability 1 - beta) while the expert labels every frame
     driver: PolicySpec | None = None
     beta: float = 1.0
@@ -91,7 +92,7 @@ def collect(plan: CollectPlan, out_dir: str | Path, progress: bool = True, worke
 
 def _collect_shard(task: tuple[CollectPlan, Path, str, int]) -> None:
     plan, out, scenario, index = task
-    expert = PrivilegedExpert()
+    expert = PrivilegedExpert(plan.expert)
     driver = None
     if plan.driver is not None:
         import torch

@@ -5,6 +5,7 @@ embeddings and every planner whose recipe did not change."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,7 @@ class DrivingPack(Pack):
         self.recipe, self.resume, self.out = recipe, resume, ledger.root
         inputs = {k: getattr(recipe, k) for k in ("scenarios", "train_episodes", "val_episodes", "seed", "frames",
                                                   "camera", "token_stride", "teacher", "teacher_model",
-                                                  "teacher_url")}  # fmt: skip
+                                                  "teacher_url", "expert")}  # fmt: skip
         self.train_data, self.val = ledger.run("teacher", inputs, lambda out: load_splits(recipe, self.out))
         gate, weights = {"epochs": recipe.gate_epochs, "seed": recipe.seeds[0]}, lambda out: out / GATE_WEIGHTS
         self.gate_weights = ledger.run("gate", gate, self.train_gate, weights, after=["teacher"])
@@ -137,7 +138,8 @@ class DrivingPack(Pack):
         """Open loop on the validation frames; closed loop for every planner, the expert and the baselines at once
         (the same seeded episodes, in worker processes)."""
         recipe = self.recipe
-        specs = {"expert": PolicySpec("expert"), GATE: PolicySpec("state", str(self.gate_weights))}
+        expert = PolicySpec("expert", kwargs=tuple(dataclasses.asdict(recipe.expert).items()))
+        specs = {"expert": expert, GATE: PolicySpec("state", str(self.gate_weights))}
         specs |= {name: PolicySpec("constant", kwargs=(("action", a),)) for name, a in CONSTANTS.items()}
         shared = next((name for name, a in CONSTANTS.items() if a == self.majority), None)
         if shared is None:  # the majority action is no other constant's: drive it too

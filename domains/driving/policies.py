@@ -12,13 +12,13 @@ import numpy as np
 import torch
 
 from domains.driving import scenarios as sim
-from domains.driving.expert import PrivilegedExpert
+from domains.driving.expert import ExpertConfig, PrivilegedExpert
 
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """What a worker needs to rebuild a policy: the expert, a constant action (``kwargs`` = (("action", A),)), the
-    gate's state clone from its weights file, or a planner from its kwargs and weights file."""
+    """What a worker needs to rebuild a policy: the expert (``kwargs``: its margins), a constant action (``kwargs``
+    = (("action", A),)), the gate's state clone from its weights file, or a planner from its kwargs and weights."""
 
     kind: str  # "expert" | "constant" | "state" | "planner"
     weights: str = ""
@@ -84,8 +84,8 @@ def best_legal_action(logits: np.ndarray, scenario: str) -> str:
 
 
 class ExpertPolicy:
-    def __init__(self):
-        self.expert = PrivilegedExpert()
+    def __init__(self, config: ExpertConfig | None = None):
+        self.expert = PrivilegedExpert(config)
 
     def reset(self) -> None:
         pass
@@ -111,7 +111,7 @@ class ConstantPolicy:
 
 def build_policy(spec: PolicySpec) -> Any:
     if spec.kind == "expert":
-        return ExpertPolicy()
+        return ExpertPolicy(ExpertConfig(**dict(spec.kwargs)))
     if spec.kind == "constant":
         return ConstantPolicy(dict(spec.kwargs)["action"])
     if spec.kind == "state":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from domains.driving.expert import ExpertConfig
 from domains.driving.scenarios import CAMERAS, DEFAULT_CAMERA, SCENARIOS
 from suite.config import check
 from suite.runner import RunOutputs
@@ -71,6 +72,9 @@ class DrivingRecipe(RunOutputs):
     )
     mask_ratio: float = field(default=0.5, metadata={"help": "DiMA: share of scene tokens masked (Eq. 11)"})
     teacher: str = field(default="expert", metadata={"help": "rationale source: expert | openai-vlm | hf-vlm"})
+    expert: ExpertConfig = field(
+        default_factory=ExpertConfig, metadata={"help": "the expert's safety margins (it labels every frame)"}
+    )
     teacher_model: str = field(default="", metadata={"help": "VLM: served model name (openai-vlm) or folder (hf-vlm)"})
     teacher_url: str = field(default="", metadata={"help": "VLM: base URL of the OpenAI-compatible server"})
     workers: int = field(default=2, metadata={"help": "processes for collection and the closed-loop evaluation"})

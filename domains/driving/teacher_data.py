@@ -20,8 +20,9 @@ TEXT_ENCODER = "minilm-l6"
 
 def load_splits(recipe: DrivingRecipe, out: Path) -> tuple[DrivingData, DrivingData]:
     scenarios = tuple(recipe.scenarios)
-    train_plan = CollectPlan(scenarios, recipe.train_episodes, recipe.seed, camera=recipe.camera)
-    val_plan = CollectPlan(scenarios, recipe.val_episodes, recipe.seed + 1, camera=recipe.camera)  # unseen episodes
+    seen = {"camera": recipe.camera, "expert": recipe.expert}
+    train_plan = CollectPlan(scenarios, recipe.train_episodes, recipe.seed, **seen)
+    val_plan = CollectPlan(scenarios, recipe.val_episodes, recipe.seed + 1, **seen)  # other seeds: unseen episodes
     print(f"[driving] collecting {recipe.train_episodes}+{recipe.val_episodes} expert episodes per scenario")
     grid = token_grid(sim.camera(recipe.camera).shape, recipe.token_stride)
     train, val = (load(collect(plan, out / "data" / split, recipe.progress, recipe.workers), recipe.frames,
