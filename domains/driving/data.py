@@ -200,3 +200,23 @@ def make_collate(data: DrivingData):
         return batch
 
     return collate
+
+
+def concat(parts: list[DrivingData]) -> DrivingData:
+    """Rows of ``parts`` one after another (a DAgger round's frames after the expert's); each part's frame stacks
+    were built within its own episodes, so nothing crosses a part boundary."""
+    first = parts[0]
+    names = ("images", "actions", "speed", "state", "waypoints", "waypoint_mask", "agent_mask", "agent_cells",
+             "relevance")  # fmt: skip
+    tensors = {name: torch.cat([getattr(p, name) for p in parts]) for name in names}
+    teacher = None
+    if all(p.teacher is not None for p in parts):
+        teacher = {key: torch.cat([p.teacher[key] for p in parts]) for key in first.teacher}
+    return DrivingData(
+        **tensors,
+        boxes=np.concatenate([p.boxes for p in parts]),
+        relevant=np.concatenate([p.relevant for p in parts]),
+        scenario=[name for p in parts for name in p.scenario],
+        texts=[row for p in parts for row in p.texts],
+        teacher=teacher,
+    )

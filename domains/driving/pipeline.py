@@ -24,7 +24,7 @@ from domains.driving.evaluate import (
     summarise_all,
 )
 from domains.driving.policies import PolicySpec
-from domains.driving.recipe import VARIANTS, DrivingRecipe
+from domains.driving.recipe import VARIANTS, DrivingRecipe, planner_kwargs
 from domains.driving.teacher_data import load_splits, sample_frames, save_rationale_bank
 from domains.driving.terms import build_terms, distils_from_teacher
 from suite.runner import ModelResult, Pack, Trained, Variant, evaluate_variants, export_first_seeds, train_variants
@@ -32,11 +32,6 @@ from suite.stages import StageLedger
 from suite.trainer import TrainerConfig
 
 # -- the pack ----------------------------------------------------------------------------------------------------
-
-
-def planner_kwargs(recipe: DrivingRecipe, backbone: str) -> dict[str, Any]:
-    return {"backbone": backbone, "frames": recipe.frames, "num_actions": len(sim.ACTIONS),
-            "frame_shape": list(sim.camera(recipe.camera).shape), "token_stride": recipe.token_stride}  # fmt: skip
 
 
 # Trivial policies every planner must beat: the first planners drove exactly like constant IDLE (issue 14). The
@@ -58,13 +53,22 @@ class DrivingPack(Pack):
         self.train_data, self.val = ledger.run("teacher", inputs, lambda out: load_splits(recipe, self.out))
         gate, weights = {"epochs": recipe.gate_epochs, "seed": recipe.seeds[0]}, lambda out: out / GATE_WEIGHTS
         self.gate_weights = ledger.run("gate", gate, self.train_gate, weights, after=["teacher"])
-        num_actions = len(sim.ACTIONS)
-        self.prototypes = action_prototypes(self.train_data, num_actions)
-        self.class_weights = action_weights(self.train_data, num_actions)
+        self.data_stage = "teacher"  # what the planners' training frames depend on
+        self._fit_statistics()
+        if recipe.dagger_rounds:  # the expert's frames plus the states its learners visit
+            from domains.driving.dagger import aggregate
+
+            self.train_data, self.data_stage = aggregate(self, ledger)
+            self._fit_statistics()
         self.closed: dict[str, dict[str, dict[str, float]]] = {}  # policy -> scenario -> metrics
         self.episodes: dict[str, Any] = {}  # policy -> scenario -> episode rows (same seeds for every policy)
         self.majority = sim.ACTIONS[int(torch.bincount(self.train_data.actions).argmax())]
         self.baseline_actions = {**CONSTANTS, MAJORITY: self.majority}
+
+    def _fit_statistics(self) -> None:
+        """Action prototypes (DSDrive) and class weights (imitation) of the current training frames."""
+        self.prototypes = action_prototypes(self.train_data, len(sim.ACTIONS))
+        self.class_weights = action_weights(self.train_data, len(sim.ACTIONS))
 
     def train_gate(self, out: Path) -> Path:
         from domains.driving.state import save_cloner, train_state_cloner
@@ -102,13 +106,17 @@ class DrivingPack(Pack):
                 "lr": recipe.lr, "terms": self._settings()}  # fmt: skip
 
     def train(self, variant: Variant, seed: int, directory: Path) -> torch.nn.Module:
+        return self.fit_planner(variant, seed, directory, self.train_data)
+
+    def fit_planner(self, variant: Variant, seed: int, directory: Path, data: DrivingData) -> torch.nn.Module:
+        """Train ``variant``'s planner on ``data`` (the training frames; a DAgger round's aggregate so far)."""
         from safetensors.torch import save_model
 
         from suite.distiller import Distiller
         from suite.students.planner import PixelPlanner
         from suite.trainer import Trainer, seed_everything
 
-        print(f"[driving] training {variant.name} seed {seed}")
+        print(f"[driving] training {variant.name} seed {seed} on {len(data)} frames")
         seed_everything(seed)
         planner = PixelPlanner(**planner_kwargs(self.recipe, variant.student), pretrained=True)
         variant_terms = tuple(t for t in variant.terms if t != "imitation")
@@ -119,9 +127,7 @@ class DrivingPack(Pack):
             seed=seed, warmup_ratio=0.05, schedule="cosine", log_every=50, progress=self.recipe.progress,
             tensorboard=False,
         )  # fmt: skip
-        Trainer(Distiller(planner, terms, variant.terms), config, self.train_data, make_collate(self.train_data)).fit(
-            self.resume
-        )
+        Trainer(Distiller(planner, terms, variant.terms), config, data, make_collate(data)).fit(self.resume)
         save_model(planner, str(directory / "model.safetensors"))
         return planner.eval()
 
@@ -199,7 +205,7 @@ def run(recipe: DrivingRecipe, resume: bool = False) -> dict[str, Any]:
     started = time.perf_counter()
     ledger = StageLedger(recipe.output_dir)
     pack = DrivingPack(recipe, ledger, resume)
-    trained = train_variants(pack, ledger, after=["teacher"])
+    trained = train_variants(pack, ledger, after=[pack.data_stage])
     results = evaluate_variants(pack, trained)
     results = {"expert": ModelResult.single("teacher", pack.closed["expert"]), GATE: pack.gate_result(), **results}
     exports = export_first_seeds(pack, trained, ledger.root / "export")

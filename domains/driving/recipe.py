@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from domains.driving.expert import ExpertConfig
-from domains.driving.scenarios import CAMERAS, DEFAULT_CAMERA, SCENARIOS
+from domains.driving.scenarios import ACTIONS, CAMERAS, DEFAULT_CAMERA, SCENARIOS, camera
 from suite.config import check
 from suite.runner import RunOutputs
 
@@ -53,6 +54,11 @@ class DrivingRecipe(RunOutputs):
     token_stride: int = field(
         default=8, metadata={"help": "pixels per scene token (tiny backbone: 4 or 8; efficientnet-lite0: 8)"}
     )
+    dagger_rounds: int = field(
+        default=0,
+        metadata={"help": "DAgger rounds after the expert's episodes: an imitation planner drives, the expert labels"},
+    )
+    dagger_episodes: int = field(default=30, metadata={"help": "episodes per scenario in each DAgger round"})
     gate_epochs: int = field(
         default=40, metadata={"help": "epochs of the gate: an MLP cloning the expert from privileged state"}
     )
@@ -98,12 +104,19 @@ class DrivingRecipe(RunOutputs):
         check(self.token_stride == 8 or "efficientnet-lite0" not in (self.backbone, self.extra_backbone),
               "token_stride", "efficientnet-lite0 gives tokens at stride 8 only")  # fmt: skip
         check(self.gate_epochs >= 1, "gate_epochs", "must be >= 1")
+        check(self.dagger_rounds >= 0 and self.dagger_episodes >= 1, "dagger_rounds", "rounds >= 0, episodes >= 1")
         missing = sorted(
             {t for v in self.variants for t in VARIANTS[v]} - set(self.weights) | {"imitation"} - set(self.weights)
         )
         check(not missing, "weights", f"no weight for the terms {missing}")
         check(min(self.agents_temperature, self.consistency_temperature) > 0, "agents_temperature", "must be > 0")
         check(0 < self.mask_ratio < 1, "mask_ratio", "must be in (0, 1)")
+
+
+def planner_kwargs(recipe: DrivingRecipe, backbone: str) -> dict[str, Any]:
+    """What rebuilds a planner of ``backbone`` for this recipe (saved with every export)."""
+    return {"backbone": backbone, "frames": recipe.frames, "num_actions": len(ACTIONS),
+            "frame_shape": list(camera(recipe.camera).shape), "token_stride": recipe.token_stride}  # fmt: skip
 
 
 PROFILES = {

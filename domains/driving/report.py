@@ -135,7 +135,7 @@ def write_report(run: DrivingResult, seconds: float) -> dict[str, Any]:
         f"- Teacher: `{recipe.teacher}` (the privileged expert reads the full simulator state and writes perception / "
         "prediction / planning rationales and one description per visible agent). Texts are embedded with MiniLM-L6.",
         f"- Data: {recipe.train_episodes} training and {recipe.val_episodes} validation expert episodes per scenario "
-        f"({run.train_frames} and {run.val_frames} frames).",
+        f"({run.train_frames} and {run.val_frames} frames{dagger_words(recipe)}).",
         f"- Student: `pixel-planner` ({recipe.backbone} backbone), trained {recipe.epochs} epochs per variant and "
         f"seed (seeds {recipe.seeds}). Variants add one reasoning loss to imitation "
         f"(CE + {recipe.waypoint_weight:g} x waypoint L2), or all five. Loss weights: "
@@ -191,6 +191,18 @@ def write_report(run: DrivingResult, seconds: float) -> dict[str, Any]:
     write_summary(out / "driving.json", doc)
     print(f"[driving] report: {out / 'driving.md'}")
     return doc
+
+
+def dagger_words(recipe: Any) -> str:
+    """The DAgger rounds behind the training frames, in words ('' without any)."""
+    if not recipe.dagger_rounds:
+        return ""
+    from domains.driving.dagger import betas
+
+    shares = ", ".join(f"{b:.2f}" for b in betas(recipe.dagger_rounds))
+    return (f"; the training frames include {recipe.dagger_rounds} DAgger rounds of {recipe.dagger_episodes} episodes "
+            f"per scenario driven by that round's imitation planner, the expert taking each step with probability "
+            f"{shares}, and labelled by the expert")  # fmt: skip
 
 
 def camera_words(recipe: Any) -> str:

@@ -19,22 +19,32 @@ TEXT_ENCODER = "minilm-l6"
 
 
 def load_splits(recipe: DrivingRecipe, out: Path) -> tuple[DrivingData, DrivingData]:
-    scenarios = tuple(recipe.scenarios)
-    seen = {"camera": recipe.camera, "expert": recipe.expert}
-    train_plan = CollectPlan(scenarios, recipe.train_episodes, recipe.seed, **seen)
-    val_plan = CollectPlan(scenarios, recipe.val_episodes, recipe.seed + 1, **seen)  # other seeds: unseen episodes
+    train_plan = collect_plan(recipe, recipe.train_episodes, recipe.seed)
+    val_plan = collect_plan(recipe, recipe.val_episodes, recipe.seed + 1)  # other seeds: unseen episodes
     print(f"[driving] collecting {recipe.train_episodes}+{recipe.val_episodes} expert episodes per scenario")
-    grid = token_grid(sim.camera(recipe.camera).shape, recipe.token_stride)
-    train, val = (load(collect(plan, out / "data" / split, recipe.progress, recipe.workers), recipe.frames,
-                       recipe.camera, grid) for plan, split in ((train_plan, "train"), (val_plan, "val")))  # fmt: skip
-    if recipe.teacher != "expert":
-        for data in (train, val):
-            vlm_rationales(recipe, data, out / "store")
     encoder = text_encoder()
-    for data in (train, val):
-        embed_texts(data, encoder, out / "store", recipe.progress)
+    train, val = (labelled_frames(recipe, plan, out / "data" / split, out, encoder)
+                  for plan, split in ((train_plan, "train"), (val_plan, "val")))  # fmt: skip
     print(f"[driving] {len(train)} training frames, {len(val)} validation frames")
     return train, val
+
+
+def collect_plan(recipe: DrivingRecipe, episodes: int, seed: int, **dagger: Any) -> CollectPlan:
+    """The recipe's scenarios, camera and expert; ``dagger``: a ``driver`` and its ``beta``."""
+    return CollectPlan(tuple(recipe.scenarios), episodes, seed, camera=recipe.camera, expert=recipe.expert, **dagger)
+
+
+def labelled_frames(
+    recipe: DrivingRecipe, plan: CollectPlan, shards_dir: Path, out: Path, encoder: Any
+) -> DrivingData:
+    """Collect ``plan`` into ``shards_dir`` and load it with the teacher's targets: a VLM's rationales when it is the
+    teacher, and every rationale's embedding (both through the teacher-output store under ``out``)."""
+    grid = token_grid(sim.camera(recipe.camera).shape, recipe.token_stride)
+    data = load(collect(plan, shards_dir, recipe.progress, recipe.workers), recipe.frames, recipe.camera, grid)
+    if recipe.teacher != "expert":
+        vlm_rationales(recipe, data, out / "store")
+    embed_texts(data, encoder, out / "store", recipe.progress)
+    return data
 
 
 def text_encoder() -> Any:

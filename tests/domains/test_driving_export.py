@@ -12,8 +12,8 @@ import torch
 from domains.driving import scenarios as sim
 from domains.driving.collect import CollectPlan, collect
 from domains.driving.data import load
-from domains.driving.pipeline import export_planner, planner_kwargs
-from domains.driving.recipe import DrivingRecipe
+from domains.driving.pipeline import export_planner
+from domains.driving.recipe import DrivingRecipe, planner_kwargs
 from suite.students.planner import PixelPlanner, token_grid
 
 OUTPUTS = ("logits", "waypoints", "reasoning")
