@@ -60,7 +60,7 @@ class DrivingRecipe(RunOutputs):
     )
     dagger_episodes: int = field(default=30, metadata={"help": "episodes per scenario in each DAgger round"})
     gate_epochs: int = field(
-        default=40, metadata={"help": "epochs of the gate: an MLP cloning the expert from privileged state"}
+        default=200, metadata={"help": "epochs of the gate: an MLP cloning the expert from privileged state"}
     )
     epochs: int = field(default=10, metadata={"help": "training epochs (tiny backbone)"})
     extra_epochs: int = field(default=4, metadata={"help": "training epochs of the extra backbone"})

@@ -52,23 +52,33 @@ def privileged_state(env: Any) -> np.ndarray:
 
 
 class StateCloner(nn.Module):
-    """Privileged state -> action logits: the gate's student (an MLP; no pixels, no reasoning)."""
+    """Privileged state -> action logits: the gate's student (an MLP on standardised features; no pixels, no
+    reasoning). The training set's feature mean and spread are buffers, so they travel with the weights."""
 
     def __init__(self, hidden: int = 128, num_actions: int = len(sim.ACTIONS)):
         super().__init__()
+        self.register_buffer("mean", torch.zeros(STATE_DIM))
+        self.register_buffer("scale", torch.ones(STATE_DIM))
         self.net = nn.Sequential(nn.Linear(STATE_DIM, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                                  nn.Linear(hidden, num_actions))  # fmt: skip
 
     def forward(self, state: torch.Tensor) -> torch.Tensor:
-        return self.net(state)
+        return self.net((state - self.mean) / self.scale)
 
 
-def train_state_cloner(states: torch.Tensor, actions: torch.Tensor, epochs: int = 40, seed: int = 0,
-                       batch_size: int = 256, lr: float = 2e-3) -> StateCloner:  # fmt: skip
-    """Behaviour cloning with cross-entropy; seconds on a CPU (a few thousand rows of ``STATE_DIM`` numbers)."""
+def train_state_cloner(states: torch.Tensor, actions: torch.Tensor, epochs: int = 200, seed: int = 0,
+                       batch_size: int = 64, lr: float = 2e-3) -> StateCloner:  # fmt: skip
+    """Behaviour cloning with cross-entropy; seconds on a CPU (a few thousand rows of ``STATE_DIM`` numbers).
+
+    Without standardised features and with 40 epochs of 256-row batches the clone stayed at the majority action
+    (IDLE, 86% of the decisive expert's highway and merge frames) even where a gradient-boosted classifier on the same
+    vectors did far better: it was under-trained, not short of information.
+    """
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = StateCloner()
+    model.mean.copy_(states.mean(0))
+    model.scale.copy_(states.std(0).clamp_min(1e-3))  # constant features (absent neighbours) stay at zero
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
     model.train()
