@@ -20,7 +20,7 @@ class PolicySpec:
     """What a worker needs to rebuild a policy: the expert (``kwargs``: its margins), a constant action (``kwargs``
     = (("action", A),)), the gate's state clone from its weights file, or a planner from its kwargs and weights."""
 
-    kind: str  # "expert" | "constant" | "state" | "planner"
+    kind: str  # "expert" | "constant" | "state" | "planner" | "onnx" (``weights``: an exported planner's folder)
     weights: str = ""
     kwargs: tuple[tuple[str, Any], ...] = ()
 
@@ -118,6 +118,8 @@ def build_policy(spec: PolicySpec) -> Any:
         from domains.driving.state import StatePolicy, load_cloner
 
         return StatePolicy(load_cloner(spec.weights))
+    if spec.kind == "onnx":
+        return onnx_policy(spec.weights)
     from safetensors.torch import load_model
 
     from suite.students.planner import PixelPlanner
@@ -126,3 +128,24 @@ def build_policy(spec: PolicySpec) -> Any:
     planner = PixelPlanner(**{**kwargs, "pretrained": False})
     load_model(planner, str(spec.weights))
     return PlannerPolicy(torch_forward(planner), kwargs.get("frames", 2))
+
+
+def onnx_policy(export_dir: str) -> PlannerPolicy:
+    """An exported planner (ONNX on onnxruntime CPU, one thread) behind its frame stack: how a released planner
+    drives."""
+    import onnxruntime as ort
+
+    from suite.export.runtime import read_spec, verified
+
+    spec = read_spec(export_dir)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    model = verified(export_dir, spec, "model.onnx")  # the sha256 spec.json records
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    names = [output["name"] for output in spec["outputs"]]
+
+    def forward(pixel_values: np.ndarray, ego_speed: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = session.run(names, {"pixel_values": pixel_values, "ego_speed": ego_speed})
+        return dict(zip(names, outputs, strict=True))
+
+    return PlannerPolicy(forward, spec["image_size"][0] // 3)

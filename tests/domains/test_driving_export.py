@@ -13,6 +13,7 @@ from domains.driving import scenarios as sim
 from domains.driving.collect import CollectPlan, collect
 from domains.driving.data import load
 from domains.driving.pipeline import export_planner
+from domains.driving.policies import PolicySpec
 from domains.driving.recipe import DrivingRecipe, planner_kwargs
 from suite.students.planner import PixelPlanner, token_grid
 
@@ -121,3 +122,20 @@ def test_release_wants_a_run_or_recheck_not_both(argv, capsys):
     with pytest.raises(SystemExit):
         main(argv)
     assert "RUN_DIR" in capsys.readouterr().err
+
+
+def test_the_exported_planner_drives_in_closed_loop_like_its_pytorch_twin(exported):
+    from domains.driving.evaluate import closed_loop
+    from domains.driving.release import planner_camera
+
+    exports, planner, val = exported
+    folder = exports["tiny-imitation"]
+    kwargs = json.loads((folder / "spec.json").read_text())["torch"]["kwargs"]
+    from safetensors.torch import save_model
+
+    weights = folder.parent / "twin.safetensors"
+    save_model(planner, str(weights))
+    specs = {"onnx": PolicySpec("onnx", str(folder)),
+             "torch": PolicySpec("planner", str(weights), tuple(sorted(kwargs.items())))}  # fmt: skip
+    episodes = closed_loop(specs, ("merge",), 2, seed=0, workers=1, progress=False, camera=planner_camera(kwargs))
+    assert [r["actions"] for r in episodes["onnx"]["merge"]] == [r["actions"] for r in episodes["torch"]["merge"]]
