@@ -171,11 +171,11 @@ def action_prototypes(data: DrivingData, num_actions: int) -> torch.Tensor:
     return protos
 
 
-def action_weights(data: DrivingData, num_actions: int) -> torch.Tensor:
-    """(A,) cross-entropy weights ∝ 1 / sqrt(frequency), mean 1 (the square root keeps rare lane changes from
-    dominating)."""
+def action_weights(data: DrivingData, num_actions: int, power: float = 0.5) -> torch.Tensor:
+    """(A,) cross-entropy weights ∝ frequency^-power, mean 1: 0 is plain cross-entropy, 1 fully balanced (every
+    action weighs as much in total), 0.5 keeps rare lane changes from dominating."""
     counts = torch.bincount(data.actions, minlength=num_actions).float() + 1.0
-    weights = (counts.sum() / counts).sqrt()
+    weights = (counts.sum() / counts).pow(power)
     return weights / weights.mean()
 
 

@@ -68,7 +68,7 @@ class DrivingPack(Pack):
     def _fit_statistics(self) -> None:
         """Action prototypes (DSDrive) and class weights (imitation) of the current training frames."""
         self.prototypes = action_prototypes(self.train_data, len(sim.ACTIONS))
-        self.class_weights = action_weights(self.train_data, len(sim.ACTIONS))
+        self.class_weights = action_weights(self.train_data, len(sim.ACTIONS), self.recipe.class_weight_power)
 
     def train_gate(self, out: Path) -> Path:
         from domains.driving.state import save_cloner, train_state_cloner
@@ -103,7 +103,8 @@ class DrivingPack(Pack):
         recipe = self.recipe
         epochs = recipe.epochs if variant.student == recipe.backbone else recipe.extra_epochs
         return {"planner": planner_kwargs(recipe, variant.student), "epochs": epochs, "batch_size": recipe.batch_size,
-                "lr": recipe.lr, "terms": self._settings()}  # fmt: skip
+                "lr": recipe.lr, "terms": self._settings(),
+                "class_weight_power": recipe.class_weight_power}  # fmt: skip
 
     def train(self, variant: Variant, seed: int, directory: Path) -> torch.nn.Module:
         return self.fit_planner(variant, seed, directory, self.train_data)

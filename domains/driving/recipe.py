@@ -69,6 +69,10 @@ class DrivingRecipe(RunOutputs):
     weights: dict[str, float] = field(
         default_factory=lambda: dict(LOSS_WEIGHTS), metadata={"help": "loss weight of each term a variant uses"}
     )
+    class_weight_power: float = field(
+        default=0.5,
+        metadata={"help": "imitation CE weight of each action ∝ frequency^-power: 0 plain, 1 balanced (IDLE is most)"},
+    )
     waypoint_weight: float = field(
         default=0.1, metadata={"help": "imitation: weight of the waypoint L2 (metres) beside the action CE"}
     )
@@ -111,6 +115,7 @@ class DrivingRecipe(RunOutputs):
         check(not missing, "weights", f"no weight for the terms {missing}")
         check(min(self.agents_temperature, self.consistency_temperature) > 0, "agents_temperature", "must be > 0")
         check(0 < self.mask_ratio < 1, "mask_ratio", "must be in (0, 1)")
+        check(0 <= self.class_weight_power <= 1, "class_weight_power", "must be in [0, 1]")
 
 
 def planner_kwargs(recipe: DrivingRecipe, backbone: str) -> dict[str, Any]:
