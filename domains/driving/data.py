@@ -19,6 +19,9 @@ from domains.driving.collect import load_shard
 from suite.students.planner import GRID
 
 STAGES = ("perception", "prediction", "planning")
+TENSORS = ("images", "actions", "speed", "state", "waypoints", "waypoint_mask", "agent_mask", "agent_cells",
+           "relevance")  # fmt: skip
+BUDGET_BLOCK = 20  # a data budget keeps whole episodes: those whose index modulo 20 is below 20 x budget
 
 
 @dataclass
@@ -37,12 +40,24 @@ class DrivingData:
     scenario: list[str]
     texts: list[dict[str, Any]]
     teacher: dict[str, torch.Tensor] | None = None  # stage -> (N, D); "agents" -> (N, A, D)
+    episode: torch.Tensor | None = None  # (N,) the episode index within its collection (for data budgets)
 
     def __len__(self) -> int:
         return len(self.actions)
 
     def __getitem__(self, i: int) -> int:
         return i  # the collate function gathers rows by index (cheaper than one dict per frame)
+
+    def rows(self, mask: torch.Tensor) -> DrivingData:
+        """The rows where ``mask`` (N,) bool is true, every field alike."""
+        positions = mask.nonzero().flatten()
+        keep = positions.tolist()
+        return DrivingData(
+            **{name: getattr(self, name)[positions] for name in TENSORS},
+            boxes=self.boxes[keep], relevant=self.relevant[keep], scenario=[self.scenario[i] for i in keep],
+            texts=[self.texts[i] for i in keep], episode=None if self.episode is None else self.episode[positions],
+            teacher=None if self.teacher is None else {k: v[positions] for k, v in self.teacher.items()},
+        )  # fmt: skip
 
 
 def load(shards: list[Path], frames: int = 2, camera: str = sim.DEFAULT_CAMERA,
@@ -74,7 +89,16 @@ def load(shards: list[Path], frames: int = 2, camera: str = sim.DEFAULT_CAMERA,
         relevant=arrays["relevant"],
         scenario=scenario,
         texts=texts,
+        episode=torch.from_numpy(arrays["episode"]),
     )
+
+
+def budget_rows(data: DrivingData, budget: float) -> torch.Tensor:
+    """(N,) bool: the rows of a ``budget`` share of the episodes (whole episodes, the same ones in every scenario
+    and collection; 10% of them lie inside 25%, which lie inside 100%)."""
+    if data.episode is None:
+        raise ValueError("these driving rows carry no episode index; load them from shards")
+    return data.episode % BUDGET_BLOCK < round(budget * BUDGET_BLOCK)
 
 
 def _stack_frames(frames: np.ndarray, step: np.ndarray, count: int) -> np.ndarray:
@@ -206,9 +230,7 @@ def concat(parts: list[DrivingData]) -> DrivingData:
     """Rows of ``parts`` one after another (a DAgger round's frames after the expert's); each part's frame stacks
     were built within its own episodes, so nothing crosses a part boundary."""
     first = parts[0]
-    names = ("images", "actions", "speed", "state", "waypoints", "waypoint_mask", "agent_mask", "agent_cells",
-             "relevance")  # fmt: skip
-    tensors = {name: torch.cat([getattr(p, name) for p in parts]) for name in names}
+    tensors = {name: torch.cat([getattr(p, name) for p in parts]) for name in TENSORS}
     teacher = None
     if all(p.teacher is not None for p in parts):
         teacher = {key: torch.cat([p.teacher[key] for p in parts]) for key in first.teacher}
@@ -219,4 +241,5 @@ def concat(parts: list[DrivingData]) -> DrivingData:
         scenario=[name for p in parts for name in p.scenario],
         texts=[row for p in parts for row in p.texts],
         teacher=teacher,
+        episode=None if any(p.episode is None for p in parts) else torch.cat([p.episode for p in parts]),
     )

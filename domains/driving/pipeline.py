@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from domains.driving import scenarios as sim
-from domains.driving.data import DrivingData, action_prototypes, action_weights, make_collate
+from domains.driving.data import DrivingData, action_prototypes, action_weights, budget_rows, make_collate
 from domains.driving.evaluate import (
     action_metrics,
     closed_loop,
@@ -54,6 +54,7 @@ class DrivingPack(Pack):
         gate, weights = {"epochs": recipe.gate_epochs, "seed": recipe.seeds[0]}, lambda out: out / GATE_WEIGHTS
         self.gate_weights = ledger.run("gate", gate, self.train_gate, weights, after=["teacher"])
         self.data_stage = "teacher"  # what the planners' training frames depend on
+        self.budget_of: dict[str, float] = {}  # planner variant -> share of the training episodes it learns from
         self._fit_statistics()
         if recipe.dagger_rounds:  # the expert's frames plus the states its learners visit
             from domains.driving.dagger import aggregate
@@ -88,11 +89,11 @@ class DrivingPack(Pack):
 
     def variants(self) -> list[Variant]:
         recipe, out = self.recipe, []
-        for backbone, variant, seeds in runs(recipe):
+        for backbone, variant, seeds, budget in runs(recipe):
             terms = {t: recipe.weights[t] for t in ("imitation", *VARIANTS[variant])}
-            out.append(
-                Variant(model_name(backbone, variant), backbone, terms, seeds, distils_from_teacher(VARIANTS[variant]))
-            )
+            name = model_name(backbone, variant, budget)
+            self.budget_of[name] = budget
+            out.append(Variant(name, backbone, terms, seeds, distils_from_teacher(VARIANTS[variant])))
         return out
 
     def _settings(self) -> dict[str, float]:
@@ -103,11 +104,14 @@ class DrivingPack(Pack):
         recipe = self.recipe
         epochs = recipe.epochs if variant.student == recipe.backbone else recipe.extra_epochs
         return {"planner": planner_kwargs(recipe, variant.student), "epochs": epochs, "batch_size": recipe.batch_size,
-                "lr": recipe.lr, "terms": self._settings(),
-                "class_weight_power": recipe.class_weight_power}  # fmt: skip
+                "lr": recipe.lr, "terms": self._settings(), "class_weight_power": recipe.class_weight_power,
+                "budget": self.budget_of.get(variant.name, 1.0)}  # fmt: skip
 
     def train(self, variant: Variant, seed: int, directory: Path) -> torch.nn.Module:
-        return self.fit_planner(variant, seed, directory, self.train_data)
+        budget, data = self.budget_of.get(variant.name, 1.0), self.train_data
+        return self.fit_planner(
+            variant, seed, directory, data if budget == 1 else data.rows(budget_rows(data, budget))
+        )
 
     def fit_planner(self, variant: Variant, seed: int, directory: Path, data: DrivingData) -> torch.nn.Module:
         """Train ``variant``'s planner on ``data`` (the training frames; a DAgger round's aggregate so far)."""
@@ -185,16 +189,20 @@ class DrivingPack(Pack):
         return export_planner(self.recipe, trained.model, trained.variant.student, self.val, target)
 
 
-def runs(recipe: DrivingRecipe) -> list[tuple[str, str, list[int]]]:
-    """(backbone, variant, seeds) of every planner variant the recipe trains."""
-    plan = [(recipe.backbone, v, list(recipe.seeds)) for v in recipe.variants]
+def runs(recipe: DrivingRecipe) -> list[tuple[str, str, list[int], float]]:
+    """(backbone, variant, seeds, data budget) of every planner variant the recipe trains: each variant at each
+    budget (the reasoning-loss ablation), the extra backbone on the whole data with its first seed."""
+    plan = [(recipe.backbone, v, list(recipe.seeds), b) for b in sorted(recipe.budgets) for v in recipe.variants]
     if recipe.extra_backbone:
-        plan += [(recipe.extra_backbone, v, recipe.seeds[:1]) for v in ("imitation", "all") if v in recipe.variants]
+        plan += [
+            (recipe.extra_backbone, v, recipe.seeds[:1], 1.0) for v in ("imitation", "all") if v in recipe.variants
+        ]
     return plan
 
 
-def model_name(backbone: str, variant: str) -> str:
-    return f"{backbone}-{variant}"
+def model_name(backbone: str, variant: str, budget: float = 1.0) -> str:
+    """``tiny-all``; below the whole data, its share: ``tiny-all-10pct``."""
+    return f"{backbone}-{variant}" if budget == 1 else f"{backbone}-{variant}-{round(100 * budget)}pct"
 
 
 # -- the run -----------------------------------------------------------------------------------------------------
@@ -214,7 +222,7 @@ def run(recipe: DrivingRecipe, resume: bool = False) -> dict[str, Any]:
     samples = sample_frames(pack.val, ledger.root / "samples.png")
     bench = benchmark(recipe, exports, ledger.root)
     run_result = DrivingResult(recipe, results, exports, bench, len(pack.train_data), len(pack.val), samples,
-                               pack.constant_lookalikes(trained))  # fmt: skip
+                               pack.constant_lookalikes(trained), pack.episodes)  # fmt: skip
     doc = write_report(run_result, seconds=time.perf_counter() - started)
     write_model_card(run_result, doc)
     shipped = model_name(recipe.backbone, "all")
@@ -237,6 +245,7 @@ class DrivingResult:
     val_frames: int
     samples: list[dict[str, Any]]
     lookalikes: dict[str, list[str]]  # planner|seed -> the constant policies it drove exactly like
+    episodes: dict[str, Any] = field(default_factory=dict)  # policy (planner|seed) -> scenario -> episode rows
 
 
 # -- export and latency ------------------------------------------------------------------------------------------

@@ -39,6 +39,10 @@ class DrivingRecipe(RunOutputs):
     seed: int = field(default=0, metadata={"help": "data seed (episodes derive from it)"})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "training seeds per variant"})
     variants: list[str] = field(default_factory=lambda: list(VARIANTS), metadata={"help": "ablation variants"})
+    budgets: list[float] = field(
+        default_factory=lambda: [1.0],
+        metadata={"help": "shares of the training episodes every variant trains on (the ablation: [0.1, 0.25, 1.0])"},
+    )
     backbone: str = field(
         default="tiny", metadata={"help": "planner backbone of the ablation: tiny | efficientnet-lite0"}
     )
@@ -97,6 +101,8 @@ class DrivingRecipe(RunOutputs):
         bad = sorted(set(self.variants) - set(VARIANTS))
         check(not bad, "variants", f"unknown {bad}; choose from {sorted(VARIANTS)}")
         check("imitation" in self.variants, "variants", "the imitation-only baseline is required")
+        check(1.0 in self.budgets and all(0 < b <= 1 for b in self.budgets), "budgets",
+              "shares in (0, 1], the whole data (1.0) among them")  # fmt: skip
         check(self.teacher in TEACHERS, "teacher", f"must be one of {TEACHERS}")
         check(self.teacher == "expert" or bool(self.teacher_model), "teacher_model", "a VLM teacher needs a model")
         check(self.train_episodes >= 1 and self.val_episodes >= 1, "train_episodes", "must be >= 1")

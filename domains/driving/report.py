@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from domains.driving import scenarios as sim
-from domains.driving.pipeline import GATE, DrivingResult
+from domains.driving.evaluate import SUCCESS_PROGRESS
+from domains.driving.pipeline import GATE, DrivingResult, model_name
 from domains.driving.recipe import VARIANTS
+from suite.eval.paired import mcnemar_exact
 from suite.report import (
     header,
     latency_table,
@@ -65,6 +67,54 @@ def imitation_goals(run: DrivingResult, name: str, prefix: str = "imitation") ->
     }  # fmt: skip
 
 
+REASONING_GAIN = 0.30  # fewer failures than imitation alone at the same data budget, with a paired test
+ALPHA = 0.05
+
+
+def failures(run: DrivingResult, name: str) -> list[bool]:
+    """Planner ``name``'s failed episodes (a crash, or under 90% of the expert's distance on that episode), seed by
+    seed, scenario by scenario, episode by episode: the same order for every planner, so two lists pair up."""
+    out = []
+    for seed in run.results[name].seeds or []:
+        for scenario in run.recipe.scenarios:
+            rows, expert = run.episodes[f"{name}|{seed}"][scenario], run.episodes["expert"][scenario]
+            out += [bool(r["crashed"]) or r["distance"] < SUCCESS_PROGRESS * e["distance"]
+                    for r, e in zip(rows, expert, strict=True)]  # fmt: skip
+    return out
+
+
+def ablation(run: DrivingResult) -> dict[str, dict[str, dict[str, float]]]:
+    """``{budget: {variant: ...}}``: each reasoning variant against imitation alone trained on the same share of
+    the data, on the same closed-loop episodes with the same seeds: failure rates, the relative reduction, and
+    McNemar's exact test pooled over seeds, scenarios and episodes."""
+    recipe, out = run.recipe, {}
+    for budget in sorted(recipe.budgets):
+        base = model_name(recipe.backbone, "imitation", budget)
+        if base not in run.results or not run.episodes:
+            continue
+        row = {}
+        for variant in (v for v in recipe.variants if v != "imitation"):
+            name = model_name(recipe.backbone, variant, budget)
+            if name in run.results:
+                test = mcnemar_exact(failures(run, base), failures(run, name))
+                before, after = test["failure_rate_a"], test["failure_rate_b"]
+                row[variant] = {**test, "reduction": (before - after) / before if before else 0.0}
+        out[f"{round(100 * budget)}%"] = row
+    return out
+
+
+def reasoning_goal(table: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
+    """Met when, at the smallest data budget, some reasoning variant fails at least 30% less often than imitation
+    alone with McNemar's p < 0.05."""
+    if not table:
+        return {"reasoning_gain_met": False, "reasoning_gain_best": None}
+    low = next(iter(table.values()))
+    best = max(low.items(), key=lambda item: item[1]["reduction"], default=None)
+    met = any(r["reduction"] >= REASONING_GAIN and r["p_value"] < ALPHA for r in low.values())
+    return {"reasoning_gain_met": met, "reasoning_gain_best": None if best is None else
+            {"budget": next(iter(table)), "variant": best[0], **best[1]}}  # fmt: skip
+
+
 def goals(run: DrivingResult) -> dict[str, Any]:
     """The imitation planner vs the expert; collisions of the shipped variant vs imitation alone and vs every
     constant-action baseline; planners that drove like a constant policy; latency; size."""
@@ -72,6 +122,8 @@ def goals(run: DrivingResult) -> dict[str, Any]:
     base, shipped = f"{recipe.backbone}-imitation", f"{recipe.backbone}-{SHIPPED}"
     out: dict[str, Any] = imitation_goals(run, GATE, prefix="gate") | imitation_goals(run, base)
     out["constant_lookalikes"] = dict(sorted(run.lookalikes.items()))
+    out["ablation"] = ablation(run)
+    out |= reasoning_goal(out["ablation"])
     if base in results and shipped in results:
         before, after = (overall(results[n], "collision_rate", scenarios) for n in (base, shipped))
         out["collision_reduction"] = None if before == 0 else (before - after) / before
@@ -102,6 +154,38 @@ def imitation_goal_lines(name: str, g: dict[str, Any], prefix: str = "imitation"
         f"{_yes(g[f'{prefix}_collisions_met'])}; progress ≥ {MIN_PROGRESS:.0%} of the expert's in every scenario "
         f"({progress}): {_yes(g[f'{prefix}_progress_met'])}.",
     ]
+
+
+def reasoning_goal_line(g: dict[str, Any]) -> str:
+    best = g.get("reasoning_gain_best")
+    if best is None:
+        return f"- Reasoning losses: no ablation in this run: {_yes(False)}."
+    return (f"- Reasoning losses, at the smallest data budget ({best['budget']}): best `{best['variant']}` fails in "
+            f"{best['failure_rate_b']:.3f} of the episodes vs {best['failure_rate_a']:.3f} for imitation alone "
+            f"({100 * best['reduction']:.0f}% fewer, McNemar p = {best['p_value']:.3g}); goal ≥ "
+            f"{100 * REASONING_GAIN:.0f}% fewer with p < {ALPHA:g}: {_yes(g['reasoning_gain_met'])}.")  # fmt: skip
+
+
+def ablation_lines(table: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """Failure rate (a crash, or under 90% of the expert's distance) of each variant next to imitation alone at the
+    same data budget, pooled over seeds, scenarios and episodes, with McNemar's exact test."""
+    if not table:
+        return []
+    budgets = list(table)
+    lines = ["## Reasoning-loss ablation (closed loop, failures)", "",
+             "Each reasoning variant against imitation alone trained on the same share of the training episodes, on "
+             "the same closed-loop episodes with the same training seeds. Cell: failure rate (imitation's → the "
+             "variant's), relative change, McNemar's exact p over the paired episodes.", "",
+             "| variant | " + " | ".join(budgets) + " |", "|---|" + "---|" * len(budgets)]  # fmt: skip
+    variants = sorted({v for row in table.values() for v in row}, key=list(VARIANTS).index)
+    for variant in variants:
+        cells = []
+        for budget in budgets:
+            r = table[budget].get(variant)
+            cells.append("–" if r is None else f"{r['failure_rate_a']:.3f} → {r['failure_rate_b']:.3f} "
+                         f"({-100 * r['reduction']:+.0f}%, p = {r['p_value']:.2g})")  # fmt: skip
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def lookalike_lines(lookalikes: dict[str, list[str]]) -> list[str]:
@@ -156,6 +240,7 @@ def write_report(run: DrivingResult, seconds: float) -> dict[str, Any]:
         f"- Collisions, {shipped} vs `{recipe.backbone}-imitation` (mean over scenarios): "
         + (f"{100 * reduction:.0f}% fewer (goal ≥ 30%): {_yes(g['collision_reduction_met'])}" if reduction is not None
            else "n/a") + ".",
+        reasoning_goal_line(g),
         f"- {shipped} collides less than every constant-action baseline: "
         f"{_yes(g.get('beats_constant_baselines', False))}.",
         f"- Latency p99 at batch 1 (ONNX, one CPU thread): {number(g['p99_ms'])} ms (goal ≤ {P99_MS:g} ms): "
@@ -164,6 +249,7 @@ def write_report(run: DrivingResult, seconds: float) -> dict[str, Any]:
         else "",
         "",
     ]  # fmt: skip
+    lines += ablation_lines(g["ablation"])
     titles = [("collision rate", "collision_rate", 3), ("success rate (no crash, ≥ 90% of the expert's distance)",
               "success_rate", 3), ("collisions per km", "collisions_per_km", 2),
               ("progress (distance / the expert's)", "progress", 2), ("mean speed (m/s)", "mean_speed", 1),

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from domains.driving import scenarios as sim
 from domains.driving.collect import CollectPlan, collect
-from domains.driving.data import STAGES, TokenCells, _stack_frames, load, make_collate
+from domains.driving.data import STAGES, TokenCells, _stack_frames, budget_rows, concat, load, make_collate
 from domains.driving.recipe import LOSS_WEIGHTS, VARIANTS
 from domains.driving.terms import (
     AgentContrast,
@@ -142,6 +142,27 @@ def batch(data):
 def planner():
     torch.manual_seed(0)
     return PixelPlanner(backbone="tiny", width=4, hidden=8, text_dim=TEXT_DIM, pretrained=False)
+
+
+def test_a_data_budget_keeps_whole_nested_episodes(data):
+    import dataclasses
+
+    many = concat([data] * (40 // len(data) + 1))
+    many = dataclasses.replace(many, episode=torch.arange(len(many)) % 40)  # pretend each row is its own episode
+    kept = {b: set(many.episode[budget_rows(many, b)].tolist()) for b in (0.1, 0.25, 1.0)}
+    assert kept[0.1] == {0, 1, 20, 21} and kept[0.25] == {0, 1, 2, 3, 4, 20, 21, 22, 23, 24}
+    assert kept[0.1] <= kept[0.25] <= kept[1.0] == set(many.episode.tolist())
+    subset = many.rows(budget_rows(many, 0.25))
+    assert len(subset) == len(subset.texts) == len(subset.scenario) == subset.images.shape[0] == len(subset.boxes)
+    assert torch.equal(subset.actions, many.actions[budget_rows(many, 0.25)])
+    assert all(torch.equal(subset.teacher[k], v[budget_rows(many, 0.25)]) for k, v in many.teacher.items())
+
+
+def test_concat_puts_rows_of_two_collections_one_after_another(data):
+    both = concat([data, data])
+    assert len(both) == 2 * len(data) and both.scenario == data.scenario * 2
+    assert torch.equal(both.images[len(data) :], data.images) and torch.equal(both.episode[: len(data)], data.episode)
+    assert both.teacher["agents"].shape[0] == 2 * len(data)
 
 
 def test_collate_shapes(data, batch):

@@ -30,6 +30,7 @@ def driving_run(tmp_path_factory):
         output_dir=str(root / "run"), report_dir=str(root / "report"), model_card_dir=str(root / "card"),
         scenarios=["merge"], train_episodes=1, val_episodes=1, eval_episodes=1, seeds=[0],
         variants=["imitation", "all"], extra_backbone="", epochs=1, workers=1, bench_repeats=3, progress=False,
+        budgets=[0.5, 1.0],
     )  # fmt: skip
     yield recipe, root / "run", run(recipe)
     torch.set_num_threads(threads)
@@ -39,7 +40,8 @@ def test_results_hold_open_and_closed_loop_for_every_variant_the_expert_and_the_
     _, _, summary = driving_run
     assert summary["frames"]["train"] > 0 and summary["frames"]["val"] > 0
     models = summary["models"]
-    assert set(models) == {"expert", "state-clone", "tiny-imitation", "tiny-all"} | BASELINES
+    planners = {"tiny-imitation", "tiny-all", "tiny-imitation-50pct", "tiny-all-50pct"}
+    assert set(models) == {"expert", "state-clone"} | planners | BASELINES
     for name, entry in models.items():
         planner = name.startswith("tiny")
         assert set(entry["metrics"]) == ({"merge"} if name == "expert" else {"merge", "open_loop"}), name
@@ -54,11 +56,22 @@ def test_results_hold_open_and_closed_loop_for_every_variant_the_expert_and_the_
             assert set(metrics) == OPEN_LOOP, name
             assert 0 <= metrics["action_accuracy"] <= 1 and 0 <= metrics["rationale_retrieval"] <= 1
             assert all(math.isfinite(metrics[f"waypoint_l2_{k}s"]) for k in (1, 2))
-            assert entry["seeds"] == [0] and entry["kd"] == (name == "tiny-all")
+            assert entry["seeds"] == [0] and entry["kd"] == name.startswith("tiny-all")
     assert models["constant-IDLE"]["params"] == 0 and not models["constant-IDLE"]["kd"]
     assert models["expert"]["metrics"]["merge"]["progress"] == 1.0  # the reference of everyone's progress
     # The all-terms planner trains extra heads in the Distiller only: both export the same network.
     assert models["tiny-imitation"]["params"] == models["tiny-all"]["params"] > 0
+
+
+def test_the_ablation_pairs_each_variant_with_imitation_at_its_data_budget(driving_run):
+    _, _, summary = driving_run
+    table = summary["goals"]["ablation"]
+    assert list(table) == ["50%", "100%"] and all(set(row) == {"all"} for row in table.values())
+    for row in table.values():
+        test = row["all"]
+        assert test["cases"] == 1 and 0 <= test["p_value"] <= 1  # one seed x one scenario x one episode
+        assert test["only_a"] + test["only_b"] <= 1
+    assert isinstance(summary["goals"]["reasoning_gain_met"], bool)
 
 
 def test_both_planners_are_exported_with_parity_and_benchmarked(driving_run):
@@ -83,7 +96,7 @@ def test_a_rerun_reuses_the_shards_and_the_trained_planners(driving_run, capsys)
 
     recipe, out, first = driving_run
     kept = sorted([*out.glob("students/*/model.safetensors"), *out.glob("data/*/*.npz")])
-    assert len(kept) == 4
+    assert len(kept) == 6  # four planners, two shards
     mtimes = [p.stat().st_mtime_ns for p in kept]
     second = run(recipe)
     assert "[students/tiny-all-s0] up to date" in capsys.readouterr().out
