@@ -141,7 +141,7 @@ class TokenCells:
 
     def ego_box(self, scenario: str) -> np.ndarray:
         """Pixel box of the ego car, which highway-env draws where the camera's view of ``scenario`` puts it."""
-        view = self.camera.views[scenario]
+        view = self.camera.views[sim.SCENARIOS[scenario].kind]
         cx, cy = view.ego_at[0] * self.camera.width, view.ego_at[1] * self.camera.height
         half = 2.5 * view.px_per_m
         return np.array([cx - half, cy - half, cx + half, cy + half])

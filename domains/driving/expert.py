@@ -201,7 +201,8 @@ def _choose(ego: Any, options: dict[str, Option], scenario: str, config: ExpertC
             return max(room, key=clear.__getitem__)
         brakes = "SLOWER" in clear and options["SLOWER"].speed < ego.target_speed and clear["SLOWER"] >= 0
         return "SLOWER" if brakes else max(clear, key=clear.__getitem__)
-    cruise = CRUISE_SPEED.get(scenario) or float(np.max(getattr(ego, "target_speeds", [ego.target_speed])))
+    kind = SCENARIOS[scenario].kind  # a shifted highway keeps the highway's rules
+    cruise = CRUISE_SPEED.get(kind) or float(np.max(getattr(ego, "target_speeds", [ego.target_speed])))
     wants_speed = "FASTER" in clear and ego.target_speed < options["FASTER"].speed <= cruise
     free = config.change_margin + config.overtake_gain
     if wants_speed and clear["FASTER"] >= config.change_margin:
@@ -210,7 +211,7 @@ def _choose(ego: Any, options: dict[str, Option], scenario: str, config: ExpertC
         passing = [a for a in LANE_CHANGES if clear.get(a, -np.inf) >= free]
         if passing:
             return max(passing, key=clear.__getitem__)
-    elif scenario in KEEP_RIGHT and clear.get("LANE_RIGHT", -np.inf) >= free:
+    elif kind in KEEP_RIGHT and clear.get("LANE_RIGHT", -np.inf) >= free:
         return "LANE_RIGHT"
     return "IDLE"
 

@@ -161,7 +161,8 @@ class DrivingPack(Pack):
                 "planner", str(run.directory / "model.safetensors"), kwargs
             )
         print(f"[driving] closed loop: {recipe.eval_episodes} episodes per scenario for each of {len(specs)} policies")
-        self.episodes = closed_loop(specs, tuple(recipe.scenarios), recipe.eval_episodes, recipe.seed,
+        driven = (*recipe.scenarios, *recipe.shift_scenarios)
+        self.episodes = closed_loop(specs, driven, recipe.eval_episodes, recipe.seed,
                                     recipe.workers, progress=recipe.progress, camera=recipe.camera)  # fmt: skip
         if shared is not None:  # the same constant policy: the same episodes
             self.episodes[MAJORITY] = self.episodes[shared]

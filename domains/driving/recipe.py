@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domains.driving.expert import ExpertConfig
-from domains.driving.scenarios import ACTIONS, CAMERAS, DEFAULT_CAMERA, SCENARIOS, camera
+from domains.driving.scenarios import ACTIONS, CAMERAS, DEFAULT_CAMERA, SHIFTED_SCENARIOS, TRAINING_SCENARIOS, camera
 from suite.config import check
 from suite.runner import RunOutputs
 
@@ -29,7 +29,13 @@ class DrivingRecipe(RunOutputs):
     """A privileged expert (or a VLM) explains highway-env scenes; a pixel planner learns to drive and to explain."""
 
     output_dir: str = field(default="runs/driving/full", metadata={"help": "shards, store, students, exports"})
-    scenarios: list[str] = field(default_factory=lambda: list(SCENARIOS), metadata={"help": "highway-env scenes"})
+    scenarios: list[str] = field(
+        default_factory=lambda: list(TRAINING_SCENARIOS), metadata={"help": "highway-env scenes (training and tests)"}
+    )
+    shift_scenarios: list[str] = field(
+        default_factory=list,
+        metadata={"help": "closed loop only, under distribution shift: highway-dense (density 1.5), highway-4lanes"},
+    )
     train_episodes: int = field(default=60, metadata={"help": "expert episodes per scenario for training"})
     val_episodes: int = field(default=15, metadata={"help": "expert episodes per scenario for open-loop metrics"})
     eval_episodes: int = field(
@@ -96,8 +102,12 @@ class DrivingRecipe(RunOutputs):
     progress: bool = field(default=True, metadata={"help": "progress bars"})
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.scenarios) - set(SCENARIOS))
-        check(not unknown, "scenarios", f"unknown {unknown}; choose from {sorted(SCENARIOS)}")
+        unknown = sorted(set(self.scenarios) - set(TRAINING_SCENARIOS))
+        check(not unknown, "scenarios", f"unknown {unknown}; choose from {sorted(TRAINING_SCENARIOS)}")
+        unknown = sorted(set(self.shift_scenarios) - set(SHIFTED_SCENARIOS))
+        check(not unknown, "shift_scenarios", f"unknown {unknown}; choose from {sorted(SHIFTED_SCENARIOS)}")
+        untrained = sorted(s for s in self.shift_scenarios if SHIFTED_SCENARIOS[s].kind not in self.scenarios)
+        check(not untrained, "shift_scenarios", f"{untrained} shift scenarios the planners are not trained on")
         bad = sorted(set(self.variants) - set(VARIANTS))
         check(not bad, "variants", f"unknown {bad}; choose from {sorted(VARIANTS)}")
         check("imitation" in self.variants, "variants", "the imitation-only baseline is required")

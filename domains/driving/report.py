@@ -188,6 +188,21 @@ def ablation_lines(table: dict[str, dict[str, dict[str, float]]]) -> list[str]:
     return [*lines, ""]
 
 
+def shift_lines(run: DrivingResult) -> list[str]:
+    """Collision and success rates under distribution shift, next to the scenario the shifted ones vary."""
+    shifts = list(run.recipe.shift_scenarios)
+    if not shifts:
+        return []
+    columns = sorted({sim.SCENARIOS[s].kind for s in shifts}) + shifts
+    trained = ", ".join(run.recipe.scenarios)
+    lines = ["## Closed loop under distribution shift", "",
+             f"Trained on {trained} only; the shifted scenarios are driven, never trained on (highway-dense: traffic "
+             "density 1.5 instead of 1; highway-4lanes: four lanes instead of three).", ""]  # fmt: skip
+    for title, metric in (("collision rate", "collision_rate"), ("success rate", "success_rate")):
+        lines += [f"### {title}", "", *split_columns_table(run.results, columns, metric, 3), ""]
+    return lines
+
+
 def lookalike_lines(lookalikes: dict[str, list[str]]) -> list[str]:
     """A flag for every planner (and seed) that drove exactly like a constant policy on every test episode."""
     if not lookalikes:
@@ -249,7 +264,7 @@ def write_report(run: DrivingResult, seconds: float) -> dict[str, Any]:
         else "",
         "",
     ]  # fmt: skip
-    lines += ablation_lines(g["ablation"])
+    lines += ablation_lines(g["ablation"]) + shift_lines(run)
     titles = [("collision rate", "collision_rate", 3), ("success rate (no crash, ≥ 90% of the expert's distance)",
               "success_rate", 3), ("collisions per km", "collisions_per_km", 2),
               ("progress (distance / the expert's)", "progress", 2), ("mean speed (m/s)", "mean_speed", 1),

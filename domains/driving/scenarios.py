@@ -33,6 +33,11 @@ class Scenario:
     env_id: str
     actions: tuple[str, ...]  # the scenario's own action order (what env.step expects)
     config: dict[str, Any] = field(default_factory=dict)  # highway-env settings besides the camera's
+    family: str = ""  # a shifted scenario: the one it varies (its expert rules and camera view are that one's)
+
+    @property
+    def kind(self) -> str:
+        return self.family or self.name
 
     def env_action(self, action: str) -> int:
         return self.actions.index(action)
@@ -52,12 +57,20 @@ _COMMON = {
     "show_trajectories": False,
 }
 
-SCENARIOS: dict[str, Scenario] = {
-    "highway": Scenario("highway", "highway-v0", _FULL, {"lanes_count": 3, "vehicles_count": 15, "duration": 20}),
+_HIGHWAY = {"lanes_count": 3, "vehicles_count": 15, "duration": 20}
+TRAINING_SCENARIOS: dict[str, Scenario] = {
+    "highway": Scenario("highway", "highway-v0", _FULL, _HIGHWAY),
     "merge": Scenario("merge", "merge-v0", _FULL),
     "intersection": Scenario("intersection", "intersection-v0", ("SLOWER", "IDLE", "FASTER"), {"duration": 13}),
     "roundabout": Scenario("roundabout", "roundabout-v0", _FULL, {"duration": 12}),
 }
+# Distribution shift, for closed-loop evaluation only: planners trained at highway-env's default traffic density on
+# three lanes drive denser traffic and a fourth lane.
+SHIFTED_SCENARIOS: dict[str, Scenario] = {
+    "highway-dense": Scenario("highway-dense", "highway-v0", _FULL, {**_HIGHWAY, "vehicles_density": 1.5}, "highway"),
+    "highway-4lanes": Scenario("highway-4lanes", "highway-v0", _FULL, {**_HIGHWAY, "lanes_count": 4}, "highway"),
+}
+SCENARIOS: dict[str, Scenario] = {**TRAINING_SCENARIOS, **SHIFTED_SCENARIOS}
 
 
 @dataclass(frozen=True)
@@ -129,7 +142,7 @@ def make_env(name: str, camera_name: str = DEFAULT_CAMERA) -> Any:
     _quiet_sdl()
     _restore_idm_defaults()  # the first call in a process captures them, before any environment was reset
     scenario, cam = SCENARIOS[name], camera(camera_name)
-    view = cam.views[name]
+    view = cam.views[scenario.kind]
     config = {**_COMMON, **scenario.config, "screen_width": cam.width * RENDER_SCALE,
               "screen_height": cam.height * RENDER_SCALE, "scaling": view.px_per_m * RENDER_SCALE,
               "centering_position": list(view.ego_at)}  # fmt: skip

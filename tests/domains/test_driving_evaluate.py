@@ -58,3 +58,45 @@ def test_closed_loop_rows_follow_the_seeds_and_a_constant_twin_is_caught():
     assert len(idle) == 3 and all(set(row["actions"]) == {"1"} for row in idle)
     assert [r["distance"] for r in idle] == [r["distance"] for r in again]  # row i is the same episode for both
     assert same_as_constant(again, idle) and not same_as_constant(expert, idle)  # the expert acts
+
+
+# -- distribution shift ---------------------------------------------------------------------------------------------
+def test_shifted_highways_change_density_or_lanes_and_keep_the_highway_view():
+    from domains.driving import scenarios as sim
+
+    for name, check in (("highway-dense", lambda env: env.unwrapped.config["vehicles_density"] == 1.5),
+                        ("highway-4lanes", lambda env: len(env.unwrapped.road.network.all_side_lanes(
+                            env.unwrapped.vehicle.lane_index)) == 4)):  # fmt: skip
+        env = sim.make_env(name, "ego")
+        try:
+            frame = sim.reset(env, 0)
+            assert check(env), name
+        finally:
+            env.close()
+        assert frame.shape == (64, 128, 3) and sim.SCENARIOS[name].kind == "highway"
+
+
+def test_a_recipe_refuses_a_shift_of_a_scenario_it_does_not_train_on():
+    from domains.driving.recipe import DrivingRecipe
+    from suite.config import ConfigError
+
+    with pytest.raises(ConfigError, match="not trained on"):
+        DrivingRecipe(scenarios=["merge"], shift_scenarios=["highway-dense"])
+    with pytest.raises(ConfigError, match="unknown"):
+        DrivingRecipe(scenarios=["highway-dense"])
+
+
+def test_the_shift_section_puts_the_shifted_scenarios_beside_their_training_one():
+    from domains.driving.pipeline import DrivingResult
+    from domains.driving.recipe import DrivingRecipe
+    from domains.driving.report import shift_lines
+    from suite.runner import ModelResult
+
+    recipe = DrivingRecipe(scenarios=["highway"], shift_scenarios=["highway-dense"])
+    metrics = {s: {"collision_rate": rate, "success_rate": 1 - rate}
+               for s, rate in (("highway", 0.1), ("highway-dense", 0.3))}  # fmt: skip
+    run = DrivingResult(recipe, {"expert": ModelResult.single("teacher", metrics)}, {}, {}, 0, 0, [], {})
+    lines = shift_lines(run)
+    assert "| model | seeds | highway | highway-dense | mean |" in lines
+    assert "| expert (teacher) | – | 0.100 | 0.300 | 0.200 |" in lines
+    assert shift_lines(DrivingResult(DrivingRecipe(), {}, {}, {}, 0, 0, [], {})) == []
