@@ -49,7 +49,7 @@ def aggregate(pack: DrivingPack, ledger: StageLedger) -> tuple[DrivingData, str]
               f"expert takes a step with probability {beta:.2f}) and the expert labels every frame")  # fmt: skip
         shards = ledger.run(f"{stage}/data", {"plan": repr(plan)}, lambda out, p=plan: _collect(recipe, p, out),
                             lambda out: out / "shards", after=[f"{stage}/planner"])  # fmt: skip
-        encoder = encoder or text_encoder()
+        encoder = encoder or text_encoder(pack.encoder_path)
         data = concat([data, labelled_frames(recipe, plan, shards, ledger.root, encoder)])
         previous = f"{stage}/data"
     return data, previous

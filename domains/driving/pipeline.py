@@ -6,6 +6,7 @@ embeddings and every planner whose recipe did not change."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from domains.driving.evaluate import (
 )
 from domains.driving.policies import PolicySpec
 from domains.driving.recipe import VARIANTS, DrivingRecipe, planner_kwargs
-from domains.driving.teacher_data import load_splits, sample_frames, save_rationale_bank
+from domains.driving.teacher_data import adapt_on_bddx, load_splits, sample_frames, save_rationale_bank
 from domains.driving.terms import build_terms, distils_from_teacher
 from suite.runner import ModelResult, Pack, Trained, Variant, evaluate_variants, export_first_seeds, train_variants
 from suite.stages import StageLedger
@@ -50,7 +51,18 @@ class DrivingPack(Pack):
         inputs = {k: getattr(recipe, k) for k in ("scenarios", "train_episodes", "val_episodes", "seed", "frames",
                                                   "camera", "token_stride", "teacher", "teacher_model",
                                                   "teacher_url", "expert")}  # fmt: skip
-        self.train_data, self.val = ledger.run("teacher", inputs, lambda out: load_splits(recipe, self.out))
+        self.encoder_check: dict[str, Any] = {}  # BDD-X retrieval before / after adapting the rationale encoder
+        encoder, first = None, []
+        self.encoder_path: Path | None = None
+        if recipe.encoder_adapt_steps:
+            steps = {"steps": recipe.encoder_adapt_steps, "bddx_path": recipe.bddx_path}
+            adapted = ledger.run("text_encoder", steps, lambda out: adapt_on_bddx(recipe, out), lambda out: out)
+            encoder, first = adapted / "encoder", ["text_encoder"]
+            self.encoder_path = encoder
+            self.encoder_check = json.loads((adapted / "retrieval.json").read_text())
+        inputs["encoder_adapt_steps"] = recipe.encoder_adapt_steps
+        self.train_data, self.val = ledger.run("teacher", inputs, lambda out: load_splits(recipe, self.out, encoder),
+                                               after=first)  # fmt: skip
         gate, weights = {"epochs": recipe.gate_epochs, "seed": recipe.seeds[0]}, lambda out: out / GATE_WEIGHTS
         self.gate_weights = ledger.run("gate", gate, self.train_gate, weights, after=["teacher"])
         self.data_stage = "teacher"  # what the planners' training frames depend on
@@ -223,7 +235,7 @@ def run(recipe: DrivingRecipe, resume: bool = False) -> dict[str, Any]:
     samples = sample_frames(pack.val, ledger.root / "samples.png")
     bench = benchmark(recipe, exports, ledger.root)
     run_result = DrivingResult(recipe, results, exports, bench, len(pack.train_data), len(pack.val), samples,
-                               pack.constant_lookalikes(trained), pack.episodes)  # fmt: skip
+                               pack.constant_lookalikes(trained), pack.episodes, pack.encoder_check)  # fmt: skip
     doc = write_report(run_result, seconds=time.perf_counter() - started)
     write_model_card(run_result, doc)
     shipped = model_name(recipe.backbone, "all")
@@ -247,6 +259,7 @@ class DrivingResult:
     samples: list[dict[str, Any]]
     lookalikes: dict[str, list[str]]  # planner|seed -> the constant policies it drove exactly like
     episodes: dict[str, Any] = field(default_factory=dict)  # policy (planner|seed) -> scenario -> episode rows
+    text_encoder: dict[str, Any] = field(default_factory=dict)  # BDD-X retrieval before / after adapting it
 
 
 # -- export and latency ------------------------------------------------------------------------------------------

@@ -95,6 +95,11 @@ class DrivingRecipe(RunOutputs):
     expert: ExpertConfig = field(
         default_factory=ExpertConfig, metadata={"help": "the expert's safety margins (it labels every frame)"}
     )
+    encoder_adapt_steps: int = field(
+        default=0,
+        metadata={"help": "adapt the rationale encoder (MiniLM-L6) on BDD-X action/justification pairs (0: off)"},
+    )
+    bddx_path: str = field(default="", metadata={"help": "BDD-X folder (default: the dataset registry finds it)"})
     teacher_model: str = field(default="", metadata={"help": "VLM: served model name (openai-vlm) or folder (hf-vlm)"})
     teacher_url: str = field(default="", metadata={"help": "VLM: base URL of the OpenAI-compatible server"})
     workers: int = field(default=2, metadata={"help": "processes for collection and the closed-loop evaluation"})
@@ -132,6 +137,7 @@ class DrivingRecipe(RunOutputs):
         check(min(self.agents_temperature, self.consistency_temperature) > 0, "agents_temperature", "must be > 0")
         check(0 < self.mask_ratio < 1, "mask_ratio", "must be in (0, 1)")
         check(0 <= self.class_weight_power <= 1, "class_weight_power", "must be in [0, 1]")
+        check(self.encoder_adapt_steps >= 0, "encoder_adapt_steps", "must be >= 0")
 
 
 def planner_kwargs(recipe: DrivingRecipe, backbone: str) -> dict[str, Any]:

@@ -43,7 +43,8 @@ def overall(entry: ModelResult, metric: str, scenarios: list[str]) -> float:
 def summary(run: DrivingResult, seconds: float) -> dict[str, Any]:
     return run_summary(run.results, run.bench, "expert", seconds, teacher_kind=run.recipe.teacher,
                        frames={"train": run.train_frames, "val": run.val_frames},
-                       closed_loop_episodes_per_scenario=run.recipe.eval_episodes, goals=goals(run))  # fmt: skip
+                       closed_loop_episodes_per_scenario=run.recipe.eval_episodes, goals=goals(run),
+                       **({"text_encoder": run.text_encoder} if run.text_encoder else {}))  # fmt: skip
 
 
 def imitation_goals(run: DrivingResult, name: str, prefix: str = "imitation") -> dict[str, Any]:
@@ -232,7 +233,7 @@ def write_report(run: DrivingResult, seconds: float) -> dict[str, Any]:
         "## Setup",
         f"- highway-env scenarios {', '.join(scenarios)}; {camera_words(recipe)}; one decision per second.",
         f"- Teacher: `{recipe.teacher}` (the privileged expert reads the full simulator state and writes perception / "
-        "prediction / planning rationales and one description per visible agent). Texts are embedded with MiniLM-L6.",
+        "prediction / planning rationales and one description per visible agent). " + encoder_words(run.text_encoder),
         f"- Data: {recipe.train_episodes} training and {recipe.val_episodes} validation expert episodes per scenario "
         f"({run.train_frames} and {run.val_frames} frames{dagger_words(recipe)}).",
         f"- Student: `pixel-planner` ({recipe.backbone} backbone), trained {recipe.epochs} epochs per variant and "
@@ -304,6 +305,16 @@ def dagger_words(recipe: Any) -> str:
     return (f"; the training frames include {recipe.dagger_rounds} DAgger rounds of {recipe.dagger_episodes} episodes "
             f"per scenario driven by that round's imitation planner, the expert taking each step with probability "
             f"{shares}, and labelled by the expert")  # fmt: skip
+
+
+def encoder_words(check: dict[str, Any]) -> str:
+    """Which encoder embedded the rationales, and what adapting it on BDD-X did to BDD-X retrieval."""
+    if not check:
+        return "Texts are embedded with MiniLM-L6."
+    before, after = check["retrieval_at_1_before"], check["retrieval_at_1_after"]
+    return (f"Texts are embedded with MiniLM-L6 adapted on {check['train_pairs']:,} BDD-X (action, justification) "
+            f"pairs for {check['steps']} steps: action -> justification retrieval R@1 on {check['test_pairs']} BDD-X "
+            f"test pairs {before:.3f} before, {after:.3f} after.")  # fmt: skip
 
 
 def camera_words(recipe: Any) -> str:

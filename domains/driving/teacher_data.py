@@ -18,11 +18,13 @@ from suite.students.planner import token_grid
 TEXT_ENCODER = "minilm-l6"
 
 
-def load_splits(recipe: DrivingRecipe, out: Path) -> tuple[DrivingData, DrivingData]:
+def load_splits(recipe: DrivingRecipe, out: Path, encoder_path: Path | None = None) -> tuple[DrivingData, DrivingData]:
+    """The expert's training and validation frames with the teacher's targets, the rationales embedded by
+    ``encoder_path`` (default: MiniLM-L6 as packaged)."""
     train_plan = collect_plan(recipe, recipe.train_episodes, recipe.seed)
     val_plan = collect_plan(recipe, recipe.val_episodes, recipe.seed + 1)  # other seeds: unseen episodes
     print(f"[driving] collecting {recipe.train_episodes}+{recipe.val_episodes} expert episodes per scenario")
-    encoder = text_encoder()
+    encoder = text_encoder(encoder_path)
     train, val = (labelled_frames(recipe, plan, out / "data" / split, out, encoder)
                   for plan, split in ((train_plan, "train"), (val_plan, "val")))  # fmt: skip
     print(f"[driving] {len(train)} training frames, {len(val)} validation frames")
@@ -47,11 +49,44 @@ def labelled_frames(
     return data
 
 
-def text_encoder() -> Any:
+def text_encoder(path: Path | None = None) -> Any:
+    """The encoder of every rationale: ``path`` (an adapted copy), else MiniLM-L6 as packaged."""
     from suite import hub
     from suite.teachers import HFTeacher
 
-    return HFTeacher(hub.resolve_model_path(TEXT_ENCODER), task="encoder", max_length=96)
+    return HFTeacher(path or hub.resolve_model_path(TEXT_ENCODER), task="encoder", max_length=96)
+
+
+RETRIEVAL_PAIRS = 500  # BDD-X test pairs the adaptation is checked on (distinct justifications)
+
+
+def adapt_on_bddx(recipe: DrivingRecipe, out: Path) -> Path:
+    """MiniLM-L6 adapted to driving explanations: in-batch contrastive training on BDD-X's training (action,
+    justification) pairs (:func:`suite.adapt.adapt_encoder`), saved to ``out/encoder``; ``out/retrieval.json`` holds
+    action -> justification retrieval R@1 on BDD-X test pairs before and after, the check that says whether it
+    helped."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from suite import hub
+    from suite.adapt import adapt_encoder, retrieval_at_1
+    from suite.data import load_dataset
+
+    splits = load_dataset("bdd-x", path=recipe.bddx_path or None)
+    pairs = [(r["action"], r["justification"]) for r in splits["train"]]
+    test = list({r["justification"]: (r["action"], r["justification"]) for r in splits["test"]}.values())
+    queries, keys = zip(*test[:RETRIEVAL_PAIRS], strict=True)
+    base = hub.resolve_model_path(TEXT_ENCODER)
+
+    def r1(path: Path) -> float:
+        return retrieval_at_1(AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path), queries, keys)
+
+    print(f"[driving] adapting {TEXT_ENCODER} on {len(pairs)} BDD-X pairs for {recipe.encoder_adapt_steps} steps")
+    before = r1(base)
+    adapted = adapt_encoder(base, pairs, out / "encoder", steps=recipe.encoder_adapt_steps, progress=recipe.progress)
+    check = {"train_pairs": len(pairs), "test_pairs": len(queries), "steps": recipe.encoder_adapt_steps,
+             "retrieval_at_1_before": before, "retrieval_at_1_after": r1(adapted)}  # fmt: skip
+    (out / "retrieval.json").write_text(json.dumps(check, indent=1))
+    return out
 
 
 def vlm_rationales(recipe: DrivingRecipe, data: DrivingData, store_dir: Path) -> None:

@@ -1,6 +1,6 @@
-"""DAgger rounds in the driving pack, on the ego camera: each round's imitation planner drives (the expert's share of
-the driving falling to 0), the expert labels what it saw, and the frames join the training set; a rerun reuses every
-round."""
+"""DAgger rounds in the driving pack, on the ego camera and with the rationale encoder adapted on BDD-X: each round's
+imitation planner drives (the expert's share of the driving falling to 0), the expert labels what it saw, and the
+frames join the training set; a rerun reuses every round."""
 
 from __future__ import annotations
 
@@ -16,18 +16,21 @@ from suite.stages import StageLedger
 
 @pytest.fixture(scope="module")
 def dagger_pack(tmp_path_factory):
+    from domains.driving import teacher_data
     from domains.driving.pipeline import DrivingPack
 
-    threads = torch.get_num_threads()
+    threads, pairs = torch.get_num_threads(), teacher_data.RETRIEVAL_PAIRS
     torch.set_num_threads(1)  # tiny planners on a busy 2-core machine: threads only contend
+    teacher_data.RETRIEVAL_PAIRS = 64  # the retrieval check on fewer BDD-X test pairs
     root = tmp_path_factory.mktemp("dagger")
     recipe = DrivingRecipe(
         output_dir=str(root / "run"), scenarios=["merge"], train_episodes=1, val_episodes=1, seeds=[0],
         variants=["imitation"], extra_backbone="", epochs=1, gate_epochs=1, workers=1, progress=False,
-        camera="ego", token_stride=4, frames=4, dagger_rounds=2, dagger_episodes=1,
+        camera="ego", token_stride=4, frames=4, dagger_rounds=2, dagger_episodes=1, encoder_adapt_steps=2,
     )  # fmt: skip
     yield recipe, root / "run", DrivingPack(recipe, StageLedger(recipe.output_dir), resume=False)
     torch.set_num_threads(threads)
+    teacher_data.RETRIEVAL_PAIRS = pairs
 
 
 def test_the_expert_share_falls_linearly_to_zero():
@@ -64,3 +67,17 @@ def test_a_rerun_reuses_every_round(dagger_pack, capsys):
     assert "[dagger/round2/planner] up to date" in capsys.readouterr().out
     assert weights.stat().st_mtime_ns == before and len(again.train_data) == len(pack.train_data)
     assert torch.equal(again.train_data.actions, pack.train_data.actions)
+
+
+def test_the_rationales_are_embedded_by_the_encoder_adapted_on_bddx(dagger_pack):
+    from domains.driving.teacher_data import text_encoder
+
+    _, out, pack = dagger_pack
+    check = pack.encoder_check
+    assert check["steps"] == 2 and check["train_pairs"] > 20_000 and check["test_pairs"] == 64
+    assert 0 <= check["retrieval_at_1_before"] <= 1 and 0 <= check["retrieval_at_1_after"] <= 1
+    assert pack.encoder_path == out / "text_encoder" / "encoder"
+    text = pack.train_data.texts[-1]["planning"]  # a DAgger round's frame: embedded by the same encoder
+    adapted, packaged = (text_encoder(path).answer([text])[0].embedding for path in (pack.encoder_path, None))
+    assert torch.allclose(pack.train_data.teacher["planning"][-1], adapted, atol=1e-5)
+    assert not torch.allclose(adapted, packaged, atol=1e-3)
