@@ -259,9 +259,9 @@ PROFILES: dict[str, list[str]] = {
     # combined, 5 seeds of the tiny student on answer scoring: one teacher vs an ensemble of three, the transfer set,
     # Bayesian KD with its SGLD posterior, EnD^2, shallow exits, a mutual peer; the 2-layer MiniLM adds TinyBERT's
     # intermediate layers (one seed: it costs ~10x a tiny student). The verifier keeps one teacher and plain KD. In
-    # sittings on 2 cores it took 108 min (two SRA teachers side by side 27 min, the third beside the verifier's
-    # students 22 min, SRA students 36 min, publishing 22 min): 6 tiny epochs, 2 transfer copies per pair
-    # (neighbours, typos) at equal optimizer steps.
+    # sittings on 2 cores it took 149 min with other work on the CPU (two SRA teachers side by side 48 min, the third
+    # beside the verifier's students 38 min, SRA students 48 min, publishing 15 min with 2 threads): 6 tiny epochs, 2
+    # transfer copies per pair (neighbours, typos) at equal optimizer steps.
     "full": [
         "seeds=[0, 1, 2, 3, 4]",
         "teacher_ensemble=3",
