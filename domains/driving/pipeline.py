@@ -41,6 +41,7 @@ CONSTANTS = {"constant-IDLE": "IDLE", "constant-SLOWER": "SLOWER"}
 MAJORITY = "majority-class"
 GATE = "state-clone"  # the expert cloned from privileged state: what imitation can reach before pixels
 GATE_WEIGHTS = "cloner.safetensors"
+LEAN_VARIANTS = ("imitation", "all")  # what trains at the budgets above ``ablate_up_to``: the 90-minute limit
 
 
 class DrivingPack(Pack):
@@ -203,9 +204,11 @@ class DrivingPack(Pack):
 
 
 def runs(recipe: DrivingRecipe) -> list[tuple[str, str, list[int], float]]:
-    """(backbone, variant, seeds, data budget) of every planner variant the recipe trains: each variant at each
-    budget (the reasoning-loss ablation), the extra backbone on the whole data with its first seed."""
-    plan = [(recipe.backbone, v, list(recipe.seeds), b) for b in sorted(recipe.budgets) for v in recipe.variants]
+    """(backbone, variant, seeds, data budget) of every planner variant the recipe trains: each variant at the
+    budgets up to ``ablate_up_to`` (the reasoning-loss ablation), imitation and all at the larger ones, the extra
+    backbone on the whole data with its first seed."""
+    plan = [(recipe.backbone, v, list(recipe.seeds), b) for b in sorted(recipe.budgets) for v in recipe.variants
+            if b <= recipe.ablate_up_to or v in LEAN_VARIANTS]  # fmt: skip
     if recipe.extra_backbone:
         plan += [
             (recipe.extra_backbone, v, recipe.seeds[:1], 1.0) for v in ("imitation", "all") if v in recipe.variants

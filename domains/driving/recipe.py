@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domains.driving.expert import ExpertConfig
-from domains.driving.scenarios import ACTIONS, CAMERAS, DEFAULT_CAMERA, SHIFTED_SCENARIOS, TRAINING_SCENARIOS, camera
+from domains.driving.scenarios import ACTIONS, CAMERAS, SHIFTED_SCENARIOS, TRAINING_SCENARIOS, camera
 from suite.config import check
 from suite.runner import RunOutputs
 
@@ -33,36 +33,40 @@ class DrivingRecipe(RunOutputs):
         default_factory=lambda: list(TRAINING_SCENARIOS), metadata={"help": "highway-env scenes (training and tests)"}
     )
     shift_scenarios: list[str] = field(
-        default_factory=list,
+        default_factory=lambda: list(SHIFTED_SCENARIOS),
         metadata={"help": "closed loop only, under distribution shift: highway-dense (density 1.5), highway-4lanes"},
     )
     train_episodes: int = field(default=60, metadata={"help": "expert episodes per scenario for training"})
     val_episodes: int = field(default=15, metadata={"help": "expert episodes per scenario for open-loop metrics"})
     eval_episodes: int = field(
-        default=100,
+        default=20,
         metadata={"help": "closed-loop episodes per scenario, driven by every trained planner and the expert"},
     )
     seed: int = field(default=0, metadata={"help": "data seed (episodes derive from it)"})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "training seeds per variant"})
     variants: list[str] = field(default_factory=lambda: list(VARIANTS), metadata={"help": "ablation variants"})
     budgets: list[float] = field(
-        default_factory=lambda: [1.0],
-        metadata={"help": "shares of the training episodes every variant trains on (the ablation: [0.1, 0.25, 1.0])"},
+        default_factory=lambda: [0.1, 0.25, 1.0],
+        metadata={"help": "shares of the training episodes the planners train on (the data-budget ablation)"},
+    )
+    ablate_up_to: float = field(
+        default=0.1,
+        metadata={"help": "every variant trains at budgets up to this share; above it imitation and all only (time)"},
     )
     backbone: str = field(
         default="tiny", metadata={"help": "planner backbone of the ablation: tiny | efficientnet-lite0"}
     )
     extra_backbone: str = field(
-        default="efficientnet-lite0",
+        default="",
         metadata={"help": "a second backbone trained as imitation and all, first seed only ('' to skip)"},
     )
     frames: int = field(default=2, metadata={"help": "stacked frames per input"})
     camera: str = field(
-        default=DEFAULT_CAMERA,
+        default="ego",
         metadata={"help": "what the planner sees: square64 (64x64, the first planners') | ego (128x64 at 1.75 px/m)"},
     )
     token_stride: int = field(
-        default=8, metadata={"help": "pixels per scene token (tiny backbone: 4 or 8; efficientnet-lite0: 8)"}
+        default=4, metadata={"help": "pixels per scene token (tiny backbone: 4 or 8; efficientnet-lite0: 8)"}
     )
     dagger_rounds: int = field(
         default=0,
@@ -72,7 +76,7 @@ class DrivingRecipe(RunOutputs):
     gate_epochs: int = field(
         default=200, metadata={"help": "epochs of the gate: an MLP cloning the expert from privileged state"}
     )
-    epochs: int = field(default=10, metadata={"help": "training epochs (tiny backbone)"})
+    epochs: int = field(default=40, metadata={"help": "training epochs (tiny backbone)"})
     extra_epochs: int = field(default=4, metadata={"help": "training epochs of the extra backbone"})
     batch_size: int = field(default=64, metadata={"help": "frames per step"})
     lr: float = field(default=3e-3, metadata={"help": "peak AdamW learning rate"})
@@ -96,7 +100,7 @@ class DrivingRecipe(RunOutputs):
         default_factory=ExpertConfig, metadata={"help": "the expert's safety margins (it labels every frame)"}
     )
     encoder_adapt_steps: int = field(
-        default=0,
+        default=200,
         metadata={"help": "adapt the rationale encoder (MiniLM-L6) on BDD-X action/justification pairs (0: off)"},
     )
     bddx_path: str = field(default="", metadata={"help": "BDD-X folder (default: the dataset registry finds it)"})
@@ -137,6 +141,7 @@ class DrivingRecipe(RunOutputs):
         check(min(self.agents_temperature, self.consistency_temperature) > 0, "agents_temperature", "must be > 0")
         check(0 < self.mask_ratio < 1, "mask_ratio", "must be in (0, 1)")
         check(0 <= self.class_weight_power <= 1, "class_weight_power", "must be in [0, 1]")
+        check(0 < self.ablate_up_to <= 1, "ablate_up_to", "a share in (0, 1]")
         check(self.encoder_adapt_steps >= 0, "encoder_adapt_steps", "must be >= 0")
 
 
@@ -150,6 +155,12 @@ PROFILES = {
     "full": [],
     "quick": [
         "output_dir=runs/driving/quick",
+        # The first planners' small camera and no ablation, shift or BDD-X adaptation: a few-minute smoke run.
+        "camera=square64",
+        "token_stride=8",
+        "shift_scenarios=[]",
+        "budgets=[1.0]",
+        "encoder_adapt_steps=0",
         "train_episodes=6",
         "val_episodes=2",
         "eval_episodes=4",
