@@ -68,6 +68,23 @@ def test_the_released_planner_reproduces_its_action_accuracy_on_fresh_episodes(t
     assert action_accuracy(MODELS / "driving" / "export" / "tiny-all", data) == check["action_accuracy_fp32"]
 
 
+def test_the_released_planner_does_not_drive_like_constant_idle_on_the_test_seeds() -> None:
+    """The first planners never left IDLE (issue 14): the released one, on onnxruntime as shipped, must take other
+    actions than constant IDLE in every scenario it was trained on, over the closed-loop test episodes' seeds."""
+    from domains.driving.evaluate import closed_loop, same_as_constant
+    from domains.driving.policies import PolicySpec
+    from domains.driving.release import planner_camera
+
+    folder = MODELS / "driving" / "export" / "tiny-all"
+    scenarios = tuple(release("driving")["models"]["tiny-all"]["check"]["scenarios"])
+    camera = planner_camera(json.loads((folder / "spec.json").read_text())["torch"]["kwargs"])
+    idle = PolicySpec("constant", kwargs=(("action", "IDLE"),))
+    policies = {"planner": PolicySpec("onnx", str(folder)), "idle": idle}
+    episodes = closed_loop(policies, scenarios, 5, seed=0, workers=1, progress=False, camera=camera)
+    idle_like = [s for s in scenarios if same_as_constant(episodes["planner"][s], episodes["idle"][s])]
+    assert idle_like == [], f"the released planner drove exactly like constant IDLE on {idle_like}"
+
+
 # Needs the IU X-ray mirror (../shared/data or SUITE_DATA_MIRRORS), as CI has; without it this fails, never skips.
 def test_the_released_impression_writer_reproduces_its_rouge_l_on_the_first_test_reports() -> None:
     from domains.radiology.pipeline import load_data, release_check

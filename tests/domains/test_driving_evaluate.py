@@ -99,4 +99,16 @@ def test_the_shift_section_puts_the_shifted_scenarios_beside_their_training_one(
     lines = shift_lines(run)
     assert "| model | seeds | highway | highway-dense | mean |" in lines
     assert "| expert (teacher) | – | 0.100 | 0.300 | 0.200 |" in lines
-    assert shift_lines(DrivingResult(DrivingRecipe(), {}, {}, {}, 0, 0, [], {})) == []
+    assert shift_lines(DrivingResult(DrivingRecipe(shift_scenarios=[]), {}, {}, {}, 0, 0, [], {})) == []
+
+
+def test_only_imitation_and_all_train_at_the_budgets_above_the_ablated_ones():
+    from domains.driving.pipeline import runs
+    from domains.driving.recipe import VARIANTS, DrivingRecipe
+
+    recipe = DrivingRecipe(budgets=[0.1, 0.25, 1.0], ablate_up_to=0.1, variants=list(VARIANTS), extra_backbone="")
+    plan = [(variant, budget) for _, variant, _, budget in runs(recipe)]
+    assert sorted(v for v, b in plan if b == 0.1) == sorted(VARIANTS)
+    assert sorted(v for v, b in plan if b > 0.1) == ["all", "all", "imitation", "imitation"]
+    everything = DrivingRecipe(budgets=[0.5, 1.0], ablate_up_to=1.0, variants=list(VARIANTS), extra_backbone="")
+    assert len(runs(everything)) == 2 * len(VARIANTS)
