@@ -41,7 +41,8 @@ CONSTANTS = {"constant-IDLE": "IDLE", "constant-SLOWER": "SLOWER"}
 MAJORITY = "majority-class"
 GATE = "state-clone"  # the expert cloned from privileged state: what imitation can reach before pixels
 GATE_WEIGHTS = "cloner.safetensors"
-LEAN_VARIANTS = ("imitation", "all")  # what trains at the budgets above ``ablate_up_to``: the 90-minute limit
+# What trains at the budgets above ``ablate_up_to`` (the 90-minute limit) and on the extra backbone.
+LEAN_VARIANTS = ("imitation", "all")
 
 
 class DrivingPack(Pack):
@@ -210,9 +211,7 @@ def runs(recipe: DrivingRecipe) -> list[tuple[str, str, list[int], float]]:
     plan = [(recipe.backbone, v, list(recipe.seeds), b) for b in sorted(recipe.budgets) for v in recipe.variants
             if b <= recipe.ablate_up_to or v in LEAN_VARIANTS]  # fmt: skip
     if recipe.extra_backbone:
-        plan += [
-            (recipe.extra_backbone, v, recipe.seeds[:1], 1.0) for v in ("imitation", "all") if v in recipe.variants
-        ]
+        plan += [(recipe.extra_backbone, v, recipe.seeds[:1], 1.0) for v in LEAN_VARIANTS if v in recipe.variants]
     return plan
 
 
