@@ -70,6 +70,9 @@ class DrivingPack(Pack):
         self.data_stage = "teacher"  # what the planners' training frames depend on
         self.budget_of: dict[str, float] = {}  # planner variant -> share of the training episodes it learns from
         self._fit_statistics()
+        # The reasoning-loss ablation's smaller budgets are shares of the expert's demonstrations alone: DAgger's
+        # frames come from planners that learned on all of them, which would leak the full budget into the small.
+        self.expert_data = self.train_data
         if recipe.dagger_rounds:  # the expert's frames plus the states its learners visit
             from domains.driving.dagger import aggregate
 
@@ -122,10 +125,13 @@ class DrivingPack(Pack):
                 "budget": self.budget_of.get(variant.name, 1.0)}  # fmt: skip
 
     def train(self, variant: Variant, seed: int, directory: Path) -> torch.nn.Module:
-        budget, data = self.budget_of.get(variant.name, 1.0), self.train_data
-        return self.fit_planner(
-            variant, seed, directory, data if budget == 1 else data.rows(budget_rows(data, budget))
-        )
+        return self.fit_planner(variant, seed, directory, self.frames_for(self.budget_of.get(variant.name, 1.0)))
+
+    def frames_for(self, budget: float) -> DrivingData:
+        """The training frames of a data budget: all of them (DAgger's too) at 1, else that share of the expert's
+        episodes."""
+        expert = self.expert_data
+        return self.train_data if budget == 1 else expert.rows(budget_rows(expert, budget))
 
     def fit_planner(self, variant: Variant, seed: int, directory: Path, data: DrivingData) -> torch.nn.Module:
         """Train ``variant``'s planner on ``data`` (the training frames; a DAgger round's aggregate so far)."""

@@ -69,8 +69,11 @@ class DrivingRecipe(RunOutputs):
         default=4, metadata={"help": "pixels per scene token (tiny backbone: 4 or 8; efficientnet-lite0: 8)"}
     )
     dagger_rounds: int = field(
-        default=0,
-        metadata={"help": "DAgger rounds after the expert's episodes: an imitation planner drives, the expert labels"},
+        default=2,
+        metadata={
+            "help": "DAgger rounds after the expert's episodes: an imitation planner drives, the expert labels "
+            "(their frames join the 100% budget only)"
+        },
     )
     dagger_episodes: int = field(default=30, metadata={"help": "episodes per scenario in each DAgger round"})
     gate_epochs: int = field(
@@ -161,6 +164,7 @@ PROFILES = {
         "shift_scenarios=[]",
         "budgets=[1.0]",
         "encoder_adapt_steps=0",
+        "dagger_rounds=0",
         "train_episodes=6",
         "val_episodes=2",
         "eval_episodes=4",

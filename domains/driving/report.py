@@ -304,7 +304,8 @@ def dagger_words(recipe: Any) -> str:
     shares = ", ".join(f"{b:.2f}" for b in betas(recipe.dagger_rounds))
     return (f"; the training frames include {recipe.dagger_rounds} DAgger rounds of {recipe.dagger_episodes} episodes "
             f"per scenario driven by that round's imitation planner, the expert taking each step with probability "
-            f"{shares}, and labelled by the expert")  # fmt: skip
+            f"{shares}, and labelled by the expert (they join the 100% budget only: the smaller budgets are "
+            f"shares of the expert's episodes alone)")  # fmt: skip
 
 
 def encoder_words(check: dict[str, Any]) -> str:

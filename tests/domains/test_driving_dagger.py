@@ -58,6 +58,16 @@ def test_each_round_adds_the_frames_its_planner_visited(dagger_pack):
         assert manifest["driver"]["weights"] == str(out / f"dagger/round{k}/planner/model.safetensors")
 
 
+def test_smaller_budgets_learn_from_the_experts_episodes_alone(dagger_pack):
+    # DAgger's drivers learned from every expert frame: their frames would leak the full budget into a small one.
+    _, _, pack = dagger_pack
+    small = pack.frames_for(0.5)
+    assert len(pack.expert_data) < len(pack.train_data)
+    assert len(small) == len(pack.expert_data)  # the one expert episode lies inside every budget
+    assert torch.equal(small.actions, pack.train_data.actions[: len(small)])  # the expert's rows come first
+    assert pack.frames_for(1.0) is pack.train_data
+
+
 def test_a_rerun_reuses_every_round(dagger_pack, capsys):
     from domains.driving.pipeline import DrivingPack
 
