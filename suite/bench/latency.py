@@ -381,3 +381,76 @@ def benchmark_torch(
 ) -> dict[str, Any]:
     """Eager PyTorch latency of one configuration (see :func:`prepare_torch`), timed on its own."""
     return time_interleaved([prepare_torch(model, example_inputs, device, autocast_dtype)], warmup, repeats)[0]
+
+
+def benchmark_cuda_graph(
+    model: nn.Module,
+    example_inputs: Sequence[torch.Tensor] | Mapping[str, torch.Tensor],
+    warmup: int = 10,
+    repeats: int = 50,
+    autocast_dtype: torch.dtype | None = None,
+) -> dict[str, Any]:
+    """PyTorch latency with the forward captured once in a CUDA graph and replayed (needs CUDA).
+
+    A small student at batch 1 is launch-bound on a GPU: eager PyTorch pays the CPU cost of launching each of its
+    hundreds of kernels on every call, a replayed graph launches them all at once. Each timed call copies a request
+    into the graph's static input buffers, replays and synchronises. The row carries ``graph_max_abs_diff``: the
+    replayed outputs against an eager call on the same inputs.
+    """
+    import torch
+
+    model = model.eval().to("cuda")
+    keys = list(example_inputs) if isinstance(example_inputs, Mapping) else None
+    values = list(example_inputs.values()) if isinstance(example_inputs, Mapping) else list(example_inputs)
+    static = [v.to("cuda") for v in values]
+    request = [s.clone() for s in static]  # a "new" request, copied in on every call as a server would
+
+    def forward() -> Any:
+        with torch.autocast("cuda", autocast_dtype, enabled=autocast_dtype is not None):
+            return model(**dict(zip(keys, static, strict=True))) if keys else model(*static)
+
+    with torch.no_grad():
+        eager = _output_tensors(forward())
+        side = torch.cuda.Stream()  # capture wants its warm-up on a side stream (cuDNN / cuBLAS workspaces)
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                forward()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            captured = _output_tensors(forward())
+        graph.replay()
+        torch.cuda.synchronize()
+    diff = max(float((a.float() - b.float()).abs().max()) for a, b in zip(captured, eager, strict=True))
+
+    def call() -> object:
+        for buffer, fresh in zip(static, request, strict=True):
+            buffer.copy_(fresh, non_blocking=True)
+        graph.replay()
+        return captured
+
+    torch.cuda.reset_peak_memory_stats()
+    row = {
+        "runtime": "torch", "provider": "torch-cuda", "available": True, "batch_size": int(values[0].shape[0]),
+        "seq_len": int(values[0].shape[1]) if values[0].dim() == 2 else None, "inputs": "padded",
+        "autocast_dtype": str(autocast_dtype).removeprefix("torch.") if autocast_dtype else None,
+        "intra_op_threads": torch.get_num_threads(), "cuda_graph": True, "graph_max_abs_diff": diff,
+    }  # fmt: skip
+
+    def after(peak: int | None) -> dict[str, Any]:
+        return {"peak_rss_bytes": _rss(), "peak_gpu_mem_bytes": torch.cuda.max_memory_allocated(),
+                "gpu_mem_source": "torch.cuda.max_memory_allocated"}  # fmt: skip
+
+    timed = Timed(call, torch.cuda.synchronize, lambda: None, row, after)
+    return time_interleaved([timed], warmup, repeats)[0]
+
+
+def _output_tensors(output: Any) -> list[torch.Tensor]:
+    """The tensors of a model's output (a tensor, a tuple, a dict or a Hugging Face ModelOutput), in order."""
+    import torch
+
+    if isinstance(output, torch.Tensor):
+        return [output]
+    items = output.values() if isinstance(output, Mapping) else output
+    return [t for item in items for t in _output_tensors(item)]

@@ -51,7 +51,22 @@ def test_gpu_check_on_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         for v, p in (("eager-fp32", "torch-cpu"), ("fp32", "cpu"), ("int8", "cpu"))
         for b in (1, 2)
     }
+    # The released driving planner ships its fp32 graph alone; no CUDA here, so no CUDA-graph rows either.
+    planner = (("eager-fp32", "torch-cpu"), ("fp32", "cpu"))
+    expected |= {("driving-planner", v, p, b) for v, p in planner for b in (1, 2)}
     assert rows == expected
-    assert all(r["seq_len"] == 8 for r in report["results"] if r["model"] != "tiny-convnet")
+    assert "random weights" in report["students"]["driving-planner"]["weights"]
+    assert all(r["seq_len"] == 8 for r in report["results"] if r["model"] not in ("tiny-convnet", "driving-planner"))
     assert any("onnxruntime provider cuda" in n for n in report["not_measured"])
     assert (tmp_path / "gpu_bench.md").read_text().count("| minilm-l6 |") == 6
+
+
+def test_output_tensors_flattens_what_models_return() -> None:
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    from suite.bench.latency import _output_tensors
+
+    a, b, c = torch.zeros(1), torch.ones(2), torch.full((3,), 2.0)
+    assert _output_tensors(a) == [a]
+    assert [t.shape for t in _output_tensors((a, {"x": b, "y": (c,)}))] == [a.shape, b.shape, c.shape]
+    assert [t.shape for t in _output_tensors(SequenceClassifierOutput(logits=b))] == [b.shape]  # None fields dropped
