@@ -218,9 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("train")
     t.add_argument("--data", type=Path, default=Path(".carry/sra_sweep"))
     t.add_argument("--out", type=Path, default=Path("runs/sra_teacher_sweep"))
-    t.add_argument(
-        "--quick", action="store_true", help="a smoke test: 1 config, seed and epoch"
-    )
+    t.add_argument("--quick", action="store_true", help="a smoke test: 1 config, seed and epoch")
     args = parser.parse_args(argv)
     if args.command == "prepare":
         prepare(args.out)
