@@ -70,6 +70,9 @@ def prepare(out: Path) -> None:
     save_file({k: v.half().contiguous() for k, v in state.items()}, out / "minilm_fp16.safetensors")
     config = model.config.to_dict() | {"vocab_size": len(keep), "pad_token_id": int(remap[tokenizer.pad_token_id])}
     (out / "config.json").write_text(json.dumps(config))
+    for name in splits:
+        cut = float((arrays[f"{name}_{max(LENGTHS)}_lengths"] > min(LENGTHS)).mean())
+        print(f"[sweep] {name}: {cut:.1%} of the pairs are longer than {min(LENGTHS)} tokens")
     print(f"[sweep] {', '.join(f'{k} {len(v)}' for k, v in splits.items())} pairs; {len(keep)} of "
           f"{len(tokenizer)} tokens used; wrote {out}")  # fmt: skip
 
