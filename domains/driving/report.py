@@ -176,7 +176,8 @@ def ablation_lines(table: dict[str, dict[str, dict[str, float]]]) -> list[str]:
     lines = ["## Reasoning-loss ablation (closed loop, failures)", "",
              "Each reasoning variant against imitation alone trained on the same share of the training episodes, on "
              "the same closed-loop episodes with the same training seeds. Cell: failure rate (imitation's → the "
-             "variant's), relative change, McNemar's exact p over the paired episodes.", "",
+             "variant's), relative change, McNemar's exact p over the paired episodes; – : the variant was not "
+             "trained at that budget (above `ablate_up_to` only imitation and all train).", "",
              "| variant | " + " | ".join(budgets) + " |", "|---|" + "---|" * len(budgets)]  # fmt: skip
     variants = sorted({v for row in table.values() for v in row}, key=list(VARIANTS).index)
     for variant in variants:
