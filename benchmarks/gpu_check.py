@@ -196,12 +196,10 @@ def graph_rows(
 ) -> list[dict[str, Any]]:
     """The forward replayed from a CUDA graph, fp32 and fp16 autocast; a model that cannot be captured is noted in
     ``student["not_measured"]`` instead of costing the student's other rows."""
-    from suite.bench.latency import benchmark_cuda_graph
-
     rows = []
     for variant, dtype in (("graph-fp32", None), ("graph-fp16", torch.float16)):
         try:
-            result = benchmark_cuda_graph(student["model"], inputs, warmup, repeats, autocast_dtype=dtype)
+            result = benchmark_torch(student["model"], inputs, "cuda", warmup, repeats, dtype, cuda_graph=True)
             rows.append({"model": name, "variant": variant, **result})
         except Exception as exc:  # capture rejects some ops (host syncs, CPU tensors); eager rows still stand
             student.setdefault("not_measured", []).append(f"{name} {variant}: {type(exc).__name__}: {exc}"[:300])

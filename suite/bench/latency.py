@@ -325,13 +325,15 @@ def prepare_torch(
     device: str = "cpu",
     autocast_dtype: torch.dtype | None = None,
     batches: Sequence[Sequence[torch.Tensor]] | None = None,
+    cuda_graph: bool = False,
 ) -> Timed:
     """A :class:`Timed` eager PyTorch forward under ``torch.inference_mode``, synchronising CUDA around every call.
 
     ``example_inputs`` are positional (a sequence) or keyword (a mapping) arguments; the batch size is the first
     axis of the first one. ``batches`` (positional, real lengths) replace them in turn when given.
     ``autocast_dtype`` (e.g. ``torch.float16``) runs the forward under ``torch.autocast``. Threads are the caller's
-    (``torch.set_num_threads``); the row records them.
+    (``torch.set_num_threads``); the row records them. ``cuda_graph`` (CUDA, one batch): the forward is captured
+    once in a CUDA graph and replayed (see :func:`_graph_replay`).
     """
     import torch
 
@@ -342,21 +344,30 @@ def prepare_torch(
     next_inputs = _cycle(moved)
     device_type = torch.device(device).type
     on_gpu = device_type == "cuda"
+    if cuda_graph and not (on_gpu and len(moved) == 1):
+        raise ValueError("cuda_graph: needs device 'cuda' and one input batch (a graph replays fixed shapes)")
+
+    def forward(inputs: list[torch.Tensor]) -> object:
+        with torch.autocast(device_type, autocast_dtype, enabled=autocast_dtype is not None):
+            return model(**dict(zip(keys, inputs, strict=True))) if keys else model(*inputs)
 
     def call() -> object:
-        inputs = next_inputs()
-        with torch.inference_mode(), torch.autocast(device_type, autocast_dtype, enabled=autocast_dtype is not None):
-            return model(**dict(zip(keys, inputs, strict=True))) if keys else model(*inputs)
+        with torch.inference_mode():
+            return forward(next_inputs())
 
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
+    graph_fields: dict[str, Any] = {}
+    if cuda_graph:
+        call, diff = _graph_replay(forward, moved[0])
+        graph_fields = {"cuda_graph": True, "graph_max_abs_diff": diff}
     lengths = [int(b[0].shape[1]) for b in moved if b[0].dim() == 2]
     row = {
         "runtime": "torch", "provider": f"torch-{device_type}", "available": True,
         "batch_size": int(values[0].shape[0]), "seq_len": int(np.median(lengths)) if lengths else None,
         "inputs": "real" if batches else "padded",
         "autocast_dtype": str(autocast_dtype).removeprefix("torch.") if autocast_dtype else None,
-        "intra_op_threads": torch.get_num_threads(),
+        "intra_op_threads": torch.get_num_threads(), **graph_fields,
     }  # fmt: skip
 
     def after(peak: int | None) -> dict[str, Any]:
@@ -378,48 +389,34 @@ def benchmark_torch(
     warmup: int = 10,
     repeats: int = 50,
     autocast_dtype: torch.dtype | None = None,
+    cuda_graph: bool = False,
 ) -> dict[str, Any]:
-    """Eager PyTorch latency of one configuration (see :func:`prepare_torch`), timed on its own."""
-    return time_interleaved([prepare_torch(model, example_inputs, device, autocast_dtype)], warmup, repeats)[0]
+    """PyTorch latency of one configuration (see :func:`prepare_torch`), timed on its own."""
+    timed = prepare_torch(model, example_inputs, device, autocast_dtype, cuda_graph=cuda_graph)
+    return time_interleaved([timed], warmup, repeats)[0]
 
 
-def benchmark_cuda_graph(
-    model: nn.Module,
-    example_inputs: Sequence[torch.Tensor] | Mapping[str, torch.Tensor],
-    warmup: int = 10,
-    repeats: int = 50,
-    autocast_dtype: torch.dtype | None = None,
-) -> dict[str, Any]:
-    """PyTorch latency with the forward captured once in a CUDA graph and replayed (needs CUDA).
+def _graph_replay(forward: Callable[[list[torch.Tensor]], Any], static: list[torch.Tensor]) -> tuple[Callable, float]:
+    """``forward`` on ``static`` captured once in a CUDA graph: a call that copies a request into the static input
+    buffers and replays, and the largest difference of the replayed outputs from an eager call on the same inputs.
 
     A small student at batch 1 is launch-bound on a GPU: eager PyTorch pays the CPU cost of launching each of its
-    hundreds of kernels on every call, a replayed graph launches them all at once. Each timed call copies a request
-    into the graph's static input buffers, replays and synchronises. The row carries ``graph_max_abs_diff``: the
-    replayed outputs against an eager call on the same inputs.
+    hundreds of kernels on every call, a replayed graph launches them all at once.
     """
     import torch
 
-    model = model.eval().to("cuda")
-    keys = list(example_inputs) if isinstance(example_inputs, Mapping) else None
-    values = list(example_inputs.values()) if isinstance(example_inputs, Mapping) else list(example_inputs)
-    static = [v.to("cuda") for v in values]
     request = [s.clone() for s in static]  # a "new" request, copied in on every call as a server would
-
-    def forward() -> Any:
-        with torch.autocast("cuda", autocast_dtype, enabled=autocast_dtype is not None):
-            return model(**dict(zip(keys, static, strict=True))) if keys else model(*static)
-
     with torch.no_grad():
-        eager = _output_tensors(forward())
+        eager = _output_tensors(forward(static))
         side = torch.cuda.Stream()  # capture wants its warm-up on a side stream (cuDNN / cuBLAS workspaces)
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(3):
-                forward()
+                forward(static)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            captured = _output_tensors(forward())
+            captured = _output_tensors(forward(static))
         graph.replay()
         torch.cuda.synchronize()
     diff = max(float((a.float() - b.float()).abs().max()) for a, b in zip(captured, eager, strict=True))
@@ -430,20 +427,7 @@ def benchmark_cuda_graph(
         graph.replay()
         return captured
 
-    torch.cuda.reset_peak_memory_stats()
-    row = {
-        "runtime": "torch", "provider": "torch-cuda", "available": True, "batch_size": int(values[0].shape[0]),
-        "seq_len": int(values[0].shape[1]) if values[0].dim() == 2 else None, "inputs": "padded",
-        "autocast_dtype": str(autocast_dtype).removeprefix("torch.") if autocast_dtype else None,
-        "intra_op_threads": torch.get_num_threads(), "cuda_graph": True, "graph_max_abs_diff": diff,
-    }  # fmt: skip
-
-    def after(peak: int | None) -> dict[str, Any]:
-        return {"peak_rss_bytes": _rss(), "peak_gpu_mem_bytes": torch.cuda.max_memory_allocated(),
-                "gpu_mem_source": "torch.cuda.max_memory_allocated"}  # fmt: skip
-
-    timed = Timed(call, torch.cuda.synchronize, lambda: None, row, after)
-    return time_interleaved([timed], warmup, repeats)[0]
+    return call, diff
 
 
 def _output_tensors(output: Any) -> list[torch.Tensor]:

@@ -70,3 +70,10 @@ def test_output_tensors_flattens_what_models_return() -> None:
     assert _output_tensors(a) == [a]
     assert [t.shape for t in _output_tensors((a, {"x": b, "y": (c,)}))] == [a.shape, b.shape, c.shape]
     assert [t.shape for t in _output_tensors(SequenceClassifierOutput(logits=b))] == [b.shape]  # None fields dropped
+
+
+def test_a_cuda_graph_needs_cuda_and_one_batch() -> None:
+    from suite.bench.latency import prepare_torch
+
+    with pytest.raises(ValueError, match="cuda_graph"):
+        prepare_torch(torch.nn.Linear(2, 2), [torch.zeros(1, 2)], "cpu", cuda_graph=True)
