@@ -112,3 +112,25 @@ def test_only_imitation_and_all_train_at_the_budgets_above_the_ablated_ones():
     assert sorted(v for v, b in plan if b > 0.1) == ["all", "all", "imitation", "imitation"]
     everything = DrivingRecipe(budgets=[0.5, 1.0], ablate_up_to=1.0, variants=list(VARIANTS), extra_backbone="")
     assert len(runs(everything)) == 2 * len(VARIANTS)
+
+
+def test_the_shipped_planner_must_succeed_more_often_than_every_constant_baseline():
+    """Constant SLOWER never crashes (it crawls), so the baselines are judged on success, not collisions."""
+    from domains.driving.pipeline import DrivingResult
+    from domains.driving.recipe import DrivingRecipe
+    from domains.driving.report import goals
+    from suite.runner import ModelResult
+
+    def row(role: str, collisions: float, success: float) -> ModelResult:
+        closed = {"collision_rate": collisions, "success_rate": success, "progress": success}
+        return ModelResult.single(role, {"highway": closed, "open_loop": {}})
+
+    recipe = DrivingRecipe(scenarios=["highway"], shift_scenarios=[], budgets=[1.0])
+    results = {"expert": row("teacher", 0.1, 1.0), "tiny-imitation": row("student", 0.3, 0.6),
+               "constant-slower": row("baseline", 0.0, 0.1), "constant-idle": row("baseline", 0.5, 0.4)}  # fmt: skip
+    verdicts = []
+    for success in (0.7, 0.4):
+        results["tiny-all"] = row("student", 0.2, success)
+        run = DrivingResult(recipe, results, {}, {}, 0, 0, [], {})
+        verdicts.append(goals(run)["beats_constant_baselines"])
+    assert verdicts == [True, False]  # more collisions than constant SLOWER, yet it drives: only success counts
