@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +83,11 @@ class DrivingRecipe(RunOutputs):
     # 25, not 40: DAgger doubles the full-budget frames, and at 40 epochs the full profile took 94 min (goal 90);
     # a seed-0 imitation planner at 25 stayed within 2x the expert's collisions in every scenario
     epochs: int = field(default=25, metadata={"help": "training epochs (tiny backbone)"})
+    min_steps: int = field(
+        default=500,
+        metadata={"help": "fewest optimizer steps a planner takes: the small data budgets train for more epochs "
+                  "(0: epochs alone)"},
+    )  # fmt: skip
     extra_epochs: int = field(default=4, metadata={"help": "training epochs of the extra backbone"})
     batch_size: int = field(default=64, metadata={"help": "frames per step"})
     lr: float = field(default=3e-3, metadata={"help": "peak AdamW learning rate"})
@@ -138,6 +144,7 @@ class DrivingRecipe(RunOutputs):
         check(self.token_stride == 8 or "efficientnet-lite0" not in (self.backbone, self.extra_backbone),
               "token_stride", "efficientnet-lite0 gives tokens at stride 8 only")  # fmt: skip
         check(self.gate_epochs >= 1, "gate_epochs", "must be >= 1")
+        check(self.min_steps >= 0, "min_steps", "must be >= 0")
         check(self.dagger_rounds >= 0 and self.dagger_episodes >= 1, "dagger_rounds", "rounds >= 0, episodes >= 1")
         missing = sorted(
             {t for v in self.variants for t in VARIANTS[v]} - set(self.weights) | {"imitation"} - set(self.weights)
@@ -148,6 +155,13 @@ class DrivingRecipe(RunOutputs):
         check(0 <= self.class_weight_power <= 1, "class_weight_power", "must be in [0, 1]")
         check(0 < self.ablate_up_to <= 1, "ablate_up_to", "a share in (0, 1]")
         check(self.encoder_adapt_steps >= 0, "encoder_adapt_steps", "must be >= 0")
+
+
+def planner_epochs(epochs: int, min_steps: int, frames: int, batch_size: int) -> int:
+    """``epochs``, or more when that many passes over ``frames`` would take fewer than ``min_steps`` optimizer steps
+    (the last batch of an epoch may be short, so an epoch is ceil(frames / batch_size) steps)."""
+    steps_per_epoch = max(1, math.ceil(frames / batch_size))
+    return max(epochs, math.ceil(min_steps / steps_per_epoch))
 
 
 def planner_kwargs(recipe: DrivingRecipe, backbone: str) -> dict[str, Any]:
@@ -174,6 +188,7 @@ PROFILES = {
         "variants=[imitation,all]",
         "extra_backbone=",
         "epochs=3",
+        "min_steps=0",
         "bench_repeats=50",
     ],
 }

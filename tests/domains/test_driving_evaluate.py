@@ -134,3 +134,12 @@ def test_the_shipped_planner_must_succeed_more_often_than_every_constant_baselin
         run = DrivingResult(recipe, results, {}, {}, 0, 0, [], {})
         verdicts.append(goals(run)["beats_constant_baselines"])
     assert verdicts == [True, False]  # more collisions than constant SLOWER, yet it drives: only success counts
+
+
+def test_small_budgets_train_for_more_epochs_until_they_take_the_fewest_steps():
+    from domains.driving.recipe import planner_epochs
+
+    assert planner_epochs(25, 500, frames=6886, batch_size=64) == 25  # 108 steps an epoch: epochs decide
+    assert planner_epochs(25, 500, frames=340, batch_size=64) == 84  # 6 steps an epoch (the last one short)
+    assert planner_epochs(25, 0, frames=340, batch_size=64) == 25
+    assert planner_epochs(1, 10, frames=5, batch_size=64) == 10
