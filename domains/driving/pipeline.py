@@ -119,10 +119,7 @@ class DrivingPack(Pack):
 
     def student_settings(self, variant: Variant) -> Any:
         recipe = self.recipe
-        epochs = recipe.epochs if variant.student == recipe.backbone else recipe.extra_epochs
-        # At 25 epochs the 10% planners (340 frames: 150 steps) all drove exactly like constant IDLE
-        frames = self.frame_count(self.budget_of.get(variant.name, 1.0))
-        epochs = planner_epochs(epochs, recipe.min_steps, frames, recipe.batch_size)
+        epochs = planner_epochs(recipe, variant.student, self.budget_of.get(variant.name, 1.0))
         return {"planner": planner_kwargs(recipe, variant.student), "epochs": epochs, "batch_size": recipe.batch_size,
                 "lr": recipe.lr, "terms": self._settings(), "class_weight_power": recipe.class_weight_power,
                 "budget": self.budget_of.get(variant.name, 1.0)}  # fmt: skip
@@ -135,10 +132,6 @@ class DrivingPack(Pack):
         episodes."""
         expert = self.expert_data
         return self.train_data if budget == 1 else expert.rows(budget_rows(expert, budget))
-
-    def frame_count(self, budget: float) -> int:
-        """How many frames :meth:`frames_for` gives ``budget``, counted without copying them."""
-        return len(self.train_data) if budget == 1 else int(budget_rows(self.expert_data, budget).sum())
 
     def fit_planner(self, variant: Variant, seed: int, directory: Path, data: DrivingData) -> torch.nn.Module:
         """Train ``variant``'s planner on ``data`` (the training frames; a DAgger round's aggregate so far)."""

@@ -240,8 +240,8 @@ def write_report(run: DrivingResult, seconds: float) -> dict[str, Any]:
         f"- Data: {recipe.train_episodes} training and {recipe.val_episodes} validation expert episodes per scenario "
         f"({run.train_frames} and {run.val_frames} frames{dagger_words(recipe)}).",
         f"- Student: `pixel-planner` ({recipe.backbone} backbone), trained {recipe.epochs} epochs per variant and "
-        f"seed, or more where that would be under {recipe.min_steps} optimizer steps (the small budgets; seeds "
-        f"{recipe.seeds}). Variants add one reasoning loss to imitation "
+        f"seed ({recipe.budget_epochs} on a share of the expert's frames: few steps an epoch; seeds {recipe.seeds}). "
+        "Variants add one reasoning loss to imitation "
         f"(CE + {recipe.waypoint_weight:g} x waypoint L2), or all five. Loss weights: "
         + ", ".join(f"{t} {w:g}" for t, w in recipe.weights.items()) + ".",
         f"- Closed loop: the same {recipe.eval_episodes} seeded episodes per scenario (never seen in training) are "

@@ -25,7 +25,7 @@ def dagger_pack(tmp_path_factory):
     root = tmp_path_factory.mktemp("dagger")
     recipe = DrivingRecipe(
         output_dir=str(root / "run"), scenarios=["merge"], train_episodes=1, val_episodes=1, seeds=[0],
-        variants=["imitation"], extra_backbone="", epochs=1, min_steps=0, gate_epochs=1, workers=1, progress=False,
+        variants=["imitation"], extra_backbone="", epochs=1, budget_epochs=1, gate_epochs=1, workers=1, progress=False,
         camera="ego", token_stride=4, frames=4, dagger_rounds=2, dagger_episodes=1, encoder_adapt_steps=2,
         shift_scenarios=[],
     )  # fmt: skip

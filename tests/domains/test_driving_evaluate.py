@@ -136,10 +136,10 @@ def test_the_shipped_planner_must_succeed_more_often_than_every_constant_baselin
     assert verdicts == [True, False]  # more collisions than constant SLOWER, yet it drives: only success counts
 
 
-def test_small_budgets_train_for_more_epochs_until_they_take_the_fewest_steps():
-    from domains.driving.recipe import planner_epochs
+def test_small_budgets_train_budget_epochs_and_the_extra_backbone_its_own():
+    from domains.driving.recipe import DrivingRecipe, planner_epochs
 
-    assert planner_epochs(25, 500, frames=6886, batch_size=64) == 25  # 108 steps an epoch: epochs decide
-    assert planner_epochs(25, 500, frames=340, batch_size=64) == 84  # 6 steps an epoch (the last one short)
-    assert planner_epochs(25, 0, frames=340, batch_size=64) == 25
-    assert planner_epochs(1, 10, frames=5, batch_size=64) == 10
+    recipe = DrivingRecipe(epochs=25, budget_epochs=75, extra_epochs=4)
+    assert planner_epochs(recipe, recipe.backbone, 1.0) == 25
+    assert planner_epochs(recipe, recipe.backbone, 0.1) == 75  # 340 frames: 6 steps an epoch
+    assert planner_epochs(recipe, "efficientnet-lite0", 1.0) == 4

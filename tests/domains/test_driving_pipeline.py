@@ -29,7 +29,7 @@ def driving_run(tmp_path_factory):
     recipe = DrivingRecipe(
         output_dir=str(root / "run"), report_dir=str(root / "report"), model_card_dir=str(root / "card"),
         scenarios=["merge"], train_episodes=1, val_episodes=1, eval_episodes=1, seeds=[0], progress=False,
-        variants=["imitation", "all"], extra_backbone="", epochs=1, min_steps=0, workers=1, bench_repeats=3,
+        variants=["imitation", "all"], extra_backbone="", epochs=1, budget_epochs=1, workers=1, bench_repeats=3,
         budgets=[0.5, 1.0], ablate_up_to=1.0, shift_scenarios=[], encoder_adapt_steps=0, dagger_rounds=0,
     )  # fmt: skip
     yield recipe, root / "run", run(recipe)
