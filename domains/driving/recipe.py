@@ -80,7 +80,7 @@ class DrivingRecipe(RunOutputs):
         default=200, metadata={"help": "epochs of the gate: an MLP cloning the expert from privileged state"}
     )
     # 25, not 40: DAgger doubles the full-budget frames; at 40 epochs the full profile took 94 min (goal 90), at 25
-    # 62.6 min, imitation success 0.77 as before (docs/results/driving_epochs25)
+    # (and budget_epochs 75) 75.2 min, imitation success 0.77 as before (docs/results/driving.md)
     epochs: int = field(default=25, metadata={"help": "training epochs (tiny backbone, 100% budget)"})
     # 75: at 25 epochs every 10% planner drove like constant IDLE; at 500 steps (84 epochs) none did, but the 25%
     # imitation planners (36 epochs) drove highway and merge like IDLE until 1000 steps (72 epochs)
