@@ -1,0 +1,119 @@
+"""More closed-loop episodes for a driving run's full-data planners, the expert and the baselines.
+
+The report drives 20 test episodes per scenario; with the expert crashing in 0-3 of them, "<= 2x the expert's
+collisions" is decided by a handful of crashes. This drives the same policies on ``--episodes`` further seeded
+episodes per scenario (after the report's, so never the same ones) and pools each variant's training seeds:
+
+    python -m benchmarks.driving_more_episodes --run-dir RUN/out [--episodes 200] [--out docs/results/driving_more]
+
+RUN is a finished `distill run driving` output directory made with the default camera, frames and token stride.
+Writes ``more_episodes.json`` and ``more_episodes.md`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+VARIANTS = ("imitation", "all")
+CONSTANTS = {"constant-IDLE": "IDLE", "constant-SLOWER": "SLOWER"}
+
+
+def pooled(rows_by_policy: dict[str, list[dict[str, Any]]], expert: list[dict[str, Any]]) -> dict[str, float]:
+    """Collision rate, collisions per km, success and progress of several policies' episodes taken together
+    (``rows_by_policy``: one list of episode rows per training seed, each on the seeds of ``expert``'s rows)."""
+    from domains.driving.evaluate import summarise
+
+    rows = [row for rows in rows_by_policy.values() for row in rows]
+    reference = [row for _ in rows_by_policy for row in expert]  # each seed drove the expert's episodes
+    metrics = summarise(rows, reference)
+    return {**metrics, "crashes": float(sum(row["crashed"] for row in rows))}
+
+
+def verdict(planner: dict[str, float], expert: dict[str, float], limit: float = 2.0) -> bool:
+    """The goal's test: the planner's collision rate at most ``limit`` x the expert's."""
+    return planner["collision_rate"] <= limit * expert["collision_rate"]
+
+
+def policies(run: Path) -> dict[str, Any]:
+    from domains.driving.policies import PolicySpec
+    from domains.driving.recipe import DrivingRecipe, planner_kwargs
+
+    recipe = DrivingRecipe()
+    specs = {"expert": PolicySpec("expert", kwargs=tuple(dataclasses.asdict(recipe.expert).items()))}
+    specs |= {name: PolicySpec("constant", kwargs=(("action", a),)) for name, a in CONSTANTS.items()}
+    specs["state-clone"] = PolicySpec("state", str(run / "gate" / "cloner.safetensors"))
+    kwargs = tuple(sorted(planner_kwargs(recipe, recipe.backbone).items()))
+    for variant in VARIANTS:
+        for seed in recipe.seeds:
+            weights = run / "students" / f"{recipe.backbone}-{variant}-s{seed}" / "model.safetensors"
+            if not weights.is_file():
+                raise SystemExit(f"{weights}: missing; is {run} a finished `distill run driving` directory?")
+            specs[f"{recipe.backbone}-{variant}|{seed}"] = PolicySpec("planner", str(weights), kwargs)
+    return specs
+
+
+def table(results: dict[str, dict[str, dict[str, float]]], scenarios: list[str]) -> list[str]:
+    lines = ["| policy | scenario | episodes | crashes | collision rate | collisions/km | success | progress | "
+             "<= 2x expert |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for scenario in scenarios:
+        expert = results["expert"][scenario]
+        for name, per in results.items():
+            m = per[scenario]
+            judged = "yes" if verdict(m, expert) else "**no**"
+            lines.append(
+                f"| {name} | {scenario} | {m['episodes']:.0f} | {m['crashes']:.0f} | {m['collision_rate']:.3f} | "
+                f"{m['collisions_per_km']:.2f} | {m['success_rate']:.3f} | {m['progress']:.2f} | "
+                + (judged if name.startswith("tiny") else "–")
+                + " |"
+            )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    from domains.driving.evaluate import closed_loop
+    from domains.driving.recipe import DrivingRecipe
+    from suite.bench.machine import machine_info
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run-dir", required=True, type=Path)
+    parser.add_argument("--episodes", type=int, default=200)
+    parser.add_argument("--scenarios", nargs="+", default=list(DrivingRecipe().scenarios))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("runs/driving_more"))
+    args = parser.parse_args(argv)
+    recipe, start = DrivingRecipe(), time.time()
+    specs = policies(args.run_dir)
+    episodes = closed_loop(specs, tuple(args.scenarios), args.episodes, recipe.seed, args.workers,
+                           offset=recipe.eval_episodes, camera=recipe.camera)  # fmt: skip
+    groups: dict[str, list[str]] = {}
+    for name in specs:
+        groups.setdefault(name.split("|")[0], []).append(name)
+    results = {group: {s: pooled({n: episodes[n][s] for n in names}, episodes["expert"][s]) for s in args.scenarios}
+               for group, names in groups.items()}  # fmt: skip
+    seconds = time.time() - start
+    args.out.mkdir(parents=True, exist_ok=True)
+    command = "python -m benchmarks.driving_more_episodes " + " ".join(argv if argv is not None else sys.argv[1:])
+    payload = {"command": command, "machine": machine_info(), "episodes": args.episodes, "seconds": seconds,
+               "offset": recipe.eval_episodes, "seeds": recipe.seeds, "results": results}  # fmt: skip
+    (args.out / "more_episodes.json").write_text(json.dumps(payload, indent=2))
+    head = [
+        "# Driving: the full-data planners on more closed-loop episodes",
+        "",
+        f"Produced by `{command}` in {seconds / 60:.1f} min. Each policy drives {args.episodes} seeded episodes per "
+        f"scenario after the report's {recipe.eval_episodes} test episodes; a planner row pools its "
+        f"{len(recipe.seeds)} training seeds (each drives every episode). Progress and success are against the "
+        "expert on the same episodes.",
+        "",
+    ]
+    (args.out / "more_episodes.md").write_text("\n".join(head + table(results, args.scenarios)) + "\n")
+    print(f"wrote {args.out / 'more_episodes.md'}")
+
+
+if __name__ == "__main__":
+    main()

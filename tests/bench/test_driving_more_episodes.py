@@ -1,0 +1,24 @@
+"""The wider closed-loop check pools a variant's seeds and judges "<= 2x the expert's collisions" on the pool."""
+
+from benchmarks.driving_more_episodes import pooled, verdict
+
+
+def episode(crashed: bool, distance: float = 100.0) -> dict:
+    return {"crashed": float(crashed), "distance": distance, "speed": 20.0, "return": 1.0, "offroad": 0.0}
+
+
+def test_seeds_are_pooled_against_the_expert_on_the_same_episodes():
+    expert = [episode(False), episode(True)]
+    seeds = {"tiny-imitation|0": [episode(True), episode(False, 50.0)], "tiny-imitation|1": [episode(False)] * 2}
+    result = pooled(seeds, expert)
+    assert result["episodes"] == 4 and result["crashes"] == 1
+    assert result["collision_rate"] == 0.25
+    assert result["progress"] == 350 / 400  # 100 + 50 + 100 + 100 over the expert's 200, twice
+    assert result["success_rate"] == 0.5  # the crash and the 50% episode fail
+
+
+def test_the_goal_allows_twice_the_expert_and_nothing_above_it():
+    expert = {"collision_rate": 0.05}
+    assert verdict({"collision_rate": 0.10}, expert)
+    assert not verdict({"collision_rate": 0.11}, expert)
+    assert not verdict({"collision_rate": 0.005}, {"collision_rate": 0.0})  # twice zero is zero
