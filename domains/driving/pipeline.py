@@ -68,7 +68,8 @@ class DrivingPack(Pack):
         gate, weights = {"epochs": recipe.gate_epochs, "seed": recipe.seeds[0]}, lambda out: out / GATE_WEIGHTS
         self.gate_weights = ledger.run("gate", gate, self.train_gate, weights, after=["teacher"])
         self.data_stage = "teacher"  # what the planners' training frames depend on
-        self.budget_of: dict[str, float] = {}  # planner variant -> share of the training episodes it learns from
+        # planner variant -> share of the training episodes it learns from
+        self.budget_of = {model_name(b, v, budget): budget for b, v, _, budget in runs(recipe)}
         self._fit_statistics()
         # The reasoning-loss ablation's smaller budgets are shares of the expert's demonstrations alone: DAgger's
         # frames come from planners that learned on all of them, which would leak the full budget into the small.
@@ -109,7 +110,6 @@ class DrivingPack(Pack):
         for backbone, variant, seeds, budget in runs(recipe):
             terms = {t: recipe.weights[t] for t in ("imitation", *VARIANTS[variant])}
             name = model_name(backbone, variant, budget)
-            self.budget_of[name] = budget
             out.append(Variant(name, backbone, terms, seeds, distils_from_teacher(VARIANTS[variant])))
         return out
 
