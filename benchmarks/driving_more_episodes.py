@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     from domains.driving.evaluate import closed_loop
     from domains.driving.recipe import DrivingRecipe
     from suite.bench.machine import machine_info
+    from suite.report import header
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-dir", required=True, type=Path)
@@ -102,13 +103,12 @@ def main(argv: list[str] | None = None) -> None:
     payload = {"command": command, "machine": machine_info(), "episodes": args.episodes, "seconds": seconds,
                "offset": recipe.eval_episodes, "seeds": recipe.seeds, "results": results}  # fmt: skip
     (args.out / "more_episodes.json").write_text(json.dumps(payload, indent=2))
-    head = [
-        "# Driving: the full-data planners on more closed-loop episodes",
-        "",
-        f"Produced by `{command}` in {seconds / 60:.1f} min. Each policy drives {args.episodes} seeded episodes per "
-        f"scenario after the report's {recipe.eval_episodes} test episodes; a planner row pools its "
-        f"{len(recipe.seeds)} training seeds (each drives every episode). Progress and success are against the "
-        "expert on the same episodes.",
+    title = "Driving: the full-data planners on more closed-loop episodes"
+    head = header(title, payload, seconds, "more_episodes.json")
+    head += [
+        f"Each policy drives {args.episodes} seeded episodes per scenario after the report's {recipe.eval_episodes} "
+        f"test episodes; a planner row pools its {len(recipe.seeds)} training seeds (each drives every episode). "
+        "Progress and success are against the expert on the same episodes.",
         "",
     ]
     (args.out / "more_episodes.md").write_text("\n".join(head + table(results, args.scenarios)) + "\n")
