@@ -13,7 +13,6 @@ Writes ``more_episodes.json`` and ``more_episodes.md`` to ``--out``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -21,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 VARIANTS = ("imitation", "all")
-CONSTANTS = {"constant-IDLE": "IDLE", "constant-SLOWER": "SLOWER"}
 
 
 def pooled(rows_by_policy: dict[str, list[dict[str, Any]]], expert: list[dict[str, Any]]) -> dict[str, float]:
@@ -35,26 +33,25 @@ def pooled(rows_by_policy: dict[str, list[dict[str, Any]]], expert: list[dict[st
     return {**metrics, "crashes": float(sum(row["crashed"] for row in rows))}
 
 
-def verdict(planner: dict[str, float], expert: dict[str, float], limit: float = 2.0) -> bool:
-    """The goal's test: the planner's collision rate at most ``limit`` x the expert's."""
-    return planner["collision_rate"] <= limit * expert["collision_rate"]
+def verdict(planner: dict[str, float], expert: dict[str, float]) -> bool:
+    """The report's goal: the planner's collision rate at most ``MAX_COLLISIONS_VS_EXPERT`` x the expert's."""
+    from domains.driving.report import MAX_COLLISIONS_VS_EXPERT
+
+    return planner["collision_rate"] <= MAX_COLLISIONS_VS_EXPERT * expert["collision_rate"]
 
 
 def policies(run: Path) -> dict[str, Any]:
-    from domains.driving.policies import PolicySpec
-    from domains.driving.recipe import DrivingRecipe, planner_kwargs
+    from domains.driving.pipeline import GATE_WEIGHTS, planner_policy, reference_policies
+    from domains.driving.recipe import DrivingRecipe
 
     recipe = DrivingRecipe()
-    specs = {"expert": PolicySpec("expert", kwargs=tuple(dataclasses.asdict(recipe.expert).items()))}
-    specs |= {name: PolicySpec("constant", kwargs=(("action", a),)) for name, a in CONSTANTS.items()}
-    specs["state-clone"] = PolicySpec("state", str(run / "gate" / "cloner.safetensors"))
-    kwargs = tuple(sorted(planner_kwargs(recipe, recipe.backbone).items()))
+    specs = reference_policies(recipe, run / "gate" / GATE_WEIGHTS)
     for variant in VARIANTS:
         for seed in recipe.seeds:
-            weights = run / "students" / f"{recipe.backbone}-{variant}-s{seed}" / "model.safetensors"
-            if not weights.is_file():
-                raise SystemExit(f"{weights}: missing; is {run} a finished `distill run driving` directory?")
-            specs[f"{recipe.backbone}-{variant}|{seed}"] = PolicySpec("planner", str(weights), kwargs)
+            directory = run / "students" / f"{recipe.backbone}-{variant}-s{seed}"
+            if not (directory / "model.safetensors").is_file():
+                raise SystemExit(f"{directory}: no model.safetensors; is {run} a finished driving run directory?")
+            specs[f"{recipe.backbone}-{variant}|{seed}"] = planner_policy(recipe, recipe.backbone, directory)
     return specs
 
 

@@ -169,17 +169,12 @@ class DrivingPack(Pack):
         """Open loop on the validation frames; closed loop for every planner, the expert and the baselines at once
         (the same seeded episodes, in worker processes)."""
         recipe = self.recipe
-        expert = PolicySpec("expert", kwargs=tuple(dataclasses.asdict(recipe.expert).items()))
-        specs = {"expert": expert, GATE: PolicySpec("state", str(self.gate_weights))}
-        specs |= {name: PolicySpec("constant", kwargs=(("action", a),)) for name, a in CONSTANTS.items()}
+        specs = reference_policies(recipe, self.gate_weights)
         shared = next((name for name, a in CONSTANTS.items() if a == self.majority), None)
         if shared is None:  # the majority action is no other constant's: drive it too
             specs[MAJORITY] = PolicySpec("constant", kwargs=(("action", self.majority),))
         for run in trained:
-            kwargs = tuple(sorted(planner_kwargs(recipe, run.variant.student).items()))
-            specs[f"{run.variant.name}|{run.seed}"] = PolicySpec(
-                "planner", str(run.directory / "model.safetensors"), kwargs
-            )
+            specs[f"{run.variant.name}|{run.seed}"] = planner_policy(recipe, run.variant.student, run.directory)
         print(f"[driving] closed loop: {recipe.eval_episodes} episodes per scenario for each of {len(specs)} policies")
         driven = (*recipe.scenarios, *recipe.shift_scenarios)
         self.episodes = closed_loop(specs, driven, recipe.eval_episodes, recipe.seed,
@@ -208,6 +203,19 @@ class DrivingPack(Pack):
 
     def export(self, trained: Trained, target: Path) -> Path | None:
         return export_planner(self.recipe, trained.model, trained.variant.student, self.val, target)
+
+
+def reference_policies(recipe: DrivingRecipe, gate_weights: Path) -> dict[str, PolicySpec]:
+    """What every planner is driven beside: the expert, its state clone (the gate) and the constant baselines."""
+    expert = PolicySpec("expert", kwargs=tuple(dataclasses.asdict(recipe.expert).items()))
+    specs = {"expert": expert, GATE: PolicySpec("state", str(gate_weights))}
+    return specs | {name: PolicySpec("constant", kwargs=(("action", a),)) for name, a in CONSTANTS.items()}
+
+
+def planner_policy(recipe: DrivingRecipe, backbone: str, directory: Path) -> PolicySpec:
+    """A trained planner (``directory``: its training stage, holding ``model.safetensors``) as a closed-loop policy."""
+    kwargs = tuple(sorted(planner_kwargs(recipe, backbone).items()))
+    return PolicySpec("planner", str(directory / "model.safetensors"), kwargs)
 
 
 def runs(recipe: DrivingRecipe) -> list[tuple[str, str, list[int], float]]:
