@@ -97,6 +97,9 @@ class PairTask:
     teacher_served_model: str = ""  # openai
     rubric: str = ""  # openai: the prompt template with {text} and {text_pair}
     ensemble: int = 1  # finetune: how many teachers (seeds seed, seed + 1, ...); > 1 is multi-teacher KD
+    # > 0: the ensemble's last member is the graded-neighbours teacher (suite.teachers.neighbours), this many
+    # similar graded training answers to the same context voting; the others are fine-tuned
+    neighbours: int = 0
     multi: MultiTeacherConfig = field(default_factory=MultiTeacherConfig)  # how the ensemble's teachers combine
     leave_one_out: bool = False  # with an ensemble: every KD variant also once without each teacher
     transfer: TransferConfig = field(default_factory=TransferConfig)  # augmented inputs the teacher labels for KD
@@ -106,6 +109,15 @@ class PairTask:
     ensemble_variants: list[str] = field(default_factory=list)  # learn from the ensemble (empty: kd / end2 variants)
     transfer_variants: list[str] = field(default_factory=list)  # learn on the transfer set (empty: every KD variant)
     student_variants: dict[str, list[str]] = field(default_factory=dict)  # student -> the variants it trains (all)
+
+    def is_neighbours(self, member: int) -> bool:
+        """Whether ensemble member ``member`` is the graded-neighbours teacher (the last one, when there is one)."""
+        return self.neighbours > 0 and member == self.ensemble - 1
+
+    @property
+    def fine_tuned(self) -> int:
+        """How many ensemble members are models (all but the graded-neighbours teacher)."""
+        return self.ensemble - (self.neighbours > 0)
 
     @property
     def teacher_stages(self) -> list[str]:
@@ -192,6 +204,8 @@ def teacher_inputs(task: PairTask, data: PairData, member: int = 0) -> dict[str,
     """What makes a teacher: a change reruns the teacher stage and every student after it."""
     from suite.teachers.hf import model_digest
 
+    if task.is_neighbours(member):  # what it votes with: the graded training pairs
+        return {"backend": "graded-neighbours", "k": task.neighbours, "data": _examples_digest(data.train)}
     inputs: dict[str, Any] = {"backend": task.teacher, "model": task.teacher_model, "max_length": task.max_length}
     if task.teacher == "finetune":
         inputs |= {
@@ -258,8 +272,14 @@ def prepare_teacher(task: PairTask, data: PairData, ledger: StageLedger, resume:
     """The teacher backend every student distils from, as the ``<task>/teacher`` stage (ensemble member ``k`` > 0:
     ``<task>/teacher<k>``, fine-tuned with seed + k)."""
     from suite.teachers import HFTeacher, OpenAICompatibleTeacher
+    from suite.teachers.neighbours import GradedNeighbourTeacher
     from suite.teachers.rubric import RubricClassifierTeacher
 
+    stage, inputs = teacher_stage(task.name, member), teacher_inputs(task, data, member)
+    if task.is_neighbours(member):  # nothing to train or save: built from the graded pairs in every sitting
+        graded = [(e.text, e.text_pair, e.label) for e in data.train]
+        build = lambda out: GradedNeighbourTeacher(graded, len(task.labels), k=task.neighbours)  # noqa: E731
+        return ledger.run(stage, inputs, build, build)
     if task.teacher == "openai":
         backend = OpenAICompatibleTeacher(task.teacher_url, task.teacher_served_model, max_tokens=1, top_logprobs=5)
         build = lambda out: RubricClassifierTeacher(backend, task.rubric, task.labels)  # noqa: E731
@@ -268,8 +288,7 @@ def prepare_teacher(task: PairTask, data: PairData, ledger: StageLedger, resume:
     else:
         build = lambda out: fine_tune_teacher(task, data, out, resume, member)  # noqa: E731
     load = lambda out: HFTeacher(out / "hf", task="classification", max_length=task.max_length)  # noqa: E731
-    return ledger.run(teacher_stage(task.name, member), teacher_inputs(task, data, member), build,
-                      load if task.teacher == "finetune" else build)  # fmt: skip
+    return ledger.run(stage, inputs, build, load if task.teacher == "finetune" else build)
 
 
 def fine_tune_teacher(task: PairTask, data: PairData, out: Path, resume: bool, member: int = 0) -> Any:
@@ -305,8 +324,10 @@ class PairClassificationPack(Pack):
         self.dir = ledger.root / task.name
         print(f"[{task.name}] data: " + ", ".join(f"{k} {v}" for k, v in data.sizes().items()))
         write_eval_data(self.dir / "data", data.tests)
-        if task.ensemble > 1 and task.teacher != "finetune":
+        if task.fine_tuned > 1 and task.teacher != "finetune":
             raise ConfigError(f"{task.name}: an ensemble of teachers is fine-tuned here (teacher: finetune)")
+        if task.neighbours and task.fine_tuned < 1:
+            raise ConfigError(f"{task.name}: the graded-neighbours teacher joins a model teacher (ensemble >= 2)")
         task.check_variant_sources()
         self.teachers = [prepare_teacher(task, data, ledger, resume, k) for k in range(task.ensemble)]
         self.teacher = self.teachers[0]  # the one exported and benchmarked

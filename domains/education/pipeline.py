@@ -119,6 +119,7 @@ def pair_task(recipe: EducationRecipe, task: str) -> PairTask:
         int8=recipe.int8, bench_repeats=recipe.bench_repeats, progress=recipe.progress,
         teacher_url=recipe.teacher_url, teacher_served_model=recipe.teacher_served_model,
         rubric=rubric(recipe, task, labels), ensemble=recipe.ensemble_of(task) if ensemble_variants is not None else 1,
+        neighbours=recipe.teacher_neighbours if recipe.ensemble_task(task) and ensemble_variants is not None else 0,
         multi=recipe.multi_teacher, leave_one_out=recipe.leave_one_teacher_out,
         transfer=recipe.transfer if transfer_variants is not None else TransferConfig(), layer_map=recipe.layer_map,
         exits=recipe.exits, posterior=recipe.posterior, ensemble_variants=ensemble_variants or [],

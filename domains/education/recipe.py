@@ -121,6 +121,11 @@ class EducationRecipe(RunOutputs):
     teacher_ensemble: int = field(
         default=1, metadata={"help": "finetune: teachers trained with seeds seed, seed+1, ...; > 1: multi-teacher KD"}
     )
+    teacher_neighbours: int = field(
+        default=0,
+        metadata={"help": "> 0: one more ensemble member, the graded-neighbours teacher: this many graded training "
+                  "answers to the same question, the most similar, vote (suite.teachers.neighbours)"},
+    )  # fmt: skip
     ensemble_tasks: list[str] = field(
         default_factory=list, metadata={"help": "tasks whose teacher is the ensemble (empty: every task)"}
     )
@@ -199,6 +204,7 @@ class EducationRecipe(RunOutputs):
         check(len(self.seeds) >= 1, "seeds", "at least one seed")
         check(1 <= self.minilm2_seeds <= len(self.seeds), "minilm2_seeds", "must be in [1, len(seeds)]")
         check(self.teacher_ensemble >= 1, "teacher_ensemble", "at least one teacher")
+        check(self.teacher_neighbours >= 0, "teacher_neighbours", "must be >= 0 (0: off)")
         check(self.teacher_ensemble == 1 or self.teacher == "finetune", "teacher_ensemble",
               "an ensemble is fine-tuned here: teacher must be finetune")  # fmt: skip
         check(bool(self.variants), "variants", "at least one variant")
@@ -210,7 +216,7 @@ class EducationRecipe(RunOutputs):
             check_listed_variants(every_variant, **{f"student_variants.{student}": names})
         known = [*TASKS, *(t for t in self.tasks if t not in TASKS)]  # a sitting may run one of them only
         check(set(self.ensemble_tasks) <= set(known), "ensemble_tasks", f"choose from {', '.join(known)}")
-        members = range(self.teacher_ensemble)
+        members = range(self.teacher_ensemble + (self.teacher_neighbours > 0))
         check(set(self.teacher_members) <= set(members), "teacher_members", f"choose from {list(members)}")
         check(not (self.teacher_members and self.students_only), "students_only",
               "a sitting trains teachers (teacher_members) or students, not both")  # fmt: skip
@@ -236,7 +242,11 @@ class EducationRecipe(RunOutputs):
         return self.verifier_variants if task == "verifier" and self.verifier_variants else self.variants
 
     def ensemble_of(self, task: str) -> int:
-        return self.teacher_ensemble if not self.ensemble_tasks or task in self.ensemble_tasks else 1
+        """The task's teachers: the fine-tuned ones and the graded-neighbours one (its last), or the single one."""
+        return self.teacher_ensemble + (self.teacher_neighbours > 0) if self.ensemble_task(task) else 1
+
+    def ensemble_task(self, task: str) -> bool:
+        return not self.ensemble_tasks or task in self.ensemble_tasks
 
 
 PROFILES: dict[str, list[str]] = {

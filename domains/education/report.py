@@ -90,6 +90,22 @@ def task_title(recipe: EducationRecipe, result: TaskResult) -> str:
     return f"{recipe.data.title}: answer scoring ({len(labels)}-way: {', '.join(labels)}), split by question"
 
 
+def teacher_text(recipe: EducationRecipe) -> str:
+    """The teacher as the report and card describe it: the backend, and an ensemble's members."""
+    text = f"`{recipe.teacher}` ({recipe.teacher_model})"
+    if recipe.teacher_ensemble > 1:
+        text += f", {recipe.teacher_ensemble} of them fine-tuned with successive seeds"
+    if recipe.teacher_neighbours:
+        text += (
+            f", with the graded-neighbours teacher as one more member (the {recipe.teacher_neighbours} most "
+            "similar graded training answers to the same question vote; it abstains on a new question)"
+        )
+    tasks = recipe.ensemble_tasks or recipe.tasks
+    if recipe.teacher_ensemble > 1 or recipe.teacher_neighbours:
+        text += f"; ensemble on {', '.join(tasks)}, members averaged (survey Eq. 7)"
+    return text
+
+
 def students_text(recipe: EducationRecipe) -> str:
     """The students this run trained, as the report and card describe them."""
     layers = f"{recipe.tiny_layers} layer" + "s" * (recipe.tiny_layers != 1)
@@ -184,7 +200,7 @@ def posterior_table(result: TaskResult, split: str) -> list[str]:
 
 def attribution_table(recipe: EducationRecipe, result: TaskResult, split: str) -> list[str]:
     """Leave-one-teacher-out: each KD student retrained without one ensemble member, and what that costs it."""
-    if recipe.teacher_ensemble == 1 or not recipe.leave_one_teacher_out:
+    if result.pack.task.ensemble == 1 or not recipe.leave_one_teacher_out:
         return []
     task, results = result.task, result.results
     lines = [f"### Leave-one-teacher-out attribution (accuracy on {split}, mean over seeds)", "",
@@ -192,7 +208,7 @@ def attribution_table(recipe: EducationRecipe, result: TaskResult, split: str) -
              "|---|---|---|---|---|"]  # fmt: skip
     for base in [n for n, r in results.items() if r.kd and "_without_t" not in n]:
         full = results[base].metrics[split]["accuracy"]
-        for k in range(recipe.teacher_ensemble):
+        for k in range(result.pack.task.ensemble):
             without, member = results.get(f"{base}_without_t{k}"), results.get(f"{task}_teacher_member{k}")
             if without is None or member is None:
                 continue
@@ -254,7 +270,7 @@ def write_report(recipe: EducationRecipe, results: Sequence[TaskResult], seconds
     title = f"{recipe.data.title}: " if recipe.data.path else "Education pack: "
     lines = header(title + "scoring students distilled from a cross-encoder teacher", doc, seconds,
                    "education.json") + [
-        f"Teacher: `{recipe.teacher}` ({recipe.teacher_model}). Students: {students_text(recipe)}; each trained with "
+        f"Teacher: {teacher_text(recipe)}. Students: {students_text(recipe)}; each trained with "
         f"the loss variants listed under each task (KD temperature {recipe.kd.temperature:g}; `task` is hard-label "
         "CE, `kd` "
         "soft-label KD, survey Eq. 1). The majority class of the training labels is the baseline every model must "

@@ -159,7 +159,8 @@ def ensemble_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("ensemble")
     recipe, summary = own_data_run(
         root, "students=[tiny]", "vocab_size=200", "tiny_dim=16", "tiny_layers=1", "sra_teacher_trainer.lr=1e-3",
-        "tiny_trainer.epochs=1", "tiny_trainer.progress=false", "teacher_ensemble=2", "leave_one_teacher_out=true",
+        "tiny_trainer.epochs=1", "tiny_trainer.progress=false", "teacher_ensemble=2", "teacher_neighbours=3",
+        "leave_one_teacher_out=true",
         "multi_teacher.weighting=ground_truth", "multi_teacher.conflicts=vote", "release=[]", "transfer.typos=1",
         "transfer.repaired=1", "ensemble_variants=[kd, end2]", "transfer_variants=[kd]",
         "variants={kd: {task: 0.5, kd: 0.5}, end2: {task: 0.5, end2: 0.5}, kd_one: {task: 0.5, kd: 0.5}, "
@@ -171,8 +172,9 @@ def ensemble_run(tmp_path_factory):
 def test_an_ensemble_of_teachers_with_leave_one_out_attribution_and_a_transfer_set(ensemble_run):
     recipe, summary, root = ensemble_run
     task = "own_answers"
-    students = {f"{task}_tiny_{v}" for v in ("kd", "end2", "kd_one", "no_kd", "kd_without_t0", "kd_without_t1")}
-    members = {f"{task}_teacher_member0", f"{task}_teacher_member1"}
+    kinds = ("kd", "end2", "kd_one", "no_kd", "kd_without_t0", "kd_without_t1", "kd_without_t2")
+    students = {f"{task}_tiny_{v}" for v in kinds}
+    members = {f"{task}_teacher_member{k}" for k in range(3)}  # two fine-tuned, then the graded neighbours
     assert set(summary["models"]) == students | members | {f"{task}_teacher", f"{task}_majority", f"{task}_overlap"}
     assert summary["models"][f"{task}_tiny_kd_without_t1"]["kd"] is True
     stages = (root / "run" / "stages.json").read_text()
@@ -180,14 +182,16 @@ def test_an_ensemble_of_teachers_with_leave_one_out_attribution_and_a_transfer_s
     assert (root / "run" / task / "teacher1_store").is_dir()
     import sqlite3
 
-    for store in ("teacher_store", "teacher1_store"):  # both teachers labelled the transfer set: typos + re-paired
+    assert not (root / "run" / task / "teacher2" / "hf").exists()  # the graded-neighbours teacher has no weights
+    for store in ("teacher_store", "teacher1_store", "teacher2_store"):  # each labelled the transfer set too
         index = sqlite3.connect(root / "run" / task / store / "index.sqlite")
         assert index.execute("select count(*) from outputs").fetchone()[0] >= 3 * 43  # train 43, 2 copies each
     report = (root / "report" / "education.md").read_text()
     section = report.split("### Leave-one-teacher-out attribution")[1].split("###")[0]
-    assert section.count(f"| {task}_tiny_kd | ") == 2  # one row per teacher left out
+    assert section.count(f"| {task}_tiny_kd | ") == 3  # one row per teacher left out
     assert f"| {task}_tiny_kd_one | " not in section  # it learns from the first teacher alone: nothing to leave out
-    assert "`kd` = 0.5 x task + 0.5 x kd (from all 2 teachers, with the transfer set)" in report
+    assert "`kd` = 0.5 x task + 0.5 x kd (from all 3 teachers, with the transfer set)" in report
+    assert "with the graded-neighbours teacher as one more member (the 3 most similar" in report
     assert "`kd_one` = 0.5 x task + 0.5 x kd (from teacher 1 alone)" in report
 
 
