@@ -34,6 +34,8 @@ SEE_RADIUS = 60.0  # [m]
 CRUISE_SPEED = {"roundabout": 8.0}
 LANE_CHANGES = ("LANE_LEFT", "LANE_RIGHT")
 KEEP_RIGHT = ("highway", "merge")  # scenarios where the expert returns to the right lane when it is clearly free
+OTHER_ROUTES = ("known", "any")
+ROUTE_DEPTH = 2  # roads after the current lane a possible path goes on to: 4 s at 10 m/s cross an intersection
 
 
 @dataclass(frozen=True)
@@ -43,10 +45,15 @@ class ExpertConfig:
     keep_margin: float = 1.0  # below this, the current lane and speed are unsafe: change lanes or brake
     change_margin: float = 4.0  # speeding up or changing lanes needs this much (more than keeping: hysteresis)
     overtake_gain: float = 10.0  # a lane change to pass or to keep right needs change_margin + this
+    # "known": the other cars' planned routes are read from the simulator (privileged); "any": a car may take any
+    # road that leaves the end of its lane, and every such path must stay clear (what a camera could know)
+    other_routes: str = "known"
 
     def __post_init__(self) -> None:
         if not 0 <= self.keep_margin <= self.change_margin or self.overtake_gain < 0:
             raise ValueError("expert margins: need 0 <= keep_margin <= change_margin and overtake_gain >= 0")
+        if self.other_routes not in OTHER_ROUTES:
+            raise ValueError(f"expert other_routes: choose from {', '.join(OTHER_ROUTES)}")
 
 
 @dataclass
@@ -76,7 +83,7 @@ class PrivilegedExpert:
     def decide(self, env: Any, scenario: str) -> Decision:
         ego, road = env.unwrapped.vehicle, env.unwrapped.road
         others = [v for v in road.vehicles if v is not ego and np.linalg.norm(v.position - ego.position) < SEE_RADIUS]
-        futures = [(_predict_other(v), _crossing(ego, v)) for v in others]  # ((T, 2), bool)
+        futures = [(_predict_other(v, self.config.other_routes), _crossing(ego, v)) for v in others]  # (P, T, 2)
         legal = [a for a in ACTIONS if a in SCENARIOS[scenario].actions]
         options = {a: _evaluate(ego, road, a, futures) for a in legal}
         action = _choose(ego, options, scenario, self.config)
@@ -87,8 +94,9 @@ class PrivilegedExpert:
 # -- prediction -------------------------------------------------------------------------------------------------
 
 
-def _predict_other(vehicle: Any) -> np.ndarray:
-    """(T, 2) future positions: along its route at constant speed (what IDM cars do), else straight on.
+def _predict_other(vehicle: Any, other_routes: str = "known") -> np.ndarray:
+    """(P, T, 2) possible future positions at constant speed (what IDM cars do): along its planned route
+    (``known``, P = 1) or along every road it could take next (``any``); straight on for a car off the road network.
 
     A car that is changing lanes is predicted in the lane it is moving to, so cut-ins are seen coming.
     """
@@ -97,10 +105,25 @@ def _predict_other(vehicle: Any) -> np.ndarray:
     if isinstance(vehicle, ControlledVehicle):
         s0, _ = vehicle.lane.local_coordinates(vehicle.position)
         distances = s0 + vehicle.speed * HORIZON_S
-        path = _along_route(vehicle.road, vehicle.target_lane_index, vehicle.route, distances)
-        if path is not None:
-            return path[0]
-    return vehicle.position + HORIZON_S[:, None] * vehicle.velocity
+        lane = vehicle.target_lane_index
+        routes = [vehicle.route] if other_routes == "known" else _possible_routes(vehicle.road, lane)
+        along = [_along_route(vehicle.road, lane, route, distances) for route in routes]
+        paths = [path[0] for path in along if path is not None]
+        if paths:
+            return np.stack(paths)
+    return (vehicle.position + HORIZON_S[:, None] * vehicle.velocity)[None]
+
+
+def _possible_routes(road: Any, lane: tuple) -> list[list[tuple]]:
+    """Every route from ``lane`` through the next ``ROUTE_DEPTH`` roads of the network (lanes left open)."""
+    routes = [[lane]]
+    for _ in range(ROUTE_DEPTH):
+        grown = []
+        for route in routes:
+            end = route[-1][1]
+            grown += [route + [(end, after, None)] for after in road.network.graph.get(end, {})] or [route]
+        routes = grown
+    return routes
 
 
 def _along_route(road: Any, lane: tuple, route: list | None, distances: np.ndarray) -> tuple | None:
@@ -168,15 +191,16 @@ def _evaluate(ego: Any, road: Any, action: str, futures: list[np.ndarray]) -> Op
 
 
 def _clearance(path: np.ndarray, headings: np.ndarray, speeds: np.ndarray, other: np.ndarray, crossing: bool) -> float:
-    """Smallest distance (m) from ``other`` to the box we must keep free around our future positions.
+    """Smallest distance (m) from ``other`` (its possible paths, (P, T, 2)) to the box we must keep free around our
+    future positions.
 
     The box spans our lane width and, ahead of us, a car length plus 0.3 s of our speed (a short time gap).
     A crossing car lies across our lane, so its half length widens the box on every side.
     """
-    delta = other - path  # (T, 2)
+    delta = other - path  # (P, T, 2)
     cos, sin = np.cos(headings), np.sin(headings)
-    lon = cos * delta[:, 0] + sin * delta[:, 1]
-    lat = -sin * delta[:, 0] + cos * delta[:, 1]
+    lon = cos * delta[..., 0] + sin * delta[..., 1]
+    lat = -sin * delta[..., 0] + cos * delta[..., 1]
     extra = 2.5 if crossing else 0.0
     front = 6.0 + 0.3 * speeds + extra
     lon_gap = np.where(lon >= 0, lon - front, -lon - REAR_MARGIN - extra)

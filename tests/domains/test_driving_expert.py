@@ -127,3 +127,27 @@ def test_best_legal_action_never_steers_at_the_intersection():
     logits = np.full(len(sim.ACTIONS), -np.inf)
     logits[sim.ACTION_INDEX["LANE_LEFT"]] = np.inf
     assert best_legal_action(logits, "intersection") in sim.SCENARIOS["intersection"].actions
+
+
+def test_other_routes_any_keeps_every_road_a_car_could_take_and_the_known_one_among_them():
+    from highway_env.vehicle.controller import ControlledVehicle
+
+    from domains.driving.expert import ExpertConfig, _predict_other
+
+    env = sim.make_env("intersection")
+    try:
+        sim.reset(env, 0)
+        ego, road = env.unwrapped.vehicle, env.unwrapped.road
+        cars = [v for v in road.vehicles if v is not ego and isinstance(v, ControlledVehicle)]
+        branching = 0
+        for car in cars:
+            known, possible = _predict_other(car, "known"), _predict_other(car, "any")
+            assert known.shape == (1, 8, 2) and possible.shape[1:] == (8, 2)
+            # the route the simulator planned is one of the possible paths
+            assert np.abs(possible - known[0]).max(axis=(1, 2)).min() < 1e-6
+            branching += len(possible) > 1
+        assert branching >= 1  # a car before the junction could turn either way or go straight
+    finally:
+        env.close()
+    with pytest.raises(ValueError, match="other_routes"):
+        ExpertConfig(other_routes="psychic")

@@ -1,0 +1,112 @@
+"""Is the driving expert clonable? The gate of issue 14, taken apart: the expert with the other cars' planned routes
+read from the simulator (``other_routes=known``, privileged) or with every road they could take kept clear (``any``,
+what a camera could know), and for each, its state clone (the gate's MLP on privileged state) trained on the expert's
+own episodes (plain behaviour cloning) and after DAgger rounds in which the clone drives and the expert labels.
+
+    python -m benchmarks.driving_gate_probe --episodes 200 --out docs/results/driving_gate_probe
+
+Each expert records ``--train-episodes`` episodes per scenario, then ``--rounds`` DAgger rounds of
+``--dagger-episodes`` (beta = 0.5, 0.25, ...: the share of steps the expert still drives); the clone is retrained on
+the aggregate after each. Every policy then drives the same ``--episodes`` seeded episodes per scenario, after the
+driving report's 20 (never the same ones). Writes ``gate_probe.md`` / ``.json`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROUTES = ("known", "any")
+
+
+def clone_with_dagger(routes: str, scenarios: tuple[str, ...], work: Path, args: argparse.Namespace) -> list[Path]:
+    """The state clone's weights after plain cloning and after each DAgger round (``rounds + 1`` files)."""
+    import numpy as np
+    import torch
+
+    from domains.driving.collect import CollectPlan, collect, load_shard
+    from domains.driving.expert import ExpertConfig
+    from domains.driving.policies import PolicySpec
+    from domains.driving.state import save_cloner, train_state_cloner
+
+    expert = ExpertConfig(other_routes=routes)
+    shards, weights = [work / "expert"], []
+    collect(CollectPlan(scenarios, args.train_episodes, seed=0, expert=expert), shards[0], progress=False, workers=2)
+    for round_ in range(args.rounds + 1):
+        arrays = [load_shard(path)[0] for folder in shards for path in sorted(folder.glob("*.npz"))]
+        states = torch.from_numpy(np.concatenate([a["state"] for a in arrays])).float()
+        actions = torch.from_numpy(np.concatenate([a["actions"] for a in arrays]))
+        weights.append(save_cloner(train_state_cloner(states, actions, args.gate_epochs), work / f"clone{round_}.st"))
+        print(f"[{routes}] round {round_}: clone on {len(states)} frames", flush=True)
+        if round_ == args.rounds:
+            break
+        shards.append(work / f"dagger{round_ + 1}")
+        plan = CollectPlan(scenarios, args.dagger_episodes, seed=100 + round_, expert=expert,
+                           driver=PolicySpec("state", str(weights[-1])), beta=0.5 ** (round_ + 1))  # fmt: skip
+        collect(plan, shards[-1], progress=False, workers=2)
+    return weights
+
+
+def probe(args: argparse.Namespace) -> dict[str, Any]:
+    from domains.driving.evaluate import closed_loop, summarise
+    from domains.driving.policies import PolicySpec
+
+    scenarios = tuple(args.scenarios)
+    driven: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for routes in ROUTES:
+            weights = clone_with_dagger(routes, scenarios, Path(tmp) / routes, args)
+            specs = {"expert": PolicySpec("expert", kwargs=(("other_routes", routes),)),
+                     "state clone": PolicySpec("state", str(weights[0])),
+                     f"state clone + {args.rounds} DAgger": PolicySpec("state", str(weights[-1]))}  # fmt: skip
+            episodes = closed_loop(specs, scenarios, args.episodes, seed=0, offset=20, progress=False)
+            driven |= {f"{name} ({routes})": per for name, per in episodes.items()}
+    known = driven["expert (known)"]  # every row's progress is over this expert's on the same episode
+    results = {name: {s: summarise(per[s], known[s]) for s in scenarios} for name, per in driven.items()}
+    return results
+
+
+def table(results: dict[str, Any], scenarios: list[str]) -> list[str]:
+    lines = ["| policy | " + " | ".join(scenarios) + " |", "|---" * (len(scenarios) + 1) + "|"]
+    for name, per in results.items():
+        cells = [f"{per[s]['collision_rate']:.3f} / {per[s]['progress']:.2f}" for s in scenarios]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    from suite.bench.machine import machine_info
+    from suite.report import header
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=200, help="closed-loop episodes per scenario and policy")
+    parser.add_argument("--train-episodes", type=int, default=60, help="expert episodes per scenario to clone")
+    parser.add_argument("--dagger-episodes", type=int, default=30, help="episodes per scenario in a DAgger round")
+    parser.add_argument("--rounds", type=int, default=3, help="DAgger rounds")
+    parser.add_argument("--gate-epochs", type=int, default=200, help="the state clone's epochs (the gate's)")
+    parser.add_argument("--scenarios", nargs="+", default=["highway", "merge", "intersection", "roundabout"])
+    parser.add_argument("--out", type=Path, default=Path("docs/results/driving_gate_probe"))
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    results = probe(args)
+    seconds = time.perf_counter() - started
+    command = "python -m benchmarks.driving_gate_probe " + " ".join(argv if argv is not None else sys.argv[1:])
+    payload = {"command": command, "machine": machine_info(), "seconds": seconds, "settings": vars(args) | {
+        "out": str(args.out)}, "results": results}  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "gate_probe.json").write_text(json.dumps(payload, indent=2) + "\n")
+    head = header("Driving gate probe: is the expert clonable from privileged state?", payload, seconds,
+                  "gate_probe.json")  # fmt: skip
+    lines = [*head, "Collision rate / progress (distance over the route-known expert's on the same episode), "
+             f"{args.episodes} episodes per scenario:", "", *table(results, args.scenarios), ""]  # fmt: skip
+    (args.out / "gate_probe.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
