@@ -49,6 +49,7 @@ def summary(recipe: EducationRecipe, results: Sequence[TaskResult], seconds: flo
                  "teacher_vs_baselines": teacher_vs_baselines(r.results, f"{r.task}_teacher", "accuracy")}
         for r in results
     }, recipe={"teacher": recipe.teacher, "teacher_model": recipe.teacher_model, "variants": recipe.variants,
+               "teacher_ensemble": recipe.teacher_ensemble, "teacher_neighbours": recipe.teacher_neighbours,
                "kd": {"temperature": recipe.kd.temperature}, "seeds": recipe.seeds})  # fmt: skip
 
 
