@@ -24,16 +24,13 @@ from typing import Any
 import numpy as np
 
 
-def _accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
-    return float((probs.argmax(-1) == labels).mean())
-
-
 def evaluate(run_dir: Path, ks: list[int]) -> dict[str, Any]:
     """Accuracy per model and split (dev + the test splits), and the neighbours teacher's coverage per split."""
     from domains.education.pipeline import load_task
     from domains.education.recipe import EducationRecipe
-    from suite.pair_pack import labels_of, store_dir, teacher_logits
-    from suite.pairs import overlap_baseline, stored_teacher_logits
+    from suite.eval import accuracy
+    from suite.pair_pack import baseline_rules, labels_of, store_dir, teacher_logits
+    from suite.pairs import stored_teacher_logits
     from suite.teachers import HFTeacher
     from suite.teachers.neighbours import GradedNeighbourTeacher
 
@@ -68,12 +65,11 @@ def evaluate(run_dir: Path, ks: list[int]) -> dict[str, Any]:
         probs[f"(ensemble + neighbours k={k}) / 2"] = {
             s: (probs["fine-tuned ensemble"][s] + own[s]) / 2 for s in splits
         }
-    counts = np.bincount(labels_of(data.train), minlength=2)
-    probs["majority"] = {s: np.tile(counts / counts.sum(), (len(e), 1)) for s, e in splits.items()}
-    overlap = overlap_baseline([(e.text, e.text_pair) for e in data.train], labels_of(data.train).tolist(), 2)
-    probs["overlap"] = {s: overlap([(x.text, x.text_pair) for x in e]) for s, e in splits.items()}
-    accuracy = {name: {s: _accuracy(p[s], labels[s]) for s in splits} for name, p in probs.items()}
-    return {"accuracy": accuracy, "neighbours_coverage": coverage, "members": [str(f) for f in folders],
+    for name, rule in baseline_rules(data.train, 2).items():  # the pack's majority and word-overlap rows
+        probs[name] = {s: rule(e) for s, e in splits.items()}
+    scores = {name: {s: accuracy(p[s].argmax(-1).tolist(), labels[s].tolist()) for s in splits}
+              for name, p in probs.items()}  # fmt: skip
+    return {"accuracy": scores, "neighbours_coverage": coverage, "members": [str(f) for f in folders],
             "examples": {s: len(e) for s, e in splits.items()}}  # fmt: skip
 
 

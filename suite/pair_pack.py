@@ -535,25 +535,11 @@ class PairClassificationPack(Pack):
                 for s, e in self.data.tests.items()}  # fmt: skip
 
     def baselines(self) -> dict[str, dict]:
-        """The majority class of the training labels, predicted for every example; and a logistic regression on
-        the word overlap of the two texts (:func:`suite.pairs.overlap_baseline`) where examples are pairs."""
-        counts = np.bincount(labels_of(self.data.train), minlength=len(self.task.labels))
-        constant = lambda n: np.tile(counts / counts.sum(), (n, 1))  # noqa: E731
-        probs = {s: constant(len(e)) for s, e in self.data.tests.items()}
-        noisy = {s: constant(len(e)) for s, e in self.data.noisy.items()}
-        out = {f"{self.task.name}_majority": self.metrics(probs, noisy)}
-        if all(e.text_pair for e in self.data.train):
-            as_pairs = lambda examples: [(e.text, e.text_pair) for e in examples]  # noqa: E731
-            predict = pairs.overlap_baseline(as_pairs(self.data.train), labels_of(self.data.train).tolist(),
-                                             len(self.task.labels))  # fmt: skip
-            out[f"{self.task.name}_overlap"] = self.metrics(
-                {s: predict(as_pairs(e)) for s, e in self.data.tests.items()},
-                {s: predict(as_pairs(e)) for s, e in self.data.noisy.items()},
-            )
-        for name, rule in self.data.rules.items():
-            applied = [{s: rule(e) for s, e in split.items()} for split in (self.data.tests, self.data.noisy)]
-            out[f"{self.task.name}_{name}"] = self.metrics(*applied)
-        return out
+        """The untrained baselines (:func:`baseline_rules`) and the task's own rules, on every test split."""
+        rules = baseline_rules(self.data.train, len(self.task.labels)) | self.data.rules
+        return {f"{self.task.name}_{name}": self.metrics(*[{s: rule(e) for s, e in split.items()}
+                                                           for split in (self.data.tests, self.data.noisy)])
+                for name, rule in rules.items()}  # fmt: skip
 
     def _teacher_probs(self, splits: dict[str, list[Example]], members: list[int]) -> dict[str, np.ndarray]:
         """Per split, the class probabilities of the given ensemble members, averaged (survey Eq. 7)."""
@@ -610,6 +596,19 @@ class PairClassificationPack(Pack):
             model_dir, target, int8=self.task.int8, labels=self.task.labels, card=card, eval_data=eval_data,
             max_metric_drop=0.01, metrics={"params": params}, drop_failing_variants=True,
         )  # fmt: skip
+
+
+def baseline_rules(train: list[Example], num_labels: int) -> dict[str, Callable[[list[Example]], np.ndarray]]:
+    """Untrained baselines fitted on ``train``, as examples -> class probabilities: ``majority`` (the training labels'
+    class shares for every example) and, where examples are pairs, ``overlap`` (a logistic regression on the word
+    overlap of the two texts, :func:`suite.pairs.overlap_baseline`)."""
+    counts = np.bincount(labels_of(train), minlength=num_labels)
+    rules = {"majority": lambda examples: np.tile(counts / counts.sum(), (len(examples), 1))}
+    if all(e.text_pair for e in train):
+        as_pairs = lambda examples: [(e.text, e.text_pair) for e in examples]  # noqa: E731
+        predict = pairs.overlap_baseline(as_pairs(train), labels_of(train).tolist(), num_labels)
+        rules["overlap"] = lambda examples: predict(as_pairs(examples))
+    return rules
 
 
 def student_setup(task: PairTask, arch: str, data: PairData) -> dict[str, Any]:
