@@ -1,14 +1,17 @@
-"""Is the driving expert clonable? The gate of issue 14, taken apart: the expert with the other cars' planned routes
-read from the simulator (``other_routes=known``, privileged) or with every road they could take kept clear (``any``,
-what a camera could know), and for each, its state clone (the gate's MLP on privileged state) trained on the expert's
-own episodes (plain behaviour cloning) and after DAgger rounds in which the clone drives and the expert labels.
+"""Is the driving expert clonable? The gate of issue 14, taken apart: experts of different settings (``--experts``:
+e.g. the other cars' planned routes read from the simulator, ``other_routes=known``, privileged, or every road they
+could take kept clear, ``other_routes=any``, what a camera could know; or other margins), and for each, its state clone
+(the gate's MLP on privileged state) trained on the expert's own episodes (plain behaviour cloning) and after DAgger
+rounds in which the clone drives and the expert labels.
 
     python -m benchmarks.driving_gate_probe --episodes 200 --out docs/results/driving_gate_probe
+    python -m benchmarks.driving_gate_probe --experts other_routes=known other_routes=any,speed_up_margin=4
 
 Each expert records ``--train-episodes`` episodes per scenario, then ``--rounds`` DAgger rounds of
 ``--dagger-episodes`` (beta = 0.5, 0.25, ...: the share of steps the expert still drives); the clone is retrained on
 the aggregate after each. Every policy then drives the same ``--episodes`` seeded episodes per scenario, after the
-driving report's 20 (never the same ones). Writes ``gate_probe.md`` / ``.json`` to ``--out``.
+driving report's 20 (never the same ones). Progress is over the first expert's distance on the same episode. Writes
+``gate_probe.md`` / ``.json`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -21,10 +24,27 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROUTES = ("known", "any")
+EXPERTS = ("other_routes=known", "other_routes=any")
 
 
-def clone_with_dagger(routes: str, scenarios: tuple[str, ...], work: Path, args: argparse.Namespace) -> list[Path]:
+def expert_settings(spec: str) -> dict[str, Any]:
+    """``"field=value,field=value"`` -> :class:`ExpertConfig` keyword arguments (an empty spec: the defaults)."""
+    from dataclasses import fields
+
+    from domains.driving.expert import ExpertConfig
+
+    types = {f.name: f.type for f in fields(ExpertConfig)}
+    settings: dict[str, Any] = {}
+    for item in filter(None, spec.split(",")):
+        name, _, value = item.partition("=")
+        if name not in types or not value:
+            raise SystemExit(f"--experts {spec!r}: expected field=value with a field of {', '.join(types)}")
+        settings[name] = value if types[name] in (str, "str") else float(value)
+    ExpertConfig(**settings)  # bad values fail here, before any episode
+    return settings
+
+
+def clone_with_dagger(spec: str, scenarios: tuple[str, ...], work: Path, args: argparse.Namespace) -> list[Path]:
     """The state clone's weights after plain cloning and after each DAgger round (``rounds + 1`` files)."""
     import numpy as np
     import torch
@@ -34,7 +54,7 @@ def clone_with_dagger(routes: str, scenarios: tuple[str, ...], work: Path, args:
     from domains.driving.policies import PolicySpec
     from domains.driving.state import save_cloner, train_state_cloner
 
-    expert = ExpertConfig(other_routes=routes)
+    expert = ExpertConfig(**expert_settings(spec))
     shards, weights = [work / "expert"], []
     collect(CollectPlan(scenarios, args.train_episodes, seed=0, expert=expert), shards[0], progress=False, workers=2)
     for round_ in range(args.rounds + 1):
@@ -42,7 +62,7 @@ def clone_with_dagger(routes: str, scenarios: tuple[str, ...], work: Path, args:
         states = torch.from_numpy(np.concatenate([a["state"] for a in arrays])).float()
         actions = torch.from_numpy(np.concatenate([a["actions"] for a in arrays]))
         weights.append(save_cloner(train_state_cloner(states, actions, args.gate_epochs), work / f"clone{round_}.st"))
-        print(f"[{routes}] round {round_}: clone on {len(states)} frames", flush=True)
+        print(f"[{spec}] round {round_}: clone on {len(states)} frames", flush=True)
         if round_ == args.rounds:
             break
         shards.append(work / f"dagger{round_ + 1}")
@@ -59,16 +79,15 @@ def probe(args: argparse.Namespace) -> dict[str, Any]:
     scenarios = tuple(args.scenarios)
     driven: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for routes in ROUTES:
-            weights = clone_with_dagger(routes, scenarios, Path(tmp) / routes, args)
-            specs = {"expert": PolicySpec("expert", kwargs=(("other_routes", routes),)),
+        for index, spec in enumerate(args.experts):
+            weights = clone_with_dagger(spec, scenarios, Path(tmp) / f"expert{index}", args)
+            specs = {"expert": PolicySpec("expert", kwargs=tuple(expert_settings(spec).items())),
                      "state clone": PolicySpec("state", str(weights[0])),
                      f"state clone + {args.rounds} DAgger": PolicySpec("state", str(weights[-1]))}  # fmt: skip
             episodes = closed_loop(specs, scenarios, args.episodes, seed=0, offset=20, progress=False)
-            driven |= {f"{name} ({routes})": per for name, per in episodes.items()}
-    known = driven["expert (known)"]  # every row's progress is over this expert's on the same episode
-    results = {name: {s: summarise(per[s], known[s]) for s in scenarios} for name, per in driven.items()}
-    return results
+            driven |= {f"{name} ({spec or 'defaults'})": per for name, per in episodes.items()}
+    first = driven[f"expert ({args.experts[0] or 'defaults'})"]  # every row's progress is over this one's
+    return {name: {s: summarise(per[s], first[s]) for s in scenarios} for name, per in driven.items()}
 
 
 def table(results: dict[str, Any], scenarios: list[str]) -> list[str]:
@@ -84,6 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     from suite.report import header
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experts", nargs="+", default=list(EXPERTS),
+                        help="expert settings, each 'field=value,...' of ExpertConfig ('' = defaults)")  # fmt: skip
     parser.add_argument("--episodes", type=int, default=200, help="closed-loop episodes per scenario and policy")
     parser.add_argument("--train-episodes", type=int, default=60, help="expert episodes per scenario to clone")
     parser.add_argument("--dagger-episodes", type=int, default=30, help="episodes per scenario in a DAgger round")
@@ -92,6 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scenarios", nargs="+", default=["highway", "merge", "intersection", "roundabout"])
     parser.add_argument("--out", type=Path, default=Path("docs/results/driving_gate_probe"))
     args = parser.parse_args(argv)
+    for spec in args.experts:
+        expert_settings(spec)
     started = time.perf_counter()
     results = probe(args)
     seconds = time.perf_counter() - started
@@ -102,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / "gate_probe.json").write_text(json.dumps(payload, indent=2) + "\n")
     head = header("Driving gate probe: is the expert clonable from privileged state?", payload, seconds,
                   "gate_probe.json")  # fmt: skip
-    lines = [*head, "Collision rate / progress (distance over the route-known expert's on the same episode), "
+    lines = [*head, "Collision rate / progress (distance over the first expert's on the same episode), "
              f"{args.episodes} episodes per scenario:", "", *table(results, args.scenarios), ""]  # fmt: skip
     (args.out / "gate_probe.md").write_text("\n".join(lines))
     print("\n".join(lines))

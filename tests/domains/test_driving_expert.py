@@ -151,3 +151,51 @@ def test_other_routes_any_keeps_every_road_a_car_could_take_and_the_known_one_am
         env.close()
     with pytest.raises(ValueError, match="other_routes"):
         ExpertConfig(other_routes="psychic")
+
+
+def _options(clearance: dict[str, float]) -> dict:
+    """Options for ``_choose`` with one car at the given worst clearance per action (target speeds 0 / 4.5 / 9)."""
+    from domains.driving.expert import Option
+
+    speeds = {"SLOWER": 0.0, "IDLE": 4.5, "FASTER": 9.0}
+    return {a: Option(True, speeds[a], np.zeros((8, 2)), np.zeros(8), np.array([c])) for a, c in clearance.items()}
+
+
+HOLD_CASES = [(7.0, 10.0, "IDLE"), (7.0, 4.0, "FASTER"), (12.0, 10.0, "FASTER"), (2.0, 4.0, "IDLE")]
+
+
+@pytest.mark.parametrize(("faster_room", "speed_up_margin", "expected"), HOLD_CASES)
+def test_speeding_up_needs_speed_up_margin_of_room_else_the_expert_holds_its_speed(
+    faster_room, speed_up_margin, expected
+):
+    from types import SimpleNamespace
+
+    from domains.driving.expert import ExpertConfig, _choose
+
+    ego = SimpleNamespace(target_speed=4.5, target_speeds=[0.0, 4.5, 9.0])
+    options = _options({"SLOWER": 20.0, "IDLE": 20.0, "FASTER": faster_room})
+    assert _choose(ego, options, "intersection", ExpertConfig(speed_up_margin=speed_up_margin)) == expected
+
+
+def test_a_stopped_expert_in_harms_way_holds_rather_than_speeding_up_with_too_little_room():
+    """Keeping is unsafe and braking is no option at speed 0: the least unsafe option is speeding up, which the
+    expert takes only with speed_up_margin of room (it used to, with any: the intersection flips, issue 14)."""
+    from types import SimpleNamespace
+
+    from domains.driving.expert import ExpertConfig, _choose, _prefer
+
+    ego = SimpleNamespace(target_speed=0.0, target_speeds=[0.0, 4.5, 9.0])
+    options = _options({"SLOWER": -1.0, "IDLE": -1.0, "FASTER": 3.0})
+    options["SLOWER"].speed = 0.0
+    config = ExpertConfig()
+    assert _prefer(ego, options, "intersection", config) == "FASTER"  # the least unsafe option
+    assert _choose(ego, options, "intersection", config) == "IDLE"
+    options["FASTER"].clearance[:] = config.speed_up_margin
+    assert _choose(ego, options, "intersection", config) == "FASTER"
+
+
+def test_expert_margins_must_grow_from_keeping_to_changing_lanes_to_speeding_up():
+    from domains.driving.expert import ExpertConfig
+
+    with pytest.raises(ValueError, match="speed_up_margin"):
+        ExpertConfig(change_margin=4.0, speed_up_margin=3.0)
