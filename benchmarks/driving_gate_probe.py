@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     head = header("Driving gate probe: is the expert clonable from privileged state?", payload, seconds,
                   "gate_probe.json")  # fmt: skip
     lines = [*head, "Collision rate / progress (distance over the first expert's on the same episode), "
-             f"{args.episodes} episodes per scenario:", "", *table(results, args.scenarios), ""]  # fmt: skip
+             f"{args.episodes} episodes per scenario:", "", *table(results, args.scenarios), "", ""]  # fmt: skip
     (args.out / "gate_probe.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
