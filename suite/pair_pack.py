@@ -307,7 +307,7 @@ def fine_tune_teacher(task: PairTask, data: PairData, out: Path, resume: bool, m
     tokenizer.model_max_length = task.max_length  # what the exported teacher will truncate to
     train = encode(tokenizer, data.train + data.teacher_extra, task.max_length)
     dev = encode(tokenizer, data.dev, task.max_length)
-    who = "teacher" if member == 0 else f"teacher {member + 1} of {task.ensemble}"
+    who = "teacher" if task.fine_tuned == 1 else f"teacher {member + 1} of {task.fine_tuned}"  # models only
     print(f"[{task.name}] {who}: fine-tuning {task.teacher_model} on {len(train)} pairs")
     pairs.fine_tune_cross_encoder(teacher, tokenizer, train, dev, config, resume=resume)
     teacher.model.save_pretrained(out / "hf")
