@@ -6,10 +6,10 @@ It reads the full simulator state (positions, speeds, routes of every car), chec
 prediction (what they will do), planning (the action and why).
 
 The margins have hysteresis: keeping the current lane and speed needs ``keep_margin`` metres of clearance, changing
-lanes needs the larger ``change_margin`` and speeding up the still larger ``speed_up_margin``. An earlier expert
-traded speed against a clearance bonus and flipped between FASTER, IDLE and SLOWER on 42% of consecutive highway
-steps; even an MLP given its full state could only clone it to 0.82 accuracy (issue 14), so no camera-based student
-could do better.
+lanes needs the larger ``change_margin`` and speeding up ``speed_up_margin`` (at least as much), always, even as the
+least unsafe way out: short of it the expert holds its speed. An earlier expert traded speed against a clearance bonus
+and flipped between FASTER, IDLE and SLOWER on 42% of consecutive highway steps; even an MLP given its full state
+could only clone it to 0.82 accuracy (issue 14), so no camera-based student could do better.
 It also writes one short description per visible agent, for the agent-centric contrast (VLP, survey Eq. 12).
 
 Distances in the texts are rounded to 5 m and planning texts carry no numbers, so the planning rationale is one of a
