@@ -44,17 +44,15 @@ def expert_settings(spec: str) -> dict[str, Any]:
     return settings
 
 
-def clone_with_dagger(spec: str, scenarios: tuple[str, ...], work: Path, args: argparse.Namespace) -> list[Path]:
+def clone_with_dagger(expert: Any, scenarios: tuple[str, ...], work: Path, args: argparse.Namespace) -> list[Path]:
     """The state clone's weights after plain cloning and after each DAgger round (``rounds + 1`` files)."""
     import numpy as np
     import torch
 
     from domains.driving.collect import CollectPlan, collect, load_shard
-    from domains.driving.expert import ExpertConfig
     from domains.driving.policies import PolicySpec
     from domains.driving.state import save_cloner, train_state_cloner
 
-    expert = ExpertConfig(**expert_settings(spec))
     shards, weights = [work / "expert"], []
     collect(CollectPlan(scenarios, args.train_episodes, seed=0, expert=expert), shards[0], progress=False, workers=2)
     for round_ in range(args.rounds + 1):
@@ -62,7 +60,7 @@ def clone_with_dagger(spec: str, scenarios: tuple[str, ...], work: Path, args: a
         states = torch.from_numpy(np.concatenate([a["state"] for a in arrays])).float()
         actions = torch.from_numpy(np.concatenate([a["actions"] for a in arrays]))
         weights.append(save_cloner(train_state_cloner(states, actions, args.gate_epochs), work / f"clone{round_}.st"))
-        print(f"[{spec}] round {round_}: clone on {len(states)} frames", flush=True)
+        print(f"[{expert}] round {round_}: clone on {len(states)} frames", flush=True)
         if round_ == args.rounds:
             break
         shards.append(work / f"dagger{round_ + 1}")
@@ -72,16 +70,18 @@ def clone_with_dagger(spec: str, scenarios: tuple[str, ...], work: Path, args: a
     return weights
 
 
-def probe(args: argparse.Namespace) -> dict[str, Any]:
+def probe(args: argparse.Namespace, experts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``experts``: spec -> its :class:`ExpertConfig` settings, in the order given."""
     from domains.driving.evaluate import closed_loop, summarise
+    from domains.driving.expert import ExpertConfig
     from domains.driving.policies import PolicySpec
 
     scenarios = tuple(args.scenarios)
     driven: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for index, spec in enumerate(args.experts):
-            weights = clone_with_dagger(spec, scenarios, Path(tmp) / f"expert{index}", args)
-            specs = {"expert": PolicySpec("expert", kwargs=tuple(expert_settings(spec).items())),
+        for index, (spec, settings) in enumerate(experts.items()):
+            weights = clone_with_dagger(ExpertConfig(**settings), scenarios, Path(tmp) / f"expert{index}", args)
+            specs = {"expert": PolicySpec("expert", kwargs=tuple(settings.items())),
                      "state clone": PolicySpec("state", str(weights[0])),
                      f"state clone + {args.rounds} DAgger": PolicySpec("state", str(weights[-1]))}  # fmt: skip
             episodes = closed_loop(specs, scenarios, args.episodes, seed=0, offset=20, progress=False)
@@ -113,10 +113,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scenarios", nargs="+", default=["highway", "merge", "intersection", "roundabout"])
     parser.add_argument("--out", type=Path, default=Path("docs/results/driving_gate_probe"))
     args = parser.parse_args(argv)
-    for spec in args.experts:
-        expert_settings(spec)
+    experts = {spec: expert_settings(spec) for spec in args.experts}  # a wrong spec stops here, before any episode
     started = time.perf_counter()
-    results = probe(args)
+    results = probe(args, experts)
     seconds = time.perf_counter() - started
     command = "python -m benchmarks.driving_gate_probe " + " ".join(argv if argv is not None else sys.argv[1:])
     payload = {"command": command, "machine": machine_info(), "seconds": seconds, "settings": vars(args) | {
