@@ -28,6 +28,9 @@ from domains.driving.state import STATE_DIM, privileged_state
 
 WAYPOINT_STEPS = (1, 2, 3)  # seconds ahead at one decision per second
 MAX_EPISODE_STEPS = 40
+# The expert's clearances are kept within [-10, 30] m: 30 m is what it scores an empty road, and below -10 m a car is
+# inside our box either way.
+CLEARANCE_RANGE = (-10.0, 30.0)
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,7 @@ def _episode_arrays(scenario, episode, rows, positions, states, followed, crashe
     arrays = {
         "frames": np.stack([frame for frame, _, _ in rows]),  # (N, H, W, 3) uint8
         "actions": np.array([sim.ACTION_INDEX[d.action] for _, _, d in rows], np.int64),
+        "clearances": np.stack([clearance_row(d.clearances) for _, _, d in rows]),
         "speed": np.array([speed for _, speed, _ in rows], np.float32),
         "state": np.stack(states),  # (N, STATE_DIM) privileged state
         "waypoints": waypoints,
@@ -193,6 +197,16 @@ def _episode_arrays(scenario, episode, rows, positions, states, followed, crashe
     }
     texts = [{**d.rationale, "agents": [a.description for a in d.agents]} for _, _, d in rows]
     return {"arrays": arrays, "texts": texts, "scenario": scenario}
+
+
+def clearance_row(clearances: dict[str, float]) -> np.ndarray:
+    """(len(ACTIONS),) float32: the expert's clearance of each action within :data:`CLEARANCE_RANGE`; NaN where the
+    action is illegal in the scenario or infeasible (no lane there)."""
+    row = np.full(len(sim.ACTIONS), np.nan, np.float32)
+    for action, metres in clearances.items():
+        if np.isfinite(metres):
+            row[sim.ACTION_INDEX[action]] = np.clip(metres, *CLEARANCE_RANGE)
+    return row
 
 
 def _write_shard(out: Path, scenario: str, index: int, episodes: list[dict[str, Any]]) -> None:
@@ -218,4 +232,6 @@ def load_shard(path: str | Path) -> tuple[dict[str, np.ndarray], list[dict[str, 
         raise ValueError(f"{path}: damaged shard ({error}); delete it and collect again to rebuild it") from None
     if len(meta["texts"]) != len(arrays["actions"]):
         raise ValueError(f"{path}: {len(meta['texts'])} text rows for {len(arrays['actions'])} frames")
+    # shards collected before the expert's clearances were recorded: no clearance targets (NaN) for their frames
+    arrays.setdefault("clearances", np.full((len(arrays["actions"]), len(sim.ACTIONS)), np.nan, np.float32))
     return arrays, meta["texts"], meta["scenario"]

@@ -19,8 +19,8 @@ from domains.driving.collect import load_shard
 from suite.students.planner import GRID
 
 STAGES = ("perception", "prediction", "planning")
-TENSORS = ("images", "actions", "speed", "state", "waypoints", "waypoint_mask", "agent_mask", "agent_cells",
-           "relevance")  # fmt: skip
+TENSORS = ("images", "actions", "clearances", "speed", "state", "waypoints", "waypoint_mask", "agent_mask",
+           "agent_cells", "relevance")  # fmt: skip
 BUDGET_BLOCK = 20  # a data budget keeps whole episodes: those whose index modulo 20 is below 20 x budget
 
 
@@ -28,6 +28,7 @@ BUDGET_BLOCK = 20  # a data budget keeps whole episodes: those whose index modul
 class DrivingData:
     images: torch.Tensor  # (N, 3 * frames, H, W) uint8, oldest frame first
     actions: torch.Tensor  # (N,)
+    clearances: torch.Tensor  # (N, A) the expert's clearance [m] of each action (NaN: illegal, infeasible, unknown)
     speed: torch.Tensor  # (N, 1) the ego's speedometer [m/s]: a planner input besides the frames
     state: torch.Tensor  # (N, STATE_DIM) the privileged state (the gate's clone reads it; planners never do)
     waypoints: torch.Tensor  # (N, K, 2)
@@ -78,6 +79,7 @@ def load(shards: list[Path], frames: int = 2, camera: str = sim.DEFAULT_CAMERA,
     return DrivingData(
         images=torch.from_numpy(_stack_frames(arrays["frames"], arrays["step"], frames)),
         actions=torch.from_numpy(arrays["actions"]),
+        clearances=torch.from_numpy(arrays["clearances"]),
         speed=torch.from_numpy(arrays["speed"]).view(-1, 1),
         state=torch.from_numpy(arrays["state"]),
         waypoints=torch.from_numpy(arrays["waypoints"]),
@@ -212,6 +214,7 @@ def make_collate(data: DrivingData):
             "inputs": {"images": data.images[index].float() / 255.0, "ego_speed": data.speed[index]},
             "labels": {
                 "actions": data.actions[index],
+                "clearances": data.clearances[index],
                 "waypoints": data.waypoints[index],
                 "waypoint_mask": data.waypoint_mask[index],
             },

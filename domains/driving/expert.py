@@ -78,6 +78,9 @@ class Decision:
     action: str
     rationale: dict[str, str]  # perception / prediction / planning
     agents: list[Agent] = field(default_factory=list)
+    # the smallest clearance [m] over the horizon of each legal action (-inf: infeasible): the scores the expert
+    # decides by, which a planner can learn as soft targets beside the action itself
+    clearances: dict[str, float] = field(default_factory=dict)
 
 
 class PrivilegedExpert:
@@ -94,7 +97,8 @@ class PrivilegedExpert:
         options = {a: _evaluate(ego, road, a, futures) for a in legal}
         action = _choose(ego, options, scenario, self.config)
         agents = _describe_agents(env, ego, others, futures, options, action)
-        return Decision(action, _rationale(ego, road, scenario, action, options, agents), agents)
+        clearances = {a: _worst(option) for a, option in options.items()}
+        return Decision(action, _rationale(ego, road, scenario, action, options, agents), agents, clearances)
 
 
 # -- prediction -------------------------------------------------------------------------------------------------

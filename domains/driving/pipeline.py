@@ -114,7 +114,7 @@ class DrivingPack(Pack):
         return out
 
     def _settings(self) -> dict[str, float]:
-        names = ("waypoint_weight", "agents_temperature", "consistency_temperature", "mask_ratio")
+        names = ("waypoint_weight", "clearance_weight", "agents_temperature", "consistency_temperature", "mask_ratio")
         return {name: getattr(self.recipe, name) for name in names}
 
     def student_settings(self, variant: Variant) -> Any:

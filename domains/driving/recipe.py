@@ -102,6 +102,11 @@ class DrivingRecipe(RunOutputs):
     waypoint_weight: float = field(
         default=0.1, metadata={"help": "imitation: weight of the waypoint L2 (metres) beside the action CE"}
     )
+    clearance_weight: float = field(
+        default=0.0,
+        metadata={"help": "imitation: weight of the regression on the expert's clearance of every action (its "
+                  "scores; 0: off)"},
+    )  # fmt: skip
     agents_temperature: float = field(default=0.1, metadata={"help": "VLP agent InfoNCE temperature (Eq. 12)"})
     consistency_temperature: float = field(
         default=0.1, metadata={"help": "DSDrive: temperature of the reasoning head's implied-action softmax"}
@@ -154,6 +159,7 @@ class DrivingRecipe(RunOutputs):
         check(min(self.agents_temperature, self.consistency_temperature) > 0, "agents_temperature", "must be > 0")
         check(0 < self.mask_ratio < 1, "mask_ratio", "must be in (0, 1)")
         check(0 <= self.class_weight_power <= 1, "class_weight_power", "must be in [0, 1]")
+        check(self.clearance_weight >= 0, "clearance_weight", "must be >= 0")
         check(0 < self.ablate_up_to <= 1, "ablate_up_to", "a share in (0, 1]")
         check(self.encoder_adapt_steps >= 0, "encoder_adapt_steps", "must be >= 0")
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from suite.losses import (
     MultiStageCosineAlignment,
+    action_score_loss,
     cosine_alignment_loss,
     head_consistency_loss,
     imitation_loss,
@@ -25,25 +26,40 @@ from suite.losses import (
 from suite.losses.term import LossTerm
 
 STAGES = ("perception", "prediction", "planning")
+CLEARANCE_UNIT = 10.0  # metres: the clearance head's unit, so a few metres of error are on the Huber loss's scale
 
 
 class Imitation(LossTerm):
     """Behaviour cloning of the expert: action cross-entropy + ``waypoint_weight`` x waypoint L2 (metres; 0.1 puts
-    tens of metres on the cross-entropy's scale).
+    tens of metres on the cross-entropy's scale) + ``clearance_weight`` x the expert's clearance of every action.
 
     ``class_weights`` (A,) counter the expert's majority of IDLE; without them the planner never brakes.
+    The clearances are the scores the expert decides by (metres of room each action leaves over its horizon): a
+    small head, owned here and dropped at export, regresses them from the planning features, in units of 10 m
+    (:func:`~suite.losses.action_score_loss`). A label says only which action won; the clearances say by how much,
+    on every frame, which is what a planner waiting at a crossing has to judge.
     """
 
     needs_teacher = False
 
-    def __init__(self, class_weights: torch.Tensor | None = None, waypoint_weight: float = 0.1):
+    def __init__(
+        self,
+        class_weights: torch.Tensor | None = None,
+        waypoint_weight: float = 0.1,
+        clearance_weight: float = 0.0,
+        hidden: int = 0,
+        num_actions: int = 0,
+    ):
         super().__init__()
         self.register_buffer("class_weights", class_weights)
-        self.waypoint_weight = waypoint_weight
+        self.waypoint_weight, self.clearance_weight = waypoint_weight, clearance_weight
+        if clearance_weight > 0 and min(hidden, num_actions) < 1:
+            raise ValueError("the clearance head needs the planner's hidden size and its number of actions")
+        self.clearance_head = nn.Linear(hidden, num_actions) if clearance_weight > 0 else None
 
     def forward(self, student_out, teacher_out, batch):
         labels = batch["labels"]
-        return imitation_loss(
+        loss = imitation_loss(
             student_out["logits"],
             labels["actions"],
             student_out["waypoints"],
@@ -52,6 +68,10 @@ class Imitation(LossTerm):
             waypoint_weight=self.waypoint_weight,
             class_weights=self.class_weights,
         )
+        if self.clearance_head is None:
+            return loss
+        predicted = self.clearance_head(student_out["planning"])
+        return loss + self.clearance_weight * action_score_loss(predicted, labels["clearances"], scale=CLEARANCE_UNIT)
 
 
 class StageAlignment(LossTerm):
@@ -155,10 +175,10 @@ def build_terms(
     settings: Mapping[str, float] | None = None,
 ) -> dict[str, LossTerm]:
     """The named terms of one ablation variant (always with imitation). ``settings`` holds the recipe's
-    ``waypoint_weight``, ``agents_temperature``, ``consistency_temperature`` and ``mask_ratio`` (defaults: 0.1, 0.1,
-    0.1, 0.5)."""
-    s = {"waypoint_weight": 0.1, "agents_temperature": 0.1, "consistency_temperature": 0.1, "mask_ratio": 0.5,
-         **(settings or {})}  # fmt: skip
+    ``waypoint_weight``, ``clearance_weight``, ``agents_temperature``, ``consistency_temperature`` and ``mask_ratio``
+    (defaults: 0.1, 0, 0.1, 0.1, 0.5)."""
+    s = {"waypoint_weight": 0.1, "clearance_weight": 0.0, "agents_temperature": 0.1, "consistency_temperature": 0.1,
+         "mask_ratio": 0.5, **(settings or {})}  # fmt: skip
     text_dim = prototypes.shape[1]
     factories = {
         "align": lambda: StageAlignment(planner.hidden, text_dim),
@@ -170,7 +190,8 @@ def build_terms(
     unknown = sorted(set(variant_terms) - set(factories))
     if unknown:
         raise ValueError(f"unknown loss terms {unknown}; choose from {sorted(factories)}")
-    imitation = Imitation(class_weights, s["waypoint_weight"])
+    imitation = Imitation(class_weights, s["waypoint_weight"], s["clearance_weight"], planner.hidden,
+                          planner.action_head.out_features)  # fmt: skip
     return {"imitation": imitation, **{name: factories[name]() for name in variant_terms}}
 
 

@@ -7,7 +7,7 @@ from suite.losses.consistency import head_consistency_loss
 from suite.losses.contrastive import info_nce_loss
 from suite.losses.divergence import TokenKD, TokenKDConfig, TopK, bild_loss, shift_causal, token_divergence, uld_loss
 from suite.losses.feature import FeatureDistillationLoss, FeatureHint, FeatureHintConfig, feature_distillation_loss
-from suite.losses.imitation import imitation_loss, waypoint_l2_loss
+from suite.losses.imitation import action_score_loss, imitation_loss, waypoint_l2_loss
 from suite.losses.kd import SoftLabelKD, SoftLabelKDConfig, hinton_kd_loss, soft_label_kd_loss, topk_kd_loss
 from suite.losses.multi_teacher import (
     MultiTeacherConfig,
@@ -58,6 +58,7 @@ __all__ = [
     "head_consistency_loss",
     "hinton_kd_loss",
     "imitation_loss",
+    "action_score_loss",
     "info_nce_loss",
     "masked_reconstruction_loss",
     "rkd_angle_loss",

@@ -6,6 +6,7 @@ usual planning loss of end-to-end drivers (e.g. Chitta et al. (2023), "TransFuse
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -49,3 +50,22 @@ def imitation_loss(
     """
     action_loss = F.cross_entropy(upcast(action_logits), actions, weight=class_weights)
     return action_loss + waypoint_weight * waypoint_l2_loss(pred_waypoints, target_waypoints, waypoint_mask)
+
+
+def action_score_loss(pred: Tensor, target: Tensor, scale: float = 1.0) -> Tensor:
+    r""":math:`\mathcal{L}_{score} = \frac{1}{|\mathcal{V}|}\sum_{(b,a) \in \mathcal{V}}
+    \mathrm{Huber}_1\big((\hat q_{b,a} - q_{b,a}) / \sigma\big)`, with :math:`\sigma` = ``scale``.
+
+    Regression on the scores the expert decides by, one per action (policy distillation on the teacher's
+    action values: Rusu et al. (2016), "Policy Distillation", ICLR): where the action label says only which action
+    won, the scores also say by how much, on every frame. ``pred``, ``target``: ``(B, A)``; NaN targets (an action
+    the expert did not score) are left out, :math:`\mathcal{V}` is the rest. ``scale`` puts the scores' units on the
+    Huber loss's (quadratic within one ``scale`` of the target, linear beyond). No valid target gives 0 with a graph.
+    """
+    check_same_shape(pred, target, "action scores")
+    if not scale > 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
+    valid = torch.isfinite(target)
+    # Zero the excluded targets first: NaN there would otherwise give NaN gradients.
+    error = (upcast(pred) - upcast(target).where(valid, 0.0)) / scale
+    return masked_mean(F.huber_loss(error, torch.zeros_like(error), reduction="none", delta=1.0), valid)

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 
-from domains.driving.collect import WAYPOINT_STEPS, CollectPlan, collect, load_shard, record_episode
-from domains.driving.scenarios import ACTION_INDEX, FRAME_SIZE
+from domains.driving.collect import (
+    CLEARANCE_RANGE,
+    WAYPOINT_STEPS,
+    CollectPlan,
+    clearance_row,
+    collect,
+    load_shard,
+    record_episode,
+)
+from domains.driving.expert import ExpertConfig
+from domains.driving.scenarios import ACTION_INDEX, ACTIONS, FRAME_SIZE
 
-ARRAYS = ("frames", "actions", "speed", "waypoints", "waypoint_mask", "boxes", "agent_mask", "relevant")
+ARRAYS = ("frames", "actions", "clearances", "speed", "waypoints", "waypoint_mask", "boxes", "agent_mask", "relevant")
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +151,43 @@ def test_the_privileged_state_is_recorded_per_frame_nearest_car_first(highway_ep
     distance = np.hypot(neighbours[..., 1] * 50.0, neighbours[..., 2] * 10.0)
     assert (np.diff(np.where(present, distance, 1e9), axis=1) >= -1e-4).all()  # nearest first, absent ones last
     assert (neighbours[~present] == 0).all()
+
+
+def test_a_clearance_row_keeps_the_scored_actions_within_range():
+    row = clearance_row({"IDLE": 3.5, "FASTER": -np.inf, "SLOWER": 80.0, "LANE_LEFT": -25.0})
+    assert row[ACTION_INDEX["IDLE"]] == 3.5 and row[ACTION_INDEX["SLOWER"]] == CLEARANCE_RANGE[1]
+    assert row[ACTION_INDEX["LANE_LEFT"]] == CLEARANCE_RANGE[0]
+    assert np.isnan(row[[ACTION_INDEX["FASTER"], ACTION_INDEX["LANE_RIGHT"]]]).all()  # infeasible, not scored
+
+
+@pytest.mark.parametrize("name", ["merge", "highway", "intersection", "roundabout"])
+def test_the_expert_decides_by_the_clearances_it_records(name, merge_episode, highway_episode):
+    episode = {"merge": merge_episode, "highway": highway_episode}.get(name) or record_episode(name, 0, 0)
+    arrays = episode["arrays"]
+    clearances, actions = arrays["clearances"], arrays["actions"]
+    assert clearances.shape == (len(actions), len(ACTIONS)) and clearances.dtype == np.float32
+    scored = np.isfinite(clearances)
+    assert scored[:, ACTION_INDEX["IDLE"]].all()  # keeping on is always possible
+    if name == "intersection":  # no lanes to change to: those actions are never scored
+        assert not scored[:, [ACTION_INDEX["LANE_LEFT"], ACTION_INDEX["LANE_RIGHT"]]].any()
+    low, high = CLEARANCE_RANGE
+    assert ((clearances[scored] >= low) & (clearances[scored] <= high)).all()
+    # the expert's own rule: it speeds up only with speed_up_margin of room
+    faster = actions == ACTION_INDEX["FASTER"]
+    assert (clearances[faster, ACTION_INDEX["FASTER"]] >= ExpertConfig().speed_up_margin).all()
+    assert faster.any() or name != "roundabout"  # this roundabout episode speeds up twice: the check above bites
+
+
+def test_shards_without_clearances_load_with_none_scored(tmp_path, shard_bytes):
+    npz, texts = shard_bytes
+    with np.load(io.BytesIO(npz)) as data:
+        arrays = {key: data[key] for key in data.files if key != "clearances"}
+    path = tmp_path / "intersection-0000.npz"
+    path.with_suffix(".json").write_bytes(texts)
+    np.savez_compressed(path, **arrays)
+    loaded, _, _ = load_shard(path)
+    assert loaded["clearances"].shape == (len(arrays["actions"]), len(ACTIONS))
+    assert np.isnan(loaded["clearances"]).all()
 
 
 # -- DAgger: a learned policy drives, the expert labels ---------------------------------------------------------------

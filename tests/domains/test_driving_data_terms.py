@@ -22,7 +22,7 @@ from domains.driving.terms import (
     build_terms,
 )
 from suite.distiller import Distiller
-from suite.losses import cosine_alignment_loss, waypoint_l2_loss
+from suite.losses import action_score_loss, cosine_alignment_loss, waypoint_l2_loss
 from suite.students.planner import GRID, PixelPlanner
 
 TEXT_DIM = 16
@@ -220,6 +220,25 @@ def test_imitation_is_cross_entropy_when_the_waypoints_are_right(planner, batch)
     wrong = Imitation()(out, None, batch)
     expected = 0.1 * waypoint_l2_loss(out["waypoints"], batch["labels"]["waypoints"], batch["labels"]["waypoint_mask"])
     torch.testing.assert_close(wrong - loss, expected)
+
+
+def test_imitation_with_the_expert_clearances_adds_their_regression_and_nothing_at_weight_zero(planner, batch):
+    assert torch.isfinite(batch["labels"]["clearances"]).any()  # the collected frames carry the expert's scores
+    out = planner(**batch["inputs"])
+    plain = Imitation()(out, None, batch)
+    off = Imitation(clearance_weight=0.0, hidden=planner.hidden, num_actions=len(sim.ACTIONS))
+    assert off.clearance_head is None and list(off.parameters()) == []
+    torch.testing.assert_close(off(out, None, batch), plain)
+    on = build_terms((), planner, _unit(len(sim.ACTIONS), TEXT_DIM), settings={"clearance_weight": 0.5})["imitation"]
+    predicted = on.clearance_head(out["planning"])
+    expected = plain + 0.5 * action_score_loss(predicted, batch["labels"]["clearances"], scale=10.0)
+    loss = on(out, None, batch)
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert on.clearance_head.weight.grad.abs().sum() > 0
+    assert planner.planning[0].weight.grad.abs().sum() > 0  # the scores shape the planning features
+    with pytest.raises(ValueError, match="hidden size"):
+        Imitation(clearance_weight=0.5)
 
 
 def test_attention_distill_is_zero_when_the_teacher_attends_like_the_student(planner, batch):

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from suite.losses import (
     MultiStageCosineAlignment,
+    action_score_loss,
     head_consistency_loss,
     imitation_loss,
     ssim,
@@ -161,6 +162,33 @@ def test_imitation_loss_is_ce_plus_weighted_l2():
     expected = F.cross_entropy(logits, actions) + 0.3 * waypoint_l2_loss(pred, target, mask)
     torch.testing.assert_close(imitation_loss(logits, actions, pred, target, mask, waypoint_weight=0.3), expected)
     torch.testing.assert_close(imitation_loss(logits, actions, target, target), F.cross_entropy(logits, actions))
+
+
+def test_action_scores_are_a_huber_loss_in_units_of_scale_over_the_scored_actions():
+    pred = torch.tensor([[0.0, 5.0, 30.0], [2.0, -10.0, 0.0]], dtype=torch.float64)
+    target = torch.tensor([[3.0, float("nan"), 10.0], [2.0, float("nan"), float("nan")]], dtype=torch.float64)
+    # in units of 10: errors -0.3 (quadratic: 0.5 x 0.09), 2.0 (linear: 2 - 0.5) and 0 over three scored actions
+    expected = (0.5 * 0.09 + 1.5 + 0.0) / 3
+    assert action_score_loss(pred, target, scale=10.0).item() == pytest.approx(expected)
+    assert action_score_loss(target.nan_to_num(7.0), target).item() == 0.0
+
+
+def test_action_scores_ignore_nan_targets_in_value_and_gradient():
+    pred = randn(2, 5, requires_grad=True)
+    target = torch.full((2, 5), float("nan"), dtype=torch.float64)
+    target[0, 1] = 4.0
+    loss = action_score_loss(pred, target)
+    loss.backward()
+    assert torch.isfinite(pred.grad).all() and (pred.grad != 0).sum() == 1 and pred.grad[0, 1] != 0
+    nothing = action_score_loss(pred, torch.full_like(target, float("nan")))
+    assert nothing.item() == 0.0 and nothing.requires_grad
+
+
+def test_action_scores_reject_bad_shapes_and_scales():
+    with pytest.raises(ValueError, match="shape"):
+        action_score_loss(randn(2, 5), randn(2, 4))
+    with pytest.raises(ValueError, match="scale"):
+        action_score_loss(randn(2, 5), randn(2, 5), scale=0.0)
 
 
 # --- multi-stage alignment with per-stage targets (VERDI) ---------------------------------------------------------
