@@ -1,0 +1,132 @@
+"""Why the imitation planner waits at the intersection: one recipe setting at a time, on the intersection alone.
+
+In the full driving run the imitation-only planner keeps its collisions near the expert's at the intersection but
+covers about two thirds of the expert's distance there (goal: 80%): stopped before the crossing, it rarely takes
+the expert's "go". Each arm runs the driving pack on the intersection only (imitation planner, training seeds 0 and
+1, ``--episodes`` closed-loop test episodes, the full profile's settings otherwise) with one setting changed:
+
+    python -m benchmarks.driving_intersection_probe [--episodes 60] [--arms NAME ...] [--runs-dir DIR] [--out DIR]
+
+Each arm's run directory (shards, planners, its own report) is ``--runs-dir``/ARM, so an interrupted probe resumes
+where it stopped. Writes ``intersection_probe.json`` and ``intersection_probe.md`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+# The full profile's planner on the intersection alone; one run trains both seeds on the same expert and DAgger data.
+BASE = ["scenarios=[intersection]", "shift_scenarios=[]", "variants=[imitation]", "budgets=[1.0]", "seeds=[0,1]",
+        "encoder_adapt_steps=0", "bench_repeats=20", "progress=false"]  # fmt: skip
+ARMS: dict[str, tuple[str, list[str]]] = {
+    "baseline": ("the full profile's settings", []),
+    "more-episodes": ("2.5x the expert's episodes (150) and DAgger's (75 a round)",
+                      ["train_episodes=150", "dagger_episodes=75"]),
+    "four-frames": ("4 stacked frames instead of 2", ["frames=4"]),
+    "balanced": ("balanced class weights (power 1 instead of 0.5)", ["class_weight_power=1.0"]),
+    "clearances": ("the expert's clearances regressed beside imitation (weight 1)", ["clearance_weight=1.0"]),
+}  # fmt: skip
+SCENARIO = "intersection"
+METRICS = ("collision_rate", "progress", "success_rate")
+REFERENCES = ("expert", "state-clone", "constant-IDLE", "constant-SLOWER")
+
+
+def run_arm(name: str, runs: Path, episodes: int) -> dict[str, Any]:
+    """Run (or resume) one arm's driving run under ``runs``; returns its results JSON."""
+    run_dir = runs / name
+    settings = [*BASE, f"eval_episodes={episodes}", *ARMS[name][1]]
+    command = [sys.executable, "-m", "suite.cli", "run", "driving", "--profile", "full", "--output-dir",
+               str(run_dir), "--resume", *[arg for s in settings for arg in ("--set", s)]]  # fmt: skip
+    print(f"[probe] {name}: {' '.join(command[1:])}", flush=True)
+    subprocess.run(command, check=True)
+    return json.loads((run_dir / "report" / "driving.json").read_text())
+
+
+def arm_row(results: dict[str, Any]) -> dict[str, Any]:
+    """The imitation planner's intersection metrics (mean and std over its training seeds) and open loop."""
+    model = results["models"]["tiny-imitation"]
+    closed, spread = model["metrics"][SCENARIO], model["metrics_std"][SCENARIO]
+    row = {metric: closed[metric] for metric in METRICS}
+    row.update({f"{metric}_std": spread[metric] for metric in METRICS})
+    row["action_accuracy"] = model["metrics"]["open_loop"]["action_accuracy"]
+    row["action_macro_f1"] = model["metrics"]["open_loop"]["action_macro_f1"]
+    row["seeds"] = model["seeds"]
+    return row
+
+
+def references(results: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The expert, the state clone and the constant policies on the same test episodes (the baseline arm's run)."""
+    return {name: {m: results["models"][name]["metrics"][SCENARIO][m] for m in METRICS} for name in REFERENCES}
+
+
+def markdown(payload: dict[str, Any], seconds: float) -> str:
+    from domains.driving.report import MAX_COLLISIONS_VS_EXPERT, MIN_PROGRESS
+    from suite.report import header
+
+    refs, rows, episodes = payload["references"], payload["arms"], payload["episodes"]
+    ceiling = MAX_COLLISIONS_VS_EXPERT * refs["expert"]["collision_rate"]
+    lines = header("Driving: the imitation planner at the intersection, one setting at a time", payload, seconds,
+                   "intersection_probe.json")  # fmt: skip
+    lines += [
+        f"Each arm is one `distill run driving --profile full` on the intersection alone with one setting changed; "
+        f"the imitation planner is trained with seeds 0 and 1 on the same expert and DAgger frames and each seed "
+        f"drives the same {episodes} test episodes: mean ± std over the seeds. Goals (issue 14): collisions <= "
+        f"{MAX_COLLISIONS_VS_EXPERT:g}x the expert's (<= {ceiling:.3f} here) and >= {MIN_PROGRESS:.0%} of its "
+        f"progress.",
+        "",
+        "| arm | settings | collision rate | progress | success | open-loop accuracy | macro-F1 | goals |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, ref in refs.items():
+        lines.append(f"| {name} (reference) | – | {ref['collision_rate']:.3f} | {ref['progress']:.2f} | "
+                     f"{ref['success_rate']:.3f} | – | – | – |")  # fmt: skip
+    for name, row in rows.items():
+        met = row["collision_rate"] <= ceiling and row["progress"] >= MIN_PROGRESS
+        settings = ", ".join(f"`{s}`" for s in ARMS[name][1]) or "–"
+        cells = [f"{name}: {ARMS[name][0]}", settings, _spread(row, "collision_rate", 3), _spread(row, "progress", 2),
+                 _spread(row, "success_rate", 3), f"{row['action_accuracy']:.3f}", f"{row['action_macro_f1']:.3f}",
+                 "met" if met else "**not met**"]  # fmt: skip
+        lines.append(f"| {' | '.join(cells)} |")
+    lines += ["", f"Common settings: {', '.join(f'`{s}`' for s in BASE)}, `eval_episodes={episodes}`.", ""]
+    return "\n".join(lines)
+
+
+def _spread(row: dict[str, Any], metric: str, digits: int) -> str:
+    return f"{row[metric]:.{digits}f} ± {row[metric + '_std']:.{digits}f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--episodes", type=int, default=60, help="closed-loop test episodes per arm and seed")
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS), help="arms to run, in order")
+    parser.add_argument("--runs-dir", default="runs/driving_intersection_probe", help="the arms' run directories")
+    parser.add_argument("--out", default="docs/results/driving_intersection", help="where the tables go")
+    args = parser.parse_args(argv)
+    from suite.bench.machine import machine_info
+
+    if "baseline" not in args.arms:
+        parser.error("the baseline arm is required: the other arms are read against it")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    results = {name: run_arm(name, Path(args.runs_dir), args.episodes) for name in args.arms}
+    rows = {name: arm_row(result) for name, result in results.items()}
+    seconds = time.time() - start
+    command = "python -m benchmarks.driving_intersection_probe " + " ".join(sys.argv[1:] if argv is None else argv)
+    payload = {"command": command.strip(), "machine": machine_info(), "seconds": seconds, "episodes": args.episodes,
+               "base": BASE, "settings": {name: ARMS[name][1] for name in rows},
+               "references": references(results["baseline"]), "arms": rows}  # fmt: skip
+    (out / "intersection_probe.json").write_text(json.dumps(payload, indent=1))
+    (out / "intersection_probe.md").write_text(markdown(payload, seconds))
+    print(f"[probe] wrote {out / 'intersection_probe.md'} ({seconds / 60:.1f} min)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

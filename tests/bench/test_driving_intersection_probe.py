@@ -1,0 +1,41 @@
+"""The intersection probe's arms are valid recipe settings, and its table judges each arm against the expert."""
+
+import pytest
+
+from benchmarks.driving_intersection_probe import ARMS, BASE, arm_row, main, markdown, references
+from domains.driving.recipe import PROFILES, DrivingRecipe
+from suite.config import apply_overrides, build_config
+
+
+@pytest.mark.parametrize("arm", list(ARMS))
+def test_every_arm_is_a_valid_driving_recipe_on_the_intersection_alone(arm):
+    recipe = build_config(DrivingRecipe, apply_overrides({}, PROFILES["full"]), [*BASE, *ARMS[arm][1]])
+    assert recipe.scenarios == ["intersection"] and recipe.variants == ["imitation"] and recipe.seeds == [0, 1]
+
+
+def _model(collisions: float, progress: float, spread: float = 0.0) -> dict:
+    closed = {"collision_rate": collisions, "progress": progress, "success_rate": 0.5}
+    return {"metrics": {"intersection": closed, "open_loop": {"action_accuracy": 0.77, "action_macro_f1": 0.6}},
+            "metrics_std": {"intersection": dict.fromkeys(closed, spread)}, "seeds": [0, 1]}  # fmt: skip
+
+
+def _results(collisions: float, progress: float) -> dict:
+    models = {name: _model(0.05, 1.0) for name in ("expert", "state-clone", "constant-IDLE", "constant-SLOWER")}
+    return {"models": {**models, "tiny-imitation": _model(collisions, progress, 0.02)}}
+
+
+def test_an_arm_meets_the_goals_only_with_few_collisions_and_enough_progress():
+    arms = {"baseline": (0.05, 0.60), "four-frames": (0.20, 0.90), "balanced": (0.10, 0.85)}
+    payload = {"command": "probe", "machine": {}, "episodes": 60, "references": references(_results(0.05, 0.6)),
+               "arms": {name: arm_row(_results(*values)) for name, values in arms.items()}}  # fmt: skip
+    rows = {line.split(":")[0].strip("| "): line for line in markdown(payload, 60.0).splitlines() if ": " in line}
+    assert "**not met**" in rows["baseline"]  # too little progress
+    assert "**not met**" in rows["four-frames"]  # 4x the expert's collisions
+    assert rows["balanced"].endswith("| met |")  # 2x the expert's, 85% of its progress
+    assert "0.60 ± 0.02" in rows["baseline"]
+
+
+def test_the_probe_refuses_to_run_without_its_baseline_arm(tmp_path):
+    with pytest.raises(SystemExit):
+        main(["--arms", "balanced", "--out", str(tmp_path)])
+    assert not any(tmp_path.iterdir())
