@@ -34,6 +34,7 @@ ARMS: dict[str, tuple[str, list[str]]] = {
 }  # fmt: skip
 SCENARIO = "intersection"
 METRICS = ("collision_rate", "progress", "success_rate")
+OPEN_LOOP = ("action_accuracy", "action_macro_f1")
 REFERENCES = ("expert", "state-clone", "constant-IDLE", "constant-SLOWER")
 
 
@@ -54,15 +55,20 @@ def arm_row(results: dict[str, Any]) -> dict[str, Any]:
     closed, spread = model["metrics"][SCENARIO], model["metrics_std"][SCENARIO]
     row = {metric: closed[metric] for metric in METRICS}
     row.update({f"{metric}_std": spread[metric] for metric in METRICS})
-    row["action_accuracy"] = model["metrics"]["open_loop"]["action_accuracy"]
-    row["action_macro_f1"] = model["metrics"]["open_loop"]["action_macro_f1"]
+    row.update({m: model["metrics"]["open_loop"][m] for m in OPEN_LOOP})
     row["seeds"] = model["seeds"]
     return row
 
 
 def references(results: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """The expert, the state clone and the constant policies on the same test episodes (the baseline arm's run)."""
-    return {name: {m: results["models"][name]["metrics"][SCENARIO][m] for m in METRICS} for name in REFERENCES}
+    """The expert, the state clone and the constant policies on the same test episodes (the baseline arm's run), with
+    the open-loop accuracy and macro-F1 of those that have them (constant IDLE is the majority class)."""
+    refs = {}
+    for name in REFERENCES:
+        metrics = results["models"][name]["metrics"]
+        refs[name] = {m: metrics[SCENARIO][m] for m in METRICS}
+        refs[name].update({m: metrics["open_loop"][m] for m in OPEN_LOOP if m in metrics.get("open_loop", {})})
+    return refs
 
 
 def markdown(payload: dict[str, Any], seconds: float) -> str:
@@ -71,6 +77,7 @@ def markdown(payload: dict[str, Any], seconds: float) -> str:
 
     refs, rows, episodes = payload["references"], payload["arms"], payload["episodes"]
     ceiling = MAX_COLLISIONS_VS_EXPERT * refs["expert"]["collision_rate"]
+    majority = refs["constant-IDLE"].get("action_accuracy", 0.0)  # IDLE is the expert's most frequent action
     lines = header("Driving: the imitation planner at the intersection, one setting at a time", payload, seconds,
                    "intersection_probe.json")  # fmt: skip
     lines += [
@@ -84,13 +91,18 @@ def markdown(payload: dict[str, Any], seconds: float) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, ref in refs.items():
-        lines.append(f"| {name} (reference) | – | {ref['collision_rate']:.3f} | {ref['progress']:.2f} | "
-                     f"{ref['success_rate']:.3f} | – | – | – |")  # fmt: skip
+        open_loop = [f"{ref[m]:.3f}" if m in ref else "–" for m in OPEN_LOOP]
+        cells = [f"{name} (reference)", "–", f"{ref['collision_rate']:.3f}", f"{ref['progress']:.2f}",
+                 f"{ref['success_rate']:.3f}", *open_loop, "–"]  # fmt: skip
+        lines.append(f"| {' | '.join(cells)} |")
     for name, row in rows.items():
         met = row["collision_rate"] <= ceiling and row["progress"] >= MIN_PROGRESS
         settings = ", ".join(f"`{s}`" for s in ARMS[name][1]) or "–"
+        accuracy = f"{row['action_accuracy']:.3f}"
+        if row["action_accuracy"] < majority:
+            accuracy += " **(below the majority class)**"
         cells = [f"{name}: {ARMS[name][0]}", settings, _spread(row, "collision_rate", 3), _spread(row, "progress", 2),
-                 _spread(row, "success_rate", 3), f"{row['action_accuracy']:.3f}", f"{row['action_macro_f1']:.3f}",
+                 _spread(row, "success_rate", 3), accuracy, f"{row['action_macro_f1']:.3f}",
                  "met" if met else "**not met**"]  # fmt: skip
         lines.append(f"| {' | '.join(cells)} |")
     lines += ["", f"Common settings: {', '.join(f'`{s}`' for s in BASE)}, `eval_episodes={episodes}`.", ""]

@@ -21,6 +21,7 @@ def _model(collisions: float, progress: float, spread: float = 0.0) -> dict:
 
 def _results(collisions: float, progress: float) -> dict:
     models = {name: _model(0.05, 1.0) for name in ("expert", "state-clone", "constant-IDLE", "constant-SLOWER")}
+    del models["expert"]["metrics"]["open_loop"]  # the expert labels the frames: it has no open-loop score
     return {"models": {**models, "tiny-imitation": _model(collisions, progress, 0.02)}}
 
 
@@ -32,7 +33,13 @@ def test_an_arm_meets_the_goals_only_with_few_collisions_and_enough_progress():
     assert "**not met**" in rows["baseline"]  # too little progress
     assert "**not met**" in rows["four-frames"]  # 4x the expert's collisions
     assert rows["balanced"].endswith("| met |")  # 2x the expert's, 85% of its progress
+    assert "below the majority class" not in rows["balanced"]  # 0.77 open-loop accuracy, as constant IDLE's
     assert "0.60 ± 0.02" in rows["baseline"]
+    table = markdown(payload, 60.0)
+    assert "| expert (reference) | – | 0.050 | 1.00 | 0.500 | – | – | – |" in table
+    assert "| constant-IDLE (reference) | – | 0.050 | 1.00 | 0.500 | 0.770 | 0.600 | – |" in table
+    payload["references"]["constant-IDLE"]["action_accuracy"] = 0.8
+    assert "0.770 **(below the majority class)**" in markdown(payload, 60.0)
 
 
 def test_the_probe_refuses_to_run_without_its_baseline_arm(tmp_path):
