@@ -22,7 +22,9 @@ def _model(collisions: float, progress: float, spread: float = 0.0) -> dict:
 def _results(collisions: float, progress: float) -> dict:
     models = {name: _model(0.05, 1.0) for name in ("expert", "state-clone", "constant-IDLE", "constant-SLOWER")}
     del models["expert"]["metrics"]["open_loop"]  # the expert labels the frames: it has no open-loop score
-    return {"models": {**models, "tiny-imitation": _model(collisions, progress, 0.02)}}
+    # the run's report judges its goals (domains.driving.report.imitation_goals); the probe copies the verdicts
+    goals = {"imitation_collisions_met": collisions <= 2 * 0.05, "imitation_progress_met": progress >= 0.8}
+    return {"models": {**models, "tiny-imitation": _model(collisions, progress, 0.02)}, "goals": goals}
 
 
 def test_an_arm_meets_the_goals_only_with_few_collisions_and_enough_progress():
