@@ -1,14 +1,18 @@
-"""Why the imitation planner waits at the intersection: one recipe setting at a time, on the intersection alone.
+"""The imitation planner on one scenario alone, one recipe setting at a time (first: why it waits at the
+intersection; also: why it crashes on the highway).
 
 In the full driving run the imitation-only planner keeps its collisions near the expert's at the intersection but
 covers about two thirds of the expert's distance there (goal: 80%): stopped before the crossing, it rarely takes
-the expert's "go". Each arm runs the driving pack on the intersection only (imitation planner, training seeds 0 and
-1, ``--episodes`` closed-loop test episodes, the full profile's settings otherwise) with one setting changed:
+the expert's "go". On the highway it crashes several times as often as the expert (docs/results/driving_more). Each
+arm runs the driving pack on ``--scenario`` only (imitation planner, training seeds 0 and 1, ``--episodes``
+closed-loop test episodes, the full profile's settings otherwise) with one setting changed:
 
-    python -m benchmarks.driving_intersection_probe [--episodes 60] [--arms NAME ...] [--runs-dir DIR] [--out DIR]
+    python -m benchmarks.driving_intersection_probe [--scenario intersection] [--episodes 60] [--arms NAME ...]
+        [--runs-dir DIR] [--out DIR]
 
-Each arm's run directory (shards, planners, its own report) is ``--runs-dir``/ARM, so an interrupted probe resumes
-where it stopped. Writes ``intersection_probe.json`` and ``intersection_probe.md`` to ``--out``.
+Each arm's run directory (shards, planners, its own report) is ``--runs-dir``/ARM (default
+``runs/driving_<scenario>_probe``), so an interrupted probe resumes where it stopped. Writes
+``<scenario>_probe.json`` and ``<scenario>_probe.md`` to ``--out`` (default ``docs/results/driving_<scenario>``).
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-# The full profile's planner on the intersection alone; one run trains both seeds on the same expert and DAgger data.
-BASE = ["scenarios=[intersection]", "shift_scenarios=[]", "variants=[imitation]", "budgets=[1.0]", "seeds=[0,1]",
-        "encoder_adapt_steps=0", "bench_repeats=20", "progress=false"]  # fmt: skip
+# The full profile's planner on one scenario alone; one run trains both seeds on the same expert and DAgger data.
+COMMON = ["shift_scenarios=[]", "variants=[imitation]", "budgets=[1.0]", "seeds=[0,1]", "encoder_adapt_steps=0",
+          "bench_repeats=20", "progress=false"]  # fmt: skip
+SCENARIOS = ("intersection", "highway", "merge", "roundabout")
 ARMS: dict[str, tuple[str, list[str]]] = {
     "baseline": ("the full profile's settings", []),
     "more-episodes": ("2.5x the expert's episodes (150) and DAgger's (75 a round)",
@@ -31,17 +36,22 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     "four-frames": ("4 stacked frames instead of 2", ["frames=4"]),
     "balanced": ("balanced class weights (power 1 instead of 0.5)", ["class_weight_power=1.0"]),
     "clearances": ("the expert's clearances regressed beside imitation (weight 1)", ["clearance_weight=1.0"]),
+    "critical": ("frames on which keeping lane and speed was unsafe count 4x", ["critical_weight=3.0"]),
 }  # fmt: skip
-SCENARIO = "intersection"
 METRICS = ("collision_rate", "progress", "success_rate")
 OPEN_LOOP = ("action_accuracy", "action_macro_f1")
 REFERENCES = ("expert", "state-clone", "constant-IDLE", "constant-SLOWER")
 
 
-def run_arm(name: str, runs: Path, episodes: int) -> dict[str, Any]:
-    """Run (or resume) one arm's driving run under ``runs``; returns its results JSON."""
+def base_settings(scenario: str) -> list[str]:
+    """What every arm on ``scenario`` sets."""
+    return [f"scenarios=[{scenario}]", *COMMON]
+
+
+def run_arm(name: str, scenario: str, runs: Path, episodes: int) -> dict[str, Any]:
+    """Run (or resume) one arm's driving run on ``scenario`` under ``runs``; returns its results JSON."""
     run_dir = runs / name
-    settings = [*BASE, f"eval_episodes={episodes}", *ARMS[name][1]]
+    settings = [*base_settings(scenario), f"eval_episodes={episodes}", *ARMS[name][1]]
     command = [sys.executable, "-m", "suite.cli", "run", "driving", "--profile", "full", "--output-dir",
                str(run_dir), "--resume", *[arg for s in settings for arg in ("--set", s)]]  # fmt: skip
     print(f"[probe] {name}: {' '.join(command[1:])}", flush=True)
@@ -49,10 +59,10 @@ def run_arm(name: str, runs: Path, episodes: int) -> dict[str, Any]:
     return json.loads((run_dir / "report" / "driving.json").read_text())
 
 
-def arm_row(results: dict[str, Any]) -> dict[str, Any]:
-    """The imitation planner's intersection metrics (mean and std over its training seeds) and open loop."""
+def arm_row(results: dict[str, Any], scenario: str) -> dict[str, Any]:
+    """The imitation planner's metrics on ``scenario`` (mean and std over its training seeds) and open loop."""
     model = results["models"]["tiny-imitation"]
-    closed, spread = model["metrics"][SCENARIO], model["metrics_std"][SCENARIO]
+    closed, spread = model["metrics"][scenario], model["metrics_std"][scenario]
     row = {metric: closed[metric] for metric in METRICS}
     row.update({f"{metric}_std": spread[metric] for metric in METRICS})
     row.update({m: model["metrics"]["open_loop"][m] for m in OPEN_LOOP})
@@ -62,13 +72,13 @@ def arm_row(results: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def references(results: dict[str, Any]) -> dict[str, dict[str, float]]:
+def references(results: dict[str, Any], scenario: str) -> dict[str, dict[str, float]]:
     """The expert, the state clone and the constant policies on the same test episodes (the baseline arm's run), with
     the open-loop accuracy and macro-F1 of those that have them (constant IDLE is the majority class)."""
     refs = {}
     for name in REFERENCES:
         metrics = results["models"][name]["metrics"]
-        refs[name] = {m: metrics[SCENARIO][m] for m in METRICS}
+        refs[name] = {m: metrics[scenario][m] for m in METRICS}
         refs[name].update({m: metrics["open_loop"][m] for m in OPEN_LOOP if m in metrics.get("open_loop", {})})
     return refs
 
@@ -78,12 +88,13 @@ def markdown(payload: dict[str, Any], seconds: float) -> str:
     from suite.report import header
 
     refs, rows, episodes = payload["references"], payload["arms"], payload["episodes"]
+    scenario = payload.get("scenario", "intersection")  # the first sitting's JSON predates --scenario
     ceiling = MAX_COLLISIONS_VS_EXPERT * refs["expert"]["collision_rate"]
     majority = refs["constant-IDLE"].get("action_accuracy", 0.0)  # IDLE is the expert's most frequent action
-    lines = header("Driving: the imitation planner at the intersection, one setting at a time", payload, seconds,
-                   "intersection_probe.json")  # fmt: skip
+    lines = header(f"Driving: the imitation planner on {scenario} alone, one setting at a time", payload, seconds,
+                   f"{scenario}_probe.json")  # fmt: skip
     lines += [
-        f"Each arm is one `distill run driving --profile full` on the intersection alone with one setting changed; "
+        f"Each arm is one `distill run driving --profile full` on {scenario} alone with one setting changed; "
         f"the imitation planner is trained with seeds 0 and 1 on the same expert and DAgger frames and each seed "
         f"drives the same {episodes} test episodes: mean ± std over the seeds. Goals (issue 14): collisions <= "
         f"{MAX_COLLISIONS_VS_EXPERT:g}x the expert's (<= {ceiling:.3f} here) and >= {MIN_PROGRESS:.0%} of its "
@@ -106,7 +117,8 @@ def markdown(payload: dict[str, Any], seconds: float) -> str:
                  _spread(row, "success_rate", 3), accuracy, f"{row['action_macro_f1']:.3f}",
                  "met" if row["goals_met"] else "**not met**"]  # fmt: skip
         lines.append(f"| {' | '.join(cells)} |")
-    lines += ["", f"Common settings: {', '.join(f'`{s}`' for s in BASE)}, `eval_episodes={episodes}`.", ""]
+    common = ", ".join(f"`{s}`" for s in base_settings(scenario))
+    lines += ["", f"Common settings: {common}, `eval_episodes={episodes}`.", ""]
     return "\n".join(lines)
 
 
@@ -118,26 +130,32 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--episodes", type=int, default=60, help="closed-loop test episodes per arm and seed")
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS), help="arms to run, in order")
-    parser.add_argument("--runs-dir", default="runs/driving_intersection_probe", help="the arms' run directories")
-    parser.add_argument("--out", default="docs/results/driving_intersection", help="where the tables go")
+    parser.add_argument("--scenario", default="intersection", choices=SCENARIOS, help="the one scenario driven")
+    parser.add_argument("--runs-dir", help="the arms' run directories (default: runs/driving_<scenario>_probe)")
+    parser.add_argument("--out", help="where the tables go (default: docs/results/driving_<scenario>)")
     args = parser.parse_args(argv)
     from suite.bench.machine import machine_info
 
     if "baseline" not in args.arms:
         parser.error("the baseline arm is required: the other arms are read against it")
-    out = Path(args.out)
+    scenario = args.scenario
+    out, runs = (
+        Path(args.out or f"docs/results/driving_{scenario}"),
+        Path(args.runs_dir or f"runs/driving_{scenario}_probe"),
+    )
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    results = {name: run_arm(name, Path(args.runs_dir), args.episodes) for name in args.arms}
-    rows = {name: arm_row(result) for name, result in results.items()}
+    results = {name: run_arm(name, scenario, runs, args.episodes) for name in args.arms}
+    rows = {name: arm_row(result, scenario) for name, result in results.items()}
     seconds = time.time() - start
     command = "python -m benchmarks.driving_intersection_probe " + " ".join(sys.argv[1:] if argv is None else argv)
-    payload = {"command": command.strip(), "machine": machine_info(), "seconds": seconds, "episodes": args.episodes,
-               "base": BASE, "settings": {name: ARMS[name][1] for name in rows},
-               "references": references(results["baseline"]), "arms": rows}  # fmt: skip
-    (out / "intersection_probe.json").write_text(json.dumps(payload, indent=1))
-    (out / "intersection_probe.md").write_text(markdown(payload, seconds))
-    print(f"[probe] wrote {out / 'intersection_probe.md'} ({seconds / 60:.1f} min)")
+    payload = {"command": command.strip(), "machine": machine_info(), "seconds": seconds, "scenario": scenario,
+               "episodes": args.episodes, "base": base_settings(scenario),
+               "settings": {name: ARMS[name][1] for name in rows},
+               "references": references(results["baseline"], scenario), "arms": rows}  # fmt: skip
+    (out / f"{scenario}_probe.json").write_text(json.dumps(payload, indent=1))
+    (out / f"{scenario}_probe.md").write_text(markdown(payload, seconds))
+    print(f"[probe] wrote {out / f'{scenario}_probe.md'} ({seconds / 60:.1f} min)")
     return 0
 
 

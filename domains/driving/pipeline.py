@@ -114,14 +114,16 @@ class DrivingPack(Pack):
         return out
 
     def _settings(self) -> dict[str, float]:
-        names = ("waypoint_weight", "clearance_weight", "agents_temperature", "consistency_temperature", "mask_ratio")
-        return {name: getattr(self.recipe, name) for name in names}
+        names = ("waypoint_weight", "clearance_weight", "critical_weight", "agents_temperature",
+                 "consistency_temperature", "mask_ratio")  # fmt: skip
+        return {name: getattr(self.recipe, name) for name in names} | {"keep_margin": self.recipe.expert.keep_margin}
 
     def student_settings(self, variant: Variant) -> Any:
         recipe = self.recipe
         epochs = planner_epochs(recipe, variant.student, self.budget_of.get(variant.name, 1.0))
         return {"planner": planner_kwargs(recipe, variant.student), "epochs": epochs, "batch_size": recipe.batch_size,
-                "lr": recipe.lr, "terms": self._settings(), "class_weight_power": recipe.class_weight_power,
+                "lr": recipe.lr, "weight_decay": recipe.weight_decay,
+                "terms": self._settings(), "class_weight_power": recipe.class_weight_power,
                 "budget": self.budget_of.get(variant.name, 1.0)}  # fmt: skip
 
     def train(self, variant: Variant, seed: int, directory: Path) -> torch.nn.Module:
@@ -149,8 +151,8 @@ class DrivingPack(Pack):
         settings = self.student_settings(variant)
         config = TrainerConfig(
             output_dir=str(directory), epochs=settings["epochs"], batch_size=self.recipe.batch_size, lr=self.recipe.lr,
-            seed=seed, warmup_ratio=0.05, schedule="cosine", log_every=50, progress=self.recipe.progress,
-            tensorboard=False,
+            weight_decay=self.recipe.weight_decay, seed=seed, warmup_ratio=0.05, schedule="cosine", log_every=50,
+            progress=self.recipe.progress, tensorboard=False,
         )  # fmt: skip
         Trainer(Distiller(planner, terms, variant.terms), config, data, make_collate(data)).fit(self.resume)
         save_model(planner, str(directory / "model.safetensors"))

@@ -92,6 +92,7 @@ class DrivingRecipe(RunOutputs):
     extra_epochs: int = field(default=4, metadata={"help": "training epochs of the extra backbone"})
     batch_size: int = field(default=64, metadata={"help": "frames per step"})
     lr: float = field(default=3e-3, metadata={"help": "peak AdamW learning rate"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW decoupled weight decay"})
     weights: dict[str, float] = field(
         default_factory=lambda: dict(LOSS_WEIGHTS), metadata={"help": "loss weight of each term a variant uses"}
     )
@@ -106,6 +107,11 @@ class DrivingRecipe(RunOutputs):
         default=0.0,
         metadata={"help": "imitation: weight of the regression on the expert's clearance of every action (its "
                   "scores; 0: off)"},
+    )  # fmt: skip
+    critical_weight: float = field(
+        default=0.0,
+        metadata={"help": "imitation: frames on which the expert found keeping lane and speed unsafe count 1 + this "
+                  "many times in the action cross-entropy (0: as any other)"},
     )  # fmt: skip
     agents_temperature: float = field(default=0.1, metadata={"help": "VLP agent InfoNCE temperature (Eq. 12)"})
     consistency_temperature: float = field(
@@ -160,6 +166,8 @@ class DrivingRecipe(RunOutputs):
         check(0 < self.mask_ratio < 1, "mask_ratio", "must be in (0, 1)")
         check(0 <= self.class_weight_power <= 1, "class_weight_power", "must be in [0, 1]")
         check(self.clearance_weight >= 0, "clearance_weight", "must be >= 0")
+        check(self.critical_weight >= 0, "critical_weight", "must be >= 0")
+        check(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         check(0 < self.ablate_up_to <= 1, "ablate_up_to", "a share in (0, 1]")
         check(self.encoder_adapt_steps >= 0, "encoder_adapt_steps", "must be >= 0")
 

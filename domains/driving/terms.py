@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from domains.driving.scenarios import ACTIONS
 from suite.losses import (
     MultiStageCosineAlignment,
     action_score_loss,
@@ -40,6 +41,11 @@ class Imitation(LossTerm):
     on every frame, which is what a planner waiting at a crossing has to judge. Off by default: at weight 1 it did
     not bring the imitation planner's progress at the intersection closer to the expert's
     (docs/results/driving_intersection).
+
+    ``critical_weight`` counts the frames on which the expert found keeping lane and speed unsafe (its clearance
+    of IDLE below ``keep_margin``: it had to brake or change lanes) 1 + ``critical_weight`` times in the
+    cross-entropy: they are few, and the planner's crashes come from missing them. Frames without clearances
+    (older shards) count once.
     """
 
     needs_teacher = False
@@ -51,10 +57,13 @@ class Imitation(LossTerm):
         clearance_weight: float = 0.0,
         hidden: int = 0,
         num_actions: int = 0,
+        critical_weight: float = 0.0,
+        keep_margin: float = 1.0,
     ):
         super().__init__()
         self.register_buffer("class_weights", class_weights)
         self.waypoint_weight, self.clearance_weight = waypoint_weight, clearance_weight
+        self.critical_weight, self.keep_margin = critical_weight, keep_margin
         if clearance_weight > 0 and min(hidden, num_actions) < 1:
             raise ValueError("the clearance head needs the planner's hidden size and its number of actions")
         self.clearance_head = nn.Linear(hidden, num_actions) if clearance_weight > 0 else None
@@ -69,11 +78,18 @@ class Imitation(LossTerm):
             labels["waypoint_mask"],
             waypoint_weight=self.waypoint_weight,
             class_weights=self.class_weights,
+            sample_weights=self._critical_frames(labels["clearances"]) if self.critical_weight else None,
         )
         if self.clearance_head is None:
             return loss
         predicted = self.clearance_head(student_out["planning"])
         return loss + self.clearance_weight * action_score_loss(predicted, labels["clearances"], scale=CLEARANCE_UNIT)
+
+    def _critical_frames(self, clearances: torch.Tensor) -> torch.Tensor:
+        """(B,) frame weights: 1 + ``critical_weight`` where keeping lane and speed left the expert too little room
+        (NaN, no clearance recorded, compares False: weight 1)."""
+        unsafe = clearances[:, ACTIONS.index("IDLE")] < self.keep_margin
+        return 1.0 + self.critical_weight * unsafe.float()
 
 
 class StageAlignment(LossTerm):
@@ -177,10 +193,10 @@ def build_terms(
     settings: Mapping[str, float] | None = None,
 ) -> dict[str, LossTerm]:
     """The named terms of one ablation variant (always with imitation). ``settings`` holds the recipe's
-    ``waypoint_weight``, ``clearance_weight``, ``agents_temperature``, ``consistency_temperature`` and ``mask_ratio``
-    (defaults: 0.1, 0, 0.1, 0.1, 0.5)."""
-    s = {"waypoint_weight": 0.1, "clearance_weight": 0.0, "agents_temperature": 0.1, "consistency_temperature": 0.1,
-         "mask_ratio": 0.5, **(settings or {})}  # fmt: skip
+    ``waypoint_weight``, ``clearance_weight``, ``critical_weight``, ``keep_margin``, ``agents_temperature``,
+    ``consistency_temperature`` and ``mask_ratio`` (defaults: 0.1, 0, 0, 1, 0.1, 0.1, 0.5)."""
+    s = {"waypoint_weight": 0.1, "clearance_weight": 0.0, "critical_weight": 0.0, "keep_margin": 1.0,
+         "agents_temperature": 0.1, "consistency_temperature": 0.1, "mask_ratio": 0.5, **(settings or {})}  # fmt: skip
     text_dim = prototypes.shape[1]
     factories = {
         "align": lambda: StageAlignment(planner.hidden, text_dim),
@@ -193,7 +209,7 @@ def build_terms(
     if unknown:
         raise ValueError(f"unknown loss terms {unknown}; choose from {sorted(factories)}")
     imitation = Imitation(class_weights, s["waypoint_weight"], s["clearance_weight"], planner.hidden,
-                          planner.action_head.out_features)  # fmt: skip
+                          planner.action_head.out_features, s["critical_weight"], s["keep_margin"])  # fmt: skip
     return {"imitation": imitation, **{name: factories[name]() for name in variant_terms}}
 
 

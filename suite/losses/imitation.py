@@ -40,16 +40,32 @@ def imitation_loss(
     waypoint_mask: Tensor | None = None,
     waypoint_weight: float = 1.0,
     class_weights: Tensor | None = None,
+    sample_weights: Tensor | None = None,
 ) -> Tensor:
     r""":math:`\mathcal{L}_{BC} = \mathrm{CE}(z, a) + \lambda_{wp}\,\mathcal{L}_{wp}(\hat w, w)`.
 
     ``action_logits``: ``(B, A)``; ``actions``: ``(B,)`` class indices of the expert's discrete action (e.g. a
     high-level command); waypoints and mask as in :func:`waypoint_l2_loss`; ``waypoint_weight`` is
     :math:`\lambda_{wp}`. ``class_weights (A,)`` reweights the cross-entropy (rare but decisive actions such as
-    braking against a majority of "keep going").
+    braking against a majority of "keep going"). ``sample_weights (B,)`` >= 0 reweight frames as well: the
+    cross-entropy is then :math:`\sum_b s_b c_{a_b} \mathrm{CE}_b / \sum_b s_b c_{a_b}` (``c``: the class weights,
+    1 without them), a weighted mean like the class weights' own, so weights that are all equal change nothing.
     """
-    action_loss = F.cross_entropy(upcast(action_logits), actions, weight=class_weights)
+    if sample_weights is None:
+        action_loss = F.cross_entropy(upcast(action_logits), actions, weight=class_weights)
+    else:
+        action_loss = _frame_weighted_ce(upcast(action_logits), actions, class_weights, sample_weights)
     return action_loss + waypoint_weight * waypoint_l2_loss(pred_waypoints, target_waypoints, waypoint_mask)
+
+
+def _frame_weighted_ce(logits: Tensor, actions: Tensor, class_weights: Tensor | None, frames: Tensor) -> Tensor:
+    if frames.shape != actions.shape or bool((frames < 0).any()):
+        raise ValueError(f"sample_weights must be (B,) = {tuple(actions.shape)} and >= 0, got {tuple(frames.shape)}")
+    weights = frames.to(logits.dtype)
+    if class_weights is not None:
+        weights = weights * class_weights.to(logits.dtype)[actions]
+    per_frame = F.cross_entropy(logits, actions, reduction="none")
+    return (weights * per_frame).sum() / weights.sum().clamp_min(torch.finfo(logits.dtype).tiny)
 
 
 def action_score_loss(pred: Tensor, target: Tensor, scale: float = 1.0) -> Tensor:

@@ -2,21 +2,26 @@
 
 import pytest
 
-from benchmarks.driving_intersection_probe import ARMS, BASE, arm_row, main, markdown, references
+from benchmarks.driving_intersection_probe import ARMS, SCENARIOS, arm_row, base_settings, main, markdown, references
 from domains.driving.recipe import PROFILES, DrivingRecipe
 from suite.config import apply_overrides, build_config
 
 
 @pytest.mark.parametrize("arm", list(ARMS))
-def test_every_arm_is_a_valid_driving_recipe_on_the_intersection_alone(arm):
-    recipe = build_config(DrivingRecipe, apply_overrides({}, PROFILES["full"]), [*BASE, *ARMS[arm][1]])
-    assert recipe.scenarios == ["intersection"] and recipe.variants == ["imitation"] and recipe.seeds == [0, 1]
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_arm_is_a_valid_driving_recipe_on_its_scenario_alone(arm, scenario):
+    settings = [*base_settings(scenario), *ARMS[arm][1]]
+    recipe = build_config(DrivingRecipe, apply_overrides({}, PROFILES["full"]), settings)
+    assert recipe.scenarios == [scenario] and recipe.variants == ["imitation"] and recipe.seeds == [0, 1]
+
+
+SCENARIO = "highway"
 
 
 def _model(collisions: float, progress: float, spread: float = 0.0) -> dict:
     closed = {"collision_rate": collisions, "progress": progress, "success_rate": 0.5}
-    return {"metrics": {"intersection": closed, "open_loop": {"action_accuracy": 0.77, "action_macro_f1": 0.6}},
-            "metrics_std": {"intersection": dict.fromkeys(closed, spread)}, "seeds": [0, 1]}  # fmt: skip
+    return {"metrics": {SCENARIO: closed, "open_loop": {"action_accuracy": 0.77, "action_macro_f1": 0.6}},
+            "metrics_std": {SCENARIO: dict.fromkeys(closed, spread)}, "seeds": [0, 1]}  # fmt: skip
 
 
 def _results(collisions: float, progress: float) -> dict:
@@ -29,8 +34,9 @@ def _results(collisions: float, progress: float) -> dict:
 
 def test_an_arm_meets_the_goals_only_with_few_collisions_and_enough_progress():
     arms = {"baseline": (0.05, 0.60), "four-frames": (0.20, 0.90), "balanced": (0.10, 0.85)}
-    payload = {"command": "probe", "machine": {}, "episodes": 60, "references": references(_results(0.05, 0.6)),
-               "arms": {name: arm_row(_results(*values)) for name, values in arms.items()}}  # fmt: skip
+    payload = {"command": "probe", "machine": {}, "episodes": 60, "scenario": SCENARIO,
+               "references": references(_results(0.05, 0.6), SCENARIO),
+               "arms": {name: arm_row(_results(*values), SCENARIO) for name, values in arms.items()}}  # fmt: skip
     rows = {line.split(":")[0].strip("| "): line for line in markdown(payload, 60.0).splitlines() if ": " in line}
     assert "**not met**" in rows["baseline"]  # too little progress
     assert "**not met**" in rows["four-frames"]  # 4x the expert's collisions
@@ -38,6 +44,7 @@ def test_an_arm_meets_the_goals_only_with_few_collisions_and_enough_progress():
     assert "below the majority class" not in rows["balanced"]  # 0.77 open-loop accuracy, as constant IDLE's
     assert "0.60 ± 0.02" in rows["baseline"]
     table = markdown(payload, 60.0)
+    assert "imitation planner on highway alone" in table and "`scenarios=[highway]`" in table
     assert "| expert (reference) | – | 0.050 | 1.00 | 0.500 | – | – | – |" in table
     assert "| constant-IDLE (reference) | – | 0.050 | 1.00 | 0.500 | 0.770 | 0.600 | – |" in table
     payload["references"]["constant-IDLE"]["action_accuracy"] = 0.8

@@ -22,7 +22,7 @@ from domains.driving.terms import (
     build_terms,
 )
 from suite.distiller import Distiller
-from suite.losses import action_score_loss, cosine_alignment_loss, waypoint_l2_loss
+from suite.losses import action_score_loss, cosine_alignment_loss, imitation_loss, waypoint_l2_loss
 from suite.students.planner import GRID, PixelPlanner
 
 TEXT_DIM = 16
@@ -144,6 +144,16 @@ def planner():
     return PixelPlanner(backbone="tiny", width=4, hidden=8, text_dim=TEXT_DIM, pretrained=False)
 
 
+def test_the_recipe_refuses_negative_weight_decay_and_critical_weight():
+    from domains.driving.recipe import DrivingRecipe
+    from suite.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="weight_decay"):
+        DrivingRecipe(weight_decay=-0.1)
+    with pytest.raises(ConfigError, match="critical_weight"):
+        DrivingRecipe(critical_weight=-1.0)
+
+
 def test_a_data_budget_keeps_whole_nested_episodes(data):
     import dataclasses
 
@@ -239,6 +249,29 @@ def test_imitation_with_the_expert_clearances_adds_their_regression_and_nothing_
     assert planner.planning[0].weight.grad.abs().sum() > 0  # the scores shape the planning features
     with pytest.raises(ValueError, match="hidden size"):
         Imitation(clearance_weight=0.5)
+
+
+def test_critical_frames_count_more_in_the_imitation_cross_entropy(planner, batch):
+    out = planner(**batch["inputs"])
+    clearances = batch["labels"]["clearances"].clone()
+    idle, margin = sim.ACTIONS.index("IDLE"), 1.0
+    clearances[:, idle] = 30.0  # room to keep going ...
+    clearances[::2, idle] = -5.0  # ... except on every other frame, where keeping lane and speed would hit someone
+    clearances[1, idle] = float("nan")  # no clearance recorded (an older shard): counts once
+    labels = {**batch["labels"], "clearances": clearances}
+    batch = {**batch, "labels": labels}
+    unsafe = torch.arange(len(clearances)) % 2 == 0
+    term = Imitation(critical_weight=3.0, keep_margin=margin)
+    args = (out["logits"], labels["actions"], out["waypoints"], labels["waypoints"], labels["waypoint_mask"])
+    expected = imitation_loss(*args, waypoint_weight=0.1, sample_weights=1.0 + 3.0 * unsafe.float())
+    torch.testing.assert_close(term(out, None, batch), expected)
+    assert not torch.allclose(expected, Imitation()(out, None, batch))
+    # no frame below the margin (or none with a clearance): plain imitation
+    torch.testing.assert_close(Imitation(critical_weight=3.0, keep_margin=-1e9)(out, None, batch),
+                               Imitation()(out, None, batch))  # fmt: skip
+    settings = {"critical_weight": 3.0, "keep_margin": margin}
+    built = build_terms((), planner, _unit(len(sim.ACTIONS), TEXT_DIM), settings=settings)["imitation"]
+    assert (built.critical_weight, built.keep_margin) == (3.0, margin)
 
 
 def test_attention_distill_is_zero_when_the_teacher_attends_like_the_student(planner, batch):

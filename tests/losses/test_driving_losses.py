@@ -164,6 +164,24 @@ def test_imitation_loss_is_ce_plus_weighted_l2():
     torch.testing.assert_close(imitation_loss(logits, actions, target, target), F.cross_entropy(logits, actions))
 
 
+def test_frame_weights_give_a_weighted_mean_of_the_cross_entropy_over_frames_and_classes():
+    logits, actions = randn(3, 4, seed=1), torch.tensor([0, 3, 3])
+    waypoints = randn(3, 2, 2, seed=2)
+    per_frame = F.cross_entropy(logits, actions, reduction="none")
+    by_hand = (1 * per_frame[0] + 4 * per_frame[1] + 0 * per_frame[2]) / 5
+    framed = imitation_loss(logits, actions, waypoints, waypoints, sample_weights=torch.tensor([1.0, 4.0, 0.0]))
+    torch.testing.assert_close(framed, by_hand)
+    # with class weights both multiply: 2 x 1, 0.5 x 4, 0.5 x 0
+    classes = torch.tensor([2.0, 1.0, 1.0, 0.5], dtype=logits.dtype)
+    both = imitation_loss(logits, actions, waypoints, waypoints, class_weights=classes,
+                          sample_weights=torch.tensor([1.0, 4.0, 0.0]))  # fmt: skip
+    torch.testing.assert_close(both, (2 * per_frame[0] + 2 * per_frame[1]) / 4)
+    equal = imitation_loss(logits, actions, waypoints, waypoints, class_weights=classes, sample_weights=torch.ones(3))
+    torch.testing.assert_close(equal, imitation_loss(logits, actions, waypoints, waypoints, class_weights=classes))
+    with pytest.raises(ValueError, match="sample_weights"):
+        imitation_loss(logits, actions, waypoints, waypoints, sample_weights=torch.tensor([1.0, -1.0, 1.0]))
+
+
 def test_action_scores_are_a_huber_loss_in_units_of_scale_over_the_scored_actions():
     pred = torch.tensor([[0.0, 5.0, 30.0], [2.0, -10.0, 0.0]], dtype=torch.float64)
     target = torch.tensor([[3.0, float("nan"), 10.0], [2.0, float("nan"), float("nan")]], dtype=torch.float64)
