@@ -36,6 +36,8 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     "four-frames": ("4 stacked frames instead of 2", ["frames=4"]),
     "balanced": ("balanced class weights (power 1 instead of 0.5)", ["class_weight_power=1.0"]),
     "clearances": ("the expert's clearances regressed beside imitation (weight 1)", ["clearance_weight=1.0"]),
+    "routes-any": ("an expert that keeps clear of every road another car could take, not only its planned one "
+                   "(what a camera can know)", ["expert.other_routes=any"]),
     "critical": ("frames on which keeping lane and speed was unsafe count 4x", ["critical_weight=3.0"]),
 }  # fmt: skip
 METRICS = ("collision_rate", "progress", "success_rate")
@@ -69,6 +71,8 @@ def arm_row(results: dict[str, Any], scenario: str) -> dict[str, Any]:
     # the run's own verdicts (domains.driving.report.imitation_goals), not a second reading of the goals
     row["goals_met"] = results["goals"]["imitation_collisions_met"] and results["goals"]["imitation_progress_met"]
     row["seeds"] = model["seeds"]
+    expert = results["models"]["expert"]["metrics"][scenario]  # an arm may change the expert: its own, the goals'
+    row["expert"] = {metric: expert[metric] for metric in ("collision_rate", "mean_speed")}
     return row
 
 
@@ -78,7 +82,7 @@ def references(results: dict[str, Any], scenario: str) -> dict[str, dict[str, fl
     refs = {}
     for name in REFERENCES:
         metrics = results["models"][name]["metrics"]
-        refs[name] = {m: metrics[scenario][m] for m in METRICS}
+        refs[name] = {m: metrics[scenario][m] for m in (*METRICS, "mean_speed")}
         refs[name].update({m: metrics["open_loop"][m] for m in OPEN_LOOP if m in metrics.get("open_loop", {})})
     return refs
 
@@ -119,6 +123,13 @@ def markdown(payload: dict[str, Any], seconds: float) -> str:
         lines.append(f"| {' | '.join(cells)} |")
     common = ", ".join(f"`{s}`" for s in base_settings(scenario))
     lines += ["", f"Common settings: {common}, `eval_episodes={episodes}`.", ""]
+    for name, row in rows.items():
+        if any(setting.startswith("expert.") for setting in ARMS[name][1]):
+            own = row["expert"]
+            lines += [f"Arm {name} changes the expert, so its progress and goals are against that run's own expert "
+                      f"(collision rate {own['collision_rate']:.3f}, mean speed {own['mean_speed']:.2f} m/s; the "
+                      f"reference expert's: {refs['expert']['collision_rate']:.3f}, "
+                      f"{refs['expert']['mean_speed']:.2f} m/s).", ""]  # fmt: skip
     return "\n".join(lines)
 
 

@@ -19,7 +19,7 @@ SCENARIO = "highway"
 
 
 def _model(collisions: float, progress: float, spread: float = 0.0) -> dict:
-    closed = {"collision_rate": collisions, "progress": progress, "success_rate": 0.5}
+    closed = {"collision_rate": collisions, "progress": progress, "success_rate": 0.5, "mean_speed": 20.0}
     return {"metrics": {SCENARIO: closed, "open_loop": {"action_accuracy": 0.77, "action_macro_f1": 0.6}},
             "metrics_std": {SCENARIO: dict.fromkeys(closed, spread)}, "seeds": [0, 1]}  # fmt: skip
 
@@ -49,6 +49,19 @@ def test_an_arm_meets_the_goals_only_with_few_collisions_and_enough_progress():
     assert "| constant-IDLE (reference) | – | 0.050 | 1.00 | 0.500 | 0.770 | 0.600 | – |" in table
     payload["references"]["constant-IDLE"]["action_accuracy"] = 0.8
     assert "0.770 **(below the majority class)**" in markdown(payload, 60.0)
+    assert "changes the expert" not in table
+
+
+def test_an_arm_that_changes_the_expert_is_read_against_its_own_expert():
+    own = _results(0.01, 0.9)
+    own["models"]["expert"]["metrics"][SCENARIO].update(collision_rate=0.02, mean_speed=12.5)
+    arms = {"baseline": arm_row(_results(0.05, 0.6), SCENARIO), "routes-any": arm_row(own, SCENARIO)}
+    payload = {"command": "probe", "machine": {}, "episodes": 60, "scenario": SCENARIO,
+               "references": references(_results(0.05, 0.6), SCENARIO), "arms": arms}  # fmt: skip
+    assert payload["arms"]["routes-any"]["expert"] == {"collision_rate": 0.02, "mean_speed": 12.5}
+    assert ("Arm routes-any changes the expert, so its progress and goals are against that run's own expert "
+            "(collision rate 0.020, mean speed 12.50 m/s; the reference expert's: 0.050, 20.00 m/s).") in markdown(
+        payload, 60.0)  # fmt: skip
 
 
 def test_the_probe_refuses_to_run_without_its_baseline_arm(tmp_path):
