@@ -39,6 +39,11 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     "routes-any": ("an expert that keeps clear of every road another car could take, not only its planned one "
                    "(what a camera can know)", ["expert.other_routes=any"]),
     "critical": ("frames on which keeping lane and speed was unsafe count 4x", ["critical_weight=3.0"]),
+    # one scenario's frames are about a quarter of the full run's: 4x the epochs give its planners as many steps
+    # (one seed: 4x the time)
+    "long": ("4x the epochs (100), one seed", ["epochs=100", "seeds=[0]"]),
+    "long-critical": ("4x the epochs (100), one seed, unsafe frames 4x",
+                      ["epochs=100", "seeds=[0]", "critical_weight=3.0"]),
 }  # fmt: skip
 METRICS = ("collision_rate", "progress", "success_rate")
 OPEN_LOOP = ("action_accuracy", "action_macro_f1")

@@ -12,7 +12,7 @@ from suite.config import apply_overrides, build_config
 def test_every_arm_is_a_valid_driving_recipe_on_its_scenario_alone(arm, scenario):
     settings = [*base_settings(scenario), *ARMS[arm][1]]
     recipe = build_config(DrivingRecipe, apply_overrides({}, PROFILES["full"]), settings)
-    assert recipe.scenarios == [scenario] and recipe.variants == ["imitation"] and recipe.seeds == [0, 1]
+    assert recipe.scenarios == [scenario] and recipe.variants == ["imitation"] and recipe.seeds in ([0, 1], [0])
 
 
 SCENARIO = "highway"
