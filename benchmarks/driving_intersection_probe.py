@@ -155,10 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     if "baseline" not in args.arms:
         parser.error("the baseline arm is required: the other arms are read against it")
     scenario = args.scenario
-    out, runs = (
-        Path(args.out or f"docs/results/driving_{scenario}"),
-        Path(args.runs_dir or f"runs/driving_{scenario}_probe"),
-    )
+    out = Path(args.out or f"docs/results/driving_{scenario}")
+    runs = Path(args.runs_dir or f"runs/driving_{scenario}_probe")
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     results = {name: run_arm(name, scenario, runs, args.episodes) for name in args.arms}
