@@ -113,9 +113,8 @@ def _predict_other(vehicle: Any, other_routes: str = "known") -> np.ndarray:
     from highway_env.vehicle.controller import ControlledVehicle
 
     if isinstance(vehicle, ControlledVehicle):
-        s0, _ = vehicle.lane.local_coordinates(vehicle.position)
-        distances = s0 + vehicle.speed * HORIZON_S
         lane = vehicle.target_lane_index
+        distances = _longitudinal(vehicle.road, lane, vehicle.position) + vehicle.speed * HORIZON_S
         routes = [vehicle.route] if other_routes == "known" else _possible_routes(vehicle.road, lane)
         along = [_along_route(vehicle.road, lane, route, distances) for route in routes]
         paths = [path[0] for path in along if path is not None]
@@ -136,12 +135,31 @@ def _possible_routes(road: Any, lane: tuple) -> list[list[tuple]]:
     return routes
 
 
+def _longitudinal(road: Any, lane: tuple, position: np.ndarray) -> float:
+    """Where ``position`` lies along ``lane`` [m]: negative just before its start.
+
+    A car about to leave its lane already targets the next one (highway-env switches the target half a car length
+    before the end): measured on the lane it was still in, it was placed that far along the next one, tens of metres
+    past the junction it was entering.
+    """
+    return float(road.network.get_lane(lane).local_coordinates(position)[0])
+
+
+def _route_from(lane: tuple, route: list | None) -> list[tuple]:
+    """``lane``, then the roads of ``route`` that come after it. highway-env drops a route's first road when the
+    car targets the next lane, sometimes a step before the car is on it: the route then starts after ``lane``."""
+    roads = [step[:2] for step in route or []]
+    if lane[:2] in roads:
+        return [lane, *route[roads.index(lane[:2]) + 1 :]]
+    return [lane, *route] if route and route[0][0] == lane[1] else [lane]
+
+
 def _along_route(road: Any, lane: tuple, route: list | None, distances: np.ndarray) -> tuple | None:
     """``(positions (T, 2), headings (T,))`` at ``distances`` along ``lane`` then the rest of ``route``.
 
     Some roundabout routes cannot be followed from a changed lane (highway-env raises IndexError); then the lane alone.
     """
-    for path in ([lane] + list(route or [lane])[1:], [lane]):
+    for path in (_route_from(lane, route), [lane]):
         try:
             points = [road.network.position_heading_along_route(path, d, 0.0, lane) for d in distances]
         except IndexError:
@@ -188,7 +206,7 @@ def _evaluate(ego: Any, road: Any, action: str, futures: list[np.ndarray]) -> Op
     speed = _target_speed(ego, action)
     if lane is None:
         return Option(False, speed, np.zeros((len(HORIZON_S), 2)), np.zeros(len(HORIZON_S)), np.zeros(0))
-    s0, _ = ego.lane.local_coordinates(ego.position)
+    s0 = _longitudinal(road, lane, ego.position)
     v0 = ego.speed
     travelled = speed * HORIZON_S + (v0 - speed) * TAU_ACC * (1 - np.exp(-HORIZON_S / TAU_ACC))
     along = _along_route(road, lane, ego.route, s0 + travelled)

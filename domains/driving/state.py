@@ -16,12 +16,17 @@ import torch
 from torch import nn
 
 from domains.driving import scenarios as sim
-from domains.driving.expert import SEE_RADIUS
+from domains.driving.expert import SEE_RADIUS, _along_route, _longitudinal
 
 NEIGHBOURS = 8  # nearest cars, whether or not the camera would see them
+# Where the ego's own route goes: its points this far ahead, in the ego frame. Without them the clone knew the other
+# cars around it but not where the junction was or that its path turned there, which the expert's clearances (and a
+# camera's view of the road) depend on.
+ROUTE_AHEAD_M = (10.0, 20.0, 30.0)
 # ego: speed / 30, speed level (the controller's target index), lane-change in progress (-1, 0, 1), lane index, lane
-# count, a lane on the left, a lane on the right, lateral offset in the lane / 4 m
-EGO_FEATURES = 8
+# count, a lane on the left, a lane on the right, lateral offset in the lane / 4 m, the rest of the current lane / 50 m
+# (at most 2), then each route point ahead: longitudinal / 50 m, lateral / 10 m
+EGO_FEATURES = 9 + 2 * len(ROUTE_AHEAD_M)
 # per neighbour: present, longitudinal / 50 m, lateral / 10 m (ego frame), speed difference / 10 m/s, heading diff
 NEIGHBOUR_FEATURES = 5
 STATE_DIM = EGO_FEATURES + NEIGHBOURS * NEIGHBOUR_FEATURES
@@ -37,7 +42,7 @@ def privileged_state(env: Any) -> np.ndarray:
     level = ego.speed_to_index(ego.target_speed) if hasattr(ego, "speed_to_index") else 0
     state = [ego.speed / 30.0, float(level), float(np.sign(ego.target_lane_index[2] - lane_id)), float(lane_id),
              float(len(road.network.all_side_lanes(ego.lane_index))), float(lane_id - 1 in sides),
-             float(lane_id + 1 in sides), offset / 4.0]  # fmt: skip
+             float(lane_id + 1 in sides), offset / 4.0, *_route_ahead(ego, road)]  # fmt: skip
     cos, sin = np.cos(ego.heading), np.sin(ego.heading)
     near = sorted((v for v in road.vehicles if v is not ego), key=lambda v: np.linalg.norm(v.position - ego.position))
     rows = np.zeros((NEIGHBOURS, NEIGHBOUR_FEATURES), np.float32)
@@ -49,6 +54,19 @@ def privileged_state(env: Any) -> np.ndarray:
         lon, lat = cos * dx + sin * dy, -sin * dx + cos * dy
         rows[i] = (1.0, lon / 50.0, lat / 10.0, (vehicle.speed - ego.speed) / 10.0, heading)
     return np.concatenate([np.array(state, np.float32), rows.ravel()])
+
+
+def _route_ahead(ego: Any, road: Any) -> list[float]:
+    """The rest of the ego's lane (/ 50 m, at most 2), then its route's points ``ROUTE_AHEAD_M`` ahead in the ego
+    frame (longitudinal / 50 m, lateral / 10 m): straight ahead on a highway, bending where the route turns."""
+    lane = ego.target_lane_index
+    along = _longitudinal(road, lane, ego.position)
+    rest = min(max(road.network.get_lane(lane).length - along, 0.0) / 50.0, 2.0)
+    path = _along_route(road, lane, ego.route, along + np.array(ROUTE_AHEAD_M))
+    cos, sin = np.cos(ego.heading), np.sin(ego.heading)
+    offsets = path[0] - ego.position if path is not None else np.outer(ROUTE_AHEAD_M, [cos, sin])
+    ahead = [((cos * dx + sin * dy) / 50.0, (-sin * dx + cos * dy) / 10.0) for dx, dy in offsets]
+    return [rest, *[value for point in ahead for value in point]]
 
 
 class StateCloner(nn.Module):

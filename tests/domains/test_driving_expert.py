@@ -199,3 +199,34 @@ def test_expert_margins_must_grow_from_keeping_to_changing_lanes_to_speeding_up(
 
     with pytest.raises(ValueError, match="speed_up_margin"):
         ExpertConfig(change_margin=4.0, speed_up_margin=3.0)
+
+
+def test_predicted_paths_start_where_the_cars_are_even_as_they_enter_the_next_road():
+    """Half a second ahead every car (and the ego, keeping its speed) is at most half a second of driving away.
+    Cars about to leave their lane already target the next one; their paths were once placed tens of metres past the
+    junction they were entering. (The intersection's roads meet end to end; the roundabout's entries stop a few
+    metres short of the ring, so paths there jump by that gap.)"""
+    scenario = "intersection"
+    from highway_env.vehicle.controller import ControlledVehicle
+
+    from domains.driving.expert import HORIZON_S, _evaluate, _predict_other
+
+    env, expert = sim.make_env(scenario), PrivilegedExpert()
+    entering = 0
+    try:
+        sim.reset(env, 3)
+        for _ in range(12):
+            ego, road = env.unwrapped.vehicle, env.unwrapped.road
+            cars = [v for v in road.vehicles if isinstance(v, ControlledVehicle)]
+            entering += sum(car.lane_index[:2] != car.target_lane_index[:2] for car in cars)
+            for car in cars:
+                path = _evaluate(ego, road, "IDLE", []).path if car is ego else _predict_other(car, "known")[0]
+                first = path[0]
+                reach = max(car.speed, car.target_speed) * HORIZON_S[0] + 1.0
+                assert np.linalg.norm(first - car.position) <= reach, (car.lane_index, car.target_lane_index)
+            _, _, done, _ = sim.step(env, scenario, expert.decide(env, scenario).action)
+            if done:
+                break
+    finally:
+        env.close()
+    assert entering >= 1  # the case that went wrong was met
