@@ -7,7 +7,9 @@ episodes per scenario (after the report's, so never the same ones) and pools eac
     python -m benchmarks.driving_more_episodes --run-dir RUN/out [--episodes 200] [--out docs/results/driving_more]
 
 RUN is a finished `distill run driving` output directory made with the default camera, frames and token stride.
-Writes ``more_episodes.json`` and ``more_episodes.md`` to ``--out``.
+The expert shadows every policy (it says at each step what it would have done), and each crash is put down to the
+last of its three decisions before the crash where the policy did otherwise (``domains.driving.evaluate.crash_cause``):
+what a planner gets wrong, not only how often. Writes ``more_episodes.json`` and ``more_episodes.md`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -55,6 +57,26 @@ def policies(run: Path) -> dict[str, Any]:
     return specs
 
 
+def causes(rows_by_policy: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
+    """How many of several policies' crashes (their episodes taken together) had each cause."""
+    from domains.driving.evaluate import CRASH_CAUSES, crash_cause
+
+    found = [crash_cause(row) for rows in rows_by_policy.values() for row in rows]
+    return {cause: found.count(cause) for cause in CRASH_CAUSES}
+
+
+def cause_table(counts: dict[str, dict[str, dict[str, int]]], scenarios: list[str]) -> list[str]:
+    from domains.driving.evaluate import CRASH_CAUSES
+
+    lines = ["| policy | scenario | " + " | ".join(CRASH_CAUSES) + " |", "|---" * (len(CRASH_CAUSES) + 2) + "|"]
+    for name, per in counts.items():
+        for scenario in scenarios:
+            if any(per[scenario].values()):
+                lines.append(f"| {name} | {scenario} | " + " | ".join(str(per[scenario][c]) for c in CRASH_CAUSES)
+                             + " |")  # fmt: skip
+    return lines
+
+
 def table(results: dict[str, dict[str, dict[str, float]]], scenarios: list[str]) -> list[str]:
     lines = ["| policy | scenario | episodes | crashes | collision rate | collisions/km | success | progress | "
              "<= 2x expert |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -88,17 +110,20 @@ def main(argv: list[str] | None = None) -> None:
     recipe, start = DrivingRecipe(), time.time()
     specs = policies(args.run_dir)
     episodes = closed_loop(specs, tuple(args.scenarios), args.episodes, recipe.seed, args.workers,
-                           offset=recipe.eval_episodes, camera=recipe.camera)  # fmt: skip
+                           offset=recipe.eval_episodes, camera=recipe.camera, shadow=recipe.expert)  # fmt: skip
     groups: dict[str, list[str]] = {}
     for name in specs:
         groups.setdefault(name.split("|")[0], []).append(name)
     results = {group: {s: pooled({n: episodes[n][s] for n in names}, episodes["expert"][s]) for s in args.scenarios}
                for group, names in groups.items()}  # fmt: skip
+    crash_causes = {group: {s: causes({n: episodes[n][s] for n in names}) for s in args.scenarios}
+                    for group, names in groups.items()}  # fmt: skip
     seconds = time.time() - start
     args.out.mkdir(parents=True, exist_ok=True)
     command = "python -m benchmarks.driving_more_episodes " + " ".join(argv if argv is not None else sys.argv[1:])
     payload = {"command": command, "machine": machine_info(), "episodes": args.episodes, "seconds": seconds,
-               "offset": recipe.eval_episodes, "seeds": recipe.seeds, "results": results}  # fmt: skip
+               "offset": recipe.eval_episodes, "seeds": recipe.seeds, "results": results,
+               "crash_causes": crash_causes}  # fmt: skip
     (args.out / "more_episodes.json").write_text(json.dumps(payload, indent=2))
     title = "Driving: the full-data planners on more closed-loop episodes"
     head = header(title, payload, seconds, "more_episodes.json")
@@ -108,7 +133,17 @@ def main(argv: list[str] | None = None) -> None:
         "Progress and success are against the expert on the same episodes.",
         "",
     ]
-    (args.out / "more_episodes.md").write_text("\n".join(head + table(results, args.scenarios)) + "\n")
+    why = [
+        "",
+        "## Why they crash",
+        "",
+        "Crashes by cause (pooled over training seeds): the last of the three decisions before the crash where the "
+        "policy did not do what the expert, shadowing it, would have done there; or none, with or without a safe "
+        "option left for the expert three decisions before the crash.",
+        "",
+    ]
+    body = head + table(results, args.scenarios) + why + cause_table(crash_causes, args.scenarios)
+    (args.out / "more_episodes.md").write_text("\n".join(body) + "\n")
     print(f"wrote {args.out / 'more_episodes.md'}")
 
 

@@ -95,32 +95,84 @@ def retrieval_accuracy(reasoning: torch.Tensor, data: DrivingData) -> float:
 # -- closed loop -------------------------------------------------------------------------------------------------
 
 
-def drive_episode(policy: Any, env: Any, scenario: str, seed: int) -> dict[str, Any]:
-    """One seeded episode: crash, mean speed, return, off-road, distance driven (m) and the actions taken."""
+def drive_episode(policy: Any, env: Any, scenario: str, seed: int, shadow: Any = None) -> dict[str, Any]:
+    """One seeded episode: crash, mean speed, return, off-road, distance driven (m) and the actions taken.
+
+    ``shadow`` (a :class:`PrivilegedExpert`) also says at every step what the expert would have done there and
+    whether it had any safe option left (``expert_actions``, ``no_safe``: one character per step), for
+    :func:`crash_cause`."""
     policy.reset()
     frame = sim.reset(env, seed)
-    speeds, actions, total, offroad, done, info = [], [], 0.0, False, False, {}
+    speeds, actions, asked, trapped, total, offroad, done, info = [], [], [], [], 0.0, False, False, {}
     while not done and len(speeds) < MAX_EPISODE_STEPS:
+        if shadow is not None:
+            decision = shadow.decide(env, scenario)
+            asked.append(decision.action)
+            trapped.append(all(clearance < 0 for clearance in decision.clearances.values()))
         action, _ = policy.act(frame, env, scenario)
         frame, reward, done, info = sim.step(env, scenario, action)
         speeds.append(float(env.unwrapped.vehicle.speed))
         actions.append(action)
         total += reward
         offroad |= not env.unwrapped.vehicle.on_road
-    return {"crashed": float(info.get("crashed", False)), "speed": float(np.mean(speeds)), "return": total,
-            "offroad": float(offroad), "distance": float(np.sum(speeds)) / sim.POLICY_HZ,
-            "actions": "".join(str(sim.ACTION_INDEX[a]) for a in actions)}  # fmt: skip
+    row = {
+        "crashed": float(info.get("crashed", False)),
+        "speed": float(np.mean(speeds)),
+        "return": total,
+        "offroad": float(offroad),
+        "distance": float(np.sum(speeds)) / sim.POLICY_HZ,
+        "actions": _encode(actions),
+    }
+    if shadow is not None:
+        row |= {"expert_actions": _encode(asked), "no_safe": "".join(str(int(t)) for t in trapped)}
+    return row  # fmt: skip
+
+
+def _encode(actions: list[str]) -> str:
+    return "".join(str(sim.ACTION_INDEX[a]) for a in actions)
+
+
+CRASH_CAUSES = ("missed a brake", "missed a lane change", "unasked lane change", "sped up unasked",
+                "braked unasked", "held back", "as the expert, no safe option", "as the expert")  # fmt: skip
+
+
+def crash_cause(row: dict[str, Any], window: int = 3) -> str | None:
+    """Why a shadowed episode (:func:`drive_episode`) ended in a crash, from its last ``window`` decisions: the
+    latest step where the policy did not do what the expert would have (the expert's action against the policy's:
+    it wanted a brake or a lane change the policy did not make; the policy changed lanes, sped up or braked
+    unasked; or it held its speed where the expert sped up), else it did as the expert would have, with or without
+    a safe option left at the window's first step. None for an episode without a crash."""
+    if not row["crashed"]:
+        return None
+    taken, asked = row["actions"][-window:], row["expert_actions"][-window:]
+    for mine, expert in zip(reversed(taken), reversed(asked), strict=True):
+        if mine != expert:
+            return _disagreement(sim.ACTIONS[int(expert)], sim.ACTIONS[int(mine)])
+    return CRASH_CAUSES[6] if row["no_safe"][-window:][:1] == "1" else CRASH_CAUSES[7]
+
+
+def _disagreement(expert: str, mine: str) -> str:
+    if expert == "SLOWER":
+        return "missed a brake"
+    if expert in ("LANE_LEFT", "LANE_RIGHT"):
+        return "missed a lane change"
+    if mine in ("LANE_LEFT", "LANE_RIGHT"):
+        return "unasked lane change"
+    return {"FASTER": "sped up unasked", "SLOWER": "braked unasked"}.get(mine, "held back")
 
 
 Episodes = dict[str, dict[str, list[dict[str, Any]]]]  # policy -> scenario -> one row per seeded episode, in order
 
 
-def _run_chunk(task: tuple[str, PolicySpec, str, int, list[int], str]) -> tuple[str, str, int, list[dict[str, Any]]]:
-    name, spec, scenario, start, seeds, camera = task
+def _run_chunk(task: tuple) -> tuple[str, str, int, list[dict[str, Any]]]:
+    from domains.driving.expert import PrivilegedExpert
+
+    name, spec, scenario, start, seeds, camera, shadow = task
     torch.set_num_threads(1)
     policy, env = build_policy(spec), sim.make_env(scenario, camera)
+    expert = PrivilegedExpert(shadow) if shadow is not None else None
     try:
-        return name, scenario, start, [drive_episode(policy, env, scenario, seed) for seed in seeds]
+        return name, scenario, start, [drive_episode(policy, env, scenario, seed, expert) for seed in seeds]
     finally:
         env.close()
 
@@ -135,17 +187,20 @@ def closed_loop(
     offset: int = 0,
     progress: bool = True,
     camera: str = sim.DEFAULT_CAMERA,
+    shadow: Any = None,
 ) -> Episodes:
     """``{policy: {scenario: episode rows}}`` over the same seeded episodes ``offset .. offset + episodes - 1`` per
     scenario for every policy, in seed order (row ``i`` of every policy is the same episode). Every policy sees the
-    scenes through ``camera`` (the planners' camera; the expert and the constants do not look)."""
+    scenes through ``camera`` (the planners' camera; the expert and the constants do not look). ``shadow``: an
+    :class:`ExpertConfig` whose expert labels every step every policy meets (slower; for :func:`crash_cause`)."""
     from suite.progress import progress_bar
 
     tasks = []
     for scenario in scenarios:
         seeds = [episode_seed(seed + EVAL_SEED_OFFSET, scenario, e) for e in range(offset, offset + episodes)]
         for name, spec in policies.items():
-            tasks += [(name, spec, scenario, i, seeds[i : i + chunk], camera) for i in range(0, episodes, chunk)]
+            starts = range(0, episodes, chunk)
+            tasks += [(name, spec, scenario, i, seeds[i : i + chunk], camera, shadow) for i in starts]
     results: Episodes = {n: {s: [{}] * episodes for s in scenarios} for n in policies}
     bar = progress_bar(len(policies) * len(scenarios) * episodes, "closed loop", "episode", enabled=progress)
     # spawn, not fork: a forked child inherits torch's thread pool state and can hang in its first convolution.

@@ -21,7 +21,8 @@ from domains.driving.expert import SEE_RADIUS, _along_route, _longitudinal
 NEIGHBOURS = 8  # nearest cars, whether or not the camera would see them
 # Where the ego's own route goes: its points this far ahead, in the ego frame. Without them the clone knew the other
 # cars around it but not where the junction was or that its path turned there, which the expert's clearances (and a
-# camera's view of the road) depend on.
+# camera's view of the road) depend on. On their own they did not close the clone's gap to the expert at the
+# intersection (benchmarks.driving_gate_probe); they stay because the expert reads them.
 ROUTE_AHEAD_M = (10.0, 20.0, 30.0)
 # ego: speed / 30, speed level (the controller's target index), lane-change in progress (-1, 0, 1), lane index, lane
 # count, a lane on the left, a lane on the right, lateral offset in the lane / 4 m, the rest of the current lane / 50 m

@@ -22,3 +22,18 @@ def test_the_goal_allows_twice_the_expert_and_nothing_above_it():
     assert verdict({"collision_rate": 0.10}, expert)
     assert not verdict({"collision_rate": 0.11}, expert)
     assert not verdict({"collision_rate": 0.005}, {"collision_rate": 0.0})  # twice zero is zero
+
+
+def test_crash_causes_count_the_pooled_seeds_crashes_and_nothing_else():
+    from benchmarks.driving_more_episodes import cause_table, causes
+
+    def shadowed(crashed: bool, taken: str, asked: str) -> dict:
+        return episode(crashed) | {"actions": taken, "expert_actions": asked, "no_safe": "0" * len(taken)}
+
+    seeds = {"tiny-imitation|0": [shadowed(True, "111", "114"), shadowed(False, "111", "114")],
+             "tiny-imitation|1": [shadowed(True, "111", "114"), shadowed(True, "111", "111")]}  # fmt: skip
+    counts = causes(seeds)
+    assert counts["missed a brake"] == 2 and counts["as the expert"] == 1 and sum(counts.values()) == 3
+    per_scenario = {"highway": counts, "merge": dict.fromkeys(counts, 0)}
+    lines = cause_table({"tiny-imitation": per_scenario}, ["highway", "merge"])
+    assert len(lines) == 3 and lines[2].startswith("| tiny-imitation | highway | 2 |")  # no row without a crash

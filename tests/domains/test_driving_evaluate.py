@@ -60,6 +60,42 @@ def test_closed_loop_rows_follow_the_seeds_and_a_constant_twin_is_caught():
     assert same_as_constant(again, idle) and not same_as_constant(expert, idle)  # the expert acts
 
 
+def test_a_shadow_expert_labels_every_step_and_agrees_with_itself():
+    from domains.driving.expert import ExpertConfig
+    from domains.driving.evaluate import crash_cause
+
+    specs = {"expert": PolicySpec("expert"), "idle": PolicySpec("constant", kwargs=(("action", "IDLE"),))}
+    episodes = closed_loop(specs, ("highway",), episodes=2, seed=0, workers=1, progress=False, shadow=ExpertConfig())
+    for row in episodes["expert"]["highway"]:
+        assert row["expert_actions"] == row["actions"]  # the expert, asked in its own shoes, does what it did
+        assert len(row["no_safe"]) == len(row["actions"]) and set(row["no_safe"]) <= {"0", "1"}
+        assert crash_cause(row) in (None, "as the expert", "as the expert, no safe option")
+    idle = episodes["idle"]["highway"]
+    assert all(len(row["expert_actions"]) == len(row["actions"]) for row in idle)
+    assert any(set(row["expert_actions"]) != {"1"} for row in idle)  # the expert would not only have kept going
+
+
+@pytest.mark.parametrize(
+    ("taken", "asked", "no_safe", "cause"),
+    [
+        ("1111", "1144", "0000", "missed a brake"),  # the last disagreement decides: SLOWER asked, IDLE taken
+        ("1111", "1101", "0000", "missed a lane change"),
+        ("1120", "1111", "0000", "unasked lane change"),
+        ("1113", "1111", "0000", "sped up unasked"),
+        ("1114", "1111", "0000", "braked unasked"),
+        ("1111", "1113", "0000", "held back"),
+        ("4111", "1111", "0000", "as the expert"),  # outside the 3-step window: not the cause
+        ("1111", "1111", "0100", "as the expert, no safe option"),
+    ],
+)
+def test_a_crash_is_put_down_to_the_last_step_the_policy_left_the_expert(taken, asked, no_safe, cause):
+    from domains.driving.evaluate import CRASH_CAUSES, crash_cause
+
+    row = {"crashed": 1.0, "actions": taken, "expert_actions": asked, "no_safe": no_safe}
+    assert crash_cause(row) == cause and cause in CRASH_CAUSES
+    assert crash_cause(row | {"crashed": 0.0}) is None
+
+
 # -- distribution shift ---------------------------------------------------------------------------------------------
 def test_shifted_highways_change_density_or_lanes_and_keep_the_highway_view():
     from domains.driving import scenarios as sim
