@@ -61,8 +61,8 @@ def test_closed_loop_rows_follow_the_seeds_and_a_constant_twin_is_caught():
 
 
 def test_a_shadow_expert_labels_every_step_and_agrees_with_itself():
-    from domains.driving.expert import ExpertConfig
     from domains.driving.evaluate import crash_cause
+    from domains.driving.expert import ExpertConfig
 
     specs = {"expert": PolicySpec("expert"), "idle": PolicySpec("constant", kwargs=(("action", "IDLE"),))}
     episodes = closed_loop(specs, ("highway",), episodes=2, seed=0, workers=1, progress=False, shadow=ExpertConfig())
