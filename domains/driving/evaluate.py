@@ -125,7 +125,7 @@ def drive_episode(policy: Any, env: Any, scenario: str, seed: int, shadow: Any =
     }
     if shadow is not None:
         row |= {"expert_actions": _encode(asked), "no_safe": "".join(str(int(t)) for t in trapped)}
-    return row  # fmt: skip
+    return row
 
 
 def _encode(actions: list[str]) -> str:
@@ -148,15 +148,17 @@ def crash_cause(row: dict[str, Any], window: int = 3) -> str | None:
     for mine, expert in zip(reversed(taken), reversed(asked), strict=True):
         if mine != expert:
             return _disagreement(sim.ACTIONS[int(expert)], sim.ACTIONS[int(mine)])
-    return CRASH_CAUSES[6] if row["no_safe"][-window:][:1] == "1" else CRASH_CAUSES[7]
+    return "as the expert, no safe option" if row["no_safe"][-window:][:1] == "1" else "as the expert"
 
 
 def _disagreement(expert: str, mine: str) -> str:
+    from domains.driving.expert import LANE_CHANGES
+
     if expert == "SLOWER":
         return "missed a brake"
-    if expert in ("LANE_LEFT", "LANE_RIGHT"):
+    if expert in LANE_CHANGES:
         return "missed a lane change"
-    if mine in ("LANE_LEFT", "LANE_RIGHT"):
+    if mine in LANE_CHANGES:
         return "unasked lane change"
     return {"FASTER": "sped up unasked", "SLOWER": "braked unasked"}.get(mine, "held back")
 
