@@ -66,7 +66,13 @@ class TrainerConfig:
         default=True, metadata={"help": "end with the weights of the best evaluation, not the last (needs evaluation)"}
     )
     early_stopping_patience: int = field(default=0, metadata={"help": "evaluations without improvement (0: off)"})
-    mixed_precision: str = field(default="no", metadata={"help": "no | fp16 | bf16 (GPU only)"})
+    mixed_precision: str = field(
+        default="no",
+        metadata={
+            "help": "no | fp16 (GPU) | bf16 (GPU, or CPU autocast) | auto (bf16 where the GPU or CPU runs it "
+            "natively, else no)"
+        },
+    )
     group_by_length: bool = field(
         default=False,
         metadata={"help": "batch examples of similar length (less padding); items need 'input_ids'"},
@@ -89,7 +95,7 @@ class TrainerConfig:
         check(self.checkpoint_every >= 0, "checkpoint_every", f"must be >= 0, got {self.checkpoint_every}")
         check(self.keep_checkpoints >= 1, "keep_checkpoints", f"must be >= 1, got {self.keep_checkpoints}")
         check(self.watch_mode in ("max", "min"), "watch_mode", "must be max or min")
-        check(self.mixed_precision in ("no", "fp16", "bf16"), "mixed_precision", "must be no, fp16 or bf16")
+        check(self.mixed_precision in MIXED_PRECISIONS, "mixed_precision", f"must be one of {MIXED_PRECISIONS}")
 
 
 class EpochSampler(Sampler[int]):
@@ -148,6 +154,32 @@ def example_lengths(train_data: Sequence[Any]) -> list[int]:
         raise ValueError("group_by_length: training items must be dicts with 'input_ids'") from None
 
 
+MIXED_PRECISIONS = ("no", "fp16", "bf16", "auto")
+
+
+def resolve_mixed_precision(value: str) -> str:
+    """``auto`` -> ``bf16`` where this machine runs bf16 natively (:func:`suite.bench.machine.native_bf16`), else
+    ``no``; any other value as given."""
+    if value != "auto":
+        return value
+    from suite.bench.machine import native_bf16
+
+    return "bf16" if native_bf16() else "no"
+
+
+def make_accelerator(mixed_precision: str) -> Any:
+    """An Accelerator at ``mixed_precision``. Accelerate keeps one precision per process, but a single-process run
+    may train models at different ones (a text encoder in fp32, then planners in bf16): its state is rebuilt then.
+    A launched multi-process run keeps the precision it was launched with."""
+    from accelerate import Accelerator, PartialState
+    from accelerate.state import AcceleratorState
+
+    shared = AcceleratorState._shared_state
+    if shared and shared.get("_mixed_precision") != mixed_precision and PartialState().num_processes == 1:
+        AcceleratorState._reset_state()
+    return Accelerator(mixed_precision=mixed_precision)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -204,12 +236,11 @@ class Trainer:
         callbacks: list[Callback] | None = None,
         evaluate: Callable[[Distiller], dict[str, float]] | None = None,
     ):
-        from accelerate import Accelerator
-
         self.config = config
         # Accumulation is done here, not by Accelerate: its ``backward`` would divide the loss by the group size a
         # second time, and it cannot know that an epoch's last group is short.
-        self.accelerator = Accelerator(mixed_precision=config.mixed_precision)
+        self.mixed_precision = resolve_mixed_precision(config.mixed_precision)
+        self.accelerator = make_accelerator(self.mixed_precision)
         seed_everything(config.seed)
         self.distiller = distiller
         self.evaluate_fn = evaluate
@@ -330,4 +361,7 @@ class Trainer:
                 self.state.batch_in_epoch = 0
                 self._emit("on_epoch_end")
         self._emit("on_train_end")
+        # Mixed precision wraps the student's forward in autocast; evaluation and ONNX export afterwards must see
+        # the model as it is, in fp32.
+        self.distiller.student = self.accelerator.unwrap_model(self.distiller.student, keep_fp32_wrapper=False)
         return self.state

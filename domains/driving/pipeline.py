@@ -30,7 +30,7 @@ from domains.driving.teacher_data import adapt_on_bddx, load_splits, sample_fram
 from domains.driving.terms import build_terms, distils_from_teacher
 from suite.runner import ModelResult, Pack, Trained, Variant, evaluate_variants, export_first_seeds, train_variants
 from suite.stages import StageLedger
-from suite.trainer import TrainerConfig
+from suite.trainer import TrainerConfig, resolve_mixed_precision
 
 # -- the pack ----------------------------------------------------------------------------------------------------
 
@@ -50,6 +50,7 @@ class DrivingPack(Pack):
 
     def __init__(self, recipe: DrivingRecipe, ledger: StageLedger, resume: bool):
         self.recipe, self.resume, self.out = recipe, resume, ledger.root
+        self.precision = resolve_mixed_precision(recipe.mixed_precision)  # what the planners train in, on this machine
         inputs = {k: getattr(recipe, k) for k in ("scenarios", "train_episodes", "val_episodes", "seed", "frames",
                                                   "camera", "token_stride", "teacher", "teacher_model",
                                                   "teacher_url", "expert")}  # fmt: skip
@@ -124,7 +125,7 @@ class DrivingPack(Pack):
         return {"planner": planner_kwargs(recipe, variant.student), "epochs": epochs, "batch_size": recipe.batch_size,
                 "lr": recipe.lr, "weight_decay": recipe.weight_decay,
                 "terms": self._settings(), "class_weight_power": recipe.class_weight_power,
-                "budget": self.budget_of.get(variant.name, 1.0)}  # fmt: skip
+                "budget": self.budget_of.get(variant.name, 1.0), "mixed_precision": self.precision}  # fmt: skip
 
     def train(self, variant: Variant, seed: int, directory: Path) -> torch.nn.Module:
         return self.fit_planner(variant, seed, directory, self.frames_for(self.budget_of.get(variant.name, 1.0)))
@@ -152,7 +153,7 @@ class DrivingPack(Pack):
         config = TrainerConfig(
             output_dir=str(directory), epochs=settings["epochs"], batch_size=self.recipe.batch_size, lr=self.recipe.lr,
             weight_decay=self.recipe.weight_decay, seed=seed, warmup_ratio=0.05, schedule="cosine", log_every=50,
-            progress=self.recipe.progress, tensorboard=False,
+            progress=self.recipe.progress, tensorboard=False, mixed_precision=self.precision,
         )  # fmt: skip
         Trainer(Distiller(planner, terms, variant.terms), config, data, make_collate(data)).fit(self.resume)
         save_model(planner, str(directory / "model.safetensors"))
@@ -253,7 +254,8 @@ def run(recipe: DrivingRecipe, resume: bool = False) -> dict[str, Any]:
     samples = sample_frames(pack.val, ledger.root / "samples.png")
     bench = benchmark(recipe, exports, ledger.root)
     run_result = DrivingResult(recipe, results, exports, bench, len(pack.train_data), len(pack.val), samples,
-                               pack.constant_lookalikes(trained), pack.episodes, pack.encoder_check)  # fmt: skip
+                               pack.constant_lookalikes(trained), pack.episodes, pack.encoder_check,
+                               pack.precision)  # fmt: skip
     doc = write_report(run_result, seconds=time.perf_counter() - started)
     write_model_card(run_result, doc)
     shipped = model_name(recipe.backbone, "all")
@@ -278,6 +280,7 @@ class DrivingResult:
     lookalikes: dict[str, list[str]]  # planner|seed -> the constant policies it drove exactly like
     episodes: dict[str, Any] = field(default_factory=dict)  # policy (planner|seed) -> scenario -> episode rows
     text_encoder: dict[str, Any] = field(default_factory=dict)  # BDD-X retrieval before / after adapting it
+    precision: str = "no"  # what the planners trained in: bf16 (autocast) or no (fp32)
 
 
 # -- export and latency ------------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ def summary(run: DrivingResult, seconds: float) -> dict[str, Any]:
     return run_summary(run.results, run.bench, "expert", seconds, teacher_kind=run.recipe.teacher,
                        frames={"train": run.train_frames, "val": run.val_frames},
                        closed_loop_episodes_per_scenario=run.recipe.eval_episodes, goals=goals(run),
+                       training_precision="bf16" if run.precision == "bf16" else "fp32",
                        **({"text_encoder": run.text_encoder} if run.text_encoder else {}))  # fmt: skip
 
 
@@ -240,7 +241,8 @@ def write_report(run: DrivingResult, seconds: float) -> dict[str, Any]:
         f"- Data: {recipe.train_episodes} training and {recipe.val_episodes} validation expert episodes per scenario "
         f"({run.train_frames} and {run.val_frames} frames{dagger_words(recipe)}).",
         f"- Student: `pixel-planner` ({recipe.backbone} backbone), trained {recipe.epochs} epochs per variant and "
-        f"seed ({recipe.budget_epochs} on a share of the expert's frames: few steps an epoch; seeds {recipe.seeds}). "
+        f"seed ({recipe.budget_epochs} on a share of the expert's frames: few steps an epoch; seeds {recipe.seeds}), "
+        + precision_words(doc["training_precision"]) + ". "
         "Variants add one reasoning loss to imitation "
         f"(CE + {recipe.waypoint_weight:g} x waypoint L2), or all five. Loss weights: "
         + ", ".join(f"{t} {w:g}" for t, w in recipe.weights.items()) + ".",
@@ -323,6 +325,13 @@ def encoder_words(check: dict[str, Any]) -> str:
             f"test pairs {before:.3f} before, {after:.3f} after.")  # fmt: skip
 
 
+def precision_words(precision: str) -> str:
+    """How the planners were trained, in words (the recipe's ``mixed_precision=auto`` picks it per machine)."""
+    if precision == "bf16":
+        return "in bf16 autocast (fp32 weights; this machine runs bf16 natively)"
+    return "in fp32"
+
+
 def camera_words(recipe: Any) -> str:
     """What the planner sees, in words: '4 stacked 128x64 RGB frames (camera `ego`, 4-pixel scene tokens)'."""
     height, width = sim.camera(recipe.camera).shape
@@ -345,4 +354,6 @@ def write_model_card(run: DrivingResult, doc: dict[str, Any]) -> Path:
             "Research on reasoning distillation in simulation. Not for real vehicles: it has only seen highway-env's "
             "rendering, and it collides in closed loop."],
         "Data": ["Episodes generated with highway-env (MIT licence) and the pack's privileged expert."],
+        "Training": [f"Imitation plus the five reasoning losses, {recipe.epochs} epochs, "
+                     f"{precision_words(doc['training_precision'])}."],
     })  # fmt: skip

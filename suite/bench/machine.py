@@ -20,6 +20,35 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The instruction-set flags of the first CPU in /proc/cpuinfo (x86 ``flags``, ARM ``Features``); empty
+    elsewhere."""
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("flags", "Features"):
+                return set(value.split())
+    return set()
+
+
+# x86 AVX-512 / AMX bf16 instructions, ARM's bf16 extension: oneDNN runs bf16 convolutions and matmuls on them
+# natively. Without them it emulates bf16, which can be slower than fp32.
+NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
+
+
+def native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether training here can run in bf16 natively: a CUDA GPU that supports it, else a CPU with bf16
+    instructions."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.is_bf16_supported()
+    except ImportError:
+        return False
+    return bool(cpu_flags(cpuinfo) & NATIVE_BF16_FLAGS)
+
+
 def gpu_name() -> str | None:
     """GPU 0's name from PyTorch when it sees CUDA, else from ``nvidia-smi``, else None."""
     try:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from suite.distiller import Distiller
+from suite.errors import ConfigError
 from suite.losses import SoftLabelKD, TaskLoss
 from suite.trainer import EpochSampler, Trainer, TrainerConfig
 
@@ -164,3 +165,48 @@ def test_group_by_length_needs_token_ids() -> None:
     with pytest.raises(ValueError, match="input_ids"):
         example_lengths([(torch.zeros(3), 1)])
     assert example_lengths([{"input_ids": [1, 2, 3]}, {"input_ids": [4]}]) == [3, 1]
+
+
+def _dtypes_seen(module: nn.Module) -> list[torch.dtype]:
+    """The output dtypes of ``module``'s calls from now on (a forward hook)."""
+    seen: list[torch.dtype] = []
+    module.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    return seen
+
+
+def test_bf16_trains_in_autocast_and_leaves_an_fp32_model_in_one_process_with_fp32_runs(tmp_path: Path) -> None:
+    # Accelerate keeps one precision per process: an fp32 run, then a bf16 one, then fp32 again must all work.
+    for precision in ("no", "bf16", "no"):
+        torch.manual_seed(0)
+        student = Net(4)
+        seen = _dtypes_seen(student.body[0])
+        run = config(tmp_path / precision, epochs=1, mixed_precision=precision)
+        trainer = Trainer(Distiller(student, {"task": TaskLoss()}, {"task": 1.0}), run, data(), collate)
+        trainer.fit()
+        expected = torch.bfloat16 if precision == "bf16" else torch.float32
+        assert trainer.accelerator.mixed_precision == precision
+        assert seen and set(seen) == {expected}, f"{precision}: the student's layers ran in {set(seen)}"
+        assert torch.isfinite(student.body[0].weight).all() and student.body[0].weight.dtype == torch.float32
+        seen.clear()
+        with torch.no_grad():
+            student(torch.randn(2, 4))
+        assert seen == [torch.float32], "after training the student runs as it is, without autocast"
+
+
+def test_auto_precision_is_bf16_only_where_the_machine_runs_it_natively(monkeypatch, tmp_path: Path) -> None:
+    from suite.bench import machine
+    from suite.trainer import resolve_mixed_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with_bf16, without = tmp_path / "zen4", tmp_path / "skylake"
+    with_bf16.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n")
+    without.write_text("processor\t: 0\nmodel name\t: Intel Xeon\nflags\t\t: fpu sse avx2 avx512f avx512bw\n")
+    assert machine.native_bf16(with_bf16) and not machine.native_bf16(without)
+    assert not machine.native_bf16(tmp_path / "no-such-file")
+    monkeypatch.setattr(machine, "native_bf16", lambda: True)
+    assert resolve_mixed_precision("auto") == "bf16"
+    monkeypatch.setattr(machine, "native_bf16", lambda: False)
+    assert resolve_mixed_precision("auto") == "no"
+    assert resolve_mixed_precision("bf16") == "bf16" and resolve_mixed_precision("no") == "no"
+    with pytest.raises(ConfigError, match="mixed_precision"):
+        TrainerConfig(output_dir=str(tmp_path), mixed_precision="fp8")

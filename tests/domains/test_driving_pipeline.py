@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -61,6 +62,17 @@ def test_results_hold_open_and_closed_loop_for_every_variant_the_expert_and_the_
     assert models["expert"]["metrics"]["merge"]["progress"] == 1.0  # the reference of everyone's progress
     # The all-terms planner trains extra heads in the Distiller only: both export the same network.
     assert models["tiny-imitation"]["params"] == models["tiny-all"]["params"] > 0
+
+
+def test_the_report_says_what_precision_the_planners_trained_in_on_this_machine(driving_run):
+    from domains.driving.report import precision_words
+    from suite.trainer import resolve_mixed_precision
+
+    recipe, _, summary = driving_run
+    expected = "bf16" if resolve_mixed_precision(recipe.mixed_precision) == "bf16" else "fp32"
+    assert summary["training_precision"] == expected
+    assert precision_words(expected) in (Path(recipe.report_dir) / "driving.md").read_text()
+    assert precision_words(expected) in (recipe.model_card_path / "README.md").read_text()
 
 
 def test_the_ablation_pairs_each_variant_with_imitation_at_its_data_budget(driving_run):
