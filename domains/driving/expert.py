@@ -114,9 +114,9 @@ def _predict_other(vehicle: Any, other_routes: str = "known") -> np.ndarray:
 
     if isinstance(vehicle, ControlledVehicle):
         lane = vehicle.target_lane_index
-        distances = _longitudinal(vehicle.road, lane, vehicle.position) + vehicle.speed * HORIZON_S
+        distances = longitudinal(vehicle.road, lane, vehicle.position) + vehicle.speed * HORIZON_S
         routes = [vehicle.route] if other_routes == "known" else _possible_routes(vehicle.road, lane)
-        along = [_along_route(vehicle.road, lane, route, distances) for route in routes]
+        along = [along_route(vehicle.road, lane, route, distances) for route in routes]
         paths = [path[0] for path in along if path is not None]
         if paths:
             return np.stack(paths)
@@ -135,7 +135,7 @@ def _possible_routes(road: Any, lane: tuple) -> list[list[tuple]]:
     return routes
 
 
-def _longitudinal(road: Any, lane: tuple, position: np.ndarray) -> float:
+def longitudinal(road: Any, lane: tuple, position: np.ndarray) -> float:
     """Where ``position`` lies along ``lane`` [m]: negative just before its start.
 
     A car about to leave its lane already targets the next one (highway-env switches the target half a car length
@@ -154,7 +154,7 @@ def _route_from(lane: tuple, route: list | None) -> list[tuple]:
     return [lane, *route] if route and route[0][0] == lane[1] else [lane]
 
 
-def _along_route(road: Any, lane: tuple, route: list | None, distances: np.ndarray) -> tuple | None:
+def along_route(road: Any, lane: tuple, route: list | None, distances: np.ndarray) -> tuple | None:
     """``(positions (T, 2), headings (T,))`` at ``distances`` along ``lane`` then the rest of ``route``.
 
     Some roundabout routes cannot be followed from a changed lane (highway-env raises IndexError); then the lane alone.
@@ -206,10 +206,10 @@ def _evaluate(ego: Any, road: Any, action: str, futures: list[np.ndarray]) -> Op
     speed = _target_speed(ego, action)
     if lane is None:
         return Option(False, speed, np.zeros((len(HORIZON_S), 2)), np.zeros(len(HORIZON_S)), np.zeros(0))
-    s0 = _longitudinal(road, lane, ego.position)
+    s0 = longitudinal(road, lane, ego.position)
     v0 = ego.speed
     travelled = speed * HORIZON_S + (v0 - speed) * TAU_ACC * (1 - np.exp(-HORIZON_S / TAU_ACC))
-    along = _along_route(road, lane, ego.route, s0 + travelled)
+    along = along_route(road, lane, ego.route, s0 + travelled)
     if along is None:
         return Option(False, speed, np.zeros((len(HORIZON_S), 2)), np.zeros(len(HORIZON_S)), np.zeros(0))
     path, headings = along

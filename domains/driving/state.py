@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from domains.driving import scenarios as sim
-from domains.driving.expert import SEE_RADIUS, _along_route, _longitudinal
+from domains.driving.expert import SEE_RADIUS, along_route, longitudinal
 
 NEIGHBOURS = 8  # nearest cars, whether or not the camera would see them
 # Where the ego's own route goes: its points this far ahead, in the ego frame. Without them the clone knew the other
@@ -61,9 +61,9 @@ def _route_ahead(ego: Any, road: Any) -> list[float]:
     """The rest of the ego's lane (/ 50 m, at most 2), then its route's points ``ROUTE_AHEAD_M`` ahead in the ego
     frame (longitudinal / 50 m, lateral / 10 m): straight ahead on a highway, bending where the route turns."""
     lane = ego.target_lane_index
-    along = _longitudinal(road, lane, ego.position)
+    along = longitudinal(road, lane, ego.position)
     rest = min(max(road.network.get_lane(lane).length - along, 0.0) / 50.0, 2.0)
-    path = _along_route(road, lane, ego.route, along + np.array(ROUTE_AHEAD_M))
+    path = along_route(road, lane, ego.route, along + np.array(ROUTE_AHEAD_M))
     cos, sin = np.cos(ego.heading), np.sin(ego.heading)
     offsets = path[0] - ego.position if path is not None else np.outer(ROUTE_AHEAD_M, [cos, sin])
     ahead = [((cos * dx + sin * dy) / 50.0, (-sin * dx + cos * dy) / 10.0) for dx, dy in offsets]
