@@ -93,8 +93,8 @@ class DrivingRecipe(RunOutputs):
     batch_size: int = field(default=64, metadata={"help": "frames per step"})
     lr: float = field(default=3e-3, metadata={"help": "peak AdamW learning rate"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW decoupled weight decay"})
-    # auto: bf16 autocast trained the planners 1.7x faster on a 2-core CPU with bf16 instructions (the full profile
-    # took 95 min in fp32 there), at the same open-loop accuracy (docs/results/driving.md records what each run used)
+    # auto: on a 2-core AMD EPYC with bf16 instructions the full profile took 95.1 min in fp32 (commit ed5990a's
+    # report) and 65.4 min in bf16 autocast (docs/results/driving.md, which says what each run trained in)
     mixed_precision: str = field(
         default="auto",
         metadata={"help": "planner training precision: auto (bf16 where the CPU or GPU runs it natively) | bf16 | no"},

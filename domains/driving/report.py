@@ -10,7 +10,7 @@ from typing import Any
 
 from domains.driving import scenarios as sim
 from domains.driving.evaluate import SUCCESS_PROGRESS
-from domains.driving.pipeline import GATE, DrivingResult, model_name
+from domains.driving.pipeline import GATE, MAJORITY, DrivingResult, model_name
 from domains.driving.recipe import VARIANTS
 from suite.eval.paired import mcnemar_exact
 from suite.report import (
@@ -58,8 +58,14 @@ def imitation_goals(run: DrivingResult, name: str, prefix: str = "imitation") ->
     opened, expert = results[name].metrics["open_loop"], results["expert"].metrics
     accuracy = {s: opened.get(f"action_accuracy_{s}") for s in OPEN_LOOP_GOAL if s in scenarios}
     closed = results[name].metrics
+    # The expert keeps lane and speed on most highway frames: constant IDLE can reach the accuracy goal there.
+    majority = results.get(MAJORITY)
+    baseline = {s: majority.metrics["open_loop"].get(f"action_accuracy_{s}") for s in accuracy} if majority else {}
     return {
         f"{prefix}_accuracy": accuracy,
+        f"{prefix}_majority_accuracy": baseline,
+        f"{prefix}_accuracy_beats_majority": {s: accuracy[s] is not None and baseline[s] is not None
+                                              and accuracy[s] > baseline[s] for s in baseline},
         f"{prefix}_accuracy_met": bool(accuracy) and all(v is not None and v >= OPEN_LOOP_GOAL[s]
                                                          for s, v in accuracy.items()),
         f"{prefix}_collisions_met": all(closed[s]["collision_rate"] <= MAX_COLLISIONS_VS_EXPERT
@@ -149,8 +155,9 @@ def _yes(met: bool) -> str:
 def imitation_goal_lines(name: str, g: dict[str, Any], prefix: str = "imitation") -> list[str]:
     if f"{prefix}_accuracy" not in g:
         return []
-    accuracy = ", ".join(f"{s} {v:.3f} (goal ≥ {OPEN_LOOP_GOAL[s]:.2f})" for s, v in g[f"{prefix}_accuracy"].items()
-                         if v is not None)  # fmt: skip
+    majority = g.get(f"{prefix}_majority_accuracy", {})
+    accuracy = ", ".join(f"{s} {v:.3f} (goal ≥ {OPEN_LOOP_GOAL[s]:.2f}" + _majority_words(majority.get(s), v) + ")"
+                         for s, v in g[f"{prefix}_accuracy"].items() if v is not None)  # fmt: skip
     progress = ", ".join(f"{s} {v:.2f}" for s, v in g[f"{prefix}_progress"].items())
     return [
         f"- `{name}` open-loop action accuracy: {accuracy or 'n/a'}: {_yes(g[f'{prefix}_accuracy_met'])}.",
@@ -158,6 +165,13 @@ def imitation_goal_lines(name: str, g: dict[str, Any], prefix: str = "imitation"
         f"{_yes(g[f'{prefix}_collisions_met'])}; progress ≥ {MIN_PROGRESS:.0%} of the expert's in every scenario "
         f"({progress}): {_yes(g[f'{prefix}_progress_met'])}.",
     ]
+
+
+def _majority_words(majority: float | None, accuracy: float) -> str:
+    """'; majority class 0.883', flagged when the policy does not beat it."""
+    if majority is None:
+        return ""
+    return f"; majority class {majority:.3f}" + ("" if accuracy > majority else ": **no better than it**")
 
 
 def reasoning_goal_line(g: dict[str, Any]) -> str:

@@ -172,6 +172,30 @@ def test_the_shipped_planner_must_succeed_more_often_than_every_constant_baselin
     assert verdicts == [True, False]  # more collisions than constant SLOWER, yet it drives: only success counts
 
 
+def test_open_loop_accuracy_is_flagged_where_it_does_not_beat_the_majority_class():
+    """Constant IDLE is right on most highway frames: a planner that only ties it meets the 0.85 goal on paper."""
+    from domains.driving.pipeline import DrivingResult
+    from domains.driving.recipe import DrivingRecipe
+    from domains.driving.report import imitation_goal_lines, imitation_goals
+    from suite.runner import ModelResult
+
+    def row(role: str, accuracy: float) -> ModelResult:
+        closed = {"collision_rate": 0.0, "success_rate": 1.0, "progress": 1.0}
+        return ModelResult.single(role, {"highway": closed, "open_loop": {"action_accuracy_highway": accuracy}})
+
+    recipe = DrivingRecipe(scenarios=["highway"], shift_scenarios=[], budgets=[1.0])
+    flags = []
+    for accuracy in (0.90, 0.883):
+        results = {"expert": row("teacher", 1.0), "majority-class": row("baseline", 0.883),
+                   "tiny-imitation": row("student", accuracy)}  # fmt: skip
+        g = imitation_goals(DrivingResult(recipe, results, {}, {}, 0, 0, [], {}), "tiny-imitation")
+        assert g["imitation_accuracy_met"] and g["imitation_majority_accuracy"] == {"highway": 0.883}
+        flags.append(g["imitation_accuracy_beats_majority"]["highway"])
+        line = imitation_goal_lines("tiny-imitation", g)[0]
+        assert "majority class 0.883" in line and ("no better than it" in line) == (accuracy == 0.883)
+    assert flags == [True, False]
+
+
 def test_small_budgets_train_budget_epochs_and_the_extra_backbone_its_own():
     from domains.driving.recipe import DrivingRecipe, planner_epochs
 
