@@ -342,7 +342,7 @@ def encoder_words(check: dict[str, Any]) -> str:
 def precision_words(precision: str) -> str:
     """How the planners were trained, in words (the recipe's ``mixed_precision=auto`` picks it per machine)."""
     if precision == "bf16":
-        return "in bf16 autocast (fp32 weights; this machine runs bf16 natively)"
+        return "in bf16 autocast (weights kept in fp32)"
     return "in fp32"
 
 
