@@ -239,8 +239,7 @@ class Trainer:
         self.config = config
         # Accumulation is done here, not by Accelerate: its ``backward`` would divide the loss by the group size a
         # second time, and it cannot know that an epoch's last group is short.
-        self.mixed_precision = resolve_mixed_precision(config.mixed_precision)
-        self.accelerator = make_accelerator(self.mixed_precision)
+        self.accelerator = make_accelerator(resolve_mixed_precision(config.mixed_precision))
         seed_everything(config.seed)
         self.distiller = distiller
         self.evaluate_fn = evaluate

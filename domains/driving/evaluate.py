@@ -19,6 +19,7 @@ import torch
 from domains.driving import scenarios as sim
 from domains.driving.collect import MAX_EPISODE_STEPS, episode_seed
 from domains.driving.data import DrivingData
+from domains.driving.expert import LANE_CHANGES
 from domains.driving.policies import PolicySpec, build_policy
 
 EVAL_SEED_OFFSET = 1_000_003  # closed-loop episodes never reuse a training or validation episode's seed
@@ -152,8 +153,6 @@ def crash_cause(row: dict[str, Any], window: int = 3) -> str | None:
 
 
 def _disagreement(expert: str, mine: str) -> str:
-    from domains.driving.expert import LANE_CHANGES
-
     if expert == "SLOWER":
         return "missed a brake"
     if expert in LANE_CHANGES:

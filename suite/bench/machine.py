@@ -10,25 +10,25 @@ from pathlib import Path
 from typing import Any
 
 
-def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    """The first ``model name`` in /proc/cpuinfo; ``platform.processor()`` elsewhere (or on ARM boards)."""
+def _cpuinfo_value(keys: tuple[str, ...], cpuinfo: Path) -> str | None:
+    """The value of the first line of /proc/cpuinfo whose key is one of ``keys``; None without one (or the file)."""
     if cpuinfo.is_file():
         for line in cpuinfo.read_text(errors="replace").splitlines():
             key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Model"):
+            if key.strip() in keys:
                 return value.strip()
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The first ``model name`` in /proc/cpuinfo; ``platform.processor()`` elsewhere (or on ARM boards)."""
+    return _cpuinfo_value(("model name", "Model"), cpuinfo) or platform.processor() or platform.machine()
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
     """The instruction-set flags of the first CPU in /proc/cpuinfo (x86 ``flags``, ARM ``Features``); empty
     elsewhere."""
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("flags", "Features"):
-                return set(value.split())
-    return set()
+    return set((_cpuinfo_value(("flags", "Features"), cpuinfo) or "").split())
 
 
 # x86 AVX-512 / AMX bf16 instructions, ARM's bf16 extension: oneDNN runs bf16 convolutions and matmuls on them
