@@ -13,7 +13,9 @@ the fingerprints of the stages it depends on, in ``<root>/stages.json``. On a re
 Several processes may share one run directory when each runs its own stages (``--set tasks=[a]`` in one,
 ``tasks=[b]`` in another): every save re-reads the ledger under a lock and writes back only this process's stages,
 so neither forgets what the other finished. A stage is built under its own lock: a process that reaches a stage
-another is building waits, then reuses it.
+another is building waits, then reuses it. A ``reuse_only`` ledger reads a finished run (a benchmark retraining one
+model on its data): it raises where a stage would be built anew, so it never deletes or changes what the run holds
+(a finished stage without a loader still reads its own files, as on any rerun).
 """
 
 from __future__ import annotations
@@ -44,10 +46,13 @@ def fingerprint(value: Any) -> str:
 class StageLedger:
     """The stages of one run directory and their fingerprints (see the module docstring)."""
 
-    def __init__(self, root: str | Path, log: Callable[[str], None] = print):
+    def __init__(self, root: str | Path, log: Callable[[str], None] = print, reuse_only: bool = False):
         self.root = Path(root)
         self.path = self.root / LEDGER
         self.log = log
+        # reuse_only: read a finished run (an analysis of its data or models) without ever deleting or rebuilding
+        # what it holds; a stage that would be built raises instead
+        self.reuse_only = reuse_only
         self.records: dict[str, dict[str, Any]] = self._read()
         self._written: set[str] = set()  # the stages this process recorded; only these are written back
 
@@ -108,11 +113,16 @@ class StageLedger:
         out = Path(directory) if directory is not None else self.root / name
         key = fingerprint({"inputs": inputs, "after": {a: self.fingerprint_of(a) for a in after}})
         record = self.records.get(name)
-        if record is not None and record["fingerprint"] == key:
-            if record["done"] and load is not None:
-                self.log(f"[{name}] up to date: reusing {out}")
-                return load(out)
-        elif out.exists() and any(out.iterdir()):
+        current = record is not None and record["fingerprint"] == key
+        if current and record["done"] and load is not None:
+            self.log(f"[{name}] up to date: reusing {out}")
+            return load(out)
+        if self.reuse_only and current and record["done"]:
+            return build(out)  # a stage without a loader reads its own finished files (cheap): as on any rerun
+        if self.reuse_only:
+            raise SuiteError(f"stage '{name}' in {self.root} {_not_reusable(record, current)}: this ledger only "
+                             "reuses finished stages (is this the recipe that made the run?)")  # fmt: skip
+        if not current and out.exists() and any(out.iterdir()):
             why = "its recipe or inputs changed" if record else "no record of what built it"
             self.log(f"[{name}] rebuilding: {why}; removing {out}")
             shutil.rmtree(out)
@@ -127,3 +137,12 @@ class StageLedger:
         self._save(name)
         self.log(f"[{name}] built in {seconds:.0f} s")
         return result
+
+
+def _not_reusable(record: dict[str, Any] | None, current: bool) -> str:
+    """Why a stage cannot be reused as it is (for a reuse-only ledger's error)."""
+    if record is None:
+        return "was never run"
+    if not current:
+        return "was built from other inputs"
+    return "did not finish"

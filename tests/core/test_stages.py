@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from suite.errors import SuiteError
-from suite.stages import StageLedger
+from suite.stages import StageLedger, fingerprint
 
 
 class Pipeline:
@@ -41,6 +41,28 @@ def test_a_rerun_reuses_finished_stages(tmp_path: Path) -> None:
     assert pipeline.run(1.0, 2.0) == "t1.0/s2.0"
     assert pipeline.run(1.0, 2.0) == "t1.0/s2.0"
     assert pipeline.builds == {"teacher": 1, "student": 1}
+
+
+def test_a_reuse_only_ledger_reads_finished_stages_and_never_rebuilds_or_deletes_one(tmp_path: Path) -> None:
+    Pipeline(tmp_path).run(teacher_lr=0.1, student_lr=0.01)
+    recorded = (tmp_path / "stages.json").read_text()
+    ledger = StageLedger(tmp_path, log=lambda _: None, reuse_only=True)
+    read = lambda out: (out / "model.txt").read_text()  # noqa: E731
+    never = lambda out: pytest.fail("a reuse-only ledger built a stage")  # noqa: E731
+    assert ledger.run("teacher", {"lr": 0.1}, never, read) == "t0.1"
+    # a finished stage without a loader reads its own files again, as on any rerun
+    assert ledger.run("teacher", {"lr": 0.1}, lambda out: (out / "model.txt").read_text()) == "t0.1"
+    with pytest.raises(SuiteError, match="'teacher'.*built from other inputs"):
+        ledger.run("teacher", {"lr": 0.2}, never, read)
+    with pytest.raises(SuiteError, match="'critic'.*never run"):
+        ledger.run("critic", {}, never, read)
+    unfinished = {"fingerprint": fingerprint({"inputs": {}, "after": {}}), "done": False}  # a crashed build
+    crashed = json.loads(recorded) | {"critic": unfinished}
+    (tmp_path / "stages.json").write_text(json.dumps(crashed))
+    with pytest.raises(SuiteError, match="'critic'.*did not finish"):
+        ledger.run("critic", {}, never, read)
+    assert (tmp_path / "teacher" / "model.txt").read_text() == "t0.1"  # the changed stage was not removed
+    assert json.loads((tmp_path / "stages.json").read_text()) == crashed
 
 
 def test_a_changed_stage_reruns_with_every_stage_after_it(tmp_path: Path) -> None:
