@@ -39,6 +39,11 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     "routes-any": ("an expert that keeps clear of every road another car could take, not only its planned one "
                    "(what a camera can know)", ["expert.other_routes=any"]),
     "critical": ("frames on which keeping lane and speed was unsafe count 4x", ["critical_weight=3.0"]),
+    # a planner that brakes a decision late still keeps clear of an expert that brakes with more margin
+    "keep-margin-2": ("an expert that brakes or swerves below 2 m of clearance (instead of 1 m)",
+                      ["expert.keep_margin=2.0"]),
+    "keep-margin-3": ("an expert that brakes or swerves below 3 m of clearance (instead of 1 m)",
+                      ["expert.keep_margin=3.0"]),
     # one scenario's frames are about a quarter of the full run's: 4x the epochs give its planners as many steps
     # (one seed: 4x the time)
     "long": ("4x the epochs (100), one seed", ["epochs=100", "seeds=[0]"]),
