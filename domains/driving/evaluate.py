@@ -11,7 +11,7 @@ so a planner that drives exactly like a constant policy is caught (:func:`same_a
 from __future__ import annotations
 
 import multiprocessing
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -165,15 +165,26 @@ def _disagreement(expert: str, mine: str) -> str:
 Episodes = dict[str, dict[str, list[dict[str, Any]]]]  # policy -> scenario -> one row per seeded episode, in order
 
 
-def _run_chunk(task: tuple) -> tuple[str, str, int, list[dict[str, Any]]]:
+class Chunk(NamedTuple):
+    """One worker task: consecutive seeded episodes of one policy on one scenario."""
+
+    policy: str
+    spec: PolicySpec
+    scenario: str
+    start: int  # where the first episode sits in the scenario's list of seeds
+    seeds: list[int]
+    camera: str
+    shadow: Any  # ExpertConfig of the expert labelling every step, or None
+
+
+def _run_chunk(task: Chunk) -> tuple[Chunk, list[dict[str, Any]]]:
     from domains.driving.expert import PrivilegedExpert
 
-    name, spec, scenario, start, seeds, camera, shadow = task
     torch.set_num_threads(1)
-    policy, env = build_policy(spec), sim.make_env(scenario, camera)
-    expert = PrivilegedExpert(shadow) if shadow is not None else None
+    policy, env = build_policy(task.spec), sim.make_env(task.scenario, task.camera)
+    expert = PrivilegedExpert(task.shadow) if task.shadow is not None else None
     try:
-        return name, scenario, start, [drive_episode(policy, env, scenario, seed, expert) for seed in seeds]
+        return task, [drive_episode(policy, env, task.scenario, seed, expert) for seed in task.seeds]
     finally:
         env.close()
 
@@ -201,7 +212,7 @@ def closed_loop(
         seeds = [episode_seed(seed + EVAL_SEED_OFFSET, scenario, e) for e in range(offset, offset + episodes)]
         for name, spec in policies.items():
             starts = range(0, episodes, chunk)
-            tasks += [(name, spec, scenario, i, seeds[i : i + chunk], camera, shadow) for i in starts]
+            tasks += [Chunk(name, spec, scenario, i, seeds[i : i + chunk], camera, shadow) for i in starts]
     results: Episodes = {n: {s: [{}] * episodes for s in scenarios} for n in policies}
     bar = progress_bar(len(policies) * len(scenarios) * episodes, "closed loop", "episode", enabled=progress)
     # spawn, not fork: a forked child inherits torch's thread pool state and can hang in its first convolution.
@@ -209,12 +220,12 @@ def closed_loop(
         finished = pool.imap_unordered(_run_chunk, tasks)
         for _ in tasks:
             try:
-                name, scenario, start, rows = finished.next(timeout=CHUNK_TIMEOUT_S)
+                task, rows = finished.next(timeout=CHUNK_TIMEOUT_S)
             except multiprocessing.TimeoutError:
                 raise RuntimeError(
                     f"closed loop: no episode chunk finished in {CHUNK_TIMEOUT_S} s (a worker process died?)"
                 ) from None
-            results[name][scenario][start : start + len(rows)] = rows
+            results[task.policy][task.scenario][task.start : task.start + len(rows)] = rows
             bar.update(len(rows))
         pool.close()  # let the workers finish on their own; the context's terminate() is then a no-op
         pool.join()
