@@ -8,7 +8,10 @@ arm runs the driving pack on ``--scenario`` only (imitation planner, training se
 closed-loop test episodes, the full profile's settings otherwise) with one setting changed:
 
     python -m benchmarks.driving_intersection_probe [--scenario intersection] [--episodes 60] [--arms NAME ...]
-        [--runs-dir DIR] [--out DIR]
+        [--set KEY=VALUE ...] [--runs-dir DIR] [--out DIR]
+
+``--set`` changes a setting in every arm (one scenario's frames are about a quarter of the full run's, so
+``--set epochs=100`` gives its planners the full run's number of steps).
 
 Each arm's run directory (shards, planners, its own report) is ``--runs-dir``/ARM (default
 ``runs/driving_<scenario>_probe``), so an interrupted probe resumes where it stopped. Writes
@@ -55,15 +58,15 @@ OPEN_LOOP = ("action_accuracy", "action_macro_f1")
 REFERENCES = ("expert", "state-clone", "constant-IDLE", "constant-SLOWER")
 
 
-def base_settings(scenario: str) -> list[str]:
-    """What every arm on ``scenario`` sets."""
-    return [f"scenarios=[{scenario}]", *COMMON]
+def base_settings(scenario: str, extra: list[str] | None = None) -> list[str]:
+    """What every arm on ``scenario`` sets (``extra``: the probe's own ``--set`` settings, before each arm's)."""
+    return [f"scenarios=[{scenario}]", *COMMON, *(extra or [])]
 
 
-def run_arm(name: str, scenario: str, runs: Path, episodes: int) -> dict[str, Any]:
+def run_arm(name: str, scenario: str, runs: Path, episodes: int, extra: list[str]) -> dict[str, Any]:
     """Run (or resume) one arm's driving run on ``scenario`` under ``runs``; returns its results JSON."""
     run_dir = runs / name
-    settings = [*base_settings(scenario), f"eval_episodes={episodes}", *ARMS[name][1]]
+    settings = [*base_settings(scenario, extra), f"eval_episodes={episodes}", *ARMS[name][1]]
     command = [sys.executable, "-m", "suite.cli", "run", "driving", "--profile", "full", "--output-dir",
                str(run_dir), "--resume", *[arg for s in settings for arg in ("--set", s)]]  # fmt: skip
     print(f"[probe] {name}: {' '.join(command[1:])}", flush=True)
@@ -131,7 +134,7 @@ def markdown(payload: dict[str, Any], seconds: float) -> str:
                  _spread(row, "success_rate", 3), accuracy, f"{row['action_macro_f1']:.3f}",
                  "met" if row["goals_met"] else "**not met**"]  # fmt: skip
         lines.append(f"| {' | '.join(cells)} |")
-    common = ", ".join(f"`{s}`" for s in base_settings(scenario))
+    common = ", ".join(f"`{s}`" for s in payload.get("base", base_settings(scenario)))
     lines += ["", f"Common settings: {common}, `eval_episodes={episodes}`.", ""]
     for name, row in rows.items():
         if any(setting.startswith("expert.") for setting in ARMS[name][1]):
@@ -154,6 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", default="intersection", choices=SCENARIOS, help="the one scenario driven")
     parser.add_argument("--runs-dir", help="the arms' run directories (default: runs/driving_<scenario>_probe)")
     parser.add_argument("--out", help="where the tables go (default: docs/results/driving_<scenario>)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a recipe setting for every arm (an arm's own settings win), e.g. epochs=100",
+    )
     args = parser.parse_args(argv)
     from suite.bench.machine import machine_info
 
@@ -164,12 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     runs = Path(args.runs_dir or f"runs/driving_{scenario}_probe")
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    results = {name: run_arm(name, scenario, runs, args.episodes) for name in args.arms}
+    results = {name: run_arm(name, scenario, runs, args.episodes, args.set) for name in args.arms}
     rows = {name: arm_row(result, scenario) for name, result in results.items()}
     seconds = time.time() - start
     command = "python -m benchmarks.driving_intersection_probe " + " ".join(sys.argv[1:] if argv is None else argv)
     payload = {"command": command.strip(), "machine": machine_info(), "seconds": seconds, "scenario": scenario,
-               "episodes": args.episodes, "base": base_settings(scenario),
+               "episodes": args.episodes, "base": base_settings(scenario, args.set),
                "settings": {name: ARMS[name][1] for name in rows},
                "references": references(results["baseline"], scenario), "arms": rows}  # fmt: skip
     (out / f"{scenario}_probe.json").write_text(json.dumps(payload, indent=1))
