@@ -68,3 +68,12 @@ def test_the_probe_refuses_to_run_without_its_baseline_arm(tmp_path):
     with pytest.raises(SystemExit):
         main(["--arms", "balanced", "--out", str(tmp_path)])
     assert not any(tmp_path.iterdir())
+
+
+def test_a_probe_wide_setting_reaches_every_arm_and_an_arms_own_setting_wins():
+    extra = ["epochs=50", "frames=3"]
+    built = {arm: build_config(DrivingRecipe, apply_overrides({}, PROFILES["full"]),
+                               [*base_settings("intersection", extra), *ARMS[arm][1]])
+             for arm in ("baseline", "long")}  # fmt: skip
+    assert built["baseline"].epochs == 50 and built["baseline"].frames == 3
+    assert built["long"].epochs == 100 and built["long"].frames == 3  # the arm's 4x epochs, the probe's frames

@@ -1,0 +1,41 @@
+"""The fp32 / bf16 comparison pools each precision's seeds on the same episodes and pairs them seed by seed."""
+
+import json
+
+from benchmarks.driving_precision import compare, report, training_seconds
+
+
+def episode(crashed: bool, distance: float = 100.0) -> dict:
+    return {"crashed": float(crashed), "distance": distance, "speed": 20.0, "return": 1.0, "offroad": 0.0}
+
+
+def test_each_precision_pools_its_seeds_and_the_test_pairs_the_same_seed_on_the_same_episode():
+    crashes = {"fp32|0": [1, 0, 0, 0], "fp32|1": [0, 0, 0, 0], "bf16|0": [1, 1, 1, 0], "bf16|1": [0, 1, 0, 0]}
+    episodes = {name: {"intersection": [episode(bool(c)) for c in row]} for name, row in crashes.items()}
+    episodes["expert"] = {"intersection": [episode(False)] * 4}
+    row = compare(episodes, [0, 1], ["intersection"])["intersection"]
+    assert row["fp32"]["crashes"] == 1 and row["bf16"]["crashes"] == 4 and row["expert"]["crashes"] == 0
+    assert row["fp32"]["per_seed_collision_rate"] == [0.25, 0.0]
+    assert row["bf16"]["per_seed_collision_rate"] == [0.75, 0.25]
+    test = row["mcnemar_fp32_vs_bf16"]
+    assert (test["only_a"], test["only_b"], test["cases"]) == (0, 3, 8)  # fp32 seed 0's crash is bf16 seed 0's too
+
+
+def test_the_report_shows_both_precisions_and_the_paired_p_value(tmp_path):
+    records = {"fp32/s0": {"seconds": 300.0}, "fp32/s1": {"seconds": 340.0}, "bf16/s0": {"seconds": 190.0},
+               "bf16/s1": {"seconds": 210.0}, "fp32/s2": {"seconds": 350.0}}  # fmt: skip
+    (tmp_path / "stages.json").write_text(json.dumps(records))
+    times = training_seconds(tmp_path)
+    assert times == {"fp32": 340.0, "bf16": 200.0}  # medians
+    episodes = {name: {"merge": [episode(False), episode(name == "bf16|0")]} for name in ("fp32|0", "bf16|0")}
+    episodes["expert"] = {"merge": [episode(False)] * 2}
+    payload = {"command": "python -m benchmarks.driving_precision", "machine": {}, "seconds": 60.0,
+               "run_dir": "RUN", "run_precision": "bf16", "train_frames": 10, "seeds": [0], "episodes": 2,
+               "offset": 20, "training_seconds_median": times,
+               "open_loop": {p: {"action_accuracy": 0.9, "action_macro_f1": 0.7} for p in ("fp32", "bf16")},
+               "weight_gap_to_run_planners": {"bf16": {0: 0.0}},
+               "results": compare(episodes, [0], ["merge"])}  # fmt: skip
+    text = "\n".join(report(payload))
+    assert "| fp32 | 340 s | 0.900 | 0.700 |" in text and "| bf16 | 200 s |" in text
+    assert "| merge | bf16 | 1 | 0.500 | 0.500 | 1.00 | 0.500 | 1.000 |" in text
+    assert "differ from the run's own by at most 0 in any weight" in text
