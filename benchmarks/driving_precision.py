@@ -42,11 +42,16 @@ def load_pack(run: Path, precision: str) -> Any:
     return DrivingPack(recipe, StageLedger(run, reuse_only=True), resume=True)
 
 
+def imitation_variant(pack: Any) -> Any:
+    """The run's imitation-only planner variant at the whole data budget."""
+    return next(v for v in pack.variants() if v.name == f"{pack.recipe.backbone}-{VARIANT}")
+
+
 def train_planners(pack: Any, run: Path, seeds: list[int], work: Path) -> dict[str, dict[int, Path]]:
     """``{label: {seed: planner weights}}``: the imitation planner at each precision on the run's training frames."""
     from suite.stages import StageLedger
 
-    variant = next(v for v in pack.variants() if v.name == f"{pack.recipe.backbone}-{VARIANT}")
+    variant = imitation_variant(pack)
     frames = StageLedger(run, reuse_only=True).fingerprint_of(pack.data_stage)  # which frames they learn from
     ledger, out = StageLedger(work), {}
     for label, precision in PRECISIONS.items():
@@ -67,7 +72,9 @@ def _fit(pack: Any, variant: Any, seed: int, directory: Path) -> Path:
 
 def training_seconds(work: Path) -> dict[str, float]:
     """Median training time of each precision's planners (this machine, nothing beside them)."""
-    records = json.loads((work / "stages.json").read_text())
+    from suite.stages import StageLedger
+
+    records = StageLedger(work, log=lambda _: None).records
     return {label: statistics.median(r["seconds"] for name, r in records.items() if name.startswith(f"{label}/"))
             for label in PRECISIONS}  # fmt: skip
 
@@ -82,19 +89,14 @@ def weight_gap(weights: Path, reference: Path) -> float:
 
 def open_loop(pack: Any, planners: dict[str, dict[int, Path]]) -> dict[str, dict[str, float]]:
     """Each precision's open-loop accuracy and macro-F1 on the run's validation frames (mean over seeds)."""
-    from safetensors.torch import load_model
-
     from domains.driving.evaluate import open_loop_metrics
-    from domains.driving.recipe import planner_kwargs
-    from suite.students.planner import PixelPlanner
 
+    variant = imitation_variant(pack)
     out = {}
     for label, by_seed in planners.items():
-        rows = []
-        for weights in by_seed.values():
-            planner = PixelPlanner(**planner_kwargs(pack.recipe, pack.recipe.backbone), pretrained=False)
-            load_model(planner, str(weights))
-            rows.append(open_loop_metrics(planner.eval(), pack.val))
+        rows = [
+            open_loop_metrics(pack.load(variant, seed, weights.parent), pack.val) for seed, weights in by_seed.items()
+        ]
         out[label] = {m: statistics.fmean(r[m] for r in rows) for m in OPEN_LOOP}
     return out
 
