@@ -1,10 +1,7 @@
 """The wider closed-loop check pools a variant's seeds and judges "<= 2x the expert's collisions" on the pool."""
 
 from benchmarks.driving_more_episodes import pooled, verdict
-
-
-def episode(crashed: bool, distance: float = 100.0) -> dict:
-    return {"crashed": float(crashed), "distance": distance, "speed": 20.0, "return": 1.0, "offroad": 0.0}
+from tests.bench.episodes import episode
 
 
 def test_seeds_are_pooled_against_the_expert_on_the_same_episodes():

@@ -3,10 +3,7 @@
 import json
 
 from benchmarks.driving_precision import compare, report, training_seconds
-
-
-def episode(crashed: bool, distance: float = 100.0) -> dict:
-    return {"crashed": float(crashed), "distance": distance, "speed": 20.0, "return": 1.0, "offroad": 0.0}
+from tests.bench.episodes import episode
 
 
 def test_each_precision_pools_its_seeds_and_the_test_pairs_the_same_seed_on_the_same_episode():
