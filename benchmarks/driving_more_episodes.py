@@ -4,9 +4,12 @@ The report drives 20 test episodes per scenario; with the expert crashing in 0-3
 collisions" is decided by a handful of crashes. This drives the same policies on ``--episodes`` further seeded
 episodes per scenario (after the report's, so never the same ones) and pools each variant's training seeds:
 
-    python -m benchmarks.driving_more_episodes --run-dir RUN/out [--episodes 200] [--out docs/results/driving_more]
+    python -m benchmarks.driving_more_episodes --run-dir RUN/out [--episodes 200] [--set KEY=VALUE ...]
+        [--out docs/results/driving_more]
 
-RUN is a finished `distill run driving` output directory made with the default camera, frames and token stride.
+RUN is a finished `distill run driving` output directory; ``--set`` repeats the run's own recipe settings (e.g.
+``--set expert.other_routes=any`` for a run made with it: the expert that drives and shadows here must be the one
+that labelled the run's frames).
 The expert shadows every policy (it says at each step what it would have done), and each crash is put down to the
 last of its three decisions before the crash where the policy did otherwise (``domains.driving.evaluate.crash_cause``):
 what a planner gets wrong, not only how often. Writes ``more_episodes.json`` and ``more_episodes.md`` to ``--out``.
@@ -42,11 +45,17 @@ def verdict(planner: dict[str, float], expert: dict[str, float]) -> bool:
     return planner["collision_rate"] <= MAX_COLLISIONS_VS_EXPERT * expert["collision_rate"]
 
 
-def policies(run: Path) -> dict[str, Any]:
-    from domains.driving.pipeline import GATE_WEIGHTS, planner_policy, reference_policies
+def run_recipe(settings: list[str] | None = None) -> Any:
+    """The recipe a run was made with: the full profile's defaults with the run's own ``--set`` settings."""
     from domains.driving.recipe import DrivingRecipe
+    from suite.config import load_config
 
-    recipe = DrivingRecipe()
+    return load_config(DrivingRecipe, None, settings)
+
+
+def policies(run: Path, recipe: Any) -> dict[str, Any]:
+    from domains.driving.pipeline import GATE_WEIGHTS, planner_policy, reference_policies
+
     specs = reference_policies(recipe, run / "gate" / GATE_WEIGHTS)
     for variant in VARIANTS:
         for seed in recipe.seeds:
@@ -104,11 +113,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-dir", required=True, type=Path)
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--scenarios", nargs="+", default=list(DrivingRecipe().scenarios))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a recipe setting the run was made with (repeatable)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("runs/driving_more"))
     args = parser.parse_args(argv)
-    recipe, start = DrivingRecipe(), time.time()
-    specs = policies(args.run_dir)
+    recipe, start = run_recipe(args.set), time.time()
+    specs = policies(args.run_dir, recipe)
     episodes = closed_loop(specs, tuple(args.scenarios), args.episodes, recipe.seed, args.workers,
                            offset=recipe.eval_episodes, camera=recipe.camera, shadow=recipe.expert)  # fmt: skip
     groups: dict[str, list[str]] = {}
@@ -122,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     command = "python -m benchmarks.driving_more_episodes " + " ".join(argv if argv is not None else sys.argv[1:])
     payload = {"command": command, "machine": machine_info(), "episodes": args.episodes, "seconds": seconds,
-               "offset": recipe.eval_episodes, "seeds": recipe.seeds, "results": results,
+               "offset": recipe.eval_episodes, "seeds": recipe.seeds, "settings": args.set, "results": results,
                "crash_causes": crash_causes}  # fmt: skip
     (args.out / "more_episodes.json").write_text(json.dumps(payload, indent=2))
     title = "Driving: the full-data planners on more closed-loop episodes"

@@ -1,5 +1,7 @@
 """The wider closed-loop check pools a variant's seeds and judges "<= 2x the expert's collisions" on the pool."""
 
+import pytest
+
 from benchmarks.driving_more_episodes import pooled, verdict
 from tests.bench.episodes import episode
 
@@ -34,3 +36,15 @@ def test_crash_causes_count_the_pooled_seeds_crashes_and_nothing_else():
     per_scenario = {"highway": counts, "merge": dict.fromkeys(counts, 0)}
     lines = cause_table({"tiny-imitation": per_scenario}, ["highway", "merge"])
     assert len(lines) == 3 and lines[2].startswith("| tiny-imitation | highway | 2 |")  # no row without a crash
+
+
+def test_the_run_recipe_takes_the_runs_own_settings_so_the_same_expert_drives_and_shadows():
+    from benchmarks.driving_more_episodes import run_recipe
+    from domains.driving.expert import ExpertConfig
+
+    assert run_recipe().expert == ExpertConfig()
+    for routes in ("known", "any"):
+        recipe = run_recipe([f"expert.other_routes={routes}", "expert.keep_margin=2"])
+        assert recipe.expert == ExpertConfig(keep_margin=2.0, other_routes=routes)
+    with pytest.raises(ValueError, match="other_routes"):
+        run_recipe(["expert.other_routes=psychic"])
