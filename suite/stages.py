@@ -14,8 +14,9 @@ Several processes may share one run directory when each runs its own stages (``-
 ``tasks=[b]`` in another): every save re-reads the ledger under a lock and writes back only this process's stages,
 so neither forgets what the other finished. A stage is built under its own lock: a process that reaches a stage
 another is building waits, then reuses it. A ``reuse_only`` ledger reads a finished run (a benchmark retraining one
-model on its data): it raises where a stage would be built anew, so it never deletes or changes what the run holds
-(a finished stage without a loader still reads its own files, as on any rerun).
+model on its data): it raises where a stage would be built anew, so it never deletes or changes what the run holds,
+and takes no locks, so it adds no files to it either (a finished stage without a loader still reads its own files,
+as on any rerun).
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ class StageLedger:
         """Run stage ``name`` in ``directory`` (default ``root/name``) unless it is finished with the same
         fingerprint, in which case ``load(directory)`` returns what it built. Without ``load`` a finished stage is
         built again over its own outputs (for stages that are cheap or reuse their files themselves)."""
+        if self.reuse_only:  # builds nothing, so takes no lock: it leaves the run it reads as it found it
+            self.records = self._read()
+            return self._run(name, inputs, build, load, after, directory)
         with self._building(name):
             return self._run(name, inputs, build, load, after, directory)
 

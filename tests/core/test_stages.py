@@ -46,6 +46,7 @@ def test_a_rerun_reuses_finished_stages(tmp_path: Path) -> None:
 def test_a_reuse_only_ledger_reads_finished_stages_and_never_rebuilds_or_deletes_one(tmp_path: Path) -> None:
     Pipeline(tmp_path).run(teacher_lr=0.1, student_lr=0.01)
     recorded = (tmp_path / "stages.json").read_text()
+    files = sorted(tmp_path.rglob("*"))
     ledger = StageLedger(tmp_path, log=lambda _: None, reuse_only=True)
     read = lambda out: (out / "model.txt").read_text()  # noqa: E731
     never = lambda out: pytest.fail("a reuse-only ledger built a stage")  # noqa: E731
@@ -63,6 +64,7 @@ def test_a_reuse_only_ledger_reads_finished_stages_and_never_rebuilds_or_deletes
         ledger.run("critic", {}, never, read)
     assert (tmp_path / "teacher" / "model.txt").read_text() == "t0.1"  # the changed stage was not removed
     assert json.loads((tmp_path / "stages.json").read_text()) == crashed
+    assert sorted(tmp_path.rglob("*")) == files  # not even a lock file for the stage it refused
 
 
 def test_a_changed_stage_reruns_with_every_stage_after_it(tmp_path: Path) -> None:
