@@ -252,6 +252,7 @@ def write_report(run: DrivingResult, seconds: float) -> dict[str, Any]:
         f"- highway-env scenarios {', '.join(scenarios)}; {camera_words(recipe)}; one decision per second.",
         f"- Teacher: `{recipe.teacher}` (the privileged expert reads the full simulator state and writes perception / "
         "prediction / planning rationales and one description per visible agent). " + encoder_words(run.text_encoder),
+        f"- Expert (labels every frame): {expert_words(recipe.expert)}.",
         f"- Data: {recipe.train_episodes} training and {recipe.val_episodes} validation expert episodes per scenario "
         f"({run.train_frames} and {run.val_frames} frames{dagger_words(recipe)}).",
         f"- Student: `pixel-planner` ({recipe.backbone} backbone), trained {recipe.epochs} epochs per variant and "
@@ -346,6 +347,17 @@ def precision_words(precision: str) -> str:
     return "in fp32"
 
 
+def expert_words(config: Any) -> str:
+    """The expert's margins and what it assumes of other cars, in words (an ``ExpertConfig``)."""
+    routes = {
+        "known": "their planned routes, read from the simulator (privileged: `expert.other_routes=known`)",
+        "any": "every road they could take next (what a camera could know: `expert.other_routes=any`)",
+    }
+    return (f"keeps lane and speed with {config.keep_margin:g} m of clearance over 4 s, changes lanes with "
+            f"{config.change_margin:g} m, speeds up with {config.speed_up_margin:g} m, and predicts the other cars "
+            f"along {routes[config.other_routes]}")  # fmt: skip
+
+
 def camera_words(recipe: Any) -> str:
     """What the planner sees, in words: '4 stacked 128x64 RGB frames (camera `ego`, 4-pixel scene tokens)'."""
     height, width = sim.camera(recipe.camera).shape
@@ -367,7 +379,8 @@ def write_model_card(run: DrivingResult, doc: dict[str, Any]) -> Path:
         "Intended use": [
             "Research on reasoning distillation in simulation. Not for real vehicles: it has only seen highway-env's "
             "rendering, and it collides in closed loop."],
-        "Data": ["Episodes generated with highway-env (MIT licence) and the pack's privileged expert."],
+        "Data": ["Episodes generated with highway-env (MIT licence) and the pack's privileged expert, which "
+                 f"{expert_words(recipe.expert)}."],
         "Training": [f"Imitation plus the five reasoning losses, {recipe.epochs} epochs, "
                      f"{precision_words(doc['training_precision'])}."],
     })  # fmt: skip

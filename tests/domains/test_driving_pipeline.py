@@ -128,3 +128,15 @@ def test_a_changed_loss_weight_retrains_only_the_variants_that_use_it(driving_ru
     out = capsys.readouterr().out
     assert "[students/tiny-imitation-s0] up to date" in out
     assert "[students/tiny-all-s0] rebuilding: its recipe or inputs changed" in out
+
+
+def test_the_report_and_card_say_which_expert_labelled_the_frames(driving_run):
+    from domains.driving.expert import ExpertConfig
+    from domains.driving.report import expert_words
+
+    recipe, _, _ = driving_run
+    words = expert_words(recipe.expert)
+    assert f"other_routes={recipe.expert.other_routes}" in words and f"{recipe.expert.keep_margin:g} m" in words
+    assert words in (Path(recipe.report_dir) / "driving.md").read_text()
+    assert words in (recipe.model_card_path / "README.md").read_text()
+    assert expert_words(ExpertConfig(other_routes="any")) != expert_words(ExpertConfig(other_routes="known"))
