@@ -42,6 +42,9 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     "routes-any": ("an expert that keeps clear of every road another car could take, not only its planned one "
                    "(what a camera can know)", ["expert.other_routes=any"]),
     "critical": ("frames on which keeping lane and speed was unsafe count 4x", ["critical_weight=3.0"]),
+    # the planner's crashes follow its own mistakes (missed brakes): more rounds of its own states, expert-labelled
+    "dagger-4": ("4 DAgger rounds instead of 2 (the expert takes a step with probability 0.75, 0.5, 0.25, 0)",
+                 ["dagger_rounds=4"]),
     # a planner that brakes a decision late still keeps clear of an expert that brakes with more margin
     "keep-margin-2": ("an expert that brakes or swerves below 2 m of clearance (instead of 1 m)",
                       ["expert.keep_margin=2.0"]),
