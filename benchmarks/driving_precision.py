@@ -7,11 +7,13 @@ run's training and validation frames (expert and DAgger, through a reuse-only st
 changed), trains its imitation-only planner at each precision with the same seeds, and drives every planner and the
 expert on the same held-out episodes as ``benchmarks.driving_more_episodes`` (after the report's test episodes):
 
-    python -m benchmarks.driving_precision --run-dir RUN/out [--run-precision auto] [--seeds 0 1 2]
-        [--episodes 200] [--scenarios ...] [--work-dir runs/driving_precision] [--out docs/results/driving_precision]
+    python -m benchmarks.driving_precision --run-dir RUN/out [--run-precision auto] [--set KEY=VALUE ...]
+        [--seeds 0 1 2] [--episodes 200] [--scenarios ...] [--work-dir runs/driving_precision]
+        [--out docs/results/driving_precision]
 
 RUN is a finished `distill run driving --profile full` directory; ``--run-precision`` is its recipe's
-``mixed_precision`` (what its DAgger planners trained in: the ledger only matches that). Planners train under
+``mixed_precision`` (what its DAgger planners trained in: the ledger only matches that) and ``--set`` repeats its
+other settings (e.g. ``expert.other_routes=any``; the ledger refuses a run made with others). Planners train under
 ``--work-dir`` (resumable). Per scenario, each precision's crashes pool its seeds, and McNemar's exact test pairs the
 two precisions' planners of the same seed on the same episode. Writes ``precision.json`` and ``precision.md`` to
 ``--out``.
@@ -32,13 +34,16 @@ VARIANT = "imitation"
 OPEN_LOOP = ("action_accuracy", "action_macro_f1")
 
 
-def load_pack(run: Path, precision: str) -> Any:
-    """The run's driving pack (frames, class weights, prototypes) read from ``run`` without building anything."""
+def load_pack(run: Path, precision: str, settings: list[str] | None = None) -> Any:
+    """The run's driving pack (frames, class weights, prototypes) read from ``run`` without building anything
+    (``settings``: the run's own ``--set`` settings; with others its stages are refused as built from other inputs)."""
+    import dataclasses
+
+    from benchmarks.driving_more_episodes import run_recipe
     from domains.driving.pipeline import DrivingPack
-    from domains.driving.recipe import DrivingRecipe
     from suite.stages import StageLedger
 
-    recipe = DrivingRecipe(output_dir=str(run), mixed_precision=precision, progress=False)
+    recipe = dataclasses.replace(run_recipe(settings), output_dir=str(run), mixed_precision=precision, progress=False)
     return DrivingPack(recipe, StageLedger(run, reuse_only=True), resume=True)
 
 
@@ -158,11 +163,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--scenarios", nargs="+", default=list(DrivingRecipe().scenarios))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a recipe setting the run was made with (repeatable)")  # fmt: skip
     parser.add_argument("--work-dir", type=Path, default=Path("runs/driving_precision"))
     parser.add_argument("--out", type=Path, default=Path("runs/driving_precision/report"))
     args = parser.parse_args(argv)
     start = time.time()
-    pack = load_pack(args.run_dir, args.run_precision)
+    pack = load_pack(args.run_dir, args.run_precision, args.set)
     run_precision = pack.precision
     planners = train_planners(pack, args.run_dir, args.seeds, args.work_dir)
     own = {label: {s: args.run_dir / "students" / f"{pack.recipe.backbone}-{VARIANT}-s{s}" / "model.safetensors"

@@ -36,3 +36,16 @@ def test_the_report_shows_both_precisions_and_the_paired_p_value(tmp_path):
     assert "| fp32 | 340 s | 0.900 | 0.700 |" in text and "| bf16 | 200 s |" in text
     assert "| merge | bf16 | 1 | 0.500 | 0.500 | 1.00 | 0.500 | 1.000 |" in text
     assert "differ from the run's own by at most 0 in any weight" in text
+
+
+def test_the_run_is_read_with_its_own_settings_and_a_reuse_only_ledger(monkeypatch, tmp_path):
+    import domains.driving.pipeline as pipeline
+    from benchmarks.driving_precision import load_pack
+
+    seen = {}
+    capture = lambda recipe, ledger, resume: seen.update(recipe=recipe, ledger=ledger)  # noqa: E731
+    monkeypatch.setattr(pipeline, "DrivingPack", capture)
+    load_pack(tmp_path, "no", ["expert.other_routes=any"])
+    recipe = seen["recipe"]
+    assert recipe.expert.other_routes == "any" and recipe.mixed_precision == "no"
+    assert recipe.output_dir == str(tmp_path) and not recipe.progress and seen["ledger"].reuse_only
