@@ -45,14 +45,6 @@ def verdict(planner: dict[str, float], expert: dict[str, float]) -> bool:
     return planner["collision_rate"] <= MAX_COLLISIONS_VS_EXPERT * expert["collision_rate"]
 
 
-def run_recipe(settings: list[str] | None = None) -> Any:
-    """The recipe a run was made with: the full profile's defaults with the run's own ``--set`` settings."""
-    from domains.driving.recipe import DrivingRecipe
-    from suite.config import load_config
-
-    return load_config(DrivingRecipe, None, settings)
-
-
 def policies(run: Path, recipe: Any) -> dict[str, Any]:
     from domains.driving.pipeline import GATE_WEIGHTS, planner_policy, reference_policies
 
@@ -105,7 +97,7 @@ def table(results: dict[str, dict[str, dict[str, float]]], scenarios: list[str])
 
 def main(argv: list[str] | None = None) -> None:
     from domains.driving.evaluate import closed_loop
-    from domains.driving.recipe import DrivingRecipe
+    from domains.driving.recipe import DrivingRecipe, full_recipe
     from suite.bench.machine import machine_info
     from suite.report import header
 
@@ -118,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("runs/driving_more"))
     args = parser.parse_args(argv)
-    recipe, start = run_recipe(args.set), time.time()
+    recipe, start = full_recipe(args.set), time.time()
     specs = policies(args.run_dir, recipe)
     episodes = closed_loop(specs, tuple(args.scenarios), args.episodes, recipe.seed, args.workers,
                            offset=recipe.eval_episodes, camera=recipe.camera, shadow=recipe.expert)  # fmt: skip

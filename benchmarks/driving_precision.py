@@ -39,11 +39,11 @@ def load_pack(run: Path, precision: str, settings: list[str] | None = None) -> A
     (``settings``: the run's own ``--set`` settings; with others its stages are refused as built from other inputs)."""
     import dataclasses
 
-    from benchmarks.driving_more_episodes import run_recipe
     from domains.driving.pipeline import DrivingPack
+    from domains.driving.recipe import full_recipe
     from suite.stages import StageLedger
 
-    recipe = dataclasses.replace(run_recipe(settings), output_dir=str(run), mixed_precision=precision, progress=False)
+    recipe = dataclasses.replace(full_recipe(settings), output_dir=str(run), mixed_precision=precision, progress=False)
     return DrivingPack(recipe, StageLedger(run, reuse_only=True), resume=True)
 
 

@@ -213,3 +213,11 @@ PROFILES = {
         "bench_repeats=50",
     ],
 }
+
+
+def full_recipe(settings: list[str] | None = None) -> DrivingRecipe:
+    """The full profile's recipe with ``settings`` on top: what a finished full run was made with, given its own
+    ``--set`` settings (the benchmarks that read a run rebuild its expert and planners from it)."""
+    from suite.config import load_config
+
+    return load_config(DrivingRecipe, None, [*PROFILES["full"], *(settings or [])])

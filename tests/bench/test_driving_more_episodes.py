@@ -39,8 +39,8 @@ def test_crash_causes_count_the_pooled_seeds_crashes_and_nothing_else():
 
 
 def test_the_run_recipe_takes_the_runs_own_settings_so_the_same_expert_drives_and_shadows():
-    from benchmarks.driving_more_episodes import run_recipe
     from domains.driving.expert import ExpertConfig
+    from domains.driving.recipe import full_recipe as run_recipe
 
     assert run_recipe().expert == ExpertConfig()
     for routes in ("known", "any"):
