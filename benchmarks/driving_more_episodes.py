@@ -7,9 +7,9 @@ episodes per scenario (after the report's, so never the same ones) and pools eac
     python -m benchmarks.driving_more_episodes --run-dir RUN/out [--episodes 200] [--set KEY=VALUE ...]
         [--out docs/results/driving_more]
 
-RUN is a finished `distill run driving` output directory; ``--set`` repeats the run's own recipe settings (e.g.
-``--set expert.other_routes=any`` for a run made with it: the expert that drives and shadows here must be the one
-that labelled the run's frames).
+RUN is a finished `distill run driving` output directory; its recipe is read from the ``recipe.yaml`` the run
+wrote, so the expert that drives and shadows here is the one that labelled the run's frames. A run made before runs
+recorded their recipe needs its own settings repeated with ``--set`` (e.g. ``--set expert.other_routes=any``).
 The expert shadows every policy (it says at each step what it would have done), and each crash is put down to the
 last of its three decisions before the crash where the policy did otherwise (``domains.driving.evaluate.crash_cause``):
 what a planner gets wrong, not only how often. Writes ``more_episodes.json`` and ``more_episodes.md`` to ``--out``.
@@ -97,7 +97,7 @@ def table(results: dict[str, dict[str, dict[str, float]]], scenarios: list[str])
 
 def main(argv: list[str] | None = None) -> None:
     from domains.driving.evaluate import closed_loop
-    from domains.driving.recipe import DrivingRecipe, full_recipe
+    from domains.driving.recipe import DrivingRecipe, run_recipe
     from suite.bench.machine import machine_info
     from suite.report import header
 
@@ -106,11 +106,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--scenarios", nargs="+", default=list(DrivingRecipe().scenarios))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a recipe setting the run was made with (repeatable)")  # fmt: skip
+                        help="a recipe setting on top of the run's recorded one (repeatable)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("runs/driving_more"))
     args = parser.parse_args(argv)
-    recipe, start = full_recipe(args.set), time.time()
+    recipe, start = run_recipe(args.run_dir, args.set), time.time()
     specs = policies(args.run_dir, recipe)
     episodes = closed_loop(specs, tuple(args.scenarios), args.episodes, recipe.seed, args.workers,
                            offset=recipe.eval_episodes, camera=recipe.camera, shadow=recipe.expert)  # fmt: skip

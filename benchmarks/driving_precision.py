@@ -7,13 +7,14 @@ run's training and validation frames (expert and DAgger, through a reuse-only st
 changed), trains its imitation-only planner at each precision with the same seeds, and drives every planner and the
 expert on the same held-out episodes as ``benchmarks.driving_more_episodes`` (after the report's test episodes):
 
-    python -m benchmarks.driving_precision --run-dir RUN/out [--run-precision auto] [--set KEY=VALUE ...]
+    python -m benchmarks.driving_precision --run-dir RUN/out [--run-precision P] [--set KEY=VALUE ...]
         [--seeds 0 1 2] [--episodes 200] [--scenarios ...] [--work-dir runs/driving_precision]
         [--out docs/results/driving_precision]
 
-RUN is a finished `distill run driving --profile full` directory; ``--run-precision`` is its recipe's
-``mixed_precision`` (what its DAgger planners trained in: the ledger only matches that) and ``--set`` repeats its
-other settings (e.g. ``expert.other_routes=any``; the ledger refuses a run made with others). Planners train under
+RUN is a finished `distill run driving --profile full` directory; its recipe is read from the ``recipe.yaml`` the
+run wrote (a run made before runs recorded their recipe: ``--run-precision`` is its ``mixed_precision``, what its
+DAgger planners trained in, and ``--set`` repeats its other settings, e.g. ``expert.other_routes=any``; the ledger
+refuses a run made with others). Planners train under
 ``--work-dir`` (resumable). Per scenario, each precision's crashes pool its seeds, and McNemar's exact test pairs the
 two precisions' planners of the same seed on the same episode. Writes ``precision.json`` and ``precision.md`` to
 ``--out``.
@@ -34,16 +35,20 @@ VARIANT = "imitation"
 OPEN_LOOP = ("action_accuracy", "action_macro_f1")
 
 
-def load_pack(run: Path, precision: str, settings: list[str] | None = None) -> Any:
-    """The run's driving pack (frames, class weights, prototypes) read from ``run`` without building anything
-    (``settings``: the run's own ``--set`` settings; with others its stages are refused as built from other inputs)."""
+def load_pack(run: Path, precision: str | None = None, settings: list[str] | None = None) -> Any:
+    """The run's driving pack (frames, class weights, prototypes) read from ``run`` without building anything: its
+    recorded recipe (:func:`domains.driving.recipe.run_recipe`) with ``settings`` on top and ``precision`` (None:
+    the recipe's own) as its ``mixed_precision``; other settings than the run's own make its stages refused as built
+    from other inputs."""
     import dataclasses
 
     from domains.driving.pipeline import DrivingPack
-    from domains.driving.recipe import full_recipe
+    from domains.driving.recipe import run_recipe
     from suite.stages import StageLedger
 
-    recipe = dataclasses.replace(full_recipe(settings), output_dir=str(run), mixed_precision=precision, progress=False)
+    recipe = run_recipe(run, settings)
+    precision = precision or recipe.mixed_precision
+    recipe = dataclasses.replace(recipe, output_dir=str(run), mixed_precision=precision, progress=False)
     return DrivingPack(recipe, StageLedger(run, reuse_only=True), resume=True)
 
 
@@ -159,12 +164,13 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-dir", required=True, type=Path)
-    parser.add_argument("--run-precision", default="auto", choices=("auto", "bf16", "no"))
+    parser.add_argument("--run-precision", choices=("auto", "bf16", "no"),
+                        help="the run's mixed_precision (default: its recorded recipe's, else auto)")  # fmt: skip
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--scenarios", nargs="+", default=list(DrivingRecipe().scenarios))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a recipe setting the run was made with (repeatable)")  # fmt: skip
+                        help="a recipe setting on top of the run's recorded one (repeatable)")  # fmt: skip
     parser.add_argument("--work-dir", type=Path, default=Path("runs/driving_precision"))
     parser.add_argument("--out", type=Path, default=Path("runs/driving_precision/report"))
     args = parser.parse_args(argv)

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -50,12 +51,22 @@ def _opening_line(domain: Any, recipe: Any, how: str) -> str:
     return f"{how}: {domain.description}; {where}"
 
 
+def _record_recipe(domain: Any, recipe: Any, args: argparse.Namespace) -> None:
+    """Write the resolved recipe to the run's output directory (``recipe.yaml``): benchmarks that read a finished
+    run rebuild its recipe from it instead of being given the run's ``--set`` settings again."""
+    from suite.config import save_run_recipe
+
+    command = " ".join(["distill", *(shlex.quote(arg) for arg in args.argv)])
+    save_run_recipe(recipe, recipe.output_dir, domain.name, command)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from suite.domains import get_domain
 
     domain = get_domain(args.domain)
     recipe = _recipe_for(domain, args.profile, {}, args.set, args.output_dir, args.publish)
     print(_opening_line(domain, recipe, f"distill run {domain.name} --profile {args.profile}"), flush=True)
+    _record_recipe(domain, recipe, args)
     with quiet_library_progress():
         domain.run(recipe, resume=args.resume)
     return 0
@@ -105,6 +116,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     profile = str(data.pop("profile", "full"))
     recipe = _recipe_for(domain, profile, data, args.set, args.output_dir, args.publish)
     print(_opening_line(domain, recipe, f"distill train {args.config}"), flush=True)
+    _record_recipe(domain, recipe, args)
     with quiet_library_progress():
         domain.run(recipe, resume=args.resume)
     return 0
@@ -340,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what the run records as its command
     try:
         return args.func(args)
     except SuiteError as error:

@@ -1,4 +1,4 @@
-"""Dataclass configs filled from YAML (``yaml.safe_load``) and ``--set key.path=value`` overrides.
+"""Dataclass configs filled from YAML (a ``yaml.SafeLoader``) and ``--set key.path=value`` overrides.
 
 YAML only fills dataclasses; it never names or constructs Python objects. Every config class validates itself in
 ``__post_init__`` through :func:`check`, so a bad value becomes a one-line :class:`ConfigError` naming the full key
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -19,6 +20,23 @@ import yaml
 from suite.errors import ConfigError
 
 T = TypeVar("T")
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader, except that only true and false are booleans (as in YAML 1.2): YAML 1.1 also reads
+    yes, no, on and off as booleans, so ``--set mixed_precision=no`` arrived as False and was refused."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), "tTfF")
+
+
+def safe_load(text: str) -> Any:
+    """Parse YAML text with :class:`_Loader` (safe: plain data only, no Python objects)."""
+    return yaml.load(text, Loader=_Loader)
 
 
 def check(condition: bool, key: str, message: str) -> None:
@@ -105,7 +123,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key.strip():
         raise ConfigError(f"--set {text}: empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     # YAML 1.1 reads "3e-4" as a string; the dataclass coercion turns it into a float where the field wants one.
@@ -144,7 +162,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
@@ -202,3 +220,43 @@ def describe_fields(config: Any, prefix: str = "") -> list[tuple[str, str, Any, 
         else:
             rows.append((key, _type_name(hints[field.name]), value, field.metadata.get("help", "")))
     return rows
+
+
+# -- the recipe a run was made with ---------------------------------------------------------------------------------
+
+RUN_RECIPE_FILE = "recipe.yaml"
+
+
+def save_run_recipe(recipe: Any, directory: str | Path, domain: str, command: str) -> Path:
+    """Write ``recipe`` (resolved: defaults, profile and overrides applied) to ``directory/recipe.yaml``, so what
+    reads the run later (a benchmark, a second look) rebuilds the same recipe instead of being told it again."""
+    path = Path(directory) / RUN_RECIPE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"domain": domain, "command": command, "recipe": to_dict(recipe)}
+    path.write_text(
+        "# The recipe this run was made with, written by the distill command (read back by read_run_recipe).\n"
+        + yaml.safe_dump(record, sort_keys=False, allow_unicode=True, width=10_000),
+        encoding="utf-8",
+    )
+    return path
+
+
+def read_run_recipe(cls: type[T], directory: str | Path, overrides: list[str] | None = None) -> T | None:
+    """The recipe recorded in ``directory/recipe.yaml`` (:func:`save_run_recipe`) with ``overrides`` on top, or None
+    when the run recorded none (it was made before runs recorded their recipe, or not by the distill command).
+
+    The record is complete, so each of its mappings replaces the default one whole: a mapping the run was given whole
+    (``--set 'variants={kd: ...}'``) must not get the default entries back.
+    """
+    path = Path(directory) / RUN_RECIPE_FILE
+    if not path.is_file():
+        return None
+    record = read_yaml(path)
+    if not isinstance(record.get("recipe"), dict):
+        raise ConfigError(f"{path}: no 'recipe' mapping; was it written by the distill command?")
+    data = {key: Whole(value) if isinstance(value, dict) else value for key, value in record["recipe"].items()}
+    try:
+        build_config(cls, data)  # the record alone first: an error in it names the file, one in overrides does not
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    return build_config(cls, data, overrides)

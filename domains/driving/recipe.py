@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from domains.driving.expert import ExpertConfig
@@ -221,3 +222,17 @@ def full_recipe(settings: list[str] | None = None) -> DrivingRecipe:
     from suite.config import load_config
 
     return load_config(DrivingRecipe, None, [*PROFILES["full"], *(settings or [])])
+
+
+def run_recipe(run_dir: str | Path, settings: list[str] | None = None) -> DrivingRecipe:
+    """The recipe the driving run in ``run_dir`` was made with (the ``recipe.yaml`` that ``distill run`` writes
+    there) with ``settings`` on top. A run made before runs recorded their recipe has none: then the full profile with
+    ``settings``, which must repeat that run's own ``--set`` settings (said on the console)."""
+    from suite.config import RUN_RECIPE_FILE, read_run_recipe
+
+    recorded = read_run_recipe(DrivingRecipe, run_dir, settings)
+    if recorded is not None:
+        return recorded
+    print(f"[driving] {run_dir} has no {RUN_RECIPE_FILE} (a run made before runs recorded their recipe): assuming "
+          f"the full profile with {settings or 'no'} --set settings", flush=True)  # fmt: skip
+    return full_recipe(settings)

@@ -48,3 +48,15 @@ def test_the_run_recipe_takes_the_runs_own_settings_so_the_same_expert_drives_an
         assert recipe.expert == ExpertConfig(keep_margin=2.0, other_routes=routes)
     with pytest.raises(ValueError, match="other_routes"):
         run_recipe(["expert.other_routes=psychic"])
+
+
+def test_the_run_recipe_is_the_one_the_run_recorded_else_the_full_profile(tmp_path, capsys):
+    from domains.driving.recipe import full_recipe, run_recipe
+    from suite.config import save_run_recipe
+
+    assert run_recipe(tmp_path, ["expert.other_routes=any"]) == full_recipe(["expert.other_routes=any"])
+    assert "has no recipe.yaml" in capsys.readouterr().out  # said, since the settings must then be repeated
+    made = full_recipe(["expert.other_routes=any", "eval_episodes=50"])
+    save_run_recipe(made, tmp_path, "driving", "distill run driving ...")
+    assert run_recipe(tmp_path) == made
+    assert run_recipe(tmp_path, ["eval_episodes=30"]).expert.other_routes == "any"

@@ -49,3 +49,20 @@ def test_the_run_is_read_with_its_own_settings_and_a_reuse_only_ledger(monkeypat
     recipe = seen["recipe"]
     assert recipe.expert.other_routes == "any" and recipe.mixed_precision == "no"
     assert recipe.output_dir == str(tmp_path) and not recipe.progress and seen["ledger"].reuse_only
+
+
+def test_a_run_that_recorded_its_recipe_is_read_with_it_and_no_settings(monkeypatch, tmp_path):
+    import domains.driving.pipeline as pipeline
+    from benchmarks.driving_precision import load_pack
+    from domains.driving.recipe import full_recipe
+    from suite.config import save_run_recipe
+
+    made = full_recipe(["expert.other_routes=any", "mixed_precision=no", "dagger_rounds=3"])
+    save_run_recipe(made, tmp_path, "driving", "distill run driving ...")
+    seen = {}
+    monkeypatch.setattr(pipeline, "DrivingPack", lambda recipe, ledger, resume: seen.update(recipe=recipe))
+    load_pack(tmp_path)
+    recipe = seen["recipe"]
+    assert recipe.expert.other_routes == "any" and recipe.mixed_precision == "no" and recipe.dagger_rounds == 3
+    load_pack(tmp_path, "bf16")  # a precision given wins over the recorded one
+    assert seen["recipe"].mixed_precision == "bf16" and seen["recipe"].dagger_rounds == 3

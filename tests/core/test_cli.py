@@ -90,3 +90,28 @@ def test_shipped_configs_parse_into_recipes() -> None:
         domain = get_domain(data.pop("domain"))
         recipe = _recipe_for(domain, str(data.pop("profile", "full")), data, [], None)
         assert isinstance(recipe, domain.recipe), path
+
+
+def test_a_run_records_its_resolved_recipe_in_its_output_dir(monkeypatch, tmp_path: Path) -> None:
+    import dataclasses
+
+    import suite.domains
+    from suite.config import read_run_recipe, read_yaml
+
+    driving = suite.domains.get_domain("driving")
+    given = []
+    fake = dataclasses.replace(driving, run=lambda recipe, resume=False: given.append(recipe) or {})
+    monkeypatch.setattr(suite.domains, "get_domain", lambda name: fake)
+    out = tmp_path / "run"
+    settings = ["expert.other_routes=any", "weights={imitation: 1.0, align: 0.2}", "variants=[imitation,align]"]
+    assert main(["run", "driving", "--profile", "quick", "--output-dir", str(out), *_sets(settings)]) == 0
+    recorded = read_run_recipe(driving.recipe, out)
+    assert recorded == given[0] and recorded.expert.other_routes == "any" and recorded.camera == "square64"
+    assert recorded.weights == {"imitation": 1.0, "align": 0.2}
+    record = read_yaml(out / "recipe.yaml")
+    assert record["domain"] == "driving" and record["command"].startswith("distill run driving --profile quick")
+    assert "--set 'weights={imitation: 1.0, align: 0.2}'" in record["command"]  # quoted as a shell needs it
+
+
+def _sets(settings: list[str]) -> list[str]:
+    return [arg for setting in settings for arg in ("--set", setting)]

@@ -96,3 +96,37 @@ def test_a_profile_that_lists_variants_trains_only_those() -> None:
     recipe = _recipe_for(get_domain("radiology"), "quick", {}, ["variants.fkl.divergence=rkl"], None)
     assert sorted(recipe.variants) == ["fkl", "no_kd"]
     assert recipe.variants["fkl"]["divergence"] == "rkl"
+
+
+def test_a_runs_recorded_recipe_reads_back_the_same_with_mappings_whole(tmp_path) -> None:
+    from suite.config import read_run_recipe, save_run_recipe
+
+    given = load_config(Recipe, None, ["kd={temperature: 3, weights: {kd: 1.0}}", "splits=[test]", "name=run"])
+    assert given.kd.weights == {"kd": 1.0}  # given whole: the default "task" weight is gone
+    path = save_run_recipe(given, tmp_path / "run", "example", "distill run example --set name=run")
+    assert path == tmp_path / "run" / "recipe.yaml"
+    assert read_run_recipe(Recipe, tmp_path / "run") == given  # merged into the defaults, "task" would come back
+    again = read_run_recipe(Recipe, tmp_path / "run", ["kd.temperature=5"])
+    assert again.kd.temperature == 5.0 and again.kd.weights == {"kd": 1.0} and again.name == "run"
+    assert read_run_recipe(Recipe, tmp_path / "elsewhere") is None  # a run that recorded none
+
+
+def test_a_broken_run_recipe_names_its_file(tmp_path) -> None:
+    from suite.config import read_run_recipe
+
+    (tmp_path / "recipe.yaml").write_text("domain: example\n")
+    with pytest.raises(ConfigError, match=r"recipe\.yaml: no 'recipe' mapping"):
+        read_run_recipe(Recipe, tmp_path)
+    (tmp_path / "recipe.yaml").write_text("recipe:\n  kd:\n    temperature: -1\n")
+    with pytest.raises(ConfigError, match=r"recipe\.yaml: kd\.temperature: must be > 0"):
+        read_run_recipe(Recipe, tmp_path)
+
+
+def test_only_true_and_false_are_booleans_so_a_choice_named_no_stays_a_string(tmp_path) -> None:
+    from suite.config import parse_override, read_yaml
+
+    assert parse_override("mixed_precision=no") == (["mixed_precision"], "no")  # YAML 1.1 read it as False
+    assert parse_override("x=off")[1] == "off" and parse_override("x=yes")[1] == "yes"
+    assert parse_override("progress=false")[1] is False and parse_override("progress=True")[1] is True
+    assert parse_override("x=null")[1] is None and parse_override("x=3e-4")[1] == "3e-4"
+    assert read_yaml(write(tmp_path, "a: no\nb: true\nc: [on, 1]\n")) == {"a": "no", "b": True, "c": ["on", 1]}
