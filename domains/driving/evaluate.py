@@ -20,7 +20,7 @@ from domains.driving import scenarios as sim
 from domains.driving.collect import MAX_EPISODE_STEPS, episode_seed
 from domains.driving.data import DrivingData
 from domains.driving.expert import LANE_CHANGES
-from domains.driving.policies import PolicySpec, build_policy
+from domains.driving.policies import ExpertPolicy, PolicySpec, build_policy
 
 EVAL_SEED_OFFSET = 1_000_003  # closed-loop episodes never reuse a training or validation episode's seed
 CHUNK_TIMEOUT_S = 900  # a chunk of 10 episodes takes seconds; a worker that died must not hang the run
@@ -106,11 +106,14 @@ def drive_episode(policy: Any, env: Any, scenario: str, seed: int, shadow: Any =
     frame = sim.reset(env, seed)
     speeds, actions, asked, trapped, total, offroad, done, info = [], [], [], [], 0.0, False, False, {}
     while not done and len(speeds) < MAX_EPISODE_STEPS:
-        if shadow is not None:
-            decision = shadow.decide(env, scenario)
+        decision = shadow.decide(env, scenario) if shadow is not None else None
+        if decision is not None:
             asked.append(decision.action)
             trapped.append(all(clearance < 0 for clearance in decision.clearances.values()))
-        action, _ = policy.act(frame, env, scenario)
+        if decision is not None and _is_shadows_expert(policy, shadow):
+            action = decision.action  # the shadow's own expert drives: one decision a step, not the same one twice
+        else:
+            action, _ = policy.act(frame, env, scenario)
         frame, reward, done, info = sim.step(env, scenario, action)
         speeds.append(float(env.unwrapped.vehicle.speed))
         actions.append(action)
@@ -127,6 +130,11 @@ def drive_episode(policy: Any, env: Any, scenario: str, seed: int, shadow: Any =
     if shadow is not None:
         row |= {"expert_actions": _encode(asked), "no_safe": "".join(str(int(t)) for t in trapped)}
     return row
+
+
+def _is_shadows_expert(policy: Any, shadow: Any) -> bool:
+    """True when ``policy`` is the expert with the shadow's own margins (it decides from the same state alike)."""
+    return isinstance(policy, ExpertPolicy) and policy.expert.config == shadow.config
 
 
 def _encode(actions: list[str]) -> str:

@@ -75,6 +75,37 @@ def test_a_shadow_expert_labels_every_step_and_agrees_with_itself():
     assert any(set(row["expert_actions"]) != {"1"} for row in idle)  # the expert would not only have kept going
 
 
+def test_the_shadows_own_expert_is_asked_once_a_step_and_drives_as_unshadowed():
+    from domains.driving import scenarios as sim
+    from domains.driving.evaluate import drive_episode
+    from domains.driving.expert import ExpertConfig, PrivilegedExpert
+    from domains.driving.policies import ExpertPolicy
+
+    calls = []
+
+    class Counted(PrivilegedExpert):
+        def decide(self, env, scenario):
+            calls.append(scenario)
+            return super().decide(env, scenario)
+
+    env, seed = sim.make_env("merge"), 11
+    try:
+        alone = drive_episode(ExpertPolicy(), env, "merge", seed)
+        policy = ExpertPolicy()
+        policy.expert = Counted()
+        shadowed = drive_episode(policy, env, "merge", seed, shadow=Counted())
+        assert len(calls) == len(shadowed["actions"])  # without the reuse: twice as many
+        assert shadowed["actions"] == alone["actions"] == shadowed["expert_actions"]
+        assert shadowed["distance"] == alone["distance"]
+        calls.clear()
+        other = ExpertPolicy(ExpertConfig(keep_margin=2.0))
+        other.expert = Counted(ExpertConfig(keep_margin=2.0))
+        row = drive_episode(other, env, "merge", seed, shadow=Counted())
+        assert len(calls) == 2 * len(row["actions"])  # an expert with other margins still decides for itself
+    finally:
+        env.close()
+
+
 @pytest.mark.parametrize(
     ("taken", "asked", "no_safe", "cause"),
     [
