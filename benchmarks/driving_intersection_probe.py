@@ -4,8 +4,8 @@ intersection; also: why it crashes on the highway).
 In the full driving run the imitation-only planner keeps its collisions near the expert's at the intersection but
 covers about two thirds of the expert's distance there (goal: 80%): stopped before the crossing, it rarely takes
 the expert's "go". On the highway it crashes several times as often as the expert (docs/results/driving_more). Each
-arm runs the driving pack on ``--scenario`` only (imitation planner, training seeds 0 and 1, ``--episodes``
-closed-loop test episodes, the full profile's settings otherwise) with one setting changed:
+arm runs the driving pack on ``--scenario`` only (imitation planner, training seeds 0 and 1 unless the arm says,
+``--episodes`` closed-loop test episodes, the full profile's settings otherwise) with one setting changed:
 
     python -m benchmarks.driving_intersection_probe [--scenario intersection] [--episodes 60] [--arms NAME ...]
         [--set KEY=VALUE ...] [--runs-dir DIR] [--out DIR]
@@ -115,17 +115,18 @@ def markdown(payload: dict[str, Any], seconds: float) -> str:
                    f"{scenario}_probe.json")  # fmt: skip
     lines += [
         f"Each arm is one `distill run driving --profile full` on {scenario} alone with one setting changed; "
-        f"the imitation planner is trained with seeds 0 and 1 on the same expert and DAgger frames and each seed "
-        f"drives the same {episodes} test episodes: mean ± std over the seeds. Goals (issue 14): collisions <= "
+        f"the imitation planner is trained with each of the arm's seeds on the same expert and DAgger frames and "
+        f"each seed drives the same {episodes} test episodes: mean ± std over the seeds (± 0 for an arm of one "
+        f"seed). Goals (issue 14): collisions <= "
         f"{MAX_COLLISIONS_VS_EXPERT:g}x the expert's (<= {ceiling:.3f} here) and >= {MIN_PROGRESS:.0%} of its "
         f"progress.",
         "",
-        "| arm | settings | collision rate | progress | success | open-loop accuracy | macro-F1 | goals |",
-        "|---|---|---|---|---|---|---|---|",
+        "| arm | settings | seeds | collision rate | progress | success | open-loop accuracy | macro-F1 | goals |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, ref in refs.items():
         open_loop = [f"{ref[m]:.3f}" if m in ref else "–" for m in OPEN_LOOP]
-        cells = [f"{name} (reference)", "–", f"{ref['collision_rate']:.3f}", f"{ref['progress']:.2f}",
+        cells = [f"{name} (reference)", "–", "–", f"{ref['collision_rate']:.3f}", f"{ref['progress']:.2f}",
                  f"{ref['success_rate']:.3f}", *open_loop, "–"]  # fmt: skip
         lines.append(f"| {' | '.join(cells)} |")
     for name, row in rows.items():
@@ -133,9 +134,10 @@ def markdown(payload: dict[str, Any], seconds: float) -> str:
         accuracy = f"{row['action_accuracy']:.3f}"
         if row["action_accuracy"] < majority:
             accuracy += " **(below the majority class)**"
-        cells = [f"{name}: {ARMS[name][0]}", settings, _spread(row, "collision_rate", 3), _spread(row, "progress", 2),
-                 _spread(row, "success_rate", 3), accuracy, f"{row['action_macro_f1']:.3f}",
-                 "met" if row["goals_met"] else "**not met**"]  # fmt: skip
+        seeds = ", ".join(map(str, row["seeds"]))
+        cells = [f"{name}: {ARMS[name][0]}", settings, seeds, _spread(row, "collision_rate", 3),
+                 _spread(row, "progress", 2), _spread(row, "success_rate", 3), accuracy,
+                 f"{row['action_macro_f1']:.3f}", "met" if row["goals_met"] else "**not met**"]  # fmt: skip
         lines.append(f"| {' | '.join(cells)} |")
     common = ", ".join(f"`{s}`" for s in payload.get("base", base_settings(scenario)))
     lines += ["", f"Common settings: {common}, `eval_episodes={episodes}`.", ""]

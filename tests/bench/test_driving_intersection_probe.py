@@ -42,11 +42,11 @@ def test_an_arm_meets_the_goals_only_with_few_collisions_and_enough_progress():
     assert "**not met**" in rows["four-frames"]  # 4x the expert's collisions
     assert rows["balanced"].endswith("| met |")  # 2x the expert's, 85% of its progress
     assert "below the majority class" not in rows["balanced"]  # 0.77 open-loop accuracy, as constant IDLE's
-    assert "0.60 ± 0.02" in rows["baseline"]
+    assert "| – | 0, 1 | 0.050 ± 0.020 | 0.60 ± 0.02 |" in rows["baseline"]  # its settings, seeds, spreads
     table = markdown(payload, 60.0)
     assert "imitation planner on highway alone" in table and "`scenarios=[highway]`" in table
-    assert "| expert (reference) | – | 0.050 | 1.00 | 0.500 | – | – | – |" in table
-    assert "| constant-IDLE (reference) | – | 0.050 | 1.00 | 0.500 | 0.770 | 0.600 | – |" in table
+    assert "| expert (reference) | – | – | 0.050 | 1.00 | 0.500 | – | – | – |" in table
+    assert "| constant-IDLE (reference) | – | – | 0.050 | 1.00 | 0.500 | 0.770 | 0.600 | – |" in table
     payload["references"]["constant-IDLE"]["action_accuracy"] = 0.8
     assert "0.770 **(below the majority class)**" in markdown(payload, 60.0)
     assert "changes the expert" not in table
