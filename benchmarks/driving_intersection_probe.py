@@ -42,6 +42,12 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     "routes-any": ("an expert that keeps clear of every road another car could take, not only its planned one "
                    "(what a camera can know)", ["expert.other_routes=any"]),
     "critical": ("frames on which keeping lane and speed was unsafe count 4x", ["critical_weight=3.0"]),
+    # with this expert the gate's state clone came within 2x of it at the intersection once it had 10x the episodes
+    # (benchmarks.driving_gate_probe --train-episodes 600): does the pixel planner follow with 5x? 25 epochs on 5x
+    # the frames are about as many steps as 100 on the default ones
+    "routes-any-more": ("the camera-knowable expert (other_routes=any) with 5x the expert's episodes (300) and "
+                        "DAgger's (150 a round), 25 epochs",
+                        ["expert.other_routes=any", "train_episodes=300", "dagger_episodes=150", "epochs=25"]),
     # the planner's crashes follow its own mistakes (missed brakes): more rounds of its own states, expert-labelled
     "dagger-4": ("4 DAgger rounds instead of 2 (the expert takes a step with probability 0.75, 0.5, 0.25, 0)",
                  ["dagger_rounds=4"]),
