@@ -48,6 +48,9 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     "routes-any-more": ("the camera-knowable expert (other_routes=any) with 5x the expert's episodes (300) and "
                         "DAgger's (150 a round), 25 epochs",
                         ["expert.other_routes=any", "train_episodes=300", "dagger_episodes=150", "epochs=25"]),
+    "routes-any-10x": ("the camera-knowable expert (other_routes=any) with 10x the expert's episodes (600) and "
+                       "DAgger's (300 a round), 15 epochs (1.5x the steps of 100 on the default frames)",
+                       ["expert.other_routes=any", "train_episodes=600", "dagger_episodes=300", "epochs=15"]),
     # the planner's crashes follow its own mistakes (missed brakes): more rounds of its own states, expert-labelled
     "dagger-4": ("4 DAgger rounds instead of 2 (the expert takes a step with probability 0.75, 0.5, 0.25, 0)",
                  ["dagger_rounds=4"]),
