@@ -51,13 +51,17 @@ def _opening_line(domain: Any, recipe: Any, how: str) -> str:
     return f"{how}: {domain.description}; {where}"
 
 
-def _record_recipe(domain: Any, recipe: Any, args: argparse.Namespace) -> None:
-    """Write the resolved recipe to the run's output directory (``recipe.yaml``): benchmarks that read a finished
-    run rebuild its recipe from it instead of being given the run's ``--set`` settings again."""
+def _start(domain: Any, recipe: Any, how: str, args: argparse.Namespace) -> int:
+    """Say what runs and where, record the resolved recipe in the run's output directory (``recipe.yaml``: what
+    reads a finished run rebuilds its recipe from it instead of being given its ``--set`` settings again), run it."""
     from suite.config import save_run_recipe
 
+    print(_opening_line(domain, recipe, how), flush=True)
     command = " ".join(["distill", *(shlex.quote(arg) for arg in args.argv)])
     save_run_recipe(recipe, recipe.output_dir, domain.name, command)
+    with quiet_library_progress():
+        domain.run(recipe, resume=args.resume)
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -65,11 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     domain = get_domain(args.domain)
     recipe = _recipe_for(domain, args.profile, {}, args.set, args.output_dir, args.publish)
-    print(_opening_line(domain, recipe, f"distill run {domain.name} --profile {args.profile}"), flush=True)
-    _record_recipe(domain, recipe, args)
-    with quiet_library_progress():
-        domain.run(recipe, resume=args.resume)
-    return 0
+    return _start(domain, recipe, f"distill run {domain.name} --profile {args.profile}", args)
 
 
 def cmd_recipe(args: argparse.Namespace) -> int:
@@ -115,11 +115,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     domain = get_domain(str(name))
     profile = str(data.pop("profile", "full"))
     recipe = _recipe_for(domain, profile, data, args.set, args.output_dir, args.publish)
-    print(_opening_line(domain, recipe, f"distill train {args.config}"), flush=True)
-    _record_recipe(domain, recipe, args)
-    with quiet_library_progress():
-        domain.run(recipe, resume=args.resume)
-    return 0
+    return _start(domain, recipe, f"distill train {args.config}", args)
 
 
 def cmd_data(args: argparse.Namespace) -> int:
