@@ -35,8 +35,9 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|Tr
 
 
 def safe_load(text: str) -> Any:
-    """Parse YAML text with :class:`_Loader` (safe: plain data only, no Python objects)."""
-    return yaml.load(text, Loader=_Loader)
+    """Parse YAML text with :class:`_Loader`. ``yaml.safe_load`` is ``yaml.load`` with ``SafeLoader``; this is the
+    same call with its subclass, which keeps SafeLoader's constructor: plain data only, a Python tag is refused."""
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: as safe as yaml.safe_load
 
 
 def check(condition: bool, key: str, message: str) -> None:

@@ -130,3 +130,12 @@ def test_only_true_and_false_are_booleans_so_a_choice_named_no_stays_a_string(tm
     assert parse_override("progress=false")[1] is False and parse_override("progress=True")[1] is True
     assert parse_override("x=null")[1] is None and parse_override("x=3e-4")[1] == "3e-4"
     assert read_yaml(write(tmp_path, "a: no\nb: true\nc: [on, 1]\n")) == {"a": "no", "b": True, "c": ["on", 1]}
+
+
+def test_the_config_loader_stays_safe_and_refuses_python_objects(tmp_path) -> None:
+    from suite.config import read_yaml, safe_load
+
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        read_yaml(write(tmp_path, "x: !!python/object/apply:os.system ['true']\n"))
+    with pytest.raises(Exception, match="python/name"):
+        safe_load("x: !!python/name:os.system\n")
