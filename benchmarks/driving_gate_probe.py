@@ -9,9 +9,9 @@ rounds in which the clone drives and the expert labels.
 
 Each expert records ``--train-episodes`` episodes per scenario, then ``--rounds`` DAgger rounds of
 ``--dagger-episodes`` (beta = 0.5, 0.25, ...: the share of steps the expert still drives); the clone is retrained on
-the aggregate after each. Every policy then drives the same ``--episodes`` seeded episodes per scenario, after the
-driving report's 20 (never the same ones). Progress is over the first expert's distance on the same episode. Writes
-``gate_probe.md`` / ``.json`` to ``--out``.
+the aggregate after each. Every policy, and constant IDLE and SLOWER (the trivial baselines), then drives the same
+``--episodes`` seeded episodes per scenario, after the driving report's 20 (never the same ones). Progress is over
+the first expert's distance on the same episode. Writes ``gate_probe.md`` / ``.json`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -86,8 +86,17 @@ def probe(args: argparse.Namespace, experts: dict[str, dict[str, Any]]) -> dict[
                      f"state clone + {args.rounds} DAgger": PolicySpec("state", str(weights[-1]))}  # fmt: skip
             episodes = closed_loop(specs, scenarios, args.episodes, seed=0, offset=20, progress=False)
             driven |= {f"{name} ({spec or 'defaults'})": per for name, per in episodes.items()}
+    driven |= closed_loop(constant_policies(), scenarios, args.episodes, seed=0, offset=20, progress=False)
     first = driven[f"expert ({args.experts[0] or 'defaults'})"]  # every row's progress is over this one's
     return {name: {s: summarise(per[s], first[s]) for s in scenarios} for name, per in driven.items()}
+
+
+def constant_policies() -> dict[str, Any]:
+    """The trivial baselines every table carries: constant IDLE (the expert's most common action) and SLOWER."""
+    from domains.driving.policies import PolicySpec
+
+    actions = ("IDLE", "SLOWER")
+    return {f"constant {action}": PolicySpec("constant", kwargs=(("action", action),)) for action in actions}
 
 
 def table(results: dict[str, Any], scenarios: list[str]) -> list[str]:

@@ -15,3 +15,13 @@ def test_a_wrong_expert_spec_is_refused_with_the_fields_named(spec):
     with pytest.raises((SystemExit, ValueError)) as error:
         expert_settings(spec)
     assert "margin" in str(error.value) or "other_routes" in str(error.value)
+
+
+def test_the_probe_drives_the_constant_baselines_beside_the_clones():
+    from benchmarks.driving_gate_probe import constant_policies
+    from domains.driving.policies import ConstantPolicy, build_policy
+
+    policies = {name: build_policy(spec) for name, spec in constant_policies().items()}
+    assert list(policies) == ["constant IDLE", "constant SLOWER"]
+    assert all(isinstance(policy, ConstantPolicy) for policy in policies.values())
+    assert [policy.act(None, None, "intersection")[0] for policy in policies.values()] == ["IDLE", "SLOWER"]
