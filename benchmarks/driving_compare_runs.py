@@ -4,9 +4,10 @@
         [--out docs/results/driving_routes_any]
 
 Each input is the ``more_episodes.json`` of ``benchmarks.driving_more_episodes`` on one run. For every policy both
-hold (the expert, the state clone, the planners) and every scenario it prints the crashes, the collision rate, the
-mean speed (m/s, absolute: progress and success are against each run's own expert, so they do not compare across
-runs with different experts) and Fisher's exact test on the two crash counts, then each policy's crashes over all
+hold (the expert, the state clone, the constant baselines, which drive alike in both if the episodes are the same,
+the planners) and every scenario it prints the crashes, the collision rate, the mean speed (m/s, absolute: progress
+and success are against each run's own expert, so they do not compare across runs with different experts) and
+Fisher's exact test on the two crash counts, then each policy's crashes over all
 scenarios. Both checks drive the same seeded episodes, but they keep no per-episode rows, so the test is unpaired:
 more conservative than McNemar's on the same episodes would be. Writes ``compare.md`` / ``compare.json`` to ``--out``.
 """
@@ -19,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-POLICIES = ("expert", "state-clone", "tiny-imitation", "tiny-all")
+POLICIES = ("expert", "state-clone", "constant-IDLE", "constant-SLOWER", "tiny-imitation", "tiny-all")
 
 
 def read_check(path: Path) -> dict[str, Any]:
