@@ -44,6 +44,9 @@ class CollectPlan:
     # DAgger: a learned policy drives (each step with probability 1 - beta) while the expert labels every frame
     driver: PolicySpec | None = None
     beta: float = 1.0
+    # (scenario, episodes) pairs in place of ``episodes`` for those scenarios: the first ``episodes`` of them are the
+    # same episodes either way. Not in the repr: plans without any print as they did (stage fingerprints).
+    scenario_episodes: tuple[tuple[str, int], ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.scenarios) - set(sim.SCENARIOS))
@@ -52,8 +55,16 @@ class CollectPlan:
         sim.camera(self.camera)  # an unknown camera fails here, not in a worker
         if self.episodes < 1 or self.shard_episodes < 1:
             raise ValueError("episodes and shard_episodes must be >= 1")
+        stray = sorted({s for s, _ in self.scenario_episodes} - set(self.scenarios))
+        if stray or any(n < 1 for _, n in self.scenario_episodes):
+            raise ValueError(f"scenario_episodes must give >= 1 episodes of the plan's own scenarios (got "
+                             f"{dict(self.scenario_episodes)})")  # fmt: skip
         if not 0 <= self.beta <= 1 or (self.driver is None and self.beta != 1):
             raise ValueError(f"beta must be in [0, 1], and below 1 only with a driver (got {self.beta})")
+
+    def episodes_of(self, scenario: str) -> int:
+        """How many episodes of ``scenario`` the plan collects."""
+        return dict(self.scenario_episodes).get(scenario, self.episodes)
 
 
 def episode_seed(seed: int, scenario: str, episode: int) -> int:
@@ -72,7 +83,7 @@ def collect(plan: CollectPlan, out_dir: str | Path, progress: bool = True, worke
     shards = [
         (scenario, index)
         for scenario in plan.scenarios
-        for index in range((plan.episodes + plan.shard_episodes - 1) // plan.shard_episodes)
+        for index in range((plan.episodes_of(scenario) + plan.shard_episodes - 1) // plan.shard_episodes)
     ]
     todo = [
         (plan, out, scenario, index) for scenario, index in shards if not _shard_path(out, scenario, index).exists()
@@ -103,7 +114,7 @@ def _collect_shard(task: tuple[CollectPlan, Path, str, int]) -> None:
         torch.set_num_threads(1)  # one small planner per worker process: threads would only contend
         driver = build_policy(plan.driver)
     first = index * plan.shard_episodes
-    episodes = range(first, min(first + plan.shard_episodes, plan.episodes))
+    episodes = range(first, min(first + plan.shard_episodes, plan.episodes_of(scenario)))
     recorded = [record_episode(scenario, plan.seed, e, expert, plan.camera, driver, plan.beta) for e in episodes]
     _write_shard(out, scenario, index, recorded)
 
@@ -113,6 +124,8 @@ def _check_manifest(out: Path, plan: CollectPlan) -> None:
     manifest = out / "manifest.json"
     wanted = {**json.loads(json.dumps(asdict(plan))), "frame_shape": list(sim.camera(plan.camera).shape),
               "state_dim": STATE_DIM}  # fmt: skip
+    if not plan.scenario_episodes:  # as manifests were written before plans had them: those shards stay usable
+        del wanted["scenario_episodes"]
     if manifest.exists():
         found = json.loads(manifest.read_text())
         if found != wanted:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from domains.driving.data import DrivingData, concat
 from domains.driving.policies import PolicySpec
 from domains.driving.recipe import planner_kwargs
-from domains.driving.teacher_data import collect_plan, labelled_frames, text_encoder
+from domains.driving.teacher_data import collect_plan, labelled_frames, more_words, text_encoder
 from suite.runner import Variant
 
 if TYPE_CHECKING:
@@ -44,10 +44,14 @@ def aggregate(pack: DrivingPack, ledger: StageLedger) -> tuple[DrivingData, str]
                              lambda out, d=data: _train(pack, imitation, d, seed, out),  # noqa: B023
                              lambda out: out / WEIGHTS, after=[previous])  # fmt: skip
         driver = PolicySpec("planner", str(weights), tuple(sorted(planner_kwargs(recipe, imitation.student).items())))
-        plan = collect_plan(recipe, recipe.dagger_episodes, recipe.seed + SEED_OFFSET + k, driver=driver, beta=beta)
-        print(f"[driving] DAgger round {k}: its planner drives {recipe.dagger_episodes} episodes per scenario (the "
-              f"expert takes a step with probability {beta:.2f}) and the expert labels every frame")  # fmt: skip
-        shards = ledger.run(f"{stage}/data", {"plan": repr(plan)}, lambda out, p=plan: _collect(recipe, p, out),
+        plan = collect_plan(recipe, recipe.dagger_episodes, recipe.seed + SEED_OFFSET + k, scaled=True,
+                            driver=driver, beta=beta)  # fmt: skip
+        print(f"[driving] DAgger round {k}: its planner drives {recipe.dagger_episodes} episodes per scenario"
+              f"{more_words(plan)} (the expert takes a step with probability {beta:.2f}) and the expert labels every "
+              "frame")  # fmt: skip
+        # scenario_episodes is not in the plan's repr (older runs' stages keep their fingerprints): added when set
+        key = {"plan": repr(plan)} | ({"scenario_episodes": plan.scenario_episodes} if plan.scenario_episodes else {})
+        shards = ledger.run(f"{stage}/data", key, lambda out, p=plan: _collect(recipe, p, out),
                             lambda out: out / "shards", after=[f"{stage}/planner"])  # fmt: skip
         encoder = encoder or text_encoder(pack.encoder_path)
         data = concat([data, labelled_frames(recipe, plan, shards, ledger.root, encoder)])

@@ -54,6 +54,8 @@ class DrivingPack(Pack):
         inputs = {k: getattr(recipe, k) for k in ("scenarios", "train_episodes", "val_episodes", "seed", "frames",
                                                   "camera", "token_stride", "teacher", "teacher_model",
                                                   "teacher_url", "expert")}  # fmt: skip
+        if recipe.episode_scale:  # only then: older runs' teacher stage keeps its fingerprint
+            inputs["episode_scale"] = recipe.episode_scale
         self.encoder_check: dict[str, Any] = {}  # BDD-X retrieval before / after adapting the rationale encoder
         encoder, first = None, []
         self.encoder_path: Path | None = None
@@ -131,10 +133,12 @@ class DrivingPack(Pack):
         return self.fit_planner(variant, seed, directory, self.frames_for(self.budget_of.get(variant.name, 1.0)))
 
     def frames_for(self, budget: float) -> DrivingData:
-        """The training frames of a data budget: all of them (DAgger's too) at 1, else that share of the expert's
-        episodes."""
+        """The training frames of a data budget: all of them (DAgger's and ``episode_scale``'s extra episodes too)
+        at 1, else that share of the expert's first ``train_episodes`` episodes of each scenario."""
         expert = self.expert_data
-        return self.train_data if budget == 1 else expert.rows(budget_rows(expert, budget))
+        if budget == 1:
+            return self.train_data
+        return expert.rows(budget_rows(expert, budget) & (expert.episode < self.recipe.train_episodes))
 
     def fit_planner(self, variant: Variant, seed: int, directory: Path, data: DrivingData) -> torch.nn.Module:
         """Train ``variant``'s planner on ``data`` (the training frames; a DAgger round's aggregate so far)."""

@@ -38,6 +38,11 @@ class DrivingRecipe(RunOutputs):
         metadata={"help": "closed loop only, under distribution shift: highway-dense (density 1.5), highway-4lanes"},
     )
     train_episodes: int = field(default=60, metadata={"help": "expert episodes per scenario for training"})
+    episode_scale: dict[str, float] = field(
+        default_factory=dict,
+        metadata={"help": "scenario -> multiple of train_episodes and dagger_episodes for it (e.g. {intersection: "
+                  "10}); the extra episodes join the 100% budget only, like DAgger's frames"},
+    )  # fmt: skip
     val_episodes: int = field(default=15, metadata={"help": "expert episodes per scenario for open-loop metrics"})
     eval_episodes: int = field(
         default=20,
@@ -156,6 +161,9 @@ class DrivingRecipe(RunOutputs):
         check(self.teacher == "expert" or bool(self.teacher_model), "teacher_model", "a VLM teacher needs a model")
         check(self.train_episodes >= 1 and self.val_episodes >= 1, "train_episodes", "must be >= 1")
         check(self.eval_episodes >= 1, "eval_episodes", "must be >= 1")
+        stray = sorted(set(self.episode_scale) - set(self.scenarios))
+        check(not stray, "episode_scale", f"{stray} are not among the scenarios {self.scenarios}")
+        check(all(scale >= 1 for scale in self.episode_scale.values()), "episode_scale", "multiples >= 1")
         check(len(self.seeds) >= 1, "seeds", "need at least one training seed")
         check(self.frames >= 1, "frames", "must be >= 1")
         check(self.camera in CAMERAS, "camera", f"choose from {sorted(CAMERAS)}")
@@ -178,6 +186,12 @@ class DrivingRecipe(RunOutputs):
         check(self.mixed_precision in ("auto", "bf16", "no"), "mixed_precision", "auto, bf16 or no")
         check(0 < self.ablate_up_to <= 1, "ablate_up_to", "a share in (0, 1]")
         check(self.encoder_adapt_steps >= 0, "encoder_adapt_steps", "must be >= 0")
+
+
+def scaled_episodes(recipe: DrivingRecipe, episodes: int) -> tuple[tuple[str, int], ...]:
+    """(scenario, episodes) of the scenarios ``episode_scale`` gives more than ``episodes`` (a CollectPlan's
+    ``scenario_episodes``)."""
+    return tuple((s, round(episodes * scale)) for s, scale in sorted(recipe.episode_scale.items()) if scale != 1)
 
 
 def planner_epochs(recipe: DrivingRecipe, backbone: str, budget: float) -> int:

@@ -253,8 +253,8 @@ def write_report(run: DrivingResult, seconds: float) -> dict[str, Any]:
         f"- Teacher: `{recipe.teacher}` (the privileged expert reads the full simulator state and writes perception / "
         "prediction / planning rationales and one description per visible agent). " + encoder_words(run.text_encoder),
         f"- Expert (labels every frame): {expert_words(recipe.expert)}.",
-        f"- Data: {recipe.train_episodes} training and {recipe.val_episodes} validation expert episodes per scenario "
-        f"({run.train_frames} and {run.val_frames} frames{dagger_words(recipe)}).",
+        f"- Data: {recipe.train_episodes} training and {recipe.val_episodes} validation expert episodes per scenario"
+        f"{scale_words(recipe)} ({run.train_frames} and {run.val_frames} frames{dagger_words(recipe)}).",
         f"- Student: `pixel-planner` ({recipe.backbone} backbone), trained {recipe.epochs} epochs per variant and "
         f"seed ({recipe.budget_epochs} on a share of the expert's frames: few steps an epoch; seeds {recipe.seeds}), "
         + precision_words(doc["training_precision"]) + ". "
@@ -315,6 +315,20 @@ def write_report(run: DrivingResult, seconds: float) -> dict[str, Any]:
     write_summary(out / "driving.json", doc)
     print(f"[driving] report: {out / 'driving.md'}")
     return doc
+
+
+def scale_words(recipe: Any) -> str:
+    """The scenarios ``episode_scale`` gives more episodes, in words ('' without any)."""
+    from domains.driving.recipe import scaled_episodes
+
+    more = scaled_episodes(recipe, recipe.train_episodes)
+    if not more:
+        return ""
+    listed = ", ".join(f"{n} of {s}" for s, n in more)
+    return (
+        f", except {listed} (`episode_scale`: the same multiple of each DAgger round's episodes; the extra "
+        "episodes join the 100% budget only)"
+    )
 
 
 def dagger_words(recipe: Any) -> str:

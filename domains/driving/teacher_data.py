@@ -11,7 +11,7 @@ from typing import Any
 from domains.driving import scenarios as sim
 from domains.driving.collect import CollectPlan, collect
 from domains.driving.data import DrivingData, embed_texts, load
-from domains.driving.recipe import DrivingRecipe
+from domains.driving.recipe import DrivingRecipe, scaled_episodes
 from domains.driving.vlm import DRIVING_TASK
 from suite.students.planner import token_grid
 
@@ -21,9 +21,10 @@ TEXT_ENCODER = "minilm-l6"
 def load_splits(recipe: DrivingRecipe, out: Path, encoder_path: Path | None = None) -> tuple[DrivingData, DrivingData]:
     """The expert's training and validation frames with the teacher's targets, the rationales embedded by
     ``encoder_path`` (default: MiniLM-L6 as packaged)."""
-    train_plan = collect_plan(recipe, recipe.train_episodes, recipe.seed)
+    train_plan = collect_plan(recipe, recipe.train_episodes, recipe.seed, scaled=True)
     val_plan = collect_plan(recipe, recipe.val_episodes, recipe.seed + 1)  # other seeds: unseen episodes
-    print(f"[driving] collecting {recipe.train_episodes}+{recipe.val_episodes} expert episodes per scenario")
+    print(f"[driving] collecting {recipe.train_episodes}+{recipe.val_episodes} expert episodes per scenario"
+          + more_words(train_plan))  # fmt: skip
     encoder = text_encoder(encoder_path)
     train, val = (labelled_frames(recipe, plan, out / "data" / split, out, encoder)
                   for plan, split in ((train_plan, "train"), (val_plan, "val")))  # fmt: skip
@@ -31,9 +32,17 @@ def load_splits(recipe: DrivingRecipe, out: Path, encoder_path: Path | None = No
     return train, val
 
 
-def collect_plan(recipe: DrivingRecipe, episodes: int, seed: int, **dagger: Any) -> CollectPlan:
-    """The recipe's scenarios, camera and expert; ``dagger``: a ``driver`` and its ``beta``."""
-    return CollectPlan(tuple(recipe.scenarios), episodes, seed, camera=recipe.camera, expert=recipe.expert, **dagger)
+def collect_plan(recipe: DrivingRecipe, episodes: int, seed: int, scaled: bool = False, **dagger: Any) -> CollectPlan:
+    """The recipe's scenarios, camera and expert; ``scaled``: with ``episode_scale``'s multiples of ``episodes``;
+    ``dagger``: a ``driver`` and its ``beta``."""
+    more = scaled_episodes(recipe, episodes) if scaled else ()
+    return CollectPlan(tuple(recipe.scenarios), episodes, seed, camera=recipe.camera, expert=recipe.expert,
+                       scenario_episodes=more, **dagger)  # fmt: skip
+
+
+def more_words(plan: CollectPlan) -> str:
+    """' (intersection: 600)' for a plan with more episodes of some scenarios ('' without)."""
+    return f" ({', '.join(f'{s}: {n}' for s, n in plan.scenario_episodes)})" if plan.scenario_episodes else ""
 
 
 def labelled_frames(

@@ -227,3 +227,38 @@ def test_an_intersection_does_not_change_the_next_scenario_in_the_same_process(m
 def test_a_plan_refuses_beta_without_a_driver():
     with pytest.raises(ValueError, match="beta"):
         CollectPlan(("merge",), episodes=1, seed=0, beta=0.5)
+
+
+def test_a_plan_collects_more_episodes_of_the_scenarios_it_names(tmp_path, monkeypatch):
+    from domains.driving import collect as collect_module
+
+    written = {}  # shard path -> the episodes recorded into it
+    monkeypatch.setattr(collect_module, "record_episode", lambda scenario, seed, episode, *_: episode)
+    monkeypatch.setattr(collect_module, "_write_shard", lambda out, s, i, rows: written.update({f"{s}-{i}": rows}))
+    plan = CollectPlan(("merge", "highway"), episodes=2, seed=0, shard_episodes=2, scenario_episodes=(("merge", 5),))
+    assert (plan.episodes_of("merge"), plan.episodes_of("highway")) == (5, 2)
+    paths = collect(plan, tmp_path, progress=False)
+    assert [p.name for p in paths] == ["merge-0000.npz", "merge-0001.npz", "merge-0002.npz", "highway-0000.npz"]
+    assert written == {"merge-0": [0, 1], "merge-1": [2, 3], "merge-2": [4], "highway-0": [0, 1]}
+    assert "scenario_episodes" not in repr(plan)  # plans without any print as before (stage fingerprints)
+
+
+def test_a_plan_without_more_episodes_writes_the_manifest_it_always_did(tmp_path, monkeypatch):
+    # Run directories collected before plans had scenario_episodes must resume without "another collection".
+    import json
+
+    from domains.driving import collect as collect_module
+
+    monkeypatch.setattr(collect_module, "_collect_shard", lambda task: None)
+    collect(CollectPlan(("merge",), episodes=1, seed=0), tmp_path / "plain", progress=False)
+    assert "scenario_episodes" not in json.loads((tmp_path / "plain" / "manifest.json").read_text())
+    collect(CollectPlan(("merge",), episodes=1, seed=0, scenario_episodes=(("merge", 3),)), tmp_path / "more", False)
+    assert json.loads((tmp_path / "more" / "manifest.json").read_text())["scenario_episodes"] == [["merge", 3]]
+    with pytest.raises(ValueError, match="another collection"):
+        collect(CollectPlan(("merge",), episodes=1, seed=0), tmp_path / "more", progress=False)
+
+
+@pytest.mark.parametrize("more", [(("highway", 3),), (("merge", 0),)])
+def test_a_plan_refuses_more_episodes_of_another_scenario_or_none(more):
+    with pytest.raises(ValueError, match="scenario_episodes"):
+        CollectPlan(("merge",), episodes=1, seed=0, scenario_episodes=more)

@@ -1,6 +1,7 @@
 """DAgger rounds in the driving pack, on the ego camera and with the rationale encoder adapted on BDD-X: each round's
 imitation planner drives (the expert's share of the driving falling to 0), the expert labels what it saw, and the
-frames join the training set; a rerun reuses every round."""
+frames join the training set; a rerun reuses every round. The scenario has twice the episodes (``episode_scale``):
+the extra expert episode joins the whole budget only."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def dagger_pack(tmp_path_factory):
         output_dir=str(root / "run"), scenarios=["merge"], train_episodes=1, val_episodes=1, seeds=[0],
         variants=["imitation"], extra_backbone="", epochs=1, budget_epochs=1, gate_epochs=1, workers=1, progress=False,
         camera="ego", token_stride=4, frames=4, dagger_rounds=2, dagger_episodes=1, encoder_adapt_steps=2,
-        shift_scenarios=[],
+        shift_scenarios=[], episode_scale={"merge": 2},
     )  # fmt: skip
     yield recipe, root / "run", DrivingPack(recipe, StageLedger(recipe.output_dir), resume=False)
     torch.set_num_threads(threads)
@@ -54,17 +55,25 @@ def test_each_round_adds_the_frames_its_planner_visited(dagger_pack):
     # Round k's episodes were driven by round k's planner with the expert taking a step with probability beta_k.
     for k, beta in enumerate(dagger.betas(2), start=1):
         manifest = json.loads((out / f"dagger/round{k}/data/shards/manifest.json").read_text())
-        assert manifest["beta"] == beta and manifest["camera"] == "ego"
+        assert (
+            manifest["beta"] == beta
+            and manifest["camera"] == "ego"
+            and manifest["scenario_episodes"] == [["merge", 2]]
+        )
+        assert len(list((out / f"dagger/round{k}/data/shards").glob("merge-*.npz"))) == 1  # both in one shard
         assert manifest["driver"]["weights"] == str(out / f"dagger/round{k}/planner/model.safetensors")
 
 
 def test_smaller_budgets_learn_from_the_experts_episodes_alone(dagger_pack):
     # DAgger's drivers learned from every expert frame: their frames would leak the full budget into a small one.
+    # episode_scale's extra episodes would make the small budgets' share of that scenario larger than the others'.
     _, _, pack = dagger_pack
     small = pack.frames_for(0.5)
     assert len(pack.expert_data) < len(pack.train_data)
-    assert len(small) == len(pack.expert_data)  # the one expert episode lies inside every budget
-    assert torch.equal(small.actions, pack.train_data.actions[: len(small)])  # the expert's rows come first
+    assert set(pack.expert_data.episode.tolist()) == {0, 1}  # train_episodes=1, twice that for merge
+    first = pack.expert_data.episode == 0
+    assert len(small) == int(first.sum()) > 0  # the first expert episode lies inside every budget; the extra one not
+    assert torch.equal(small.actions, pack.expert_data.actions[first])
     assert pack.frames_for(1.0) is pack.train_data
 
 

@@ -154,6 +154,27 @@ def test_the_recipe_refuses_negative_weight_decay_and_critical_weight():
         DrivingRecipe(critical_weight=-1.0)
 
 
+@pytest.mark.parametrize(("scale", "wrong"), [({"highway-dense": 2}, "not among"), ({"merge": 0.5}, ">= 1")])
+def test_the_recipe_refuses_episode_scale_outside_its_scenarios_or_below_one(scale, wrong):
+    from domains.driving.recipe import DrivingRecipe
+    from suite.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"episode_scale.*{wrong}"):
+        DrivingRecipe(episode_scale=scale)
+
+
+def test_episode_scale_gives_more_train_and_dagger_episodes_not_validation_ones():
+    from domains.driving.recipe import DrivingRecipe
+    from domains.driving.report import scale_words
+    from domains.driving.teacher_data import collect_plan
+
+    recipe = DrivingRecipe(train_episodes=60, dagger_episodes=30, episode_scale={"intersection": 10, "merge": 1})
+    assert collect_plan(recipe, 60, 0, scaled=True).scenario_episodes == (("intersection", 600),)
+    assert collect_plan(recipe, 30, 100, scaled=True).episodes_of("intersection") == 300
+    assert collect_plan(recipe, 15, 1).scenario_episodes == ()  # validation: as many episodes of every scenario
+    assert "600 of intersection" in scale_words(recipe) and scale_words(DrivingRecipe()) == ""
+
+
 def test_a_data_budget_keeps_whole_nested_episodes(data):
     import dataclasses
 
