@@ -95,12 +95,14 @@ def load(shards: list[Path], frames: int = 2, camera: str = sim.DEFAULT_CAMERA,
     )
 
 
-def budget_rows(data: DrivingData, budget: float) -> torch.Tensor:
+def budget_rows(data: DrivingData, budget: float, first: int | None = None) -> torch.Tensor:
     """(N,) bool: the rows of a ``budget`` share of the episodes (whole episodes, the same ones in every scenario
-    and collection; 10% of them lie inside 25%, which lie inside 100%)."""
+    and collection; 10% of them lie inside 25%, which lie inside 100%), among each scenario's ``first`` episodes
+    only when given (the later ones, ``episode_scale``'s extras, join no budget below 100%)."""
     if data.episode is None:
         raise ValueError("these driving rows carry no episode index; load them from shards")
-    return data.episode % BUDGET_BLOCK < round(budget * BUDGET_BLOCK)
+    rows = data.episode % BUDGET_BLOCK < round(budget * BUDGET_BLOCK)
+    return rows if first is None else rows & (data.episode < first)
 
 
 def _stack_frames(frames: np.ndarray, step: np.ndarray, count: int) -> np.ndarray:

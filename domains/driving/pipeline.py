@@ -136,9 +136,7 @@ class DrivingPack(Pack):
         """The training frames of a data budget: all of them (DAgger's and ``episode_scale``'s extra episodes too)
         at 1, else that share of the expert's first ``train_episodes`` episodes of each scenario."""
         expert = self.expert_data
-        if budget == 1:
-            return self.train_data
-        return expert.rows(budget_rows(expert, budget) & (expert.episode < self.recipe.train_episodes))
+        return self.train_data if budget == 1 else expert.rows(budget_rows(expert, budget, self.recipe.train_episodes))
 
     def fit_planner(self, variant: Variant, seed: int, directory: Path, data: DrivingData) -> torch.nn.Module:
         """Train ``variant``'s planner on ``data`` (the training frames; a DAgger round's aggregate so far)."""
