@@ -92,11 +92,12 @@ def probe(args: argparse.Namespace, experts: dict[str, dict[str, Any]]) -> dict[
 
 
 def constant_policies() -> dict[str, Any]:
-    """The trivial baselines every table carries: constant IDLE (the expert's most common action) and SLOWER."""
-    from domains.driving.policies import PolicySpec
+    """The trivial baselines the driving report carries (constant IDLE, the expert's most common action, and SLOWER),
+    named as this probe's other rows."""
+    from domains.driving.pipeline import CONSTANTS
+    from domains.driving.policies import constant_spec
 
-    actions = ("IDLE", "SLOWER")
-    return {f"constant {action}": PolicySpec("constant", kwargs=(("action", action),)) for action in actions}
+    return {name.replace("-", " "): constant_spec(action) for name, action in CONSTANTS.items()}
 
 
 def table(results: dict[str, Any], scenarios: list[str]) -> list[str]:

@@ -24,7 +24,7 @@ from domains.driving.evaluate import (
     same_as_constant,
     summarise_all,
 )
-from domains.driving.policies import PolicySpec
+from domains.driving.policies import PolicySpec, constant_spec
 from domains.driving.recipe import VARIANTS, DrivingRecipe, planner_epochs, planner_kwargs
 from domains.driving.teacher_data import adapt_on_bddx, load_splits, sample_frames, save_rationale_bank
 from domains.driving.terms import build_terms, distils_from_teacher
@@ -177,7 +177,7 @@ class DrivingPack(Pack):
         specs = reference_policies(recipe, self.gate_weights)
         shared = next((name for name, a in CONSTANTS.items() if a == self.majority), None)
         if shared is None:  # the majority action is no other constant's: drive it too
-            specs[MAJORITY] = PolicySpec("constant", kwargs=(("action", self.majority),))
+            specs[MAJORITY] = constant_spec(self.majority)
         for run in trained:
             specs[f"{run.variant.name}|{run.seed}"] = planner_policy(recipe, run.variant.student, run.directory)
         print(f"[driving] closed loop: {recipe.eval_episodes} episodes per scenario for each of {len(specs)} policies")
@@ -214,7 +214,7 @@ def reference_policies(recipe: DrivingRecipe, gate_weights: Path) -> dict[str, P
     """What every planner is driven beside: the expert, its state clone (the gate) and the constant baselines."""
     expert = PolicySpec("expert", kwargs=tuple(dataclasses.asdict(recipe.expert).items()))
     specs = {"expert": expert, GATE: PolicySpec("state", str(gate_weights))}
-    return specs | {name: PolicySpec("constant", kwargs=(("action", a),)) for name, a in CONSTANTS.items()}
+    return specs | {name: constant_spec(action) for name, action in CONSTANTS.items()}
 
 
 def planner_policy(recipe: DrivingRecipe, backbone: str, directory: Path) -> PolicySpec:

@@ -25,6 +25,11 @@ class PolicySpec:
     kwargs: tuple[tuple[str, Any], ...] = ()
 
 
+def constant_spec(action: str) -> PolicySpec:
+    """The trivial baseline that takes ``action`` at every step."""
+    return PolicySpec("constant", kwargs=(("action", action),))
+
+
 class FrameStack:
     """The planner's view: the last ``frames`` frames, oldest first; the first decision of an episode sees its frame
     repeated, as in training."""
