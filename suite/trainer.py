@@ -37,6 +37,9 @@ from suite.checkpoint import clear_run, find_latest_checkpoint, load_checkpoint
 from suite.config import check
 from suite.distiller import Distiller
 
+# [(indices, count), ...]: an epoch draws ``count`` of each group's ``indices`` (see EpochSampler)
+EpochDraws = Sequence[tuple[Sequence[int], int]]
+
 
 @dataclass
 class TrainerConfig:
@@ -105,27 +108,48 @@ class EpochSampler(Sampler[int]):
     batches, each chunk is sorted by length and cut into batches, and the full batches are shuffled (the one short
     batch goes last so every later batch stays aligned). Transformers on CPU cost roughly length x batch, so
     this cuts the padding a random batch carries, while each epoch still sees a new random order.
+
+    With ``draws`` (``[(indices, count), ...]``) an epoch is not every example once: it is ``count`` examples of
+    each group's ``indices``, a fresh random choice each epoch (examples in no group are never drawn). A group with
+    many similar examples can then add variety without adding steps.
     """
 
     CHUNK_BATCHES = 50
 
     def __init__(
-        self, size: int, seed: int, shuffle: bool = True, lengths: Sequence[int] | None = None, batch_size: int = 1
+        self,
+        size: int,
+        seed: int,
+        shuffle: bool = True,
+        lengths: Sequence[int] | None = None,
+        batch_size: int = 1,
+        draws: EpochDraws | None = None,
     ):
         if lengths is not None and len(lengths) != size:
             raise ValueError(f"lengths: {len(lengths)} values for {size} examples")
+        for indices, count in draws or []:
+            if not 0 <= count <= len(indices) or any(not 0 <= i < size for i in indices):
+                raise ValueError(f"draws: {count} of {len(indices)} indices, each in [0, {size})")
         self.size, self.seed, self.shuffle = size, seed, shuffle
-        self.lengths, self.batch_size = lengths, batch_size
+        self.lengths, self.batch_size, self.draws = lengths, batch_size, draws
+        self.epoch_size = size if draws is None else sum(count for _, count in draws)
         self.epoch, self.start = 0, 0
 
     def set_position(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
 
     def order(self) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        if self.draws is not None:
+            drawn = [indices[k] for indices, count in self.draws
+                     for k in torch.randperm(len(indices), generator=generator)[:count].tolist()]  # fmt: skip
+            return self._shuffled(drawn, generator) if self.shuffle else sorted(drawn)
         if not self.shuffle:
             return list(range(self.size))
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.size, generator=generator).tolist()
+        return self._shuffled(list(range(self.size)), generator)
+
+    def _shuffled(self, examples: list[int], generator: torch.Generator) -> list[int]:
+        order = [examples[k] for k in torch.randperm(len(examples), generator=generator).tolist()]
         return order if self.lengths is None else self._grouped(order, generator)
 
     def _grouped(self, order: list[int], generator: torch.Generator) -> list[int]:
@@ -143,7 +167,7 @@ class EpochSampler(Sampler[int]):
         return iter(self.order()[self.start :])
 
     def __len__(self) -> int:
-        return self.size - self.start
+        return self.epoch_size - self.start
 
 
 def example_lengths(train_data: Sequence[Any]) -> list[int]:
@@ -225,6 +249,8 @@ class Trainer:
 
     ``collate`` turns a list of dataset items into a batch (see :mod:`suite.distiller` for the batch format).
     ``evaluate`` is called with the distiller and returns a dict of metrics; the evaluation callbacks use it.
+    ``epoch_draws`` makes an epoch a fresh random draw from groups of examples instead of every example once (see
+    :class:`EpochSampler`); steps per epoch follow the draw's size.
     """
 
     def __init__(
@@ -235,6 +261,7 @@ class Trainer:
         collate: Callable[[list[Any]], dict[str, Any]],
         callbacks: list[Callback] | None = None,
         evaluate: Callable[[Distiller], dict[str, float]] | None = None,
+        epoch_draws: EpochDraws | None = None,
     ):
         self.config = config
         # Accumulation is done here, not by Accelerate: its ``backward`` would divide the loss by the group size a
@@ -245,7 +272,8 @@ class Trainer:
         self.evaluate_fn = evaluate
         self.callbacks = build_callbacks(config, list(callbacks or []), with_evaluation=evaluate is not None)
         lengths = example_lengths(train_data) if config.group_by_length else None
-        self.sampler = EpochSampler(len(train_data), config.seed, lengths=lengths, batch_size=config.batch_size)
+        self.sampler = EpochSampler(len(train_data), config.seed, lengths=lengths, batch_size=config.batch_size,
+                                    draws=epoch_draws)  # fmt: skip
         # The loader gets its own generator: creating an iterator must not consume the global RNG that dropout uses,
         # or a resumed run would see different dropout masks than an uninterrupted one.
         loader = DataLoader(
@@ -258,7 +286,7 @@ class Trainer:
         # Accelerate deals batches out to the processes in turn (padding the last round), so each process sees
         # ceil(batches / processes) of them per epoch.
         self.processes = self.accelerator.num_processes
-        self.batches_per_epoch = math.ceil(math.ceil(len(train_data) / config.batch_size) / self.processes)
+        self.batches_per_epoch = math.ceil(math.ceil(self.sampler.epoch_size / config.batch_size) / self.processes)
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / config.grad_accum_steps)
         self.total_steps = config.max_steps or self.steps_per_epoch * config.epochs
         self.optimizer = torch.optim.AdamW(

@@ -105,6 +105,17 @@ def budget_rows(data: DrivingData, budget: float, first: int | None = None) -> t
     return rows if first is None else rows & (data.episode < first)
 
 
+def epoch_draws(data: DrivingData, share: dict[str, float]) -> list[tuple[list[int], int]] | None:
+    """What one training epoch draws (the Trainer's ``epoch_draws``): every frame of a scenario, or ``share`` of
+    them for the scenarios it names; None (every frame once) without a share."""
+    if not share:
+        return None
+    rows: dict[str, list[int]] = {}
+    for i, scenario in enumerate(data.scenario):
+        rows.setdefault(scenario, []).append(i)
+    return [(indices, max(1, round(len(indices) * share.get(scenario, 1.0)))) for scenario, indices in rows.items()]
+
+
 def _stack_frames(frames: np.ndarray, step: np.ndarray, count: int) -> np.ndarray:
     """(N, H, W, 3) -> (N, 3 * count, H, W); an episode's first frames repeat the earliest available one."""
     chw = frames.transpose(0, 3, 1, 2)

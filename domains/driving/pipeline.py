@@ -15,7 +15,14 @@ from typing import Any
 import torch
 
 from domains.driving import scenarios as sim
-from domains.driving.data import DrivingData, action_prototypes, action_weights, budget_rows, make_collate
+from domains.driving.data import (
+    DrivingData,
+    action_prototypes,
+    action_weights,
+    budget_rows,
+    epoch_draws,
+    make_collate,
+)
 from domains.driving.evaluate import (
     action_metrics,
     closed_loop,
@@ -123,11 +130,15 @@ class DrivingPack(Pack):
 
     def student_settings(self, variant: Variant) -> Any:
         recipe = self.recipe
-        epochs = planner_epochs(recipe, variant.student, self.budget_of.get(variant.name, 1.0))
-        return {"planner": planner_kwargs(recipe, variant.student), "epochs": epochs, "batch_size": recipe.batch_size,
-                "lr": recipe.lr, "weight_decay": recipe.weight_decay,
-                "terms": self._settings(), "class_weight_power": recipe.class_weight_power,
-                "budget": self.budget_of.get(variant.name, 1.0), "mixed_precision": self.precision}  # fmt: skip
+        budget = self.budget_of.get(variant.name, 1.0)
+        epochs = planner_epochs(recipe, variant.student, budget)
+        settings = {"planner": planner_kwargs(recipe, variant.student), "epochs": epochs,
+                    "batch_size": recipe.batch_size, "lr": recipe.lr, "weight_decay": recipe.weight_decay,
+                    "terms": self._settings(), "class_weight_power": recipe.class_weight_power,
+                    "budget": budget, "mixed_precision": self.precision}  # fmt: skip
+        if budget == 1 and recipe.epoch_share:  # only then: older runs' planners keep their fingerprints
+            settings["epoch_share"] = dict(sorted(recipe.epoch_share.items()))
+        return settings
 
     def train(self, variant: Variant, seed: int, directory: Path) -> torch.nn.Module:
         return self.fit_planner(variant, seed, directory, self.frames_for(self.budget_of.get(variant.name, 1.0)))
@@ -146,18 +157,21 @@ class DrivingPack(Pack):
         from suite.students.planner import PixelPlanner
         from suite.trainer import Trainer, seed_everything
 
-        print(f"[driving] training {variant.name} seed {seed} on {len(data)} frames")
+        settings = self.student_settings(variant)
+        draws = epoch_draws(data, settings.get("epoch_share", {}))
+        drawn = f" (an epoch draws {sum(n for _, n in draws)} of them: `epoch_share`)" if draws else ""
+        print(f"[driving] training {variant.name} seed {seed} on {len(data)} frames{drawn}")
         seed_everything(seed)
         planner = PixelPlanner(**planner_kwargs(self.recipe, variant.student), pretrained=True)
         variant_terms = tuple(t for t in variant.terms if t != "imitation")
         terms = build_terms(variant_terms, planner, self.prototypes, self.class_weights, self._settings())
-        settings = self.student_settings(variant)
         config = TrainerConfig(
             output_dir=str(directory), epochs=settings["epochs"], batch_size=self.recipe.batch_size, lr=self.recipe.lr,
             weight_decay=self.recipe.weight_decay, seed=seed, warmup_ratio=0.05, schedule="cosine", log_every=50,
             progress=self.recipe.progress, tensorboard=False, mixed_precision=self.precision,
         )  # fmt: skip
-        Trainer(Distiller(planner, terms, variant.terms), config, data, make_collate(data)).fit(self.resume)
+        Trainer(Distiller(planner, terms, variant.terms), config, data, make_collate(data),
+                epoch_draws=draws).fit(self.resume)  # fmt: skip
         save_model(planner, str(directory / "model.safetensors"))
         return planner.eval()
 

@@ -43,6 +43,12 @@ class DrivingRecipe(RunOutputs):
         metadata={"help": "scenario -> multiple of train_episodes and dagger_episodes for it (e.g. {intersection: "
                   "10}); the extra episodes join the 100% budget only, like DAgger's frames"},
     )  # fmt: skip
+    epoch_share: dict[str, float] = field(
+        default_factory=dict,
+        metadata={"help": "scenario -> share of its frames one epoch of a planner trained on all the frames draws, "
+                  "afresh each epoch (e.g. {intersection: 0.25} beside episode_scale {intersection: 10}: ten times "
+                  "the episodes for 2.5 times the steps); the smaller budgets' planners see every frame"},
+    )  # fmt: skip
     val_episodes: int = field(default=15, metadata={"help": "expert episodes per scenario for open-loop metrics"})
     eval_episodes: int = field(
         default=20,
@@ -164,6 +170,9 @@ class DrivingRecipe(RunOutputs):
         stray = sorted(set(self.episode_scale) - set(self.scenarios))
         check(not stray, "episode_scale", f"{stray} are not among the scenarios {self.scenarios}")
         check(all(scale >= 1 for scale in self.episode_scale.values()), "episode_scale", "multiples >= 1")
+        stray = sorted(set(self.epoch_share) - set(self.scenarios))
+        check(not stray, "epoch_share", f"{stray} are not among the scenarios {self.scenarios}")
+        check(all(0 < share <= 1 for share in self.epoch_share.values()), "epoch_share", "shares in (0, 1]")
         check(len(self.seeds) >= 1, "seeds", "need at least one training seed")
         check(self.frames >= 1, "frames", "must be >= 1")
         check(self.camera in CAMERAS, "camera", f"choose from {sorted(CAMERAS)}")

@@ -256,7 +256,8 @@ def write_report(run: DrivingResult, seconds: float) -> dict[str, Any]:
         f"- Data: {recipe.train_episodes} training and {recipe.val_episodes} validation expert episodes per scenario"
         f"{scale_words(recipe)} ({run.train_frames} and {run.val_frames} frames{dagger_words(recipe)}).",
         f"- Student: `pixel-planner` ({recipe.backbone} backbone), trained {recipe.epochs} epochs per variant and "
-        f"seed ({recipe.budget_epochs} on a share of the expert's frames: few steps an epoch; seeds {recipe.seeds}), "
+        f"seed ({recipe.budget_epochs} on a share of the expert's frames: few steps an epoch; seeds {recipe.seeds})"
+        f"{share_words(recipe)}, "
         + precision_words(doc["training_precision"]) + ". "
         "Variants add one reasoning loss to imitation "
         f"(CE + {recipe.waypoint_weight:g} x waypoint L2), or all five. Loss weights: "
@@ -329,6 +330,14 @@ def scale_words(recipe: Any) -> str:
         f", except {listed} (`episode_scale`: the same multiple of each DAgger round's episodes; the extra "
         "episodes join the 100% budget only)"
     )
+
+
+def share_words(recipe: Any) -> str:
+    """How much of a scenario one epoch draws (``epoch_share``), in words ('' without any)."""
+    if not recipe.epoch_share:
+        return ""
+    listed = ", ".join(f"{share:.0%} of {s}'s" for s, share in sorted(recipe.epoch_share.items()))
+    return f"; an epoch on all the frames draws {listed} frames, afresh each epoch (`epoch_share`)"
 
 
 def dagger_words(recipe: Any) -> str:

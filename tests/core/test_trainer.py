@@ -138,6 +138,36 @@ def test_epoch_order_depends_only_on_seed_and_epoch() -> None:
     assert sampler.order() != order
 
 
+def test_epoch_draws_take_a_fresh_share_of_each_group_every_epoch() -> None:
+    many, few = list(range(0, 100)), list(range(100, 110))
+    sampler = EpochSampler(120, seed=3, draws=[(many, 20), (few, 10)])  # 110..119 are in no group: never drawn
+    epochs = []
+    for epoch in range(3):
+        sampler.set_position(epoch=epoch)
+        order = sampler.order()
+        assert len(order) == len(set(order)) == len(sampler) == 30  # without replacement
+        assert sum(i in many for i in order) == 20 and sorted(i for i in order if i >= 100) == few
+        epochs.append({i for i in order if i < 100})
+    assert epochs[0] != epochs[1] != epochs[2]  # a new choice of the big group each epoch
+    sampler.set_position(epoch=1, start=7)
+    again = EpochSampler(120, seed=3, draws=[(many, 20), (few, 10)])
+    again.set_position(epoch=1)
+    assert list(sampler) == again.order()[7:]  # resumable mid-epoch like the plain order
+    with pytest.raises(ValueError, match="draws"):
+        EpochSampler(10, seed=0, draws=[([1, 2], 3)])
+    with pytest.raises(ValueError, match="draws"):
+        EpochSampler(10, seed=0, draws=[([9, 10], 1)])
+
+
+def test_trainer_epochs_follow_the_draw(tmp_path: Path) -> None:
+    items = data(32)
+    draws = [(list(range(24)), 8), (list(range(24, 32)), 8)]  # 16 drawn of 32: 2 batches of 8 an epoch
+    trainer = Trainer(Distiller(Net(4), {"task": TaskLoss()}, {"task": 1.0}), config(tmp_path, epochs=3), items,
+                      collate, epoch_draws=draws)  # fmt: skip
+    assert trainer.steps_per_epoch == 2
+    assert trainer.fit().global_step == 6
+
+
 def test_length_grouped_batches_are_homogeneous_and_cover_every_example() -> None:
     lengths = [(i * 37) % 101 for i in range(230)]  # 230 examples: 7 full batches of 32 and one of 6
     sampler = EpochSampler(230, seed=1, lengths=lengths, batch_size=32)

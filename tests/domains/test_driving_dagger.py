@@ -77,6 +77,21 @@ def test_smaller_budgets_learn_from_the_experts_episodes_alone(dagger_pack):
     assert pack.frames_for(1.0) is pack.train_data
 
 
+def test_epoch_share_reaches_the_planners_on_all_the_frames_only(dagger_pack, monkeypatch, capsys, tmp_path):
+    import dataclasses
+
+    recipe, _, pack = dagger_pack
+    variant = next(v for v in pack.variants() if pack.budget_of[v.name] == 1)
+    assert "epoch_share" not in pack.student_settings(variant)  # without it: older runs' fingerprints unchanged
+    monkeypatch.setattr(pack, "recipe", dataclasses.replace(recipe, epoch_share={"merge": 0.5}))
+    assert pack.student_settings(variant)["epoch_share"] == {"merge": 0.5}
+    pack.fit_planner(variant, 0, tmp_path / "planner", pack.train_data)
+    drawn = round(len(pack.train_data) / 2)
+    assert f"on {len(pack.train_data)} frames (an epoch draws {drawn} of them" in capsys.readouterr().out
+    monkeypatch.setitem(pack.budget_of, variant.name, 0.5)  # a smaller budget's planner sees every frame
+    assert "epoch_share" not in pack.student_settings(variant)
+
+
 def test_a_rerun_reuses_every_round(dagger_pack, capsys):
     from domains.driving.pipeline import DrivingPack
 

@@ -3,6 +3,8 @@ planner: finite, differentiable into the planner, and zero in their identity cas
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -173,6 +175,34 @@ def test_episode_scale_gives_more_train_and_dagger_episodes_not_validation_ones(
     assert collect_plan(recipe, 30, 100, scaled=True).episodes_of("intersection") == 300
     assert collect_plan(recipe, 15, 1).scenario_episodes == ()  # validation: as many episodes of every scenario
     assert "600 of intersection" in scale_words(recipe) and scale_words(DrivingRecipe()) == ""
+
+
+@pytest.mark.parametrize(("share", "wrong"), [({"highway-dense": 0.5}, "not among"), ({"merge": 0}, "(0, 1]"),
+                                               ({"merge": 1.5}, "(0, 1]")])  # fmt: skip
+def test_the_recipe_refuses_epoch_share_outside_its_scenarios_or_beyond_zero_to_one(share, wrong):
+    from domains.driving.recipe import DrivingRecipe
+    from suite.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"epoch_share.*{re.escape(wrong)}"):
+        DrivingRecipe(epoch_share=share)
+
+
+def test_an_epoch_draws_its_share_of_the_named_scenarios_and_every_frame_of_the_others(data):
+    import dataclasses
+
+    from domains.driving.data import epoch_draws
+    from domains.driving.recipe import DrivingRecipe
+    from domains.driving.report import share_words
+
+    many = concat([data] * 4)
+    crossing = len(many) - 7
+    mixed = dataclasses.replace(many, scenario=["intersection"] * crossing + ["merge"] * 7)
+    draws = {mixed.scenario[group[0]]: (group, n) for group, n in epoch_draws(mixed, {"intersection": 0.25})}
+    assert draws["intersection"] == (list(range(crossing)), round(crossing / 4))
+    assert draws["merge"] == (list(range(crossing, crossing + 7)), 7)
+    assert epoch_draws(mixed, {}) is None  # no share: every frame once, as before
+    assert share_words(DrivingRecipe(epoch_share={"intersection": 0.25})).count("25% of intersection's") == 1
+    assert share_words(DrivingRecipe()) == ""
 
 
 def test_a_data_budget_keeps_whole_nested_episodes(data):
