@@ -133,6 +133,8 @@ class EpochSampler(Sampler[int]):
         self.size, self.seed, self.shuffle = size, seed, shuffle
         self.lengths, self.batch_size, self.draws = lengths, batch_size, draws
         self.epoch_size = size if draws is None else sum(count for _, count in draws)
+        if draws is not None and not self.epoch_size:
+            raise ValueError("draws: an epoch must draw at least one example")
         self.epoch, self.start = 0, 0
 
     def set_position(self, epoch: int, start: int = 0) -> None:
