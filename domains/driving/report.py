@@ -276,8 +276,8 @@ def write_report(run: DrivingResult, seconds: float) -> dict[str, Any]:
         *imitation_goal_lines(f"{recipe.backbone}-imitation", g),
         *lookalike_lines(g["constant_lookalikes"]),
         f"- Collisions, {shipped} vs `{recipe.backbone}-imitation` (mean over scenarios): "
-        + (f"{100 * reduction:.0f}% fewer (goal ≥ 30%): {_yes(g['collision_reduction_met'])}" if reduction is not None
-           else "n/a") + ".",
+        + (f"{fewer_words(reduction)} (goal ≥ 30% fewer): {_yes(g['collision_reduction_met'])}"
+           if reduction is not None else "n/a") + ".",
         reasoning_goal_line(g),
         f"- {shipped} succeeds more often than every constant-action baseline (no crash and ≥ 90% of the expert's "
         "distance, mean over scenarios): "
@@ -330,6 +330,11 @@ def scale_words(recipe: Any) -> str:
         f", except {listed} (`episode_scale`: the same multiple of each DAgger round's episodes; the extra "
         "episodes join the 100% budget only)"
     )
+
+
+def fewer_words(reduction: float) -> str:
+    """A relative reduction in words: '38% fewer', '20% more' (a negative reduction is an increase)."""
+    return f"{100 * reduction:.0f}% fewer" if reduction >= 0 else f"{-100 * reduction:.0f}% more"
 
 
 def share_words(recipe: Any) -> str:

@@ -234,3 +234,9 @@ def test_small_budgets_train_budget_epochs_and_the_extra_backbone_its_own():
     assert planner_epochs(recipe, recipe.backbone, 1.0) == 25
     assert planner_epochs(recipe, recipe.backbone, 0.1) == 75  # 340 frames: 6 steps an epoch
     assert planner_epochs(recipe, "efficientnet-lite0", 1.0) == 4
+
+
+def test_a_negative_collision_reduction_reads_as_more_not_fewer():
+    from domains.driving.report import fewer_words
+
+    assert fewer_words(0.38) == "38% fewer" and fewer_words(-0.2) == "20% more" and fewer_words(0.0) == "0% fewer"
