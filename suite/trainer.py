@@ -135,6 +135,9 @@ class EpochSampler(Sampler[int]):
         self.epoch_size = size if draws is None else sum(count for _, count in draws)
         if draws is not None and not self.epoch_size:
             raise ValueError("draws: an epoch must draw at least one example")
+        grouped = [i for indices, _ in draws or [] for i in indices]
+        if len(set(grouped)) != len(grouped):
+            raise ValueError("draws: an example in two groups could be drawn twice in one epoch")
         self.epoch, self.start = 0, 0
 
     def set_position(self, epoch: int, start: int = 0) -> None:

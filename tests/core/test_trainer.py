@@ -159,6 +159,8 @@ def test_epoch_draws_take_a_fresh_share_of_each_group_every_epoch() -> None:
         EpochSampler(10, seed=0, draws=[([9, 10], 1)])
     with pytest.raises(ValueError, match="at least one"):
         EpochSampler(10, seed=0, draws=[([1, 2], 0)])
+    with pytest.raises(ValueError, match="two groups"):
+        EpochSampler(10, seed=0, draws=[([1, 2], 1), ([2, 3], 1)])
 
 
 def test_trainer_epochs_follow_the_draw(tmp_path: Path) -> None:
