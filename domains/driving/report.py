@@ -180,7 +180,7 @@ def reasoning_goal_line(g: dict[str, Any]) -> str:
         return f"- Reasoning losses: no ablation in this run: {_yes(False)}."
     return (f"- Reasoning losses, at the smallest data budget ({best['budget']}): best `{best['variant']}` fails in "
             f"{best['failure_rate_b']:.3f} of the episodes vs {best['failure_rate_a']:.3f} for imitation alone "
-            f"({100 * best['reduction']:.0f}% fewer, McNemar p = {best['p_value']:.3g}); goal ≥ "
+            f"({fewer_words(best['reduction'])}, McNemar p = {best['p_value']:.3g}); goal ≥ "
             f"{100 * REASONING_GAIN:.0f}% fewer with p < {ALPHA:g}: {_yes(g['reasoning_gain_met'])}.")  # fmt: skip
 
 
