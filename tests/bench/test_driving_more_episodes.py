@@ -42,7 +42,7 @@ def test_the_run_recipe_takes_the_runs_own_settings_so_the_same_expert_drives_an
     from domains.driving.expert import ExpertConfig
     from domains.driving.recipe import full_recipe as run_recipe
 
-    assert run_recipe().expert == ExpertConfig()
+    assert run_recipe().expert == ExpertConfig() == ExpertConfig(other_routes="any")
     for routes in ("known", "any"):
         recipe = run_recipe([f"expert.other_routes={routes}", "expert.keep_margin=2"])
         assert recipe.expert == ExpertConfig(keep_margin=2.0, other_routes=routes)
@@ -54,9 +54,10 @@ def test_the_run_recipe_is_the_one_the_run_recorded_else_the_full_profile(tmp_pa
     from domains.driving.recipe import full_recipe, run_recipe
     from suite.config import save_run_recipe
 
-    assert run_recipe(tmp_path, ["expert.other_routes=any"]) == full_recipe(["expert.other_routes=any"])
+    before = full_recipe(["expert.other_routes=known", "episode_scale={}", "epoch_share={}", "eval_episodes=50"])
+    assert run_recipe(tmp_path, ["eval_episodes=50"]) == before  # a run made before recipes were recorded
     assert "has no recipe.yaml" in capsys.readouterr().out  # said, since the settings must then be repeated
-    made = full_recipe(["expert.other_routes=any", "eval_episodes=50"])
+    made = full_recipe(["expert.other_routes=known", "eval_episodes=50"])
     save_run_recipe(made, tmp_path, "driving", "distill run driving ...")
     assert run_recipe(tmp_path) == made
-    assert run_recipe(tmp_path, ["eval_episodes=30"]).expert.other_routes == "any"
+    assert run_recipe(tmp_path, ["eval_episodes=30"]).expert.other_routes == "known"

@@ -45,9 +45,9 @@ def test_the_run_is_read_with_its_own_settings_and_a_reuse_only_ledger(monkeypat
     seen = {}
     capture = lambda recipe, ledger, resume: seen.update(recipe=recipe, ledger=ledger)  # noqa: E731
     monkeypatch.setattr(pipeline, "DrivingPack", capture)
-    load_pack(tmp_path, "no", ["expert.other_routes=any"])
+    load_pack(tmp_path, "no", ["expert.other_routes=known"])
     recipe = seen["recipe"]
-    assert recipe.expert.other_routes == "any" and recipe.mixed_precision == "no"
+    assert recipe.expert.other_routes == "known" and recipe.mixed_precision == "no"
     assert recipe.output_dir == str(tmp_path) and not recipe.progress and seen["ledger"].reuse_only
 
 
@@ -57,12 +57,12 @@ def test_a_run_that_recorded_its_recipe_is_read_with_it_and_no_settings(monkeypa
     from domains.driving.recipe import full_recipe
     from suite.config import save_run_recipe
 
-    made = full_recipe(["expert.other_routes=any", "mixed_precision=no", "dagger_rounds=3"])
+    made = full_recipe(["expert.other_routes=known", "mixed_precision=no", "dagger_rounds=3"])
     save_run_recipe(made, tmp_path, "driving", "distill run driving ...")
     seen = {}
     monkeypatch.setattr(pipeline, "DrivingPack", lambda recipe, ledger, resume: seen.update(recipe=recipe))
     load_pack(tmp_path)
     recipe = seen["recipe"]
-    assert recipe.expert.other_routes == "any" and recipe.mixed_precision == "no" and recipe.dagger_rounds == 3
+    assert recipe.expert.other_routes == "known" and recipe.mixed_precision == "no" and recipe.dagger_rounds == 3
     load_pack(tmp_path, "bf16")  # a precision given wins over the recorded one
     assert seen["recipe"].mixed_precision == "bf16" and seen["recipe"].dagger_rounds == 3

@@ -103,10 +103,10 @@ def test_a_run_records_its_resolved_recipe_in_its_output_dir(monkeypatch, tmp_pa
     fake = dataclasses.replace(driving, run=lambda recipe, resume=False: given.append(recipe) or {})
     monkeypatch.setattr(suite.domains, "get_domain", lambda name: fake)
     out = tmp_path / "run"
-    settings = ["expert.other_routes=any", "weights={imitation: 1.0, align: 0.2}", "variants=[imitation,align]"]
+    settings = ["expert.other_routes=known", "weights={imitation: 1.0, align: 0.2}", "variants=[imitation,align]"]
     assert main(["run", "driving", "--profile", "quick", "--output-dir", str(out), *_sets(settings)]) == 0
     recorded = read_run_recipe(driving.recipe, out)
-    assert recorded == given[0] and recorded.expert.other_routes == "any" and recorded.camera == "square64"
+    assert recorded == given[0] and recorded.expert.other_routes == "known" and recorded.camera == "square64"
     assert recorded.weights == {"imitation": 1.0, "align": 0.2}
     record = read_yaml(out / "recipe.yaml")
     assert record["domain"] == "driving" and record["command"].startswith("distill run driving --profile quick")

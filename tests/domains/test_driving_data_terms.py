@@ -156,8 +156,8 @@ def test_the_recipe_refuses_negative_weight_decay_and_critical_weight():
         DrivingRecipe(critical_weight=-1.0)
 
 
-@pytest.mark.parametrize(("scale", "wrong"), [({"highway-dense": 2}, "not among"), ({"merge": 0.5}, ">= 1")])
-def test_the_recipe_refuses_episode_scale_outside_its_scenarios_or_below_one(scale, wrong):
+@pytest.mark.parametrize(("scale", "wrong"), [({"highway-dense": 2}, "unknown"), ({"merge": 0.5}, ">= 1")])
+def test_the_recipe_refuses_episode_scale_of_unknown_scenarios_or_below_one(scale, wrong):
     from domains.driving.recipe import DrivingRecipe
     from suite.errors import ConfigError
 
@@ -174,12 +174,12 @@ def test_episode_scale_gives_more_train_and_dagger_episodes_not_validation_ones(
     assert collect_plan(recipe, 60, 0, scaled=True).scenario_episodes == (("intersection", 600),)
     assert collect_plan(recipe, 30, 100, scaled=True).episodes_of("intersection") == 300
     assert collect_plan(recipe, 15, 1).scenario_episodes == ()  # validation: as many episodes of every scenario
-    assert "600 of intersection" in scale_words(recipe) and scale_words(DrivingRecipe()) == ""
+    assert "600 of intersection" in scale_words(recipe) and scale_words(DrivingRecipe(episode_scale={})) == ""
 
 
-@pytest.mark.parametrize(("share", "wrong"), [({"highway-dense": 0.5}, "not among"), ({"merge": 0}, "(0, 1]"),
+@pytest.mark.parametrize(("share", "wrong"), [({"highway-dense": 0.5}, "unknown"), ({"merge": 0}, "(0, 1]"),
                                                ({"merge": 1.5}, "(0, 1]")])  # fmt: skip
-def test_the_recipe_refuses_epoch_share_outside_its_scenarios_or_beyond_zero_to_one(share, wrong):
+def test_the_recipe_refuses_epoch_share_of_unknown_scenarios_or_beyond_zero_to_one(share, wrong):
     from domains.driving.recipe import DrivingRecipe
     from suite.errors import ConfigError
 
@@ -202,7 +202,22 @@ def test_an_epoch_draws_its_share_of_the_named_scenarios_and_every_frame_of_the_
     assert draws["merge"] == (list(range(crossing, crossing + 7)), 7)
     assert epoch_draws(mixed, {}) is None  # no share: every frame once, as before
     assert share_words(DrivingRecipe(epoch_share={"intersection": 0.25})).count("25% of intersection's") == 1
-    assert share_words(DrivingRecipe()) == ""
+    assert share_words(DrivingRecipe(epoch_share={})) == ""
+
+
+def test_the_intersections_extra_episodes_are_the_default_and_apply_only_to_a_run_that_trains_on_it():
+    from domains.driving.recipe import PROFILES, DrivingRecipe
+    from suite.config import load_config
+
+    full = DrivingRecipe()
+    assert full.episode_scale == {"intersection": 10} and full.epoch_share == {"intersection": 0.2}
+    assert full.expert.other_routes == "any"  # the camera-knowable expert they were measured with
+    elsewhere = DrivingRecipe(scenarios=["highway", "merge"])  # the default does not refuse a run without it
+    assert elsewhere.episode_scale == {} and elsewhere.epoch_share == {}
+    same_as_none = DrivingRecipe(episode_scale={"intersection": 1, "merge": 2}, epoch_share={"intersection": 1})
+    assert same_as_none.episode_scale == {"merge": 2} and same_as_none.epoch_share == {}
+    quick = load_config(DrivingRecipe, None, PROFILES["quick"])  # a few-minute smoke run: no extra episodes
+    assert quick.episode_scale == {} and quick.epoch_share == {}
 
 
 def test_a_data_budget_keeps_whole_nested_episodes(data):
