@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+SCENARIO = "SCENARIO"  # in an arm's settings: the probed scenario's name
 # The full profile's planner on one scenario alone; one run trains both seeds on the same expert and DAgger data.
 COMMON = ["shift_scenarios=[]", "variants=[imitation]", "budgets=[1.0]", "seeds=[0,1]", "encoder_adapt_steps=0",
           "bench_repeats=20", "progress=false"]  # fmt: skip
@@ -61,6 +62,11 @@ ARMS: dict[str, tuple[str, list[str]]] = {
                       ["expert.keep_margin=3.0"]),
     # one scenario's frames are about a quarter of the full run's: 4x the epochs give its planners as many steps
     # (one seed: 4x the time)
+    # the intersection's crashes halved with 10x its episodes at twice its steps (docs/results/driving_epoch_share):
+    # is it the variety? 5x the episodes, each epoch drawing a fifth of them: as many steps as the baseline
+    "scale-5x": ("5x the scenario's expert and DAgger episodes, each epoch drawing a fresh 20% of its frames (as "
+                 "many steps as the baseline)",
+                 [f"episode_scale={{{SCENARIO}: 5}}", f"epoch_share={{{SCENARIO}: 0.2}}"]),
     "long": ("4x the epochs (100), one seed", ["epochs=100", "seeds=[0]"]),
     "long-critical": ("4x the epochs (100), one seed, unsafe frames 4x",
                       ["epochs=100", "seeds=[0]", "critical_weight=3.0"]),
@@ -75,10 +81,15 @@ def base_settings(scenario: str, extra: list[str] | None = None) -> list[str]:
     return [f"scenarios=[{scenario}]", *COMMON, *(extra or [])]
 
 
+def arm_settings(name: str, scenario: str) -> list[str]:
+    """Arm ``name``'s own settings on ``scenario``."""
+    return [setting.replace(SCENARIO, scenario) for setting in ARMS[name][1]]
+
+
 def run_arm(name: str, scenario: str, runs: Path, episodes: int, extra: list[str]) -> dict[str, Any]:
     """Run (or resume) one arm's driving run on ``scenario`` under ``runs``; returns its results JSON."""
     run_dir = runs / name
-    settings = [*base_settings(scenario, extra), f"eval_episodes={episodes}", *ARMS[name][1]]
+    settings = [*base_settings(scenario, extra), f"eval_episodes={episodes}", *arm_settings(name, scenario)]
     command = [sys.executable, "-m", "suite.cli", "run", "driving", "--profile", "full", "--output-dir",
                str(run_dir), "--resume", *[arg for s in settings for arg in ("--set", s)]]  # fmt: skip
     print(f"[probe] {name}: {' '.join(command[1:])}", flush=True)
@@ -139,7 +150,7 @@ def markdown(payload: dict[str, Any], seconds: float) -> str:
                  f"{ref['success_rate']:.3f}", *open_loop, "–"]  # fmt: skip
         lines.append(f"| {' | '.join(cells)} |")
     for name, row in rows.items():
-        settings = ", ".join(f"`{s}`" for s in ARMS[name][1]) or "–"
+        settings = ", ".join(f"`{s}`" for s in arm_settings(name, scenario)) or "–"
         accuracy = f"{row['action_accuracy']:.3f}"
         if row["action_accuracy"] < majority:
             accuracy += " **(below the majority class)**"
@@ -194,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m benchmarks.driving_intersection_probe " + " ".join(sys.argv[1:] if argv is None else argv)
     payload = {"command": command.strip(), "machine": machine_info(), "seconds": seconds, "scenario": scenario,
                "episodes": args.episodes, "base": base_settings(scenario, args.set),
-               "settings": {name: ARMS[name][1] for name in rows},
+               "settings": {name: arm_settings(name, scenario) for name in rows},
                "references": references(results["baseline"], scenario), "arms": rows}  # fmt: skip
     (out / f"{scenario}_probe.json").write_text(json.dumps(payload, indent=1))
     (out / f"{scenario}_probe.md").write_text(markdown(payload, seconds))

@@ -2,7 +2,16 @@
 
 import pytest
 
-from benchmarks.driving_intersection_probe import ARMS, SCENARIOS, arm_row, base_settings, main, markdown, references
+from benchmarks.driving_intersection_probe import (
+    ARMS,
+    SCENARIOS,
+    arm_row,
+    arm_settings,
+    base_settings,
+    main,
+    markdown,
+    references,
+)
 from domains.driving.recipe import PROFILES, DrivingRecipe
 from suite.config import apply_overrides, build_config
 
@@ -10,9 +19,11 @@ from suite.config import apply_overrides, build_config
 @pytest.mark.parametrize("arm", list(ARMS))
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_every_arm_is_a_valid_driving_recipe_on_its_scenario_alone(arm, scenario):
-    settings = [*base_settings(scenario), *ARMS[arm][1]]
+    settings = [*base_settings(scenario), *arm_settings(arm, scenario)]
     recipe = build_config(DrivingRecipe, apply_overrides({}, PROFILES["full"]), settings)
     assert recipe.scenarios == [scenario] and recipe.variants == ["imitation"] and recipe.seeds in ([0, 1], [0])
+    if arm == "scale-5x":  # its settings name the probed scenario, whichever it is
+        assert recipe.episode_scale == {scenario: 5} and recipe.epoch_share == {scenario: 0.2}
 
 
 SCENARIO = "highway"
