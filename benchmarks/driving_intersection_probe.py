@@ -5,7 +5,8 @@ In the full driving run the imitation-only planner keeps its collisions near the
 covers about two thirds of the expert's distance there (goal: 80%): stopped before the crossing, it rarely takes
 the expert's "go". On the highway it crashes several times as often as the expert (docs/results/driving_more). Each
 arm runs the driving pack on ``--scenario`` only (imitation planner, training seeds 0 and 1 unless the arm says,
-``--episodes`` closed-loop test episodes, the full profile's settings otherwise) with one setting changed:
+``--episodes`` closed-loop test episodes, the full profile's settings otherwise, except as many episodes of the
+scenario as the full profile gives the others) with one setting changed:
 
     python -m benchmarks.driving_intersection_probe [--scenario intersection] [--episodes 60] [--arms NAME ...]
         [--set KEY=VALUE ...] [--runs-dir DIR] [--out DIR]
@@ -30,8 +31,10 @@ from typing import Any
 
 SCENARIO = "SCENARIO"  # in an arm's settings: the probed scenario's name
 # The full profile's planner on one scenario alone; one run trains both seeds on the same expert and DAgger data.
+# As many episodes of the scenario as the others get (the full profile gives the intersection 10x, a fifth drawn each
+# epoch): an arm that changes the episodes or the epochs says so itself.
 COMMON = ["shift_scenarios=[]", "variants=[imitation]", "budgets=[1.0]", "seeds=[0,1]", "encoder_adapt_steps=0",
-          "bench_repeats=20", "progress=false"]  # fmt: skip
+          "bench_repeats=20", "progress=false", "episode_scale={}", "epoch_share={}"]  # fmt: skip
 SCENARIOS = ("intersection", "highway", "merge", "roundabout")
 ARMS: dict[str, tuple[str, list[str]]] = {
     "baseline": ("the full profile's settings", []),
@@ -40,8 +43,11 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     "four-frames": ("4 stacked frames instead of 2", ["frames=4"]),
     "balanced": ("balanced class weights (power 1 instead of 0.5)", ["class_weight_power=1.0"]),
     "clearances": ("the expert's clearances regressed beside imitation (weight 1)", ["clearance_weight=1.0"]),
+    # the full profile's expert since commit 01d22cb: the same as the baseline from then on
     "routes-any": ("an expert that keeps clear of every road another car could take, not only its planned one "
                    "(what a camera can know)", ["expert.other_routes=any"]),
+    "routes-known": ("an expert that reads the other cars' planned routes from the simulator (the default before "
+                     "commit 01d22cb)", ["expert.other_routes=known"]),
     "critical": ("frames on which keeping lane and speed was unsafe count 4x", ["critical_weight=3.0"]),
     # with this expert the gate's state clone came within 2x of it at the intersection once it had 10x the episodes
     # (benchmarks.driving_gate_probe --train-episodes 600): does the pixel planner follow with 5x? 25 epochs on 5x

@@ -24,6 +24,8 @@ def test_every_arm_is_a_valid_driving_recipe_on_its_scenario_alone(arm, scenario
     assert recipe.scenarios == [scenario] and recipe.variants == ["imitation"] and recipe.seeds in ([0, 1], [0])
     if arm == "scale-5x":  # its settings name the probed scenario, whichever it is
         assert recipe.episode_scale == {scenario: 5} and recipe.epoch_share == {scenario: 0.2}
+    elif arm == "baseline":  # as many episodes of the intersection as of any other scenario, every frame each epoch
+        assert recipe.episode_scale == {} and recipe.epoch_share == {} and recipe.train_episodes == 60
 
 
 SCENARIO = "highway"
