@@ -66,13 +66,14 @@ ARMS: dict[str, tuple[str, list[str]]] = {
                       ["expert.keep_margin=2.0"]),
     "keep-margin-3": ("an expert that brakes or swerves below 3 m of clearance (instead of 1 m)",
                       ["expert.keep_margin=3.0"]),
-    # one scenario's frames are about a quarter of the full run's: 4x the epochs give its planners as many steps
-    # (one seed: 4x the time)
-    # the intersection's crashes halved with 10x its episodes at twice its steps (docs/results/driving_epoch_share):
-    # is it the variety? 5x the episodes, each epoch drawing a fifth of them: as many steps as the baseline
+    # in the full run the intersection's crashes fell from 0.085 to 0.052 with 10x its episodes at twice its steps
+    # (docs/results/driving_epoch_share): is it the variety? 5x the episodes, each epoch drawing a fifth of them: as
+    # many steps as the baseline
     "scale-5x": ("5x the scenario's expert and DAgger episodes, each epoch drawing a fresh 20% of its frames (as "
                  "many steps as the baseline)",
                  [f"episode_scale={{{SCENARIO}: 5}}", f"epoch_share={{{SCENARIO}: 0.2}}"]),
+    # one scenario's frames are about a quarter of the full run's: 4x the epochs give its planners as many steps
+    # (one seed: 4x the time)
     "long": ("4x the epochs (100), one seed", ["epochs=100", "seeds=[0]"]),
     "long-critical": ("4x the epochs (100), one seed, unsafe frames 4x",
                       ["epochs=100", "seeds=[0]", "critical_weight=3.0"]),

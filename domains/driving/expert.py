@@ -52,7 +52,8 @@ class ExpertConfig:
     overtake_gain: float = 10.0  # a lane change to pass or to keep right needs change_margin + this
     # "known": the other cars' planned routes are read from the simulator (privileged); "any": a car may take any
     # road that leaves the end of its lane, and every such path must stay clear (what a camera could know). "any" by
-    # default: its planners crash half as often over 2,400 episodes (issue 14, docs/results/driving_epoch_share)
+    # default: with the intersection's 10x episodes its planners crash less over 2,400 episodes (imitation 104 vs 147,
+    # all five 66 vs 132), more at the roundabout (issue 14, docs/results/driving_epoch_share/vs_known)
     other_routes: str = "any"
 
     def __post_init__(self) -> None:
