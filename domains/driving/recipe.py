@@ -205,8 +205,8 @@ class DrivingRecipe(RunOutputs):
 
 def scaled_episodes(recipe: DrivingRecipe, episodes: int) -> tuple[tuple[str, int], ...]:
     """(scenario, episodes) of the scenarios ``episode_scale`` gives more than ``episodes`` (a CollectPlan's
-    ``scenario_episodes``)."""
-    return tuple((s, round(episodes * scale)) for s, scale in sorted(recipe.episode_scale.items()) if scale != 1)
+    ``scenario_episodes``; the recipe has already dropped multiples of 1)."""
+    return tuple((s, round(episodes * scale)) for s, scale in sorted(recipe.episode_scale.items()))
 
 
 def planner_epochs(recipe: DrivingRecipe, backbone: str, budget: float) -> int:
