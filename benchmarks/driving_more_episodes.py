@@ -5,7 +5,7 @@ collisions" is decided by a handful of crashes. This drives the same policies on
 episodes per scenario (after the report's, so never the same ones) and pools each variant's training seeds:
 
     python -m benchmarks.driving_more_episodes --run-dir RUN/out [--episodes 200] [--set KEY=VALUE ...]
-        [--out docs/results/driving_more]
+        [--variants imitation all] [--scenarios ...] [--out docs/results/driving_more]
 
 RUN is a finished `distill run driving` output directory; its recipe is read from the ``recipe.yaml`` the run
 wrote, so the expert that drives and shadows here is the one that labelled the run's frames. A run made before runs
@@ -45,11 +45,13 @@ def verdict(planner: dict[str, float], expert: dict[str, float]) -> bool:
     return planner["collision_rate"] <= MAX_COLLISIONS_VS_EXPERT * expert["collision_rate"]
 
 
-def policies(run: Path, recipe: Any) -> dict[str, Any]:
+def policies(run: Path, recipe: Any, variants: tuple[str, ...] = VARIANTS) -> dict[str, Any]:
+    """The expert, the state clone, the constant baselines and every training seed of ``variants``' full-data
+    planners (``variants`` may be fewer: a run stopped before its all-five planners still checks imitation alone)."""
     from domains.driving.pipeline import GATE_WEIGHTS, planner_policy, reference_policies
 
     specs = reference_policies(recipe, run / "gate" / GATE_WEIGHTS)
-    for variant in VARIANTS:
+    for variant in variants:
         for seed in recipe.seeds:
             directory = run / "students" / f"{recipe.backbone}-{variant}-s{seed}"
             if not (directory / "model.safetensors").is_file():
@@ -107,11 +109,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scenarios", nargs="+", default=list(DrivingRecipe().scenarios))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a recipe setting on top of the run's recorded one (repeatable)")  # fmt: skip
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
+                        help="the full-data planners to drive (default: both)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("runs/driving_more"))
     args = parser.parse_args(argv)
     recipe, start = run_recipe(args.run_dir, args.set), time.time()
-    specs = policies(args.run_dir, recipe)
+    specs = policies(args.run_dir, recipe, tuple(args.variants))
     episodes = closed_loop(specs, tuple(args.scenarios), args.episodes, recipe.seed, args.workers,
                            offset=recipe.eval_episodes, camera=recipe.camera, shadow=recipe.expert)  # fmt: skip
     groups: dict[str, list[str]] = {}

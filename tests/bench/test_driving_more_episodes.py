@@ -61,3 +61,19 @@ def test_the_run_recipe_is_the_one_the_run_recorded_else_the_full_profile(tmp_pa
     save_run_recipe(made, tmp_path, "driving", "distill run driving ...")
     assert run_recipe(tmp_path) == made
     assert run_recipe(tmp_path, ["eval_episodes=30"]).expert.other_routes == "known"
+
+
+def test_a_run_without_its_all_five_planners_still_checks_imitation_alone(tmp_path):
+    from benchmarks.driving_more_episodes import policies
+    from domains.driving.recipe import full_recipe
+
+    recipe = full_recipe(["seeds=[0,1]"])
+    for seed in recipe.seeds:  # only the imitation planners were trained
+        directory = tmp_path / "students" / f"{recipe.backbone}-imitation-s{seed}"
+        directory.mkdir(parents=True)
+        (directory / "model.safetensors").write_bytes(b"")
+    specs = policies(tmp_path, recipe, ("imitation",))
+    assert [name for name in specs if "|" in name] == [f"{recipe.backbone}-imitation|{s}" for s in recipe.seeds]
+    assert "expert" in specs
+    with pytest.raises(SystemExit, match="all-s0"):  # both variants by default: the missing ones are named
+        policies(tmp_path, recipe)
