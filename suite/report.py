@@ -36,11 +36,12 @@ def run_summary(
 
 def header(title: str, summary: Mapping[str, Any], seconds: float, json_name: str) -> list[str]:
     machine = summary["machine"]
+    bf16 = {True: ", bf16 instructions", False: ", no bf16 instructions"}.get(machine.get("cpu_bf16"), "")
     return [
         f"# {title}",
         "",
         f"Produced by `{summary['command']}` in {seconds / 60:.1f} min on {machine.get('cpu_model', 'unknown CPU')} "
-        f"({machine.get('physical_cores', '?')} physical cores, {machine.get('ram_bytes', 0) / 2**30:.0f} GiB), "
+        f"({machine.get('physical_cores', '?')} physical cores{bf16}, {machine.get('ram_bytes', 0) / 2**30:.0f} GiB), "
         f"torch {machine.get('torch', '?')}, onnxruntime {machine.get('onnxruntime', '?')}. "
         f"Machine-readable: [{json_name}]({json_name}).",
         "",

@@ -244,3 +244,17 @@ def test_auto_precision_is_bf16_only_where_the_machine_runs_it_natively(monkeypa
     assert resolve_mixed_precision("bf16") == "bf16" and resolve_mixed_precision("no") == "no"
     with pytest.raises(ConfigError, match="mixed_precision"):
         TrainerConfig(output_dir=str(tmp_path), mixed_precision="fp8")
+
+
+def test_reports_say_whether_the_cpu_had_bf16_since_auto_precision_and_so_timings_depend_on_it(monkeypatch) -> None:
+    from suite.bench import machine
+    from suite.report import header
+
+    for flags, said in ((set(), "no bf16 instructions"), ({"avx512_bf16"}, ", bf16 instructions")):
+        monkeypatch.setattr(machine, "cpu_flags", lambda flags=flags: flags)
+        info = machine.machine_info()
+        assert info["cpu_bf16"] == bool(flags)
+        line = header("T", {"command": "c", "machine": info}, 60.0, "t.json")[2]
+        assert said in line and line.count("bf16") == 1
+    older = {"cpu_model": "AMD EPYC", "physical_cores": 2}  # a report of before the key: nothing claimed
+    assert "bf16" not in header("T", {"command": "c", "machine": older}, 60.0, "t.json")[2]
