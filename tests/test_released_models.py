@@ -109,7 +109,11 @@ def test_the_released_clinical_students_reproduce_their_accuracy_and_stated_labe
     label_path = models["symptom2disease_b100_step_by_step"]["check"]
     cases = data.splits[label_path["split"]][: label_path["examples"]]
     folder = MODELS / "clinical" / "export"
-    assert release_check(folder / "symptom2disease_b100_step_by_step", cases, label_path["split"]) == label_path
+    again = release_check(folder / "symptom2disease_b100_step_by_step", cases, label_path["split"])
+    # int8 within one example: onnxruntime's int8 kernels differ by CPU (AVX2 only vs AVX-512 VNNI), so a borderline
+    # case can flip (0.90 on an AVX2-only EPYC against the recorded 0.91); fp32 must match exactly
+    assert again.pop("accuracy_int8") == pytest.approx(label_path["accuracy_int8"], abs=1 / len(cases) + 1e-9)
+    assert again == {k: v for k, v in label_path.items() if k != "accuracy_int8"}
     explain = models["symptom2disease_b100_step_by_step_explain"]["check"]
     cases = data.splits[explain["split"]][: explain["examples"]]
     written = explained(folder / "symptom2disease_b100_step_by_step_explain", cases, explain["max_new_tokens"])
