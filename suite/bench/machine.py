@@ -36,6 +36,11 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
 NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
 
 
+def cpu_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU has bf16 instructions (whatever GPU there is)."""
+    return bool(cpu_flags(cpuinfo) & NATIVE_BF16_FLAGS)
+
+
 def native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """Whether training here can run in bf16 natively: a CUDA GPU that supports it, else a CPU with bf16
     instructions."""
@@ -46,7 +51,7 @@ def native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
             return torch.cuda.is_bf16_supported()
     except ImportError:
         return False
-    return bool(cpu_flags(cpuinfo) & NATIVE_BF16_FLAGS)
+    return cpu_bf16(cpuinfo)
 
 
 def gpu_name() -> str | None:
@@ -85,7 +90,7 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu_model": cpu_model(),
-        "cpu_bf16": bool(cpu_flags() & NATIVE_BF16_FLAGS),
+        "cpu_bf16": cpu_bf16(),
         "physical_cores": psutil.cpu_count(logical=False),
         "logical_cores": os.cpu_count(),
         "ram_bytes": psutil.virtual_memory().total,

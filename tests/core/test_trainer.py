@@ -251,7 +251,7 @@ def test_reports_say_whether_the_cpu_had_bf16_since_auto_precision_and_so_timing
     from suite.report import header
 
     for flags, said in ((set(), "no bf16 instructions"), ({"avx512_bf16"}, ", bf16 instructions")):
-        monkeypatch.setattr(machine, "cpu_flags", lambda flags=flags: flags)
+        monkeypatch.setattr(machine, "cpu_flags", lambda cpuinfo=None, flags=flags: flags)
         info = machine.machine_info()
         assert info["cpu_bf16"] == bool(flags)
         line = header("T", {"command": "c", "machine": info}, 60.0, "t.json")[2]
