@@ -53,6 +53,8 @@ def compare(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
                               "collision_rate": [a[scenario]["collision_rate"], b[scenario]["collision_rate"]],
                               "mean_speed": [a[scenario]["mean_speed"], b[scenario]["mean_speed"]],
                               "p_value": crash_test(a[scenario], b[scenario])}  # fmt: skip
+            if "crashes_by_seed" in a[scenario] and "crashes_by_seed" in b[scenario]:  # checks since they kept them
+                rows[scenario]["crashes_by_seed"] = [a[scenario]["crashes_by_seed"], b[scenario]["crashes_by_seed"]]
         totals = [{k: sum(row[k][i] for row in rows.values()) for k in ("crashes", "episodes")} for i in (0, 1)]
         rows["all"] = {"crashes": [t["crashes"] for t in totals], "episodes": [t["episodes"] for t in totals],
                        "p_value": crash_test(*totals)}  # fmt: skip
@@ -68,8 +70,9 @@ def report(table: dict[str, Any], names: list[str], payload: dict[str, Any]) -> 
         f"Produced by `{payload['command']}` (it reads the two checks' JSON; they were made by {made}). "
         "Machine-readable: [compare.json](compare.json).", "",
         "Both checks drive the same seeded episodes; a planner row pools its training seeds. p: Fisher's exact test "
-        "on the crash counts (unpaired: the checks keep no per-episode rows). Mean speed is absolute (progress and "
-        "success are against each run's own expert, so they are not compared here).", "",
+        "on the pooled crash counts (unpaired: the checks keep no per-episode rows; it also ignores how much the "
+        "training seeds differ, shown in brackets where both checks kept each seed's crashes). Mean speed is "
+        "absolute (progress and success are against each run's own expert, so they are not compared here).", "",
         f"| policy | scenario | crashes {a} / {b} | collision rate {a} / {b} | mean speed m/s {a} / {b} | p |",
         "|---|---|---|---|---|---|",
         *table_rows(table), "",
@@ -77,10 +80,16 @@ def report(table: dict[str, Any], names: list[str], payload: dict[str, Any]) -> 
 
 
 def table_rows(table: dict[str, Any]) -> list[str]:
+    from benchmarks.driving_more_episodes import seed_counts
+
     lines = []
     for policy, rows in table.items():
         for scenario, row in rows.items():
-            crashes = " / ".join(f"{c:.0f} of {n:.0f}" for c, n in zip(row["crashes"], row["episodes"], strict=True))
+            by_seed = row.get("crashes_by_seed", [[], []])  # absent from checks made before they kept it
+            crashes = " / ".join(
+                f"{c:.0f} of {n:.0f}{seed_counts(seeds)}"
+                for c, n, seeds in zip(row["crashes"], row["episodes"], by_seed, strict=True)
+            )
             rate = " / ".join(f"{r:.3f}" for r in row.get("collision_rate", []))
             speed = " / ".join(f"{v:.2f}" for v in row.get("mean_speed", []))
             label = "**all four**" if scenario == "all" else scenario

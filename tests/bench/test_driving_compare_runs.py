@@ -47,3 +47,17 @@ def test_the_command_writes_both_files_and_refuses_checks_of_different_episodes(
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(SystemExit, match="bad.json"):
         main([str(tmp_path / "bad.json"), str(paths[0])])
+
+
+def test_each_seeds_crashes_show_where_both_checks_kept_them():
+    from benchmarks.driving_compare_runs import table_rows
+
+    first = check({"tiny-all": {"highway": 30, "merge": 3}})
+    second = check({"tiny-all": {"highway": 12, "merge": 4}})
+    first["results"]["tiny-all"]["highway"]["crashes_by_seed"] = [20.0, 4.0, 6.0]
+    second["results"]["tiny-all"]["highway"]["crashes_by_seed"] = [4.0, 4.0, 4.0]
+    first["results"]["tiny-all"]["merge"]["crashes_by_seed"] = [1.0, 1.0, 1.0]  # the other check made before
+    rows = table_rows(compare(first, second))
+    assert "| tiny-all | highway | 30 of 200 (20 + 4 + 6) / 12 of 200 (4 + 4 + 4) |" in rows[0]
+    assert "| tiny-all | merge | 3 of 200 / 4 of 200 |" in rows[1]  # brackets only where both kept them
+    assert "(" not in rows[2]  # the total over scenarios pools

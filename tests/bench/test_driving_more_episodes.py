@@ -14,6 +14,19 @@ def test_seeds_are_pooled_against_the_expert_on_the_same_episodes():
     assert result["collision_rate"] == 0.25
     assert result["progress"] == 350 / 400  # 100 + 50 + 100 + 100 over the expert's 200, twice
     assert result["success_rate"] == 0.5  # the crash and the 50% episode fail
+    assert result["crashes_by_seed"] == [1.0, 0.0]  # in the seeds' order; they sum to the pooled count
+
+
+def test_the_table_shows_each_seeds_crashes_beside_the_pooled_count_where_there_are_several_seeds():
+    from benchmarks.driving_more_episodes import table
+
+    expert = [episode(False), episode(False)]
+    seeds = {"tiny-imitation|0": [episode(True), episode(True)], "tiny-imitation|1": [episode(False)] * 2}
+    results = {"expert": {"highway": pooled({"expert": expert}, expert)},
+               "tiny-imitation": {"highway": pooled(seeds, expert)}}  # fmt: skip
+    rows = {line.split(" | ")[0]: line for line in table(results, ["highway"])[2:]}
+    assert "| 4 | 2 (2 + 0) | 0.500 |" in rows["| tiny-imitation"]
+    assert "| 2 | 0 | 0.000 |" in rows["| expert"]  # one policy, no brackets
 
 
 def test_the_goal_allows_twice_the_expert_and_nothing_above_it():
