@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmarks.driving_more_episodes import seed_counts
+
 POLICIES = ("expert", "state-clone", "constant-IDLE", "constant-SLOWER", "tiny-imitation", "tiny-all")
 
 
@@ -80,8 +82,6 @@ def report(table: dict[str, Any], names: list[str], payload: dict[str, Any]) -> 
 
 
 def table_rows(table: dict[str, Any]) -> list[str]:
-    from benchmarks.driving_more_episodes import seed_counts
-
     lines = []
     for policy, rows in table.items():
         for scenario, row in rows.items():
