@@ -257,6 +257,13 @@ def summarise(rows: list[dict[str, Any]], reference: list[dict[str, Any]]) -> di
     }
 
 
+def failed(rows: list[dict[str, Any]], reference: list[dict[str, Any]]) -> list[bool]:
+    """Each episode's failure, the complement of ``summarise``'s success: a crash, or under ``SUCCESS_PROGRESS`` of
+    ``reference``'s (the expert's) distance on the same seed."""
+    return [bool(r["crashed"]) or r["distance"] < SUCCESS_PROGRESS * e["distance"]
+            for r, e in zip(rows, reference, strict=True)]  # fmt: skip
+
+
 def summarise_all(episodes: Episodes, expert: str = "expert") -> dict[str, dict[str, dict[str, float]]]:
     """``{policy: {scenario: metrics}}``, every policy measured against ``expert`` on the same seeds."""
     return {name: {s: summarise(rows, episodes[expert][s]) for s, rows in per.items()}

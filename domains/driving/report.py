@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from domains.driving import scenarios as sim
-from domains.driving.evaluate import SUCCESS_PROGRESS
+from domains.driving.evaluate import failed
 from domains.driving.pipeline import GATE, MAJORITY, DrivingResult, model_name
 from domains.driving.recipe import VARIANTS
 from suite.eval.paired import mcnemar_exact
@@ -85,9 +85,7 @@ def failures(run: DrivingResult, name: str) -> list[bool]:
     out = []
     for seed in run.results[name].seeds or []:
         for scenario in run.recipe.scenarios:
-            rows, expert = run.episodes[f"{name}|{seed}"][scenario], run.episodes["expert"][scenario]
-            out += [bool(r["crashed"]) or r["distance"] < SUCCESS_PROGRESS * e["distance"]
-                    for r, e in zip(rows, expert, strict=True)]  # fmt: skip
+            out += failed(run.episodes[f"{name}|{seed}"][scenario], run.episodes["expert"][scenario])
     return out
 
 

@@ -90,3 +90,56 @@ def test_a_run_without_its_all_five_planners_still_checks_imitation_alone(tmp_pa
     assert "expert" in specs
     with pytest.raises(SystemExit, match="all-s0"):  # both variants by default: the missing ones are named
         policies(tmp_path, recipe)
+
+
+def test_each_episodes_outcome_is_a_crash_a_short_drive_or_a_success_against_the_expert_on_it():
+    from benchmarks.driving_more_episodes import outcomes
+
+    expert = [episode(False, 100.0)] * 4
+    rows = [episode(True, 100.0), episode(False, 89.0), episode(False, 95.0), episode(True, 10.0)]
+    assert outcomes(rows, expert) == "cs.c"  # a crash counts as a crash however far it went
+    with pytest.raises(ValueError):  # rows that do not pair with the expert's are refused
+        outcomes(rows[:3], expert)
+
+
+def test_the_paired_test_pools_training_seeds_and_tells_failures_from_crashes():
+    from benchmarks.driving_more_episodes import paired
+
+    kept = {"tiny-imitation-10pct|0": {"highway": "cc..", "merge": "s..."},
+            "tiny-imitation-10pct|1": {"highway": "c...", "merge": "...."},
+            "tiny-all-10pct|0": {"highway": "c...", "merge": "ss.."},
+            "tiny-all-10pct|1": {"highway": "....", "merge": "...."}}  # fmt: skip
+    test = paired(kept, "tiny-imitation-10pct", "tiny-all-10pct", [0, 1], ["highway", "merge"])
+    failures, crashes = test["failures"], test["crashes"]
+    assert failures["cases"] == crashes["cases"] == 16
+    assert (failures["only_a"], failures["only_b"]) == (2, 1)  # the second crash and seed 1's; merge's second 's'
+    assert failures["failure_rate_a"] == 4 / 16 and failures["failure_rate_b"] == 3 / 16
+    assert failures["reduction"] == pytest.approx(0.25)
+    assert (crashes["only_a"], crashes["only_b"]) == (2, 0) and crashes["reduction"] == pytest.approx(2 / 3)
+    same = paired(kept, "tiny-imitation-10pct", "tiny-imitation-10pct", [0, 1], ["highway", "merge"])
+    assert same["failures"]["p_value"] == 1.0 and same["failures"]["reduction"] == 0.0  # itself: no change
+
+
+def test_the_paired_table_shows_both_rates_the_change_and_the_discordant_counts():
+    from benchmarks.driving_more_episodes import paired, paired_table
+
+    kept = {"a|0": {"highway": "cccc...."}, "b|0": {"highway": "c......."}}
+    lines = paired_table({"b": paired(kept, "a", "b", [0], ["highway"])}, "a")
+    assert lines[2] == ("| b | 0.500 → 0.125 (-75%, only one fails: 3 vs 0, p = 0.25) | "
+                        "0.500 → 0.125 (-75%, only one fails: 3 vs 0, p = 0.25) |")  # fmt: skip
+
+
+def test_a_budgets_planners_are_the_ones_trained_on_that_share_and_other_shares_are_refused(tmp_path):
+    from benchmarks.driving_more_episodes import policies
+    from domains.driving.recipe import full_recipe
+
+    recipe = full_recipe(["seeds=[0]"])
+    directory = tmp_path / "students" / f"{recipe.backbone}-align-10pct-s0"
+    directory.mkdir(parents=True)
+    (directory / "model.safetensors").write_bytes(b"")
+    specs = policies(tmp_path, recipe, ("align",), 0.1)
+    assert [name for name in specs if "|" in name] == [f"{recipe.backbone}-align-10pct|0"]
+    with pytest.raises(SystemExit, match="budgets"):
+        policies(tmp_path, recipe, ("align",), 0.5)
+    with pytest.raises(SystemExit, match="align-s0"):  # the full-data planner was not trained here
+        policies(tmp_path, recipe, ("align",))

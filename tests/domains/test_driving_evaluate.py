@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from domains.driving.evaluate import closed_loop, constant_open_loop, same_as_constant, summarise
+from domains.driving.evaluate import closed_loop, constant_open_loop, failed, same_as_constant, summarise
 from domains.driving.policies import PolicySpec
 
 
@@ -26,6 +26,7 @@ def test_success_needs_no_crash_and_ninety_percent_of_the_experts_distance():
     assert metrics["progress"] == pytest.approx(415 / 450)
     stopped = summarise([episode(False, 0.0)] * 4, expert)  # never crashing by never moving is no success
     assert stopped["success_rate"] == 0.0 and stopped["collision_rate"] == 0.0 and stopped["progress"] == 0.0
+    assert failed(rows, expert) == [False, True, True, False]  # the paired tests' failures: success's complement
 
 
 def test_same_as_constant_compares_every_episodes_actions():
