@@ -7,9 +7,11 @@ Each input is the ``more_episodes.json`` of ``benchmarks.driving_more_episodes``
 hold (the expert, the state clone, the constant baselines, which drive alike in both if the episodes are the same,
 the planners) and every scenario it prints the crashes, the collision rate, the mean speed (m/s, absolute: progress
 and success are against each run's own expert, so they do not compare across runs with different experts) and
-Fisher's exact test on the two crash counts, then each policy's crashes over all
-scenarios. Both checks drive the same seeded episodes, but they keep no per-episode rows, so the test is unpaired:
-more conservative than McNemar's on the same episodes would be. Writes ``compare.md`` / ``compare.json`` to ``--out``.
+Fisher's exact test on the two crash counts, then each policy's crashes over all scenarios. Both checks drive the
+same seeded episodes; where both kept each episode's outcome (checks made since they keep ``outcomes``), McNemar's
+exact test pairs them too (training seed with training seed, episode with episode): it counts only the episodes
+where one check crashed and the other did not, so episodes hard for both do not dilute it. Writes ``compare.md`` /
+``compare.json`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,19 @@ def crash_test(a: dict[str, float], b: dict[str, float]) -> float:
     return float(fisher_exact(table).pvalue)
 
 
+def paired_crashes(first: dict[str, Any], second: dict[str, Any], policy: str, scenarios: list[str]) -> float | None:
+    """McNemar's exact p on ``policy``'s crashes in the two checks, paired episode by episode and training seed by
+    training seed over ``scenarios``; None where either check did not keep the outcomes of the same seeds."""
+    from suite.eval.paired import mcnemar_exact
+
+    kept = [{name: per for name, per in doc.get("outcomes", {}).items() if name.split("|")[0] == policy}
+            for doc in (first, second)]  # fmt: skip
+    if not kept[0] or sorted(kept[0]) != sorted(kept[1]):
+        return None
+    crashed = [[c == "c" for name in sorted(k) for s in scenarios for c in k[name][s]] for k in kept]
+    return mcnemar_exact(*crashed)["p_value"]
+
+
 def compare(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
     """``{policy: {scenario: {...}, "all": {...}}}`` for the policies and scenarios both checks drove."""
     table: dict[str, Any] = {}
@@ -54,12 +69,14 @@ def compare(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
                               "episodes": [a[scenario]["episodes"], b[scenario]["episodes"]],
                               "collision_rate": [a[scenario]["collision_rate"], b[scenario]["collision_rate"]],
                               "mean_speed": [a[scenario]["mean_speed"], b[scenario]["mean_speed"]],
-                              "p_value": crash_test(a[scenario], b[scenario])}  # fmt: skip
+                              "p_value": crash_test(a[scenario], b[scenario]),
+                              "paired_p_value": paired_crashes(first, second, policy, [scenario])}  # fmt: skip
             if "crashes_by_seed" in a[scenario] and "crashes_by_seed" in b[scenario]:  # checks since they kept them
                 rows[scenario]["crashes_by_seed"] = [a[scenario]["crashes_by_seed"], b[scenario]["crashes_by_seed"]]
         totals = [{k: sum(row[k][i] for row in rows.values()) for k in ("crashes", "episodes")} for i in (0, 1)]
         rows["all"] = {"crashes": [t["crashes"] for t in totals], "episodes": [t["episodes"] for t in totals],
-                       "p_value": crash_test(*totals)}  # fmt: skip
+                       "p_value": crash_test(*totals),
+                       "paired_p_value": paired_crashes(first, second, policy, [s for s in rows])}  # fmt: skip
         table[policy] = rows
     return table
 
@@ -72,11 +89,13 @@ def report(table: dict[str, Any], names: list[str], payload: dict[str, Any]) -> 
         f"Produced by `{payload['command']}` (it reads the two checks' JSON; they were made by {made}). "
         "Machine-readable: [compare.json](compare.json).", "",
         "Both checks drive the same seeded episodes; a planner row pools its training seeds. p: Fisher's exact test "
-        "on the pooled crash counts (unpaired: the checks keep no per-episode rows; it also ignores how much the "
-        "training seeds differ, shown in brackets where both checks kept each seed's crashes). Mean speed is "
-        "absolute (progress and success are against each run's own expert, so they are not compared here).", "",
-        f"| policy | scenario | crashes {a} / {b} | collision rate {a} / {b} | mean speed m/s {a} / {b} | p |",
-        "|---|---|---|---|---|---|",
+        "on the pooled crash counts (unpaired; it also ignores how much the training seeds differ, shown in brackets "
+        "where both checks kept each seed's crashes). paired p: McNemar's exact test on the same episodes and "
+        "training seeds, where both checks kept every episode's outcome (– where not). Mean speed is absolute "
+        "(progress and success are against each run's own expert, so they are not compared here).", "",
+        f"| policy | scenario | crashes {a} / {b} | collision rate {a} / {b} | mean speed m/s {a} / {b} | p | "
+        "paired p |",
+        "|---|---|---|---|---|---|---|",
         *table_rows(table), "",
     ]  # fmt: skip
 
@@ -93,8 +112,9 @@ def table_rows(table: dict[str, Any]) -> list[str]:
             rate = " / ".join(f"{r:.3f}" for r in row.get("collision_rate", []))
             speed = " / ".join(f"{v:.2f}" for v in row.get("mean_speed", []))
             label = "**all four**" if scenario == "all" else scenario
+            paired = row.get("paired_p_value")
             lines.append(f"| {policy} | {label} | {crashes} | {rate or '–'} | {speed or '–'} | "
-                         f"{row['p_value']:.2g} |")  # fmt: skip
+                         f"{row['p_value']:.2g} | {'–' if paired is None else f'{paired:.2g}'} |")  # fmt: skip
     return lines
 
 

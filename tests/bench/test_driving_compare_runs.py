@@ -61,3 +61,22 @@ def test_each_seeds_crashes_show_where_both_checks_kept_them():
     assert "| tiny-all | highway | 30 of 200 (20 + 4 + 6) / 12 of 200 (4 + 4 + 4) |" in rows[0]
     assert "| tiny-all | merge | 3 of 200 / 4 of 200 |" in rows[1]  # brackets only where both kept them
     assert "(" not in rows[2]  # the total over scenarios pools
+
+
+def test_mcnemars_test_pairs_the_episodes_where_both_checks_kept_their_outcomes():
+    from benchmarks.driving_compare_runs import paired_crashes, table_rows
+
+    first = check({"tiny-all": {"highway": 8, "merge": 0}}, episodes=8)
+    second = check({"tiny-all": {"highway": 0, "merge": 0}}, episodes=8)
+    first["outcomes"] = {"tiny-all|0": {"highway": "cccccccc", "merge": "........"}}
+    second["outcomes"] = {"tiny-all|0": {"highway": "ssssssss", "merge": "........"}}  # short, not crashed
+    table = compare(first, second)
+    assert table["tiny-all"]["highway"]["paired_p_value"] == pytest.approx(2 / 2**8)  # 8 discordant, all one way
+    assert table["tiny-all"]["merge"]["paired_p_value"] == 1.0
+    assert table["tiny-all"]["all"]["paired_p_value"] == pytest.approx(2 / 2**8)
+    assert table_rows(table)[0].endswith("| 0.0078 |")
+    second["outcomes"] = {"tiny-all|1": second["outcomes"]["tiny-all|0"]}  # another training seed: no pairing
+    assert paired_crashes(first, second, "tiny-all", ["highway"]) is None
+    del second["outcomes"]  # a check made before outcomes were kept
+    assert compare(first, second)["tiny-all"]["highway"]["paired_p_value"] is None
+    assert table_rows(compare(first, second))[0].endswith("| – |")
