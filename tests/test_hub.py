@@ -75,3 +75,73 @@ def test_minilm_loads_and_embeds_without_any_network(monkeypatch):
     mask = batch["attention_mask"].unsqueeze(-1).float()
     embeddings = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
     assert embeddings[0] @ embeddings[1] > embeddings[0] @ embeddings[2] + 0.3
+
+
+def _split_zip(tmp_path, files: dict[str, bytes], pieces: int = 3) -> list:
+    """A zip of ``files`` cut into ``pieces`` byte parts, as the mpnet-base packages ship theirs."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    data, parts = buffer.getvalue(), []
+    size = -(-len(data) // pieces)
+    for k in range(pieces):
+        parts.append(tmp_path / f"model.zip.{k + 1:03d}")
+        parts[-1].write_bytes(data[k * size : (k + 1) * size])
+    return parts
+
+
+def _digest(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_a_split_zip_joins_into_the_checked_folder_and_leaves_windows_metadata_out(tmp_path):
+    weights = b"weights" * 1000
+    parts = _split_zip(tmp_path, {"m/config.json": b"{}", "m/model.safetensors": weights, "m/desktop.ini": b"x",
+                                  "m/1_Pooling/config.json": b"{}", "other/file": b"y"})  # fmt: skip
+    target = hub.join_split_zip(parts, tmp_path / "cache" / "m", "m", {"model.safetensors": _digest(weights)})
+    assert sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()) == [
+        "1_Pooling/config.json", "config.json", "model.safetensors"]  # fmt: skip
+    assert (target / "model.safetensors").read_bytes() == weights
+    assert [p.name for p in target.parent.iterdir()] == ["m"]  # the work folder is gone
+
+
+def test_a_damaged_or_misordered_split_zip_is_refused_and_leaves_nothing_usable(tmp_path):
+    weights = b"weights" * 1000
+    parts = _split_zip(tmp_path, {"m/model.safetensors": weights})
+    target = tmp_path / "cache" / "m"
+    with pytest.raises(ModelNotFoundError, match="sha256"):
+        hub.join_split_zip(parts, target, "m", {"model.safetensors": _digest(b"other weights")})
+    with pytest.raises(ModelNotFoundError, match="do not join"):
+        hub.join_split_zip(list(reversed(parts)), target, "m", {"model.safetensors": _digest(weights)})
+    with pytest.raises(ModelNotFoundError, match="has no m/tokenizer.json"):
+        hub.join_split_zip(parts, target, "m", {"tokenizer.json": _digest(weights)})
+    assert not target.exists() and list(target.parent.iterdir()) == []
+
+
+def test_a_split_zip_with_a_path_leaving_its_folder_is_refused(tmp_path):
+    parts = _split_zip(tmp_path, {"m/../../escaped": b"x"}, pieces=1)
+    with pytest.raises(ModelNotFoundError, match="unsafe path"):
+        hub.join_split_zip(parts, tmp_path / "cache" / "m", "m", {})
+    assert not (tmp_path / "escaped").exists()
+
+
+def test_mpnet_base_names_its_five_packages_and_uses_a_join_already_in_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SUITE_MODELS", str(tmp_path / "models"))
+    from importlib import metadata
+
+    try:
+        metadata.distribution(hub.MPNET_PARTS[0])
+    except metadata.PackageNotFoundError:  # the usual case: the large teacher is an opt-in extra
+        with pytest.raises(ModelNotFoundError, match=f"pip install {hub.MPNET_PARTS[0]}"):
+            hub.resolve_model_path("mpnet-base")
+    joined = tmp_path / "models" / hub.MPNET_FOLDER
+    joined.mkdir(parents=True)
+    (joined / "model.safetensors").write_bytes(b"")  # only a checked join is ever renamed into place
+    assert hub.resolve_model_path("mpnet-base") == joined
+    assert all(f"{name}==0.0.1" in hub.PIP_PACKAGES["mpnet-base"] for name in hub.MPNET_PARTS)
