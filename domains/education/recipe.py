@@ -88,8 +88,10 @@ class EducationRecipe(RunOutputs):
     verifier_max_length: int = field(default=192, metadata={"help": "tokens per (problem, solution) pair"})
     teacher: str = field(default="finetune", metadata={"help": "finetune | hf | openai"})
     teacher_model: str = field(
-        default="minilm-l6", metadata={"help": "finetune: short name or HF folder; hf: a fine-tuned classifier"}
-    )
+        default="minilm-l6",
+        metadata={"help": "finetune: short name (minilm-l6; mpnet-base, the larger opt-in teacher) or HF folder; hf: "
+                  "a fine-tuned classifier"},
+    )  # fmt: skip
     teacher_url: str = field(default="", metadata={"help": "openai: base URL of an OpenAI-compatible server"})
     teacher_served_model: str = field(default="", metadata={"help": "openai: the served model name"})
     students: list[str] = field(default_factory=lambda: list(STUDENTS), metadata={"help": "tiny and/or minilm2"})
