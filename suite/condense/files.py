@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from suite.checksum import sha256_file
 from suite.condense.methods import CondenseConfig, condense
 from suite.condense.train import ImageSet, TrainConfig, accuracy, train_net
 from suite.errors import ConfigError
@@ -33,10 +34,6 @@ def tensor_checksum(*tensors: torch.Tensor) -> str:
     for t in tensors:
         digest.update(t.detach().contiguous().cpu().numpy().tobytes())
     return digest.hexdigest()
-
-
-def file_checksum(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def load_dataset(name: str) -> tuple[ImageSet, ImageSet]:
@@ -69,7 +66,7 @@ def distill_to_folder(method: str, dataset: str, ipc: int, seed: int, out: str |
     save_file(tensors, str(out / IMAGES))
     record = {"method": method, "dataset": dataset, "ipc": ipc, "seed": seed,
               "settings": dataclasses.asdict(config), "source_sha256": tensor_checksum(train.images, train.labels),
-              "images_sha256": file_checksum(out / IMAGES), "seconds": round(seconds, 2),
+              "images_sha256": sha256_file(out / IMAGES), "seconds": round(seconds, 2),
               "test_accuracy_convnet": accuracy(net, test)}  # fmt: skip
     (out / RECORD).write_text(json.dumps(record, indent=1) + "\n")
     score = record["test_accuracy_convnet"]
@@ -88,7 +85,7 @@ def load_distilled(folder: str | Path) -> tuple[ImageSet, dict]:
     record = json.loads((folder / RECORD).read_text())
     if record.get("kind") == "text-embeddings":
         raise ConfigError(f"{folder}: holds distilled text embeddings, not images (use load_distilled_embeddings)")
-    if file_checksum(folder / IMAGES) != record["images_sha256"]:
+    if sha256_file(folder / IMAGES) != record["images_sha256"]:
         raise ConfigError(f"{folder / IMAGES}: its sha256 differs from the one {RECORD} records (changed or damaged)")
     tensors = load_file(str(folder / IMAGES))
     return ImageSet(tensors["images"], tensors["labels"], tensors.get("soft_labels")), record
@@ -143,7 +140,7 @@ def distill_table_to_folder(method: str, table: str | Path, column: str, label_c
               "label_column": label_column, "classes": classes, "ipc": ipc, "seed": seed,
               "encoder": "all-MiniLM-L6-v2 (mean-pooled, L2-normalised)", "settings": dataclasses.asdict(config),
               "source_sha256": texts_checksum([f"{t}\t{y}" for t, y in zip(texts, labels_text, strict=True)]),
-              "embeddings_sha256": file_checksum(out / EMBEDDINGS), "seconds": round(seconds, 2),
+              "embeddings_sha256": sha256_file(out / EMBEDDINGS), "seconds": round(seconds, 2),
               "held_out_check": check}  # fmt: skip
     (out / RECORD).write_text(json.dumps(record, indent=1) + "\n")
     line = ""
@@ -171,7 +168,7 @@ def load_distilled_embeddings(folder: str | Path):
     record = json.loads((folder / RECORD).read_text())
     if record.get("kind") != "text-embeddings":
         raise ConfigError(f"{folder}: holds a distilled image set, not text embeddings (use load_distilled)")
-    if file_checksum(folder / EMBEDDINGS) != record["embeddings_sha256"]:
+    if sha256_file(folder / EMBEDDINGS) != record["embeddings_sha256"]:
         raise ConfigError(f"{folder / EMBEDDINGS}: its sha256 differs from the one {RECORD} records")
     tensors = load_file(str(folder / EMBEDDINGS))
     return EmbeddingSet(tensors["vectors"], tensors["labels"]), record

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from suite.checksum import sha256_file
 from suite.config import check
 from suite.errors import DataError, MalformedRowError
 from suite.registry import Registry
@@ -221,11 +222,6 @@ def _download_once(url: str, target: Path, sha256: str, timeout: float) -> Path:
         return target
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def sha256_file(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def verify_dataset(dataset: str | DatasetSpec, path: str | os.PathLike | None = None) -> list[FileCheck]:

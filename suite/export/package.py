@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from suite.checksum import sha256_file
 from suite.config import check
 from suite.errors import ConfigError
 from suite.export.errors import ExportParityError
@@ -41,7 +42,7 @@ from suite.export.onnx_export import (
     fuse_encoder,
     quantize_int8,
 )
-from suite.export.runtime import read_spec, sha256
+from suite.export.runtime import read_spec
 from suite.export.spec import ExportSpec, GenerationSpec
 
 Inputs = dict[str, torch.Tensor]
@@ -249,7 +250,7 @@ def render_model_card(card: ModelCardInfo, spec: dict[str, Any], metrics: Mappin
 
 def _file_hashes(out_dir: Path) -> dict[str, str]:
     files = sorted(p for p in out_dir.rglob("*") if p.is_file() and p.name != "spec.json")
-    return {p.relative_to(out_dir).as_posix(): sha256(p) for p in files}
+    return {p.relative_to(out_dir).as_posix(): sha256_file(p) for p in files}
 
 
 def export_student(

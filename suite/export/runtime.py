@@ -16,7 +16,6 @@ the worst finished one (``early_stopping=False``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,19 +25,12 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from suite.checksum import sha256_file
 from suite.export.errors import ExportIntegrityError
 
 Arrays = dict[str, np.ndarray]
 VARIANT_SUFFIX = {"fp32": "", "int8": ".int8", "fp16": ".fp16"}  # = spec.VARIANT_FILES; spec imports yaml
 _NEG = np.float32(-1.0e9)  # transformers' "impossible" score
-
-
-def sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def select_providers(providers: Sequence[str] | None = None) -> list[str]:
@@ -62,7 +54,7 @@ def verified(export_dir: str | Path, spec: dict[str, Any], name: str) -> Path:
         raise ExportIntegrityError(f"{path}: not listed in spec.json 'files'; refusing to load an unrecorded file")
     if not path.is_file():
         raise ExportIntegrityError(f"{path}: missing (spec.json lists it)")
-    actual = sha256(path)
+    actual = sha256_file(path)
     if actual != expected:
         raise ExportIntegrityError(
             f"{path}: sha256 {actual[:12]}... does not match spec.json ({expected[:12]}...); the file was modified "
