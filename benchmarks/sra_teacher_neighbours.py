@@ -9,7 +9,8 @@ teacher row does), beside the majority class and the word-overlap baseline, on d
 ``RUN`` holds ``sra/teacher/hf``, ``sra/teacher1/hf``, ... from ``distill run education --profile full
 --output-dir RUN --set 'tasks=[sra]' --set 'teacher_members=[0,1,2]'``. Every answer goes through the run's
 teacher-output stores (the neighbours teacher at k = 5 shares the store a run with ``teacher_neighbours=5`` uses),
-so a later full run reuses them. Choose k on dev: the test splits are only read.
+so a later full run reuses them. The data and the teacher's max length come from the run's ``recipe.yaml``.
+Choose k on dev: the test splits are only read.
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ def evaluate(run_dir: Path, ks: list[int]) -> dict[str, Any]:
     """Accuracy per model and split (dev + the test splits), and the neighbours teacher's coverage per split."""
     from domains.education.pipeline import load_task
     from domains.education.recipe import EducationRecipe
+    from suite.config import read_run_recipe
     from suite.eval import accuracy
     from suite.pair_pack import baseline_rules, labels_of, store_dir, teacher_logits
     from suite.pairs import stored_teacher_logits
     from suite.teachers import HFTeacher
     from suite.teachers.neighbours import GradedNeighbourTeacher
 
-    recipe = EducationRecipe(tasks=["sra"])
+    # the run's own recipe (its data, max length) when it recorded one; the pack's defaults otherwise
+    recipe = read_run_recipe(EducationRecipe, run_dir) or EducationRecipe(tasks=["sra"])
     data = load_task(recipe, "sra")
     splits = {"dev": data.dev, **data.tests}
     labels = {s: labels_of(e) for s, e in splits.items()}
