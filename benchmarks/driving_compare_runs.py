@@ -24,7 +24,14 @@ from typing import Any
 
 from benchmarks.driving_more_episodes import outcome_flags, seed_counts
 
-POLICIES = ("expert", "state-clone", "constant-IDLE", "constant-SLOWER", "tiny-imitation", "tiny-all")
+POLICIES = ("expert", "state-clone", "constant-IDLE", "constant-SLOWER", "tiny-imitation", "tiny-all")  # first
+
+
+def shared_policies(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
+    """The policies both checks drove: the baselines and full-data planners in POLICIES' order, then any other
+    (a data budget's planners, other variants) in the first check's order."""
+    both = [p for p in first["results"] if p in second["results"]]
+    return [p for p in POLICIES if p in both] + [p for p in both if p not in POLICIES]
 
 
 def read_check(path: Path) -> dict[str, Any]:
@@ -60,7 +67,7 @@ def paired_crashes(first: dict[str, Any], second: dict[str, Any], policy: str, s
 def compare(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
     """``{policy: {scenario: {...}, "all": {...}}}`` for the policies and scenarios both checks drove."""
     table: dict[str, Any] = {}
-    for policy in [p for p in POLICIES if p in first["results"] and p in second["results"]]:
+    for policy in shared_policies(first, second):
         a, b = first["results"][policy], second["results"][policy]
         rows = {}
         for scenario in [s for s in a if s in b]:

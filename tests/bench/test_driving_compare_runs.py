@@ -27,6 +27,17 @@ def test_each_policy_gets_its_scenarios_and_its_total_over_them_with_fishers_tes
     assert table["tiny-imitation"]["highway"]["mean_speed"] == [20.0, 15.0]
 
 
+def test_a_budgets_planners_follow_the_baselines_and_full_data_planners():
+    first = check({"tiny-10pct-imitation": {"highway": 9}, "expert": {"highway": 3}, "tiny-10pct-all": {"highway": 7},
+                   "tiny-10pct-recon": {"highway": 5}})  # fmt: skip
+    second = check(
+        {"tiny-10pct-all": {"highway": 8}, "tiny-10pct-imitation": {"highway": 6}, "expert": {"highway": 3}}
+    )
+    table = compare(first, second)
+    assert list(table) == ["expert", "tiny-10pct-imitation", "tiny-10pct-all"]  # recon: only the first drove it
+    assert table["tiny-10pct-all"]["highway"]["crashes"] == [7, 8]
+
+
 def test_the_crash_test_is_symmetric_and_grows_with_the_gap():
     a, b, c = ({"crashes": n, "episodes": 600.0} for n in (9, 26, 60))
     assert crash_test(a, b) == pytest.approx(crash_test(b, a))
