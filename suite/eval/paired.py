@@ -25,3 +25,16 @@ def mcnemar_exact(failed_a: Any, failed_b: Any) -> dict[str, float]:
     p = min(Fraction(1), 2 * Fraction(tail, 2**n)) if n else Fraction(1)
     return {"only_a": only_a, "only_b": only_b, "cases": int(len(a)), "failure_rate_a": float(a.mean()),
             "failure_rate_b": float(b.mean()), "p_value": float(p)}  # fmt: skip
+
+
+def holm_adjust(p_values: list[float]) -> list[float]:
+    r"""Holm's step-down adjustment (Holm 1979) of ``m`` p-values tested together, in their given order: with
+    :math:`p_{(1)} \le \dots \le p_{(m)}`, :math:`\tilde p_{(i)} = \max_{j \le i} \min(1, (m - j + 1)\, p_{(j)})`.
+    An adjusted p-value below :math:`\alpha` rejects with family-wise error at most :math:`\alpha`; one p-value is
+    left as it is."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from suite.eval.paired import mcnemar_exact
+from suite.eval.paired import holm_adjust, mcnemar_exact
 
 
 def test_mcnemar_counts_only_discordant_cases_and_matches_the_binomial_tail():
@@ -34,3 +34,13 @@ def test_mcnemar_is_symmetric_capped_at_one_and_one_without_discordance():
 def test_mcnemar_refuses_unpaired_outcomes():
     with pytest.raises(ValueError):
         mcnemar_exact([1, 0, 1], [1, 0])
+
+
+def test_holm_multiplies_the_ith_smallest_by_m_minus_i_and_keeps_the_order_monotone():
+    # worked by hand: sorted 0.01, 0.02, 0.03, 0.5 -> 4 x 0.01, 3 x 0.02, max(0.06, 2 x 0.03), max(0.06, 1 x 0.5)
+    adjusted = holm_adjust([0.03, 0.5, 0.01, 0.02])
+    assert adjusted == pytest.approx([0.06, 0.5, 0.04, 0.06])
+    assert holm_adjust([0.04]) == [0.04]  # one test: nothing to adjust
+    assert holm_adjust([0.4, 0.3, 0.2]) == pytest.approx([0.6, 0.6, 0.6])  # capped by monotonicity, then at one
+    assert holm_adjust([0.9, 0.8]) == [1.0, 1.0]
+    assert holm_adjust([]) == []
