@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.driving_more_episodes import outcome_flags
+from benchmarks.driving_more_episodes import paired
 
-KINDS = {"failures": "cs", "crashes": "c"}  # outcome characters that count as bad
+KINDS = ("failures", "crashes")  # the two tests of driving_more_episodes.paired
 GOAL = 0.30  # issue 14: >= 30% fewer than imitation alone
 
 
@@ -46,19 +46,12 @@ def planner_groups(outcomes: dict[str, Any]) -> tuple[str, list[str]]:
 
 def paired_by_scenario(doc: dict[str, Any]) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
     """``{variant: {scenario: {kind: test}}}``: McNemar per variant, scenario and kind, plus ``p_holm`` over all."""
-    from domains.driving.report import paired_change
     from suite.eval.paired import holm_adjust
 
     kept, seeds = doc["outcomes"], doc["seeds"]
     base, variants = planner_groups(kept)
     scenarios = list(kept[f"{base}|{seeds[0]}"])
-
-    def flags(name: str, scenario: str, bad: str) -> list[bool]:
-        return outcome_flags(kept, [f"{name}|{seed}" for seed in seeds], [scenario], bad)
-
-    table = {v: {s: {kind: paired_change(flags(base, s, bad), flags(v, s, bad)) for kind, bad in KINDS.items()}
-                 for s in scenarios}
-             for v in variants}  # fmt: skip
+    table = {v: {s: paired(kept, base, v, seeds, [s]) for s in scenarios} for v in variants}  # one scenario at a time
     tests = [test for per in table.values() for kinds in per.values() for test in kinds.values()]
     for test, adjusted in zip(tests, holm_adjust([t["p_value"] for t in tests]), strict=True):
         test["p_holm"] = adjusted
