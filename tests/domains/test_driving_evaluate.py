@@ -241,3 +241,45 @@ def test_a_negative_collision_reduction_reads_as_more_not_fewer():
     from domains.driving.report import fewer_words
 
     assert fewer_words(0.38) == "38% fewer" and fewer_words(-0.2) == "20% more" and fewer_words(0.0) == "0% fewer"
+
+
+def test_the_scenario_split_of_the_ablation_finds_a_gain_the_pooled_test_drowns():
+    """Consistency fails far less on the merge and as often elsewhere: pooled over four scenarios the gain is under
+    30%; split by scenario (Holm over every variant x scenario cell) the merge shows it, and the pooled verdict stays
+    the goal's."""
+    from domains.driving.pipeline import DrivingResult
+    from domains.driving.recipe import DrivingRecipe
+    from domains.driving.report import goals, scenario_gain_lines
+    from suite.runner import ModelResult
+
+    scenarios, n = ["highway", "merge", "intersection", "roundabout"], 60
+    recipe = DrivingRecipe(scenarios=scenarios, shift_scenarios=[], budgets=[0.1, 1.0],
+                           variants=["imitation", "consistency"])  # fmt: skip
+
+    def rows(crashes: int) -> list[dict]:
+        return [{"crashed": i < crashes, "distance": 100.0} for i in range(n)]
+
+    def planner(crashes: dict[str, int]) -> tuple[ModelResult, dict[str, list[dict]]]:
+        metrics = {s: {"collision_rate": c / n, "success_rate": 1 - c / n, "progress": 1.0}
+                   for s, c in crashes.items()}  # fmt: skip
+        result = ModelResult("student", 1, False, [0], {}, metrics | {"open_loop": {}}, {})
+        return result, {s: rows(c) for s, c in crashes.items()}
+
+    imitation, imitation_rows = planner({"highway": 30, "merge": 30, "intersection": 30, "roundabout": 30})
+    consistency, consistency_rows = planner({"highway": 30, "merge": 2, "intersection": 30, "roundabout": 30})
+    expert = ModelResult.single("teacher", {s: {"collision_rate": 0.0, "progress": 1.0} for s in scenarios})
+    results = {"expert": expert, "tiny-imitation-10pct": imitation, "tiny-consistency-10pct": consistency}
+    episodes = {"expert": {s: rows(0) for s in scenarios}, "tiny-imitation-10pct|0": imitation_rows,
+                "tiny-consistency-10pct|0": consistency_rows}  # fmt: skip
+    g = goals(DrivingResult(recipe, results, {}, {}, 0, 0, [], {}, episodes=episodes))
+
+    pooled = g["ablation"]["10%"]["consistency"]
+    assert pooled["reduction"] == pytest.approx(28 / 120) and not g["reasoning_gain_met"]
+    split = g["ablation_by_scenario"]
+    assert split["budget"] == "10%" and list(split["tests"]["consistency"]) == scenarios
+    merge = split["tests"]["consistency"]["merge"]
+    assert merge["only_a"] == 28 and merge["only_b"] == 0 and merge["reduction"] == pytest.approx(28 / 30)
+    assert merge["p_holm"] == pytest.approx(min(1.0, 4 * merge["p_value"]))  # the smallest of four p-values
+    assert split["tests"]["consistency"]["highway"]["p_holm"] == 1.0  # no discordant pair: p = 1
+    assert g["reasoning_gain_scenarios"] == ["consistency / merge"]
+    assert "`consistency / merge`" in scenario_gain_lines(g)[0] and "4 tests" in scenario_gain_lines(g)[0]

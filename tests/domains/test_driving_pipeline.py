@@ -76,7 +76,7 @@ def test_the_report_says_what_precision_the_planners_trained_in_on_this_machine(
 
 
 def test_the_ablation_pairs_each_variant_with_imitation_at_its_data_budget(driving_run):
-    _, _, summary = driving_run
+    recipe, _, summary = driving_run
     table = summary["goals"]["ablation"]
     assert list(table) == ["50%", "100%"] and all(set(row) == {"all"} for row in table.values())
     for row in table.values():
@@ -84,6 +84,10 @@ def test_the_ablation_pairs_each_variant_with_imitation_at_its_data_budget(drivi
         assert test["cases"] == 1 and 0 <= test["p_value"] <= 1  # one seed x one scenario x one episode
         assert test["only_a"] + test["only_b"] <= 1
     assert isinstance(summary["goals"]["reasoning_gain_met"], bool)
+    split = summary["goals"]["ablation_by_scenario"]  # the smallest budget again, one scenario at a time
+    assert split["budget"] == "50%" and list(split["tests"]["all"]) == ["merge"]
+    assert split["tests"]["all"]["merge"]["cases"] == 1 and split["tests"]["all"]["merge"]["p_holm"] == 1.0
+    assert "### By scenario, at 50% of the data" in (Path(recipe.report_dir) / "driving.md").read_text()
 
 
 def test_both_planners_are_exported_with_parity_and_benchmarked(driving_run):
