@@ -121,13 +121,15 @@ def ablation_by_scenario(run: DrivingResult) -> dict[str, Any]:
     the others: ``{"budget", "tests": {variant: {scenario: test}}}``, each McNemar test with ``p_holm``, its p-value
     Holm-adjusted over every variant x scenario cell (many tests are read together). Empty without an ablation."""
     recipe = run.recipe
-    if not recipe.budgets or not run.episodes:
+    # The budget reasoning_goal judges: the smallest one where imitation alone was trained.
+    trained = [b for b in sorted(recipe.budgets) if model_name(recipe.backbone, "imitation", b) in run.results]
+    if not trained or not run.episodes:
         return {}
-    budget = min(recipe.budgets)
+    budget = trained[0]
     base = model_name(recipe.backbone, "imitation", budget)
     variants = [v for v in recipe.variants if v != "imitation" and model_name(recipe.backbone, v, budget) in
                 run.results]  # fmt: skip
-    if base not in run.results or not variants:
+    if not variants:
         return {}
     tests = {v: {s: paired_change(failures(run, base, [s]), failures(run, model_name(recipe.backbone, v, budget),
                                                                           [s]))
