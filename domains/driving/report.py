@@ -131,8 +131,8 @@ def ablation_by_scenario(run: DrivingResult) -> dict[str, Any]:
                 run.results]  # fmt: skip
     if not variants:
         return {}
-    tests = {v: {s: paired_change(failures(run, base, [s]), failures(run, model_name(recipe.backbone, v, budget),
-                                                                          [s]))
+    imitation = {s: failures(run, base, [s]) for s in recipe.scenarios}
+    tests = {v: {s: paired_change(imitation[s], failures(run, model_name(recipe.backbone, v, budget), [s]))
                  for s in recipe.scenarios} for v in variants}  # fmt: skip
     cells = [test for per in tests.values() for test in per.values()]
     for test, adjusted in zip(cells, holm_adjust([t["p_value"] for t in cells]), strict=True):
