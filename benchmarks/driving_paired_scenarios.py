@@ -46,15 +46,14 @@ def planner_groups(outcomes: dict[str, Any]) -> tuple[str, list[str]]:
 
 def paired_by_scenario(doc: dict[str, Any]) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
     """``{variant: {scenario: {kind: test}}}``: McNemar per variant, scenario and kind, plus ``p_holm`` over all."""
-    from suite.eval.paired import holm_adjust
+    from suite.eval.paired import add_holm
 
     kept, seeds = doc["outcomes"], doc["seeds"]
     base, variants = planner_groups(kept)
     scenarios = list(kept[f"{base}|{seeds[0]}"])
     table = {v: {s: paired(kept, base, v, seeds, [s]) for s in scenarios} for v in variants}  # one scenario at a time
     tests = [test for per in table.values() for kinds in per.values() for test in kinds.values()]
-    for test, adjusted in zip(tests, holm_adjust([t["p_value"] for t in tests]), strict=True):
-        test["p_holm"] = adjusted
+    add_holm(tests)
     return {"base": base, "scenarios": scenarios, "tests": table}
 
 

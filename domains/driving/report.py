@@ -12,7 +12,7 @@ from domains.driving import scenarios as sim
 from domains.driving.evaluate import failed
 from domains.driving.pipeline import GATE, MAJORITY, DrivingResult, model_name
 from domains.driving.recipe import VARIANTS
-from suite.eval.paired import holm_adjust, mcnemar_exact
+from suite.eval.paired import add_holm, mcnemar_exact
 from suite.report import (
     header,
     latency_table,
@@ -134,9 +134,7 @@ def ablation_by_scenario(run: DrivingResult) -> dict[str, Any]:
     imitation = {s: failures(run, base, [s]) for s in recipe.scenarios}
     tests = {v: {s: paired_change(imitation[s], failures(run, model_name(recipe.backbone, v, budget), [s]))
                  for s in recipe.scenarios} for v in variants}  # fmt: skip
-    cells = [test for per in tests.values() for test in per.values()]
-    for test, adjusted in zip(cells, holm_adjust([t["p_value"] for t in cells]), strict=True):
-        test["p_holm"] = adjusted
+    add_holm([test for per in tests.values() for test in per.values()])
     return {"budget": f"{round(100 * budget)}%", "tests": tests}
 
 

@@ -38,3 +38,9 @@ def holm_adjust(p_values: list[float]) -> list[float]:
         running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
         adjusted[i] = running
     return adjusted
+
+
+def add_holm(tests: list[dict[str, Any]]) -> None:
+    """Give each test read together (a dict with ``p_value``) its Holm-adjusted p-value as ``p_holm``, in place."""
+    for test, adjusted in zip(tests, holm_adjust([t["p_value"] for t in tests]), strict=True):
+        test["p_holm"] = adjusted
