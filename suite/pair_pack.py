@@ -387,6 +387,8 @@ class PairClassificationPack(Pack):
             settings["layer_map"] = self.task.layer_map
         if "exits" in variant.terms:
             settings["exits"] = self.task.exits
+        if "prior" in variant.terms:  # its SGLD posterior is sampled in this stage and saved beside the student
+            settings["posterior"] = self.task.posterior
         return settings
 
     def kd_logits(self, variant: Variant, logits: torch.Tensor | None = None) -> torch.Tensor:

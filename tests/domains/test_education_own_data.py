@@ -251,6 +251,28 @@ def test_an_end2_variant_off_the_ensemble_and_a_prior_variant_on_it_are_refused(
     pack.task.check_variant_sources()
 
 
+def test_a_changed_posterior_rebuilds_only_the_students_that_sample_it():
+    """The SGLD posterior is sampled in a prior variant's student stage and saved beside it: its settings are in
+    that stage's fingerprint (a resumed run with another step size samples again), and in no other student's."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from suite.stages import fingerprint
+    from suite.trainer import TrainerConfig
+
+    pack = bare_pack(ensemble_variants=["kd"])
+    pack.task.variants = {"kd": {"task": 0.5, "kd": 0.5}, "bayes": {"task": 1.0, "prior": 3.0}}
+    pack.students, pack.data = {"tiny": {"kwargs": {}, "trainer": TrainerConfig()}}, SimpleNamespace(train=[])
+
+    def fingerprints():
+        return {pack.recipe_name(v): fingerprint(pack.student_settings(v)) for v in pack.variants()}
+
+    before = fingerprints()
+    pack.task.posterior = dataclasses.replace(pack.task.posterior, lr=1e-4)
+    after = fingerprints()
+    assert after["bayes"] != before["bayes"] and after["kd"] == before["kd"]
+
+
 def test_a_layer_truncated_student_distils_the_teachers_intermediate_layers(tmp_path):
     """TinyBERT-style: a 2-layer MiniLM student learns layers 3 and 6 of the fine-tuned MiniLM teacher (hidden
     states and attention maps) from the live teacher, beside its no-KD twin."""
