@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from suite.distiller import Distiller, as_output_dict
+from suite.errors import ConfigError
 from suite.losses import MultiTeacherConfig, MultiTeacherKD, SoftLabelKD, SoftLabelKDConfig, TaskLoss
 from suite.losses.bayesian import EnsembleDistributionKD, TeacherPrior
 from suite.losses.self_distillation import MutualKD
@@ -306,7 +307,12 @@ def posterior_predictions(
         student.train()
         batch = collate([train[i] for i in rng.choice(len(train), min(config.batch_size, len(train)), replace=False)])
         optimizer.zero_grad()
-        distiller(batch)["loss"].backward()
+        loss = distiller(batch)["loss"]
+        if not torch.isfinite(loss):  # the chain left the posterior: every later sample would be NaN
+            student.load_state_dict(saved)
+            raise ConfigError(f"posterior.lr: SGLD diverged at step {step} (loss {loss.item()}) with lr "
+                              f"{config.lr:g}; lower the step size")  # fmt: skip
+        loss.backward()
         optimizer.step()
         if step >= config.burn_in and (step - config.burn_in + 1) % config.thin == 0:
             for split, items in splits.items():

@@ -19,6 +19,8 @@ def _check_probs(probs: Any) -> np.ndarray:
     p = as_numpy(probs)
     if p.ndim != 2:
         raise ValueError(f"probs must have shape (N, K), got {p.shape}")
+    if not np.isfinite(p).all():  # NaN confidences would fall in no bin and give a NaN ECE without a word
+        raise ValueError(f"probs has {int((~np.isfinite(p)).sum())} non-finite values (a diverged model?)")
     return p
 
 

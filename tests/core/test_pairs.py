@@ -193,3 +193,22 @@ def test_an_ensemble_student_follows_the_teachers_that_give_the_true_label(token
                        multi=MultiTeacherConfig(temperature=1.0, weighting="ground_truth", sharpness=0.5))  # fmt: skip
     probs = predict_proba(student, tokenizer, items)
     assert (probs.argmax(-1) == np.array(marked)).mean() >= 0.9  # equal weights would leave it at 50 / 50
+
+
+def test_a_diverging_sgld_chain_names_its_step_size_and_leaves_the_student_as_trained(tokenizer):
+    """SGLD's step on the dataset's energy (N x the batch mean) blows up above some step size; the chain must stop
+    with the setting to change, not return NaN probabilities that every metric then reads."""
+    from suite.errors import ConfigError
+    from suite.pairs import PosteriorConfig, posterior_predictions
+
+    pairs, marked = toy_pairs(16, seed=3)
+    items = attach_teacher_logits(encode_pairs(tokenizer, pairs, marked, max_length=32), torch.randn(16, 2))
+    student = tiny_student(tokenizer)
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    huge = PosteriorConfig(samples=2, burn_in=5, thin=5, lr=1e6, batch_size=8)
+    with pytest.raises(ConfigError, match=r"posterior.lr: SGLD diverged at step \d+ .* with lr 1e\+06"):
+        posterior_predictions(student, tokenizer, items, {"task": 1.0, "prior": 3.0}, {"dev": items}, huge)
+    assert all(torch.equal(v, before[k]) for k, v in student.state_dict().items())
+    small = PosteriorConfig(samples=2, burn_in=5, thin=5, lr=1e-6, batch_size=8)
+    samples = posterior_predictions(student, tokenizer, items, {"task": 1.0, "prior": 3.0}, {"dev": items}, small)
+    assert samples["dev"].shape == (2, 16, 2) and np.isfinite(samples["dev"]).all()

@@ -58,3 +58,9 @@ def test_reliability_diagram_writes_png(tmp_path):
 def test_entropy_uniform_is_log_k_and_one_hot_is_zero():
     entropy = predictive_entropy([[0.25] * 4, [1.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.0, 0.0]])
     np.testing.assert_allclose(entropy, [math.log(4), 0.0, math.log(2)], atol=1e-12)
+
+
+def test_ece_refuses_non_finite_probabilities():
+    """A NaN confidence falls in no bin: without the check the ECE would be NaN, or a number over part of the data."""
+    with pytest.raises(ValueError, match="probs has 2 non-finite values"):
+        expected_calibration_error([[0.6, 0.4], [float("nan"), float("nan")]], [0, 1])
