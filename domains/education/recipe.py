@@ -287,7 +287,7 @@ PROFILES: dict[str, list[str]] = {
         "transfer.neighbours=1",
         "transfer.typos=1",
         "transfer.equal_steps=true",
-        "tiny_trainer.epochs=6",
+        "tiny_trainer.epochs=20",
         "posterior.samples=20",
         "student_variants={tiny: [no_kd, kd, ensemble, end2, transfer, bayes, exits, mutual, combined], "
         "minilm2: [no_kd, kd, layers]}",
