@@ -106,6 +106,8 @@ class PairTask:
     layer_map: LayerMapConfig = field(default_factory=LayerMapConfig)  # a `layers` term: student -> teacher layers
     exits: ShallowExitsConfig = field(default_factory=ShallowExitsConfig)  # an `exits` term: self-distillation
     posterior: pairs.PosteriorConfig = field(default_factory=pairs.PosteriorConfig)  # SGLD after a `prior` variant
+    # learn from the teachers' logits over each one's temperature on dev (Guo et al. 2017; empty: none does)
+    calibrated_variants: list[str] = field(default_factory=list)
     ensemble_variants: list[str] = field(default_factory=list)  # learn from the ensemble (empty: kd / end2 variants)
     transfer_variants: list[str] = field(default_factory=list)  # learn on the transfer set (empty: every KD variant)
     student_variants: dict[str, list[str]] = field(default_factory=dict)  # student -> the variants it trains (all)
@@ -148,9 +150,13 @@ class PairTask:
     def check_variant_sources(self) -> None:
         """Clear errors for variants whose terms cannot use the teacher they were given."""
         check_listed_variants(self.variants, ensemble_variants=self.ensemble_variants,
-                              transfer_variants=self.transfer_variants)  # fmt: skip
+                              transfer_variants=self.transfer_variants,
+                              calibrated_variants=self.calibrated_variants)  # fmt: skip
         for name, terms in self.variants.items():
             ensemble = self.uses_ensemble(name, terms)
+            if name in self.calibrated_variants and (not from_teacher(terms) or terms.get("layers", 0) > 0):
+                raise ConfigError(f"calibrated_variants: {name} learns from no stored teacher output (a layers term "
+                                  "runs the teacher live; task, exits and mutual terms need none)")  # fmt: skip
             if terms.get("end2", 0) > 0 and not ensemble:
                 raise ConfigError(f"variants.{name}: an end2 term needs an ensemble (teacher_ensemble >= 2, and the "
                                   "variant among ensemble_variants when that names any)")  # fmt: skip
@@ -387,6 +393,8 @@ class PairClassificationPack(Pack):
             settings["layer_map"] = self.task.layer_map
         if "exits" in variant.terms:
             settings["exits"] = self.task.exits
+        if self.recipe_name(variant) in self.task.calibrated_variants:
+            settings["calibrated"] = True
         if "prior" in variant.terms:  # its SGLD posterior is sampled in this stage and saved beside the student
             settings["posterior"] = self.task.posterior
         return settings
@@ -402,12 +410,42 @@ class PairClassificationPack(Pack):
     def kd_items(self, variant: Variant, tokenizer: Any) -> list[dict]:
         """The training items with the teacher's logits attached; a KD variant also gets the transfer set, whose
         items carry no label (-100: the task term skips them, only the kd term learns from them)."""
-        max_length = self.task.max_length
-        items = pairs.attach_teacher_logits(encode(tokenizer, self.data.train, max_length), self.kd_logits(variant))
+        max_length, temperature = self.task.max_length, self.teacher_temperatures(variant)
+        train_logits = self.kd_logits(variant) / temperature
+        items = pairs.attach_teacher_logits(encode(tokenizer, self.data.train, max_length), train_logits)
         if not (self.transfer and self.task.uses_transfer(self.recipe_name(variant), variant.terms)):
             return items
         extra = pairs.encode_pairs(tokenizer, self.transfer, [-100] * len(self.transfer), max_length)
-        return items + pairs.attach_teacher_logits(extra, self.kd_logits(variant, self.transfer_logits))
+        return items + pairs.attach_teacher_logits(extra, self.kd_logits(variant, self.transfer_logits) / temperature)
+
+    def teacher_temperatures(self, variant: Variant) -> torch.Tensor | float:
+        """What a variant's stored teacher logits are divided by: for a calibrated variant each of its teachers'
+        temperature on dev (:meth:`teacher_calibration`), shaped to broadcast over ``kd_logits``; else 1."""
+        if self.recipe_name(variant) not in self.task.calibrated_variants:
+            return 1.0
+        if self.task.ensemble == 1 or not self.uses_ensemble(variant):  # kd_logits: (N, C) of the first teacher
+            return self.teacher_calibration(0)["temperature"]
+        temperatures = [self.teacher_calibration(k)["temperature"] for k in self.members(variant)]
+        return torch.tensor(temperatures).view(1, -1, 1)  # kd_logits: (N, K', C), one temperature per member
+
+    def teacher_calibration(self, member: int) -> dict[str, float]:
+        """Teacher ``member``'s temperature on dev, fitted by NLL (temperature scaling), with dev's ECE before and
+        after. A student distils the teacher's outputs on its training pairs, where the teacher is surer than it is
+        right on new ones; dev is held out from the teacher's gradient steps, so the confidence it gives is the one
+        the teacher earns. Survey Eq. 6's lambda then weighs probabilities that mean what they say."""
+        cache = self.__dict__.setdefault("_calibration", {})
+        if member not in cache:
+            from suite.eval import expected_calibration_error, fit_temperature
+
+            logits = teacher_logits(self.teachers[member], self.data.dev, self.dir, member)
+            labels = labels_of(self.data.dev)
+            temperature = fit_temperature(logits, labels)
+            ece = {f"dev_ece_{k}": expected_calibration_error((logits / t).softmax(-1), labels)
+                   for k, t in (("before", 1.0), ("after", temperature))}  # fmt: skip
+            cache[member] = {"temperature": temperature, **ece}
+            print(f"[{self.task.name}] teacher {member}: temperature {temperature:.2f} on dev (dev ECE "
+                  f"{ece['dev_ece_before']:.3f} -> {ece['dev_ece_after']:.3f})")  # fmt: skip
+        return cache[member]
 
     def train(self, variant: Variant, seed: int, directory: Path) -> torch.nn.Module:
         from suite.students import build_student

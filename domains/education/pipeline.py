@@ -123,6 +123,7 @@ def pair_task(recipe: EducationRecipe, task: str) -> PairTask:
         multi=recipe.multi_teacher, leave_one_out=recipe.leave_one_teacher_out,
         transfer=recipe.transfer if transfer_variants is not None else TransferConfig(), layer_map=recipe.layer_map,
         exits=recipe.exits, posterior=recipe.posterior, ensemble_variants=ensemble_variants or [],
+        calibrated_variants=[n for n in recipe.calibrated_variants if n in variants],
         transfer_variants=transfer_variants or [],
         student_variants=recipe.student_variants,
     )  # fmt: skip

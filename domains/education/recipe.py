@@ -161,6 +161,11 @@ class EducationRecipe(RunOutputs):
         default_factory=PosteriorConfig,
         metadata={"help": "a `prior` variant's SGLD posterior: samples (0: off), burn_in, thin, lr, batch_size"},
     )
+    calibrated_variants: list[str] = field(
+        default_factory=list,
+        metadata={"help": "variants that learn from each teacher's logits over its temperature on dev (Guo et al. "
+                  "2017): a teacher is surer on its own training pairs than it is right on new ones (empty: none)"},
+    )  # fmt: skip
     leave_one_teacher_out: bool = field(
         default=False, metadata={"help": "with an ensemble: every KD student also once without each teacher"}
     )
@@ -212,7 +217,8 @@ class EducationRecipe(RunOutputs):
         check(bool(self.variants), "variants", "at least one variant")
         every_variant = self.variants | self.verifier_variants
         check_listed_variants(every_variant, ensemble_variants=self.ensemble_variants,
-                              transfer_variants=self.transfer_variants)  # fmt: skip
+                              transfer_variants=self.transfer_variants,
+                              calibrated_variants=self.calibrated_variants)  # fmt: skip
         check(set(self.student_variants) <= set(STUDENTS), "student_variants", f"choose from {STUDENTS}")
         for student, names in self.student_variants.items():
             check_listed_variants(every_variant, **{f"student_variants.{student}": names})

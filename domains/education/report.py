@@ -46,11 +46,31 @@ def summary(recipe: EducationRecipe, results: Sequence[TaskResult], seconds: flo
     bench = {"results": [row for r in results for row in r.bench.get("results", [])]}
     return run_summary(models, bench, f"{results[0].task}_teacher", seconds, tasks={
         r.task: {"teacher": f"{r.task}_teacher", "max_length": r.pack.task.max_length, "examples": r.pack.data.sizes(),
-                 "teacher_vs_baselines": teacher_vs_baselines(r.results, f"{r.task}_teacher", "accuracy")}
+                 "teacher_vs_baselines": teacher_vs_baselines(r.results, f"{r.task}_teacher", "accuracy"),
+                 "teacher_calibration": teacher_calibration(r)}
         for r in results
     }, recipe={"teacher": recipe.teacher, "teacher_model": recipe.teacher_model, "variants": recipe.variants,
                "teacher_ensemble": recipe.teacher_ensemble, "teacher_neighbours": recipe.teacher_neighbours,
-               "kd": {"temperature": recipe.kd.temperature}, "seeds": recipe.seeds})  # fmt: skip
+               "kd": {"temperature": recipe.kd.temperature}, "seeds": recipe.seeds,
+               "calibrated_variants": recipe.calibrated_variants})  # fmt: skip
+
+
+def teacher_calibration(result: TaskResult) -> dict[str, dict[str, float]]:
+    """Member -> its temperature on dev and dev's ECE before and after, for each teacher a calibrated variant
+    learns from (empty when none is calibrated)."""
+    pack = result.pack
+    calibrated = [v for v in pack.variants() if pack.recipe_name(v) in pack.task.calibrated_variants]
+    return {str(k): pack.teacher_calibration(k) for k in sorted({k for v in calibrated for k in pack.members(v)})}
+
+
+def calibration_lines(result: TaskResult) -> list[str]:
+    fitted = teacher_calibration(result)
+    if not fitted:
+        return []
+    each = "; ".join(f"teacher {int(k) + 1}: {c['temperature']:.2f} (dev ECE {c['dev_ece_before']:.3f} -> "
+                     f"{c['dev_ece_after']:.3f})" for k, c in fitted.items())  # fmt: skip
+    return [f"Calibrated teachers (the variants marked so learn from the logits over these temperatures, fitted by "
+            f"NLL on dev; the others from the raw logits): {each}.", ""]  # fmt: skip
 
 
 def plots(result: TaskResult, out_dir: Path) -> list[str]:
@@ -224,7 +244,7 @@ def task_section(recipe: EducationRecipe, result: TaskResult, out_dir: Path) -> 
     lines = [f"## {task_title(recipe, result)}", "",
              "Examples: " + ", ".join(f"{k} {v:,}" for k, v in result.pack.data.sizes().items()) + ".", "",
              "Loss variants: " + "; ".join(variant_text(result.pack.task, n) for n in result.pack.task.variants)
-             + ".", "",
+             + ".", "", *calibration_lines(result),
              *flag_lines(result), "### Goals (the teacher, and the tiny KD student vs the teacher)", "",
              *retention_goals(result.results, result.bench, f"{task}_teacher", f"{task}_tiny_kd", "accuracy",
                               retain=RETAIN, fewer=FEWER, faster=FASTER), *teacher_goal(result), ""]  # fmt: skip
@@ -259,6 +279,8 @@ def variant_text(task: PairTask, name: str) -> str:
         sources.append("from teacher 1 alone")
     if task.uses_transfer(name, terms):
         sources.append("with the transfer set")
+    if name in task.calibrated_variants:
+        sources.append("calibrated on dev")
     return text + (f" ({', '.join(sources)})" if sources else "")
 
 

@@ -8,6 +8,7 @@ sklearn, sacrebleu, rouge-score, matplotlib, mauve-text and transformers are imp
 from suite.eval.calibration import (
     calibration_bins,
     expected_calibration_error,
+    fit_temperature,
     predictive_entropy,
     reliability_diagram,
     selective_accuracy,
@@ -60,6 +61,7 @@ __all__ = [
     "evaluate_robustness",
     "exact_match",
     "expected_calibration_error",
+    "fit_temperature",
     "flops",
     "js_divergence",
     "kl_divergence",

@@ -273,6 +273,60 @@ def test_a_changed_posterior_rebuilds_only_the_students_that_sample_it():
     assert after["bayes"] != before["bayes"] and after["kd"] == before["kd"]
 
 
+def test_calibrated_variants_divide_their_teachers_logits_by_each_ones_temperature_on_dev(monkeypatch):
+    """A calibrated variant learns from each of its teachers' logits over that teacher's temperature on dev (fitted by
+    NLL; > 1 for a teacher surer than it is right), one per member for an ensemble variant; the same variant left
+    out of the list keeps the raw logits (identity), and its stage's fingerprint is the one it had before."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from domains.education.data import Example
+    from suite import pair_pack
+    from suite.eval import fit_temperature
+    from suite.students.text import build_vocab_tokenizer
+    from suite.trainer import TrainerConfig
+
+    dev_labels = [0, 1, 1, 2]
+    dev_logits = {  # both right on 3 of 4: teacher 0 sure of all four, teacher 1 unsure of all
+        0: torch.tensor([[3.0, 0, 0], [0, 3.0, 0], [3.0, 0, 0], [0, 0, 3.0]]),
+        1: torch.tensor([[0.5, 0, 0], [0, 0.5, 0], [0.5, 0, 0], [0, 0, 0.5]]),
+    }
+    monkeypatch.setattr(pair_pack, "teacher_logits", lambda teacher, examples, task_dir, member: dev_logits[member])
+    pack = bare_pack(ensemble_variants=["ens", "ens_cal"], transfer_variants=["ens"],
+                     calibrated_variants=["kd_cal", "ens_cal", "bayes"])  # fmt: skip
+    kd = {"task": 0.5, "kd": 0.5}
+    pack.task.variants = {"kd": kd, "kd_cal": kd, "ens": kd, "ens_cal": kd, "bayes": {"task": 1.0, "prior": 3.0}}
+    pack.task.check_variant_sources()
+    pack.teachers, pack.dir, pack.transfer_logits = [None, None], Path("unused"), torch.zeros(2, 2, 3)
+    pack.students = {"tiny": {"kwargs": {}, "trainer": TrainerConfig()}}
+    pack.data = SimpleNamespace(train=[Example("q", "a", 0, "g")] * 4,
+                                dev=[Example("q", "a", y, "g") for y in dev_labels])  # fmt: skip
+    variants = {pack.recipe_name(v): v for v in pack.variants()}
+    tokenizer = build_vocab_tokenizer(["q a"], vocab_size=50)
+
+    def learnt(name):
+        return torch.stack([torch.as_tensor(i["teacher_logits"]) for i in pack.kd_items(variants[name], tokenizer)])
+
+    t0, t1 = (fit_temperature(dev_logits[k], dev_labels) for k in (0, 1))
+    assert t0 > 1 > t1  # the overconfident teacher is softened, the underconfident one sharpened
+    first = pack.train_logits[:, 0]
+    assert torch.equal(learnt("kd"), first) and torch.allclose(learnt("kd_cal"), first / t0)
+    assert torch.allclose(learnt("bayes"), first / t0)
+    assert torch.allclose(learnt("ens_cal")[:, 1], pack.train_logits[:, 1] / t1)
+    assert torch.equal(learnt("ens")[:4], pack.train_logits)  # the ensemble's raw logits, then the transfer pairs
+    assert "calibrated" in pack.student_settings(variants["kd_cal"])
+    assert "calibrated" not in pack.student_settings(variants["kd"])
+
+
+def test_a_calibrated_variant_must_learn_from_stored_teacher_outputs():
+    pack = bare_pack(calibrated_variants=["no_kd"])
+    with pytest.raises(ConfigError, match="calibrated_variants: no_kd learns from no stored teacher output"):
+        pack.task.check_variant_sources()
+    with pytest.raises(ConfigError, match=r"calibrated_variants: unknown variants \['nope'\]"):
+        bare_pack(calibrated_variants=["nope"]).task.check_variant_sources()
+
+
 def test_a_layer_truncated_student_distils_the_teachers_intermediate_layers(tmp_path):
     """TinyBERT-style: a 2-layer MiniLM student learns layers 3 and 6 of the fine-tuned MiniLM teacher (hidden
     states and attention maps) from the live teacher, beside its no-KD twin."""
@@ -304,14 +358,19 @@ def test_self_distillation_mutual_learning_and_bayesian_kd_variants_run_on_the_s
         "variants={exits: {task: 1.0, exits: 1.0}, bayes: {task: 1.0, prior: 2.0}, dml: {task: 1.0, mutual: 1.0}, "
         "no_kd: {task: 1.0}}",
         "posterior.samples=3", "posterior.burn_in=2", "posterior.thin=1", "posterior.lr=1e-4",
+        "calibrated_variants=[bayes]",
     )  # fmt: skip
     models = summary["models"]
+    calibration = summary["tasks"]["own_answers"]["teacher_calibration"]["0"]  # the prior's teacher, on dev
+    assert calibration["temperature"] > 0 and 0 <= calibration["dev_ece_after"] <= 1
     assert models["own_answers_tiny_bayes"]["kd"] is True and models["own_answers_tiny_exits"]["kd"] is False
     bayes = models["own_answers_tiny_bayes"]["metrics"]["unseen_questions"]
     assert 0 <= bayes["posterior_ece"] <= 1 and 0 <= bayes["posterior_selective_accuracy_80"] <= 1
     assert "posterior_ece" not in models["own_answers_tiny_exits"]["metrics"]["unseen_questions"]
     report = (tmp_path / "report" / "education.md").read_text()
     assert "Bayesian KD: MAP weights vs the SGLD posterior" in report
+    assert f"teacher 1: {calibration['temperature']:.2f} (dev ECE" in report
+    assert "`bayes` = 1 x task + 2 x prior (calibrated on dev)" in report
     assert models["own_answers_tiny_dml"]["kd"] is False  # its peer learns from the labels too, not a teacher
     assert models["own_answers_tiny_dml"]["params"] == models["own_answers_tiny_no_kd"]["params"]  # the peer stays
     for variant, term in (("exits", "exits_loss"), ("bayes", "prior_loss"), ("dml", "mutual_loss")):

@@ -64,3 +64,31 @@ def test_ece_refuses_non_finite_probabilities():
     """A NaN confidence falls in no bin: without the check the ECE would be NaN, or a number over part of the data."""
     with pytest.raises(ValueError, match="probs has 2 non-finite values"):
         expected_calibration_error([[0.6, 0.4], [float("nan"), float("nan")]], [0, 1])
+
+
+def test_fit_temperature_recovers_the_temperature_that_made_the_labels():
+    """Labels drawn from softmax(z / 2): the NLL-optimal temperature of the logits z is near 2 (overconfident z),
+    and of the logits z / 2 near 1 (already calibrated)."""
+    from suite.eval import fit_temperature
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, size=(20000, 3))
+    probs = torch.tensor(logits / 2).softmax(-1).numpy()
+    labels = (probs.cumsum(-1) < rng.random((len(probs), 1))).sum(-1)  # one draw per row from its softmax
+    assert fit_temperature(logits, labels) == pytest.approx(2.0, rel=0.05)
+    assert fit_temperature(logits / 2, labels) == pytest.approx(1.0, rel=0.05)
+    scaled = torch.tensor(logits / fit_temperature(logits, labels)).softmax(-1).numpy()
+    assert expected_calibration_error(scaled, labels) < 0.5 * expected_calibration_error(
+        torch.tensor(logits).softmax(-1).numpy(), labels
+    )
+
+
+def test_fit_temperature_stays_in_its_bounds_and_checks_its_input():
+    from suite.eval import fit_temperature
+
+    always_right = np.array([[5.0, -5.0]] * 10)  # the NLL keeps falling as T shrinks: the lower bound
+    assert fit_temperature(always_right, [0] * 10, low=0.1) == pytest.approx(0.1, rel=1e-6)
+    with pytest.raises(ValueError, match="logits must have shape"):
+        fit_temperature(np.zeros(3), [0, 1, 0])
+    with pytest.raises(ValueError, match="need 0 < low < high"):
+        fit_temperature(always_right, [0] * 10, low=2.0, high=1.0)
