@@ -284,18 +284,20 @@ PROFILES: dict[str, list[str]] = {
         "seeds=[0, 1, 2, 3, 4]",
         "teacher_ensemble=3",
         "ensemble_tasks=[sra]",
-        "variants={no_kd: {task: 1.0}, kd: {task: 0.5, kd: 0.5}, ensemble: {task: 0.5, kd: 0.5}, "
+        "variants={no_kd: {task: 1.0}, kd: {task: 0.5, kd: 0.5}, kd_cal: {task: 0.5, kd: 0.5}, "
+        "ensemble: {task: 0.5, kd: 0.5}, "
         "end2: {task: 0.5, end2: 0.5}, transfer: {task: 0.5, kd: 0.5}, bayes: {task: 1.0, prior: 3.0}, "
         "exits: {task: 1.0, exits: 1.0}, mutual: {task: 1.0, mutual: 1.0}, "
         "combined: {task: 0.5, kd: 0.5, exits: 1.0}, layers: {task: 0.5, kd: 0.5, layers: 1.0}}",
         "ensemble_variants=[ensemble, end2, combined]",
         "transfer_variants=[transfer, combined]",
+        "calibrated_variants=[kd_cal, bayes]",
         "transfer.neighbours=1",
         "transfer.typos=1",
         "transfer.equal_steps=true",
         "tiny_trainer.epochs=20",
         "posterior.samples=20",
-        "student_variants={tiny: [no_kd, kd, ensemble, end2, transfer, bayes, exits, mutual, combined], "
+        "student_variants={tiny: [no_kd, kd, kd_cal, ensemble, end2, transfer, bayes, exits, mutual, combined], "
         "minilm2: [no_kd, kd, layers]}",
         "verifier_variants={no_kd: {task: 1.0}, kd: {task: 0.5, kd: 0.5}}",
     ],
