@@ -195,12 +195,21 @@ def variant_goals(result: TaskResult, student: str = "tiny") -> list[str]:
 
 
 def ece_cell(results: dict, name: str, plain: str, split: str) -> str:
+    """The variant's ECE against the plain KD student's at equal accuracy; a Bayesian variant's SGLD posterior (its
+    predictive mean) is judged the same way after its MAP weights."""
     if name == plain or plain not in results:
         return "–"
     m, p = results[name].metrics[split], results[plain].metrics[split]
-    ratio = m["ece"] / p["ece"] if p["ece"] > 0 else float("inf")
-    met = ratio <= ECE_RATIO and m["accuracy"] >= p["accuracy"] - EQUAL_ACCURACY
-    return f"{m['ece']:.3f} vs {p['ece']:.3f} ({ratio:.2f}x) {'yes' if met else '**no**'}"
+    cell = ece_verdict(m["ece"], m["accuracy"], p)
+    if "posterior_ece" in m:
+        cell += "; posterior " + ece_verdict(m["posterior_ece"], m["posterior_accuracy"], p)
+    return cell
+
+
+def ece_verdict(ece: float, accuracy: float, plain: dict[str, float]) -> str:
+    ratio = ece / plain["ece"] if plain["ece"] > 0 else float("inf")
+    met = ratio <= ECE_RATIO and accuracy >= plain["accuracy"] - EQUAL_ACCURACY
+    return f"{ece:.3f} vs {plain['ece']:.3f} ({ratio:.2f}x) {'yes' if met else '**no**'}"
 
 
 def posterior_table(result: TaskResult, split: str) -> list[str]:

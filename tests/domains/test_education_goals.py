@@ -55,6 +55,15 @@ def test_ece_is_halved_only_at_equal_accuracy():
     assert "0.040 vs 0.100 (0.40x) **no**" in row(lines, "worse")  # 4 points less accurate
 
 
+def test_a_bayesian_variants_posterior_is_judged_after_its_map_weights():
+    students = {"no_kd": trained([0.70]), "kd": trained([0.74], ece=0.10), "bayes": trained([0.74], ece=0.08)}
+    for split in ("ua", "uq"):  # the SGLD posterior's predictive mean: calibrated, and as accurate
+        students["bayes"].metrics[split] |= {"posterior_ece": 0.045, "posterior_accuracy": 0.735}
+    cell = row(variant_goals(task_result(0.75, students)), "bayes").split(" | ")[-1]
+    assert cell == "0.080 vs 0.100 (0.80x) **no**; posterior 0.045 vs 0.100 (0.45x) yes |"
+    assert "posterior" not in row(variant_goals(task_result(0.75, students)), "kd")
+
+
 def test_the_teacher_goal_reads_its_own_split_and_metric():
     result = task_result(0.79, {}, task="sra")
     result.results["sra_teacher"] = ModelResult.single("teacher", {"unseen_answers": {"accuracy": 0.79}})
