@@ -297,6 +297,7 @@ PROFILES: dict[str, list[str]] = {
         "transfer.equal_steps=true",
         "tiny_trainer.epochs=20",
         "posterior.samples=20",
+        "posterior.lr=1e-5",
         "student_variants={tiny: [no_kd, kd, kd_cal, ensemble, end2, transfer, bayes, exits, mutual, combined], "
         "minilm2: [no_kd, kd, layers]}",
         "verifier_variants={no_kd: {task: 1.0}, kd: {task: 0.5, kd: 0.5}}",
