@@ -60,6 +60,8 @@ def probe_seed(pack: Any, run_dir: Path, seed: int, lrs: list[float], base: Any)
     from suite.students.io import load_student
 
     variants = {pack.recipe_name(v): v for v in pack.variants() if v.student == "tiny"}
+    if not {"kd", "bayes"} <= set(variants):
+        raise SystemExit(f"{run_dir}: the probe reads tiny `kd` and `bayes` students; the run has {sorted(variants)}")
     splits = {"dev": pack.data.dev, **{s: pack.data.tests[s] for s in SPLITS[1:]}}
     labels = {s: np.asarray(labels_of(e)) for s, e in splits.items()}
     out: dict[str, Any] = {}
