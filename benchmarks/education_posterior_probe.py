@@ -60,6 +60,8 @@ def probe_seed(pack: Any, run_dir: Path, seed: int, lrs: list[float], base: Any)
     from suite.students.io import load_student
 
     variants = {pack.recipe_name(v): v for v in pack.variants() if v.student == "tiny"}
+    if not {"kd", "bayes"} <= set(variants):
+        raise SystemExit(f"{run_dir}: the probe reads tiny `kd` and `bayes` students; the run has {sorted(variants)}")
     splits = {"dev": pack.data.dev, **{s: pack.data.tests[s] for s in SPLITS[1:]}}
     labels = {s: np.asarray(labels_of(e)) for s, e in splits.items()}
     out: dict[str, Any] = {}
@@ -131,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.lrs) <= 0 or args.samples < 1:
         parser.error("--lrs must be > 0 and --samples >= 1")
     recipe, pack = open_run(args.run_dir)
-    base = dataclasses.replace(recipe.posterior, samples=args.samples)
-    base = dataclasses.replace(base, burn_in=base.burn_in if args.burn_in is None else args.burn_in,
-                               thin=base.thin if args.thin is None else args.thin)  # fmt: skip
+    given = {"burn_in": args.burn_in, "thin": args.thin}  # None: the run's own setting
+    base = dataclasses.replace(recipe.posterior, samples=args.samples,
+                               **{k: v for k, v in given.items() if v is not None})  # fmt: skip
     per_seed = {seed: probe_seed(pack, args.run_dir, seed, args.lrs, base) for seed in args.seeds}
     rows = summarise(per_seed)
     command = "python -m benchmarks.education_posterior_probe " + " ".join(sys.argv[1:] if argv is None else argv)

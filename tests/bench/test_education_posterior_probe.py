@@ -42,3 +42,14 @@ def test_probe_scores_each_step_size_and_names_the_diverged_one(tmp_path: Path) 
     assert summary["posterior lr 1e+06"] == {"diverged_seeds": 1}
     assert "SGLD diverged" in doc["per_seed"]["0"]["posterior lr 1e+06"]["diverged"]
     assert "| posterior lr 1e+06 | diverged (1 of 1 seeds) |" in (out / "posterior_probe.md").read_text()
+
+
+def test_probe_names_the_variants_a_run_lacks(tmp_path: Path, monkeypatch) -> None:
+    import pytest
+
+    from benchmarks import education_posterior_probe as probe
+
+    variant = type("V", (), {"student": "tiny", "name": "t_tiny_kd"})()
+    pack = type("P", (), {"variants": lambda self: [variant], "recipe_name": lambda self, v: "kd"})()
+    with pytest.raises(SystemExit, match=r"reads tiny `kd` and `bayes` students; the run has \['kd'\]"):
+        probe.probe_seed(pack, tmp_path, 0, [1e-6], None)
