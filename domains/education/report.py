@@ -189,7 +189,7 @@ def variant_goals(result: TaskResult, student: str = "tiny") -> list[str]:
         mean, std = paired_gain(results, name, twin, splits[0], "accuracy")
         met = mean >= KD_GAIN_POINTS and mean - std > 0
         cells.append(f"{mean:+.2f} ± {std:.2f} {'yes' if met else '**no**'}")
-        cells.append(ece_cell(results, name, plain, splits[0]))
+        cells.append(ece_cell(results, name, plain, splits[0]) + control_note(result, student, name, splits[0]))
         lines.append(f"| {name.removeprefix(f'{task}_{student}_')} | " + " | ".join(cells) + " |")
     return lines
 
@@ -204,6 +204,33 @@ def ece_cell(results: dict, name: str, plain: str, split: str) -> str:
     if "posterior_ece" in m:
         cell += "; posterior " + ece_verdict(m["posterior_ece"], m["posterior_accuracy"], p)
     return cell
+
+
+def calibration_control(task: PairTask) -> str | None:
+    """The calibrated variant that is plain KD otherwise (the `kd` terms, the first teacher, no transfer set), if the
+    recipe has one: a calibrated variant's ECE is also set against it, so that a drop in ECE is credited to the
+    teacher's calibration or to the method, whichever earned it."""
+    plain = task.variants.get("kd")
+    for name in task.calibrated_variants:
+        terms = task.variants.get(name)
+        if terms == plain and not task.uses_ensemble(name, terms) and not task.uses_transfer(name, terms):
+            return name
+    return None
+
+
+def control_note(result: TaskResult, student: str, name: str, split: str) -> str:
+    """After a calibrated variant's ECE cell: the ECE of plain KD from the same calibrated teacher, and the variant's
+    ECE (its posterior's, if it has one) as a multiple of it. Empty for other variants and for the control itself."""
+    pack_task, prefix = result.pack.task, f"{result.task}_{student}_"
+    control, short = calibration_control(pack_task), name.removeprefix(prefix)
+    if control is None or short == control or short not in pack_task.calibrated_variants:
+        return ""
+    if prefix + control not in result.results:
+        return ""
+    m, c = result.results[name].metrics[split], result.results[prefix + control].metrics[split]
+    which, ece = ("the posterior", m["posterior_ece"]) if "posterior_ece" in m else ("this variant", m["ece"])
+    ratio = f"{ece / c['ece']:.2f}x" if c["ece"] > 0 else "inf x"
+    return f" (`{control}`, plain KD from the same calibrated teacher: {c['ece']:.3f}; {which} {ratio} of it)"
 
 
 def ece_verdict(ece: float, accuracy: float, plain: dict[str, float]) -> str:

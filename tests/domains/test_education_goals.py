@@ -4,6 +4,7 @@ against the plain KD student's only at equal accuracy."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import SimpleNamespace
 
 from domains.education.report import teacher_goal, variant_goals
@@ -18,14 +19,24 @@ def trained(per_seed_accuracy: list[float], ece: float = 0.10) -> ModelResult:
     return ModelResult("student", 1_000, True, list(per_seed), per_seed, metrics, metrics)
 
 
-def task_result(teacher: float, students: dict[str, ModelResult], task: str = "t") -> SimpleNamespace:
+def task_result(teacher: float, students: dict[str, ModelResult], task: str = "t",
+                calibrated: Sequence[str] = ()) -> SimpleNamespace:  # fmt: skip
     results = {
         f"{task}_teacher": ModelResult.single("teacher", {s: {"accuracy": teacher} for s in ("ua", "uq")}, 10**6),
         f"{task}_majority": ModelResult.single("baseline", {s: {"accuracy": 0.60} for s in ("ua", "uq")}),
         **{f"{task}_tiny_{name}": result for name, result in students.items()},
     }
-    pack = SimpleNamespace(data=SimpleNamespace(tests={"ua": [], "uq": []}))
+    pack = SimpleNamespace(data=SimpleNamespace(tests={"ua": [], "uq": []}), task=pair_task(calibrated))
     return SimpleNamespace(task=task, results=results, pack=pack)
+
+
+def pair_task(calibrated: Sequence[str]) -> SimpleNamespace:
+    """The recipe side of a task: `kd` and `kd_cal` share their terms; one teacher, no transfer set."""
+    variants = {"no_kd": {"task": 1.0}, "kd": {"task": 0.5, "kd": 0.5}, "kd_cal": {"task": 0.5, "kd": 0.5},
+                "bayes": {"task": 1.0, "prior": 3.0}}  # fmt: skip
+    alone = lambda name, terms: False  # noqa: E731  (neither the ensemble nor the transfer set)
+    return SimpleNamespace(variants=variants, calibrated_variants=list(calibrated), uses_ensemble=alone,
+                           uses_transfer=alone)  # fmt: skip
 
 
 def row(lines: list[str], variant: str) -> str:
@@ -62,6 +73,22 @@ def test_a_bayesian_variants_posterior_is_judged_after_its_map_weights():
     cell = row(variant_goals(task_result(0.75, students)), "bayes").split(" | ")[-1]
     assert cell == "0.080 vs 0.100 (0.80x) **no**; posterior 0.045 vs 0.100 (0.45x) yes |"
     assert "posterior" not in row(variant_goals(task_result(0.75, students)), "kd")
+
+
+def test_a_calibrated_variants_ece_is_also_set_against_plain_kd_from_the_same_calibrated_teacher():
+    students = {"no_kd": trained([0.70]), "kd": trained([0.74], ece=0.10), "kd_cal": trained([0.74], ece=0.05),
+                "bayes": trained([0.74], ece=0.08)}  # fmt: skip
+    for split in ("ua", "uq"):
+        students["bayes"].metrics[split] |= {"posterior_ece": 0.045, "posterior_accuracy": 0.74}
+    lines = variant_goals(task_result(0.75, students, calibrated=["kd_cal", "bayes"]))
+    # the posterior halves plain KD's ECE (the goal), but calibrating the teacher did most of it
+    assert row(lines, "bayes").endswith("posterior 0.045 vs 0.100 (0.45x) yes (`kd_cal`, plain KD from the same "
+                                        "calibrated teacher: 0.050; the posterior 0.90x of it) |")  # fmt: skip
+    assert row(lines, "kd_cal").endswith("0.050 vs 0.100 (0.50x) yes |")  # the control is not set against itself
+    uncalibrated = variant_goals(task_result(0.75, students, calibrated=["kd_cal"]))
+    assert "plain KD from the same" not in row(uncalibrated, "bayes")
+    no_control = variant_goals(task_result(0.75, students, calibrated=["bayes"]))  # no calibrated plain KD to set
+    assert "plain KD from the same" not in row(no_control, "bayes")
 
 
 def test_the_teacher_goal_reads_its_own_split_and_metric():
