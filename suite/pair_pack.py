@@ -88,7 +88,7 @@ class PairTask:
     variants: dict[str, dict[str, float]]  # variant -> {term: weight}
     kd: SoftLabelKDConfig
     # dim, layers, vocab_size; embed_init 'minilm': its token embedding starts from MiniLM; segments: a pair's two
-    # texts get their own segment embeddings
+    # texts get their own segment embeddings; exact_match: pieces the two texts share get their own embedding
     tiny: dict[str, Any]
     int8: bool = True
     bench_repeats: int = 60
@@ -664,6 +664,8 @@ def student_setup(task: PairTask, arch: str, data: PairData) -> dict[str, Any]:
                   "pad_id": tokenizer.pad_token_id}  # fmt: skip
         if task.tiny.get("segments"):  # only then: students saved before segments rebuild from the same kwargs
             kwargs["sep_id"] = tokenizer.sep_token_id
+        if task.tiny.get("exact_match"):  # likewise: a student without it keeps its kwargs and stage fingerprint
+            kwargs["exact_match"] = True
         setup = {"registry": "tiny-text-arch", "kwargs": kwargs, "tokenizer": tokenizer,
                  "trainer": task.students[arch]}  # fmt: skip
         if task.tiny.get("embed_init", "none") == "minilm":  # once per task: every variant and seed starts from it

@@ -82,6 +82,18 @@ def second_segment(input_ids: torch.Tensor, sep_id: int) -> torch.Tensor:
     return ((is_sep.cumsum(dim=1) - is_sep) > 0).long()
 
 
+def matched_pieces(input_ids: torch.Tensor, attention_mask: torch.Tensor, sep_id: int) -> torch.Tensor:
+    """1 for a token of one text of a pair whose piece also occurs in the other text, else 0 (special tokens and
+    padding are 0): the exact-match feature of reading-comprehension models (DrQA, Chen et al. 2017). (B, T).
+
+    Pieces below ``len(SPECIAL_TOKENS)`` are special: :func:`build_vocab_tokenizer` puts them first."""
+    segment = second_segment(input_ids, sep_id)
+    piece = attention_mask.bool() & (input_ids >= len(SPECIAL_TOKENS))
+    same = input_ids[:, :, None] == input_ids[:, None, :]  # (B, T, T)
+    across = segment[:, :, None] != segment[:, None, :]
+    return ((same & across & piece[:, None, :]).any(dim=-1) & piece).long()
+
+
 class TinyTextClassifier(nn.Module):
     """A sub-1M-parameter Transformer classifier for distilling a fine-tuned encoder.
 
@@ -96,6 +108,10 @@ class TinyTextClassifier(nn.Module):
     ``sep_id``: for pairs (``[CLS] a [SEP] b [SEP]``), a two-row segment embedding marks the tokens after the first
     ``[SEP]`` as the second text, as BERT's token types do; the segment is read off ``input_ids``, so the exported
     graph keeps its two inputs. Without it the student must tell a reference from an answer by position alone.
+
+    ``exact_match`` (pairs only): a second two-row embedding marks each token whose piece also occurs in the other
+    text (:func:`matched_pieces`), so that "the answer says what the reference says" is an input, not something a
+    sub-1M model must learn per question from a few graded answers. Read off ``input_ids`` too.
     """
 
     tokenizer: Any = None  # set by the factories; not part of the state dict
@@ -112,15 +128,19 @@ class TinyTextClassifier(nn.Module):
         dropout: float = 0.1,
         pad_id: int = 0,
         sep_id: int | None = None,
+        exact_match: bool = False,
     ):
         super().__init__()
         if dim % heads:
             raise ConfigError(f"dim: must be divisible by heads ({heads}), got {dim}")
+        if exact_match and sep_id is None:
+            raise ConfigError("exact_match: needs sep_id (it marks pieces the two texts of a pair share)")
         self.max_len = max_len
         self.token_embedding = nn.Embedding(vocab_size, dim, padding_idx=pad_id)
         self.position_embedding = nn.Embedding(max_len, dim)
         self.sep_id = sep_id
         self.segment_embedding = nn.Embedding(2, dim) if sep_id is not None else None
+        self.match_embedding = nn.Embedding(2, dim) if exact_match else None
         self.embedding_norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(EncoderLayer(dim, heads, ffn, dropout) for _ in range(layers))
@@ -134,6 +154,8 @@ class TinyTextClassifier(nn.Module):
         x = self.token_embedding(input_ids) + self.position_embedding(positions)  # (B, T, D)
         if self.segment_embedding is not None:
             x = x + self.segment_embedding(second_segment(input_ids, self.sep_id))
+        if self.match_embedding is not None:
+            x = x + self.match_embedding(matched_pieces(input_ids, attention_mask, self.sep_id))
         x = self.dropout(self.embedding_norm(x))
         padding = attention_mask == 0
         hidden_states = [x]

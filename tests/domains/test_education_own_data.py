@@ -251,6 +251,22 @@ def test_an_end2_variant_off_the_ensemble_and_a_prior_variant_on_it_are_refused(
     pack.task.check_variant_sources()
 
 
+@pytest.mark.parametrize("exact_match", [False, True])
+def test_the_tiny_students_exact_match_feature_is_in_its_kwargs_only_when_on(exact_match):
+    from types import SimpleNamespace
+
+    from domains.education.data import Example
+    from suite.pair_pack import student_setup
+
+    task = bare_pack().task
+    task.tiny = {"dim": 8, "layers": 1, "vocab_size": 40, "embed_init": "none", "segments": True,
+                 "exact_match": exact_match}  # fmt: skip
+    data = SimpleNamespace(train=[Example("heat flows to cold", "heat flows", i % 2, f"g{i}") for i in range(4)])
+    kwargs = student_setup(task, "tiny", data)["kwargs"]
+    # off, the kwargs are those of every student trained before the feature: their stage fingerprints still match
+    assert kwargs.get("exact_match", False) is exact_match and ("exact_match" in kwargs) is exact_match
+
+
 def test_a_changed_posterior_rebuilds_only_the_students_that_sample_it():
     """The SGLD posterior is sampled in a prior variant's student stage and saved beside it: its settings are in
     that stage's fingerprint (a resumed run with another step size samples again), and in no other student's."""
@@ -463,6 +479,7 @@ def test_the_full_profile_gives_each_task_its_own_teachers_variants_and_transfer
     ("teacher_members=[2]", r"teacher_members.*choose from \[0, 1\]"),
     ("ensemble_tasks=[nope]", r"ensemble_tasks.*choose from sra, verifier"),
     ("teacher_members=[0]\nstudents_only=true", r"students_only.*not both"),
+    ("tiny_segments=false\ntiny_exact_match=true", r"tiny_exact_match.*needs tiny_segments=true"),
 ])  # fmt: skip
 def test_per_task_and_per_student_settings_name_what_exists(setting, message):
     from domains.education.recipe import EducationRecipe

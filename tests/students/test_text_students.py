@@ -16,6 +16,7 @@ from suite.students.text import (
     count_parameters,
     learn_wordpiece_vocab,
     masked_mean,
+    matched_pieces,
     minilm_token_vectors,
     second_segment,
     start_token_embedding,
@@ -96,8 +97,8 @@ def test_vocab_tokenizer_is_deterministic_and_round_trips(tokenizer, tmp_path):
     assert tokenizer.convert_ids_to_tokens([ids[0], ids[-1]]) == ["[CLS]", "[SEP]"]
 
 
-@pytest.mark.parametrize("with_segments", [False, True])
-def test_tiny_student_exports_to_onnx_with_dynamic_batch_and_length(tokenizer, tmp_path, with_segments):
+@pytest.mark.parametrize(("with_segments", "exact_match"), [(False, False), (True, False), (True, True)])
+def test_tiny_student_exports_to_onnx_with_dynamic_batch_and_length(tokenizer, tmp_path, with_segments, exact_match):
     import onnxruntime
 
     class Logits(nn.Module):
@@ -109,7 +110,8 @@ def test_tiny_student_exports_to_onnx_with_dynamic_batch_and_length(tokenizer, t
             return self.model(input_ids, attention_mask)["logits"]
 
     sep_id = tokenizer.sep_token_id if with_segments else None
-    model = Logits(tiny_text_classifier(num_labels=3, tokenizer=tokenizer, sep_id=sep_id)).eval()
+    student = tiny_text_classifier(num_labels=3, tokenizer=tokenizer, sep_id=sep_id, exact_match=exact_match)
+    model = Logits(student).eval()
     short = tokenizer(["heat"], return_tensors="pt")
     axes = {0: "batch", 1: "time"}
     path = tmp_path / "tiny.onnx"
@@ -119,6 +121,8 @@ def test_tiny_student_exports_to_onnx_with_dynamic_batch_and_length(tokenizer, t
     )  # fmt: skip
     second = SENTENCES[::-1] if with_segments else None  # pairs: the segment is read off the [SEP] in the graph
     batch = tokenizer(SENTENCES, second, padding=True, return_tensors="pt")
+    if exact_match:  # the pairs share "to": the graph computes matches the trace (one text, "heat") never had
+        assert matched_pieces(batch["input_ids"], batch["attention_mask"], tokenizer.sep_token_id).any()
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (logits,) = session.run(None, {k: batch[k].numpy() for k in ("input_ids", "attention_mask")})
     with torch.no_grad():
@@ -190,6 +194,34 @@ def test_second_segment_marks_the_tokens_after_the_first_separator():
     cls, sep, pad = 2, 3, 0
     ids = torch.tensor([[cls, 7, 8, sep, 9, sep, pad], [cls, 7, sep, pad, pad, pad, pad]])
     assert second_segment(ids, sep).tolist() == [[0, 0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 1, 1]]
+
+
+def test_matched_pieces_marks_pieces_the_other_text_has_and_nothing_special():
+    cls, sep, pad = 2, 3, 0
+    ids = torch.tensor([[cls, 7, 8, sep, 8, 9, sep, pad], [cls, 7, 7, sep, 9, sep, pad, pad]])
+    mask = (ids != pad).long()
+    # 8 is in both texts; 7 twice in the first text only is no match; [SEP] in both is special
+    assert matched_pieces(ids, mask, sep).tolist() == [[0, 0, 1, 0, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0]]
+    unmasked = torch.tensor([[cls, 7, sep, 9, sep, 7]])  # a 7 under the mask (padding) matches nothing
+    assert matched_pieces(unmasked, torch.tensor([[1, 1, 1, 1, 1, 0]]), sep).sum() == 0
+
+
+def test_exact_match_feeds_the_student_only_where_the_texts_share_a_piece(tokenizer):
+    torch.manual_seed(0)
+    model = tiny_text_classifier(num_labels=2, tokenizer=tokenizer, sep_id=tokenizer.sep_token_id, exact_match=True)
+    model.eval()
+    shared = tokenizer(["heat flows"], ["heat is warm"], return_tensors="pt")
+    disjoint = tokenizer(["heat flows"], ["warm to cold"], return_tensors="pt")
+    logits = lambda batch: model(batch["input_ids"], batch["attention_mask"])["logits"]  # noqa: E731
+    with torch.no_grad():
+        shared_before, disjoint_before = logits(shared), logits(disjoint)
+        model.match_embedding.weight[1] += torch.randn(model.match_embedding.embedding_dim)
+        assert not torch.allclose(logits(shared), shared_before)
+        torch.testing.assert_close(logits(disjoint), disjoint_before)  # no piece in common: nothing marked
+    plain = tiny_text_classifier(num_labels=2, tokenizer=tokenizer, sep_id=tokenizer.sep_token_id)
+    assert not any(key.startswith("match_embedding") for key in plain.state_dict())  # off: the same weights as ever
+    with pytest.raises(ConfigError, match="exact_match: needs sep_id"):
+        tiny_text_classifier(num_labels=2, tokenizer=tokenizer, exact_match=True)
 
 
 def test_a_student_with_segments_reads_which_text_a_token_is_in(tokenizer):
