@@ -108,7 +108,7 @@ class EducationRecipe(RunOutputs):
         default=True, metadata={"help": "give the tiny student segment embeddings: context vs answer (as BERT's)"}
     )
     tiny_exact_match: bool = field(
-        default=False,
+        default=True,
         metadata={"help": "mark the answer's pieces that occur in the question or reference, and theirs that occur in "
                   "the answer (an input embedding, DrQA's exact-match feature; needs tiny_segments)"},
     )  # fmt: skip
@@ -215,7 +215,11 @@ class EducationRecipe(RunOutputs):
         check(0 <= self.dev_answers_fraction < 0.5, "dev_answers_fraction", "must be in [0, 0.5)")
         check(len(self.seeds) >= 1, "seeds", "at least one seed")
         check(1 <= self.minilm2_seeds <= len(self.seeds), "minilm2_seeds", "must be in [1, len(seeds)]")
-        check(self.tiny_segments or not self.tiny_exact_match, "tiny_exact_match", "needs tiny_segments=true")
+        check(
+            self.tiny_segments or not self.tiny_exact_match,
+            "tiny_exact_match",
+            "needs tiny_segments=true (or set tiny_exact_match=false)",
+        )
         check(self.teacher_ensemble >= 1, "teacher_ensemble", "at least one teacher")
         check(self.teacher_neighbours >= 0, "teacher_neighbours", "must be >= 0 (0: off)")
         check(self.teacher_ensemble == 1 or self.teacher == "finetune", "teacher_ensemble",
