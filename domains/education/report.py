@@ -130,8 +130,9 @@ def teacher_text(recipe: EducationRecipe) -> str:
 def students_text(recipe: EducationRecipe) -> str:
     """The students this run trained, as the report and card describe them."""
     layers = f"{recipe.tiny_layers} layer" + "s" * (recipe.tiny_layers != 1)
+    reads = ", marking the pieces the two texts share" if recipe.tiny_exact_match else ""
     described = {"tiny": f"a tiny Transformer ({layers} of width {recipe.tiny_dim}, its own {recipe.vocab_size}-piece "
-                         "vocabulary)", "minilm2": "all-MiniLM-L6-v2 cut to its first 2 layers"}  # fmt: skip
+                         f"vocabulary{reads})", "minilm2": "all-MiniLM-L6-v2 cut to its first 2 layers"}  # fmt: skip
     return "; ".join(described[s] for s in recipe.students)
 
 

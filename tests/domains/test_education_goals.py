@@ -96,3 +96,13 @@ def test_the_teacher_goal_reads_its_own_split_and_metric():
     result.results["sra_teacher"] = ModelResult.single("teacher", {"unseen_answers": {"accuracy": 0.79}})
     assert teacher_goal(result) == ["| teacher accuracy >= 0.80 (unseen_answers) | 0.790 | **no** |"]
     assert teacher_goal(task_result(0.9, {}, task="own_answers")) == []  # a user's data sets no teacher goal
+
+
+def test_the_report_describes_the_tiny_student_it_trained():
+    from domains.education.recipe import EducationRecipe
+    from domains.education.report import students_text
+    from suite.config import build_config
+
+    shared = "marking the pieces the two texts share"
+    assert shared in students_text(build_config(EducationRecipe, {}, []))  # the default student reads the overlap
+    assert shared not in students_text(build_config(EducationRecipe, {}, ["tiny_exact_match=false"]))
