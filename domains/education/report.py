@@ -230,8 +230,8 @@ def control_note(result: TaskResult, student: str, name: str, split: str) -> str
         return ""
     m, c = result.results[name].metrics[split], result.results[prefix + control].metrics[split]
     which, ece = ("the posterior", m["posterior_ece"]) if "posterior_ece" in m else ("this variant", m["ece"])
-    ratio = f"{ece / c['ece']:.2f}x" if c["ece"] > 0 else "inf x"
-    return f" (`{control}`, plain KD from the same calibrated teacher: {c['ece']:.3f}; {which} {ratio} of it)"
+    ratio = f"; {which} {ece / c['ece']:.2f}x of it" if c["ece"] > 0 else ""
+    return f" (`{control}`, plain KD from the same calibrated teacher: {c['ece']:.3f}{ratio})"
 
 
 def ece_verdict(ece: float, accuracy: float, plain: dict[str, float]) -> str:
