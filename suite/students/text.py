@@ -86,9 +86,10 @@ def matched_pieces(input_ids: torch.Tensor, attention_mask: torch.Tensor, sep_id
     """1 for a token of one text of a pair whose piece also occurs in the other text, else 0 (special tokens and
     padding are 0): the exact-match feature of reading-comprehension models (DrQA, Chen et al. 2017). (B, T).
 
-    Pieces below ``len(SPECIAL_TOKENS)`` are special: :func:`build_vocab_tokenizer` puts them first."""
+    ``sep_id`` is never a match: it closes both texts. Neither are ids below ``len(SPECIAL_TOKENS)``, where
+    :func:`build_vocab_tokenizer` puts its special tokens (in BERT's vocabulary they are [PAD] and unused pieces)."""
     segment = second_segment(input_ids, sep_id)
-    piece = attention_mask.bool() & (input_ids >= len(SPECIAL_TOKENS))
+    piece = attention_mask.bool() & (input_ids >= len(SPECIAL_TOKENS)) & (input_ids != sep_id)
     same = input_ids[:, :, None] == input_ids[:, None, :]  # (B, T, T)
     across = segment[:, :, None] != segment[:, None, :]
     return ((same & across & piece[:, None, :]).any(dim=-1) & piece).long()

@@ -202,6 +202,8 @@ def test_matched_pieces_marks_pieces_the_other_text_has_and_nothing_special():
     mask = (ids != pad).long()
     # 8 is in both texts; 7 twice in the first text only is no match; [SEP] in both is special
     assert matched_pieces(ids, mask, sep).tolist() == [[0, 0, 1, 0, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0]]
+    bert = torch.tensor([[101, 2000, 102, 2000, 102]])  # BERT's vocabulary: [SEP] is 102, in both texts
+    assert matched_pieces(bert, torch.ones_like(bert), 102).tolist() == [[0, 1, 0, 1, 0]]
     unmasked = torch.tensor([[cls, 7, sep, 9, sep, 7]])  # a 7 under the mask (padding) matches nothing
     assert matched_pieces(unmasked, torch.tensor([[1, 1, 1, 1, 1, 0]]), sep).sum() == 0
 
