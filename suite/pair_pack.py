@@ -688,8 +688,11 @@ def write_eval_data(data_dir: Path, tests: dict[str, list[Example]]) -> None:
 
 def benchmark(task: PairTask, exports: dict[str, Path], out: Path) -> dict[str, Any]:
     """Teacher vs students at the task's max length: onnxruntime fp32 + int8 and eager PyTorch at batch 1, then
-    fp32 and PyTorch at batch 32 with fewer repeats (a teacher call at batch 32 takes a second or more here)."""
+    fp32 and PyTorch at batch 32 with fewer repeats (a teacher call at batch 32 takes a second or more here). On a
+    machine with more than one core, ORT fp32 at batch 1 also on one thread: a sub-millisecond student can lose more
+    to the thread pool's hand-offs than a second thread gains it."""
     from suite.bench import run_benchmark
+    from suite.bench.latency import physical_cores
 
     if not exports:
         return {}
@@ -699,7 +702,11 @@ def benchmark(task: PairTask, exports: dict[str, Path], out: Path) -> dict[str, 
                            repeats=task.bench_repeats, metric="accuracy", **common)  # fmt: skip
     batched = run_benchmark(dirs, batch_sizes=(32,), variants=("fp32",), out_dir=out / "batch32",
                             repeats=max(5, task.bench_repeats // 3), **common)  # fmt: skip
-    return {"machine": single["machine"], "results": single["results"] + batched["results"]}
+    one_thread = {"results": []}
+    if physical_cores() > 1:
+        one_thread = run_benchmark(dirs, batch_sizes=(1,), variants=("fp32",), torch_eager=False, intra_op_threads=1,
+                                   out_dir=out / "batch1_1thread", repeats=task.bench_repeats, **common)  # fmt: skip
+    return {"machine": single["machine"], "results": single["results"] + batched["results"] + one_thread["results"]}
 
 
 def run_pair_task(

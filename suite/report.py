@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from suite.runner import ModelResult, beats_baselines, latency, summary_models
+from suite.runner import ModelResult, beats_baselines, fastest_latency, latency, summary_models
 
 
 def number(value: Any, digits: int = 3) -> str:
@@ -77,16 +77,17 @@ def metrics_table(
 
 
 def latency_table(
-    names: Sequence[str], bench: Mapping[str, Any], columns: Sequence[tuple[str, str, str, int]],
+    names: Sequence[str], bench: Mapping[str, Any], columns: Sequence[tuple[Any, ...]],
     rejected: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[str]:  # fmt: skip
-    """One row per exported model; ``columns`` are ``(label, runtime, variant, batch)``. A variant the export gate
-    rejected reads "rejected" (the reason is in the export's spec.json)."""
+    """One row per exported model; ``columns`` are ``(label, runtime, variant, batch)``, or with a fifth item, the
+    thread count (otherwise the first measured). A variant the export gate rejected reads "rejected" (the reason is
+    in the export's spec.json)."""
     lines = ["| model | " + " | ".join(c[0] for c in columns) + " |", "|---" * (1 + len(columns)) + "|"]
     for name in names:
         cells = []
-        for _, runtime, variant, batch in columns:
-            row = latency(bench, name, runtime, variant, batch)
+        for _, runtime, variant, batch, *threads in columns:
+            row = latency(bench, name, runtime, variant, batch, *threads)
             if row is not None:
                 cells.append(f"{row['p50_ms']:.2f} / {row['p99_ms']:.2f}")
             elif variant in (rejected or {}).get(name, {}):
@@ -176,13 +177,27 @@ def retention_goals(
         lines.append(
             f"| >= {fewer:g}x fewer parameters | {t.params / s.params:.0f}x | {_met(t.params / s.params >= fewer)} |"
         )
-    t_lat, s_lat = latency(bench, teacher), latency(bench, student)
-    if t_lat and s_lat:
-        ratio = t_lat["p50_ms"] / s_lat["p50_ms"]
-        lines.append(
-            f"| >= {faster:g}x lower CPU latency (ORT fp32, batch 1, p50) | {ratio:.1f}x | {_met(ratio >= faster)} |"
-        )
+    lines += latency_goal(bench, teacher, student, faster)
     return lines
+
+
+def latency_goal(bench: Mapping[str, Any], teacher: str, student: str, faster: float) -> list[str]:
+    """The batch-1 ORT fp32 p50 ratio, at the benchmark's first thread count for both. Where more thread counts were
+    measured, the goal is judged with each model at its faster one (how each would be deployed), the same-threads
+    ratio beside it."""
+    t_lat, s_lat = latency(bench, teacher), latency(bench, student)
+    if not (t_lat and s_lat):
+        return []
+    same = t_lat["p50_ms"] / s_lat["p50_ms"]
+    t_best, s_best = fastest_latency(bench, teacher), fastest_latency(bench, student)
+    best = t_best["p50_ms"] / s_best["p50_ms"]
+    goal = f">= {faster:g}x lower CPU latency (ORT fp32, batch 1, p50"
+    if t_best is t_lat and s_best is s_lat:
+        return [f"| {goal}) | {same:.1f}x | {_met(same >= faster)} |"]
+    threads = f"{t_best.get('intra_op_threads')} vs {s_best.get('intra_op_threads')} threads"
+    return [f"| {goal}; each model at its faster thread count) | "
+            f"{best:.1f}x ({t_best['p50_ms']:.2f} vs {s_best['p50_ms']:.2f} ms, {threads}; "
+            f"{same:.1f}x at {t_lat.get('intra_op_threads')} threads each) | {_met(best >= faster)} |"]  # fmt: skip
 
 
 def split_columns_table(

@@ -213,14 +213,28 @@ def export_first_seeds(pack: Pack, trained: list[Trained], out_dir: Path) -> dic
 
 
 def latency(bench: Mapping[str, Any], model: str, runtime: str = "onnxruntime", variant: str = "fp32",
-            batch: int = 1) -> dict[str, Any] | None:  # fmt: skip
-    """The benchmark row of one model / runtime / variant / batch size, or None when it was not measured."""
-    for row in bench.get("results", []):
-        if (row["model"], row["runtime"], row["batch_size"]) == (model, runtime, batch) and (
-            runtime != "onnxruntime" or row["variant"] == variant
-        ):
+            batch: int = 1, threads: int | None = None) -> dict[str, Any] | None:  # fmt: skip
+    """The benchmark row of one model / runtime / variant / batch size, or None when it was not measured. Several
+    thread counts: the first row measured, unless ``threads`` picks one."""
+    for row in latency_rows(bench, model, runtime, variant, batch):
+        if threads is None or row.get("intra_op_threads") == threads:
             return row
     return None
+
+
+def latency_rows(bench: Mapping[str, Any], model: str, runtime: str = "onnxruntime", variant: str = "fp32",
+                 batch: int = 1) -> list[dict[str, Any]]:  # fmt: skip
+    """Every benchmark row of one model / runtime / variant / batch size (one per thread count measured)."""
+    return [row for row in bench.get("results", [])
+            if (row["model"], row["runtime"], row["batch_size"]) == (model, runtime, batch)
+            and (runtime != "onnxruntime" or row["variant"] == variant)]  # fmt: skip
+
+
+def fastest_latency(bench: Mapping[str, Any], model: str) -> dict[str, Any] | None:
+    """The batch-1 ORT fp32 row with the lowest p50 over the thread counts measured: what a deployment that sets
+    the model's threads well gets (a sub-millisecond student can lose more to the thread pool than it gains)."""
+    rows = latency_rows(bench, model)
+    return min(rows, key=lambda row: row["p50_ms"]) if rows else None
 
 
 def rejected_variants(export_dir: Path) -> dict[str, str]:

@@ -36,7 +36,8 @@ TASK_TITLES = {
 # 2 points (mean - std > 0 over seeds), and an uncertainty-aware student with half the plain KD student's ECE.
 TEACHER_GOALS = {"sra": ("unseen_answers", "accuracy", 0.80), "verifier": ("test", "macro_f1", 0.60)}
 RETAIN, FEWER, FASTER, KD_GAIN_POINTS, ECE_RATIO, EQUAL_ACCURACY = 0.95, 50, 20, 2.0, 0.5, 0.01
-LATENCY_COLUMNS = [("ORT fp32 b1 p50 / p99", "onnxruntime", "fp32", 1), ("ORT int8 b1", "onnxruntime", "int8", 1),
+LATENCY_COLUMNS = [("ORT fp32 b1 p50 / p99", "onnxruntime", "fp32", 1),
+                   ("ORT fp32 b1, 1 thread", "onnxruntime", "fp32", 1, 1), ("ORT int8 b1", "onnxruntime", "int8", 1),
                    ("ORT fp32 b32", "onnxruntime", "fp32", 32), ("PyTorch b1", "torch", "", 1),
                    ("PyTorch b32", "torch", "", 32)]  # fmt: skip
 

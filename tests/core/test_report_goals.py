@@ -42,6 +42,38 @@ def test_a_teacher_clear_of_the_baselines_is_judged():
     assert teacher_flags(teacher_vs_baselines(results(0.80), "t_teacher", "accuracy"), "t_teacher") == []
 
 
+def row(model: str, p50: float, threads: int, variant: str = "fp32") -> dict:
+    return {"model": model, "runtime": "onnxruntime", "variant": variant, "batch_size": 1, "p50_ms": p50,
+            "p99_ms": 2 * p50, "intra_op_threads": threads}  # fmt: skip
+
+
+def latency_goal_line(rows: list[dict]) -> str:
+    lines = retention_goals(results(0.80), {"results": rows}, "t_teacher", "t_student", "accuracy", faster=20)
+    (line,) = [line for line in lines if "lower CPU latency" in line]
+    return line
+
+
+def test_the_latency_goal_at_one_thread_count_is_the_plain_ratio():
+    line = latency_goal_line([row("t_teacher", 20.0, 2), row("t_student", 1.25, 2)])
+    assert line == "| >= 20x lower CPU latency (ORT fp32, batch 1, p50) | 16.0x | **no** |"
+
+
+def test_the_latency_goal_takes_each_model_at_its_faster_thread_count_and_shows_the_same_threads_ratio():
+    int8 = row("t_student", 0.10, 1, variant="int8")  # not the goal's variant
+    rows = [
+        row("t_teacher", 20.0, 2),
+        row("t_student", 1.25, 2),
+        row("t_teacher", 40.0, 1),
+        row("t_student", 0.80, 1),
+        int8,
+    ]
+    line = latency_goal_line(rows)
+    assert "each model at its faster thread count" in line
+    assert "| 25.0x (20.00 vs 0.80 ms, 2 vs 1 threads; 16.0x at 2 threads each) | yes |" in line
+    # a student slower on one thread: its first row stands, and the goal reads as the plain ratio
+    assert latency_goal_line(rows[:3] + [row("t_student", 1.50, 1)]).endswith("| 16.0x | **no** |")
+
+
 def test_the_overlap_baseline_learns_what_word_matching_can():
     from suite.pairs import overlap_baseline
 
