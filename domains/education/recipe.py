@@ -286,10 +286,12 @@ PROFILES: dict[str, list[str]] = {
     # Every example of every split; the committed report. The ablation (survey 3.2-3.4), each method alone and
     # combined, 5 seeds of the tiny student on answer scoring: one teacher vs an ensemble of three, the transfer set,
     # Bayesian KD with its SGLD posterior, EnD^2, shallow exits, a mutual peer; the 2-layer MiniLM adds TinyBERT's
-    # intermediate layers (one seed: it costs ~10x a tiny student). The verifier keeps one teacher and plain KD. In
-    # sittings on 2 cores it took 149 min with other work on the CPU (two SRA teachers side by side 48 min, the third
-    # beside the verifier's students 38 min, SRA students 48 min, publishing 15 min with 2 threads): 6 tiny epochs, 2
-    # transfer copies per pair (neighbours, typos) at equal optimizer steps.
+    # intermediate layers (one seed: it costs ~10x a tiny student). The verifier keeps one teacher and plain KD.
+    # 20 tiny epochs, exact match on, 2 transfer copies per pair (neighbours, typos) at equal optimizer steps. Stage
+    # times from the run's stages.json, in sittings on 2 cores, one thread each and two side by side: SRA teachers
+    # 16.7 + 35.7 + 17.3 min, the verifier's 10.4 min; 50 tiny SRA students 343 min (5-8 min each, `mutual` 15: it
+    # trains its peer too), 2-layer SRA students 36 min; the verifier's students 52 (tiny) + 19 (2-layer) min. About
+    # 8.8 hours of one core in all; publishing, every stage reused, 20.5 min with 2 threads.
     "full": [
         "seeds=[0, 1, 2, 3, 4]",
         "teacher_ensemble=3",
