@@ -143,6 +143,21 @@ def flag_lines(result: TaskResult) -> list[str]:
     return [*flags, ""] if flags else []
 
 
+def timed_teacher_note(result: TaskResult) -> list[str]:
+    """With a teacher ensemble, which model the latency rows time: the exported one, the first member (its
+    parameter row counts every member)."""
+    import json
+
+    members, export = result.pack.task.ensemble, result.exports.get(f"{result.task}_teacher")
+    if members == 1 or export is None:
+        return []
+    params = json.loads((export / "metrics.json").read_text()).get("params")
+    size = f" ({params:,} parameters)" if params else ""
+    return [f"The latency rows of `{result.task}_teacher` time its exported model, the ensemble's first "
+            f"member{size}; the ensemble runs all {members} members, so it is slower and the latency ratio above "
+            "is a lower bound.", ""]  # fmt: skip
+
+
 def teacher_goal(result: TaskResult) -> list[str]:
     """The task's teacher goal as a table row (none for a task without one, e.g. the user's own data)."""
     goal, teacher = TEACHER_GOALS.get(result.task), result.results.get(f"{result.task}_teacher")
@@ -285,7 +300,8 @@ def task_section(recipe: EducationRecipe, result: TaskResult, out_dir: Path) -> 
              + ".", "", *calibration_lines(result),
              *flag_lines(result), "### Goals (the teacher, and the tiny KD student vs the teacher)", "",
              *retention_goals(result.results, result.bench, f"{task}_teacher", f"{task}_tiny_kd", "accuracy",
-                              retain=RETAIN, fewer=FEWER, faster=FASTER), *teacher_goal(result), ""]  # fmt: skip
+                              retain=RETAIN, fewer=FEWER, faster=FASTER), *teacher_goal(result), "",
+             *timed_teacher_note(result)]  # fmt: skip
     goals = variant_goals(result)
     if goals:
         lines += ["### Every tiny variant against the goals", "", *goals, ""]
@@ -391,7 +407,12 @@ def write_model_card(recipe: EducationRecipe, doc: dict[str, Any]) -> Path:
             "of a problem together; it does not do the arithmetic. The untrained rule 'correct when another "
             "solution agrees' is its baseline row in the report.",
             "- Inputs longer than the model's max length are truncated.",
-            "- Students inherit the teacher's errors and biases; the teacher is a 22M-parameter cross-encoder."],
+            "- Students inherit the teacher's errors and biases; the teacher is a 22M-parameter cross-encoder"
+            + (f" ({recipe.teacher_ensemble} of them averaged on answer scoring, whose `sra_teacher` row counts "
+               "all their parameters but times the exported one, the first: the ensemble is slower)."
+               if recipe.teacher_ensemble > 1 else "."),
+            "- Latency here is on 2 threads; the report also times 1 thread, where a tiny student is faster on a "
+            "2-core machine."],
         "Files": [
             "`distill run education` writes the exported models (ONNX, int8 where it passes its accuracy gate, "
             "tokenizer, spec.json with parity results and sha256 of every file) to "

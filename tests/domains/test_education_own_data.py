@@ -193,6 +193,9 @@ def test_an_ensemble_of_teachers_with_leave_one_out_attribution_and_a_transfer_s
     assert "`kd` = 0.5 x task + 0.5 x kd (from all 3 teachers, with the transfer set)" in report
     assert "with the graded-neighbours teacher as one more member (the 3 most similar" in report
     assert "`kd_one` = 0.5 x task + 0.5 x kd (from teacher 1 alone)" in report
+    exported = json.loads((root / "run" / "export" / f"{task}_teacher" / "metrics.json").read_text())["params"]
+    assert (f"The latency rows of `{task}_teacher` time its exported model, the ensemble's first member "
+            f"({exported:,} parameters); the ensemble runs all 3 members") in report  # fmt: skip
 
 
 def bare_pack(**settings):
