@@ -291,7 +291,8 @@ PROFILES: dict[str, list[str]] = {
     # times from the run's stages.json, in sittings on 2 cores, one thread each and two side by side: SRA teachers
     # 16.7 + 35.7 + 17.3 min, the verifier's 10.4 min; 50 tiny SRA students 343 min (5-8 min each, `mutual` 15: it
     # trains its peer too), 2-layer SRA students 36 min; the verifier's students 52 (tiny) + 19 (2-layer) min. About
-    # 8.8 hours of one core in all; publishing, every stage reused, 20.5 min with 2 threads.
+    # 8.8 hours of one core in all; publishing, every stage reused, 11.8 min with 2 threads (20.5 in
+    # an earlier sitting the same day: the host's speed varied).
     "full": [
         "seeds=[0, 1, 2, 3, 4]",
         "teacher_ensemble=3",

@@ -411,8 +411,8 @@ def write_model_card(recipe: EducationRecipe, doc: dict[str, Any]) -> Path:
             + (f" ({recipe.teacher_ensemble} of them averaged on answer scoring, whose `sra_teacher` row counts "
                "all their parameters but times the exported one, the first: the ensemble is slower)."
                if recipe.teacher_ensemble > 1 else "."),
-            "- Latency here is on 2 threads; the report also times 1 thread, where a tiny student is faster on a "
-            "2-core machine."],
+            "- Latency here is on one thread per physical core; the report also times a single thread, where a tiny "
+            "student can be faster (it was on the 2-core machine of the report)."],
         "Files": [
             "`distill run education` writes the exported models (ONNX, int8 where it passes its accuracy gate, "
             "tokenizer, spec.json with parity results and sha256 of every file) to "
