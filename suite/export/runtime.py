@@ -77,9 +77,18 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 class _Exported:
     """Shared loading: spec.json, providers, verified sessions."""
 
-    def __init__(self, export_dir: str | Path, spec: dict[str, Any], providers: Sequence[str] | None = None):
+    def __init__(
+        self,
+        export_dir: str | Path,
+        spec: dict[str, Any],
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+    ):
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a positive integer or None (onnxruntime's default), got {threads!r}")
         self.dir, self.spec = Path(export_dir), spec
         self.providers = select_providers(providers)
+        self.threads = threads
 
     @property
     def labels(self) -> list[str] | None:
@@ -88,6 +97,8 @@ class _Exported:
     def session(self, name: str) -> ort.InferenceSession:
         options = ort.SessionOptions()
         options.log_severity_level = 3  # fp16 graphs log one warning per node left to fp32; errors still raise
+        if self.threads is not None:  # a sub-millisecond student often runs faster on one thread than on all cores
+            options.intra_op_num_threads = self.threads
         return ort.InferenceSession(str(verified(self.dir, self.spec, name)), options, providers=self.providers)
 
     def tokenizer(self, required: bool) -> Any:
@@ -122,8 +133,9 @@ class _ExportedClassifier(_Exported):
         spec: dict[str, Any],
         providers: Sequence[str] | None = None,
         variant: str = "fp32",
+        threads: int | None = None,
     ):
-        super().__init__(export_dir, spec, providers)
+        super().__init__(export_dir, spec, providers, threads)
         self.model = self.session(f"model{VARIANT_SUFFIX[variant]}.onnx")
 
 
@@ -136,8 +148,9 @@ class ExportedTextClassifier(_ExportedClassifier):
         spec: dict[str, Any],
         providers: Sequence[str] | None = None,
         variant: str = "fp32",
+        threads: int | None = None,
     ):
-        super().__init__(export_dir, spec, providers, variant)
+        super().__init__(export_dir, spec, providers, variant, threads)
         self.input_names = [entry["name"] for entry in spec["inputs"]]
         self._tokenizer = self.tokenizer(required=True)
         pad_token = _token_text(self._token_config().get("pad_token"))
@@ -200,8 +213,14 @@ class _Generator(_Exported):
     """Greedy decoding and beam search over ``_start`` (prompt -> last logits, state) and ``_step`` (tokens ->
     last logits, state). State arrays are row-aligned, so reordering beams is one ``take`` per array."""
 
-    def __init__(self, export_dir: str | Path, spec: dict[str, Any], providers: Sequence[str] | None = None):
-        super().__init__(export_dir, spec, providers)
+    def __init__(
+        self,
+        export_dir: str | Path,
+        spec: dict[str, Any],
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+    ):
+        super().__init__(export_dir, spec, providers, threads)
         self.generation = spec["generation"]
         self.decoder = self.session(self.generation["decoder"])
         self.eos = np.array(self.generation["eos_token_id"], dtype=np.int64)
@@ -351,8 +370,14 @@ class ExportedCausalLM(_Generator):
 class ExportedSeq2Seq(_Generator):
     """An encoder-decoder: the encoder runs once per prompt, the decoder once per generated token."""
 
-    def __init__(self, export_dir: str | Path, spec: dict[str, Any], providers: Sequence[str] | None = None):
-        super().__init__(export_dir, spec, providers)
+    def __init__(
+        self,
+        export_dir: str | Path,
+        spec: dict[str, Any],
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+    ):
+        super().__init__(export_dir, spec, providers, threads)
         self.encoder = self.session(self.generation["encoder"])
 
     def _start(self, prompts: Sequence[Sequence[int]], repeat: int) -> tuple[np.ndarray, Arrays]:
@@ -368,20 +393,25 @@ class ExportedSeq2Seq(_Generator):
 
 
 def load_exported(
-    export_dir: str | Path, providers: Sequence[str] | None = None, variant: str = "fp32"
+    export_dir: str | Path,
+    providers: Sequence[str] | None = None,
+    variant: str = "fp32",
+    threads: int | None = None,
 ) -> ExportedTextClassifier | ExportedVision | ExportedSeq2Seq | ExportedCausalLM:
     """Load an exported student directory for inference (sha256-verified). ``variant``: fp32, int8 or fp16
-    (classifiers); ``providers``: onnxruntime execution providers, those not available here are dropped."""
+    (classifiers); ``providers``: onnxruntime execution providers, those not available here are dropped;
+    ``threads``: onnxruntime's intra-op threads per session (None: its default, one per physical core). A tiny
+    student at batch 1 is often fastest on 1 (``distill bench --threads 1`` measures it)."""
     spec = read_spec(export_dir)
     family = spec["family"]
     if family in ("seq2seq", "causal-lm"):
         if variant != "fp32":
             raise ExportIntegrityError(f"{export_dir}: generation students are exported in fp32 only")
         cls = ExportedSeq2Seq if family == "seq2seq" else ExportedCausalLM
-        return cls(export_dir, spec, providers)
+        return cls(export_dir, spec, providers, threads)
     if variant not in VARIANT_SUFFIX:
         raise ExportIntegrityError(f"variant must be one of {sorted(VARIANT_SUFFIX)}, got '{variant}'")
     if f"model{VARIANT_SUFFIX[variant]}.onnx" not in spec["files"]:
         raise ExportIntegrityError(f"{export_dir}: no {variant} variant was exported (export with {variant}=True)")
     cls = ExportedTextClassifier if family == "text-classifier" else ExportedVision
-    return cls(export_dir, spec, providers, variant)
+    return cls(export_dir, spec, providers, variant, threads)

@@ -114,6 +114,14 @@ def test_seq2seq_greedy_matches_transformers_generate(t5, t5_export, tokenizer):
     assert len({tuple(row) for row in expected[:, 1:].tolist()}) == len(prompts)  # the outputs depend on the input
 
 
+def test_seq2seq_threads_reach_the_encoder_and_the_decoder(t5_export, tokenizer):
+    runtime, out = t5_export
+    one = load_exported(out, threads=1)
+    assert [s.get_session_options().intra_op_num_threads for s in (one.encoder, one.decoder)] == [1, 1]
+    prompts = random_prompts([4, 2], 3, 5, len(tokenizer))
+    np.testing.assert_array_equal(one.greedy(prompts, NEW_TOKENS), runtime.greedy(prompts, NEW_TOKENS))
+
+
 def _beams(model, batch: dict[str, torch.Tensor], num_beams: int, skip: int):
     with torch.no_grad():
         out = model.generate(

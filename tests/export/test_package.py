@@ -105,6 +105,17 @@ def test_runtime_predicts_the_torch_probabilities(exported_text, text_model, tok
         )
 
 
+def test_runtime_threads_set_the_sessions_and_keep_the_probabilities(exported_text):
+    default = load_exported(exported_text)
+    one = load_exported(exported_text, threads=1)
+    assert one.model.get_session_options().intra_op_num_threads == 1
+    assert default.model.get_session_options().intra_op_num_threads == 0  # onnxruntime's own choice
+    np.testing.assert_allclose(one.predict_proba(TEXTS), default.predict_proba(TEXTS), atol=1e-6)
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match="threads must be a positive integer"):
+            load_exported(exported_text, threads=bad)
+
+
 def test_runtime_truncates_to_max_length_like_the_hf_tokenizer(exported_text, text_model, tokenizer):
     runtime = load_exported(exported_text, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert "CPUExecutionProvider" in runtime.providers
