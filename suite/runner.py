@@ -25,7 +25,7 @@ from typing import Any
 
 from torch import nn
 
-from suite.stages import StageLedger
+from suite.stages import StageBusy, StageLedger
 
 Metrics = dict[str, dict[str, float]]  # split -> metric -> value
 
@@ -138,22 +138,40 @@ class TaskResult:
 
 
 def train_variants(pack: Pack, ledger: StageLedger, after: Sequence[str] = ()) -> list[Trained]:
-    """Every variant x seed, each a stage ``students/<variant>-s<seed>`` depending on ``after``."""
-    trained = []
-    for variant in pack.variants():
-        for seed in variant.seeds:
-            stage = f"students/{variant.name}-s{seed}"
-            inputs = {"terms": variant.terms, "student": variant.student, "seed": seed,
-                      "settings": pack.student_settings(variant)}  # fmt: skip
-            model = ledger.run(
-                stage,
-                inputs,
-                build=lambda out, v=variant, s=seed: pack.train(v, s, out),
-                load=lambda out, v=variant, s=seed: pack.load(v, s, out),
-                after=after,
-            )
-            trained.append(Trained(variant, seed, model, ledger.root / stage))
-    return trained
+    """Every variant x seed, each a stage ``students/<variant>-s<seed>`` depending on ``after``, returned in that
+    order. A student another sitting is training is left for the end (and then waited for and reused), so sittings
+    that run the same list share its students instead of one idling until the other finishes each one."""
+    jobs = [(variant, seed) for variant in pack.variants() for seed in variant.seeds]
+    models: dict[int, nn.Module] = {}
+    busy = []
+    for index, (variant, seed) in enumerate(jobs):
+        try:
+            models[index] = _train_student(pack, ledger, variant, seed, after, wait=False)
+        except StageBusy:
+            ledger.log(f"[{_student_stage(variant, seed)}] another sitting is training it: coming back to it last")
+            busy.append(index)
+    for index in busy:
+        models[index] = _train_student(pack, ledger, *jobs[index], after, wait=True)
+    return [Trained(variant, seed, models[index], ledger.root / _student_stage(variant, seed))
+            for index, (variant, seed) in enumerate(jobs)]  # fmt: skip
+
+
+def _student_stage(variant: Variant, seed: int) -> str:
+    return f"students/{variant.name}-s{seed}"
+
+
+def _train_student(pack: Pack, ledger: StageLedger, variant: Variant, seed: int, after: Sequence[str],
+                   wait: bool) -> nn.Module:  # fmt: skip
+    inputs = {"terms": variant.terms, "student": variant.student, "seed": seed,
+              "settings": pack.student_settings(variant)}  # fmt: skip
+    return ledger.run(
+        _student_stage(variant, seed),
+        inputs,
+        build=lambda out: pack.train(variant, seed, out),
+        load=lambda out: pack.load(variant, seed, out),
+        after=after,
+        wait=wait,
+    )
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:

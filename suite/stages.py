@@ -13,10 +13,12 @@ the fingerprints of the stages it depends on, in ``<root>/stages.json``. On a re
 Several processes may share one run directory when each runs its own stages (``--set tasks=[a]`` in one,
 ``tasks=[b]`` in another): every save re-reads the ledger under a lock and writes back only this process's stages,
 so neither forgets what the other finished. A stage is built under its own lock: a process that reaches a stage
-another is building waits, then reuses it. A ``reuse_only`` ledger reads a finished run (a benchmark retraining one
-model on its data): it raises where a stage would be built anew, so it never deletes or changes what the run holds,
-and takes no locks, so it adds no files to it either (a finished stage without a loader still reads its own files,
-as on any rerun).
+another is building waits, then reuses it; ``run(..., wait=False)`` raises :class:`StageBusy` instead, so a loop
+over independent stages builds the free ones first and comes back.
+
+A ``reuse_only`` ledger reads a finished run (a benchmark retraining one model on its data): it raises where a stage
+would be built anew, so it never deletes or changes what the run holds, and takes no locks, so it adds no files to it
+either (a finished stage without a loader still reads its own files, as on any rerun).
 """
 
 from __future__ import annotations
@@ -36,6 +38,14 @@ from suite.errors import SuiteError
 
 T = TypeVar("T")
 LEDGER = "stages.json"
+
+
+class StageBusy(Exception):
+    """Another sitting holds the stage's lock (raised by ``StageLedger.run(..., wait=False)``)."""
+
+    def __init__(self, name: str):
+        super().__init__(f"stage '{name}' is being built by another sitting")
+        self.name = name
 
 
 def fingerprint(value: Any) -> str:
@@ -86,27 +96,31 @@ class StageLedger:
         load: Callable[[Path], T] | None = None,
         after: Sequence[str] = (),
         directory: str | Path | None = None,
+        wait: bool = True,
     ) -> T:
         """Run stage ``name`` in ``directory`` (default ``root/name``) unless it is finished with the same
         fingerprint, in which case ``load(directory)`` returns what it built. Without ``load`` a finished stage is
-        built again over its own outputs (for stages that are cheap or reuse their files themselves)."""
+        built again over its own outputs (for stages that are cheap or reuse their files themselves). When another
+        sitting is building the stage this one waits for it, or with ``wait=False`` raises :class:`StageBusy`."""
         if self.reuse_only:  # builds nothing, so takes no lock: it leaves the run it reads as it found it
             self.records = self._read()
             return self._run(name, inputs, build, load, after, directory)
-        with self._building(name):
+        with self._building(name, wait):
             return self._run(name, inputs, build, load, after, directory)
 
     @contextlib.contextmanager
-    def _building(self, name: str) -> Iterator[None]:
+    def _building(self, name: str, wait: bool = True) -> Iterator[None]:
         """Hold stage ``name``'s lock: a sitting reaching a stage another sitting is building waits for it, then
         finds it finished (instead of rebuilding it over the other's files), and reads what other sittings
-        recorded since it started."""
+        recorded since it started. ``wait=False``: :class:`StageBusy` instead of waiting."""
         locks = self.root / ".locks"
         locks.mkdir(parents=True, exist_ok=True)
         with open(locks / (name.replace("/", "__") + ".lock"), "w") as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                if not wait:
+                    raise StageBusy(name) from None
                 self.log(f"[{name}] another sitting is building it: waiting")
                 fcntl.flock(lock, fcntl.LOCK_EX)
             self.records = self._read() | {n: self.records[n] for n in self._written}

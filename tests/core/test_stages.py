@@ -7,9 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from suite.errors import SuiteError
-from suite.stages import StageLedger, fingerprint
+from suite.runner import Pack, Variant, train_variants
+from suite.stages import StageBusy, StageLedger, fingerprint
 
 
 class Pipeline:
@@ -158,3 +160,70 @@ def test_a_sitting_that_reaches_a_stage_another_is_building_waits_and_reuses_it(
     assert built == ["first"] and results == {"first": "built", "second": "trained once"}
     assert "[teacher] another sitting is building it: waiting" in logs
     assert "[teacher] up to date: reusing " + str(tmp_path / "teacher") in logs
+
+
+def test_a_stage_another_sitting_is_building_raises_stage_busy_when_told_not_to_wait(tmp_path):
+    other = StageLedger(tmp_path, log=lambda _: None)
+    built = []
+    with other._building("teacher"):  # another sitting is inside the stage
+        ledger = StageLedger(tmp_path, log=lambda _: None)
+        with pytest.raises(StageBusy, match="stage 'teacher' is being built by another sitting"):
+            ledger.run("teacher", {}, built.append, wait=False)
+    assert built == []
+    ledger.run("teacher", {}, lambda out: built.append("free"), wait=False)  # the lock is free again
+    assert built == ["free"]
+
+
+class TwoSeeds(Pack):
+    """One variant, seeds 0 and 1; ``train`` records the order and runs ``on_train`` after each build."""
+
+    def __init__(self, on_train=lambda seed: None):
+        self.order, self.on_train = [], on_train
+
+    def variants(self):
+        return [Variant("kd", "tiny", {"kd": 1.0}, [0, 1], kd=True)]
+
+    def student_settings(self, variant):
+        return {}
+
+    def train(self, variant, seed, directory):
+        self.order.append(seed)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.on_train(seed)
+        return torch.nn.Linear(1, 1)
+
+    def load(self, variant, seed, directory):
+        return torch.nn.Linear(1, 1)
+
+
+def test_train_variants_trains_a_free_student_before_one_another_sitting_is_training(tmp_path):
+    import threading
+
+    other = StageLedger(tmp_path, log=lambda _: None)
+    held = other._building("students/kd-s0")
+    held.__enter__()  # another sitting is training seed 0 ...
+    released = threading.Event()
+
+    def release(seed=None):
+        if not released.is_set():
+            released.set()
+            held.__exit__(None, None, None)
+
+    pack = TwoSeeds(on_train=lambda seed: release() if seed == 1 else None)  # ... until seed 1 is trained here
+    logs, trained = [], []
+    sitting = threading.Thread(target=lambda: trained.extend(train_variants(pack, StageLedger(tmp_path, logs.append))))
+    sitting.start()
+    sitting.join(timeout=60)
+    release()  # a sitting that waited for seed 0 instead would still be blocked: let it finish, then fail below
+    sitting.join()
+    assert pack.order == [1, 0]  # seed 1 first; seed 0 after the other sitting let go (it never finished it)
+    assert [t.seed for t in trained] == [0, 1]  # returned in the pack's order
+    assert [t.directory for t in trained] == [tmp_path / "students/kd-s0", tmp_path / "students/kd-s1"]
+    assert "[students/kd-s0] another sitting is training it: coming back to it last" in logs
+
+
+def test_train_variants_in_one_sitting_trains_in_order_and_reuses_on_a_rerun(tmp_path):
+    pack = TwoSeeds()
+    train_variants(pack, StageLedger(tmp_path, log=lambda _: None))
+    train_variants(pack, StageLedger(tmp_path, log=lambda _: None))
+    assert pack.order == [0, 1]
