@@ -142,16 +142,9 @@ class _ExportedClassifier(_Exported):
 class ExportedTextClassifier(_ExportedClassifier):
     """A text classifier: raw strings in, class probabilities out."""
 
-    def __init__(
-        self,
-        export_dir: str | Path,
-        spec: dict[str, Any],
-        providers: Sequence[str] | None = None,
-        variant: str = "fp32",
-        threads: int | None = None,
-    ):
-        super().__init__(export_dir, spec, providers, variant, threads)
-        self.input_names = [entry["name"] for entry in spec["inputs"]]
+    def __init__(self, *args: Any, **kwargs: Any):  # _ExportedClassifier's arguments; adds the tokenizer
+        super().__init__(*args, **kwargs)
+        self.input_names = [entry["name"] for entry in self.spec["inputs"]]
         self._tokenizer = self.tokenizer(required=True)
         pad_token = _token_text(self._token_config().get("pad_token"))
         pad_id = None if pad_token is None else self._tokenizer.token_to_id(pad_token)
@@ -370,14 +363,8 @@ class ExportedCausalLM(_Generator):
 class ExportedSeq2Seq(_Generator):
     """An encoder-decoder: the encoder runs once per prompt, the decoder once per generated token."""
 
-    def __init__(
-        self,
-        export_dir: str | Path,
-        spec: dict[str, Any],
-        providers: Sequence[str] | None = None,
-        threads: int | None = None,
-    ):
-        super().__init__(export_dir, spec, providers, threads)
+    def __init__(self, *args: Any, **kwargs: Any):  # _Generator's arguments; adds the encoder's session
+        super().__init__(*args, **kwargs)
         self.encoder = self.session(self.generation["encoder"])
 
     def _start(self, prompts: Sequence[Sequence[int]], repeat: int) -> tuple[np.ndarray, Arrays]:
