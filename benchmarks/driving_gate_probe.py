@@ -6,6 +6,8 @@ rounds in which the clone drives and the expert labels.
 
     python -m benchmarks.driving_gate_probe --episodes 200 --out docs/results/driving_gate_probe
     python -m benchmarks.driving_gate_probe --experts other_routes=known other_routes=any,speed_up_margin=4
+    python -m benchmarks.driving_gate_probe --experts "" --rounds 0 --class-weight-powers 0 0.5 1
+    python -m benchmarks.driving_gate_probe --experts "" --rounds 0 --features raw slots
 
 Each expert records ``--train-episodes`` episodes per scenario, then ``--rounds`` DAgger rounds of
 ``--dagger-episodes`` (beta = 0.5, 0.25, ...: the share of steps the expert still drives); the clone is retrained on
@@ -17,7 +19,9 @@ the first expert's distance on the same episode. Writes ``gate_probe.md`` / ``.j
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import shlex
 import sys
 import tempfile
 import time
@@ -44,8 +48,11 @@ def expert_settings(spec: str) -> dict[str, Any]:
     return settings
 
 
-def clone_with_dagger(expert: Any, scenarios: tuple[str, ...], work: Path, args: argparse.Namespace) -> list[Path]:
-    """The state clone's weights after plain cloning and after each DAgger round (``rounds + 1`` files)."""
+def clone_with_dagger(expert: Any, scenarios: tuple[str, ...], work: Path, args: argparse.Namespace,
+                      power: float = 0.0, slots: bool = False) -> list[Path]:  # fmt: skip
+    """The state clone's weights after plain cloning and after each DAgger round (``rounds + 1`` files), its
+    cross-entropy weighted by action frequency^-``power``, reading the lane slots with ``slots``. The expert's own
+    episodes are recorded once per ``work`` folder: the other clones share them."""
     import numpy as np
     import torch
 
@@ -53,17 +60,20 @@ def clone_with_dagger(expert: Any, scenarios: tuple[str, ...], work: Path, args:
     from domains.driving.policies import PolicySpec
     from domains.driving.state import save_cloner, train_state_cloner
 
-    shards, weights = [work / "expert"], []
-    collect(CollectPlan(scenarios, args.train_episodes, seed=0, expert=expert), shards[0], progress=False, workers=2)
+    shards, weights, chain = [work / "expert"], [], work / f"power{power:g}-slots{int(slots)}"
+    if not shards[0].is_dir():
+        plan = CollectPlan(scenarios, args.train_episodes, seed=0, expert=expert)
+        collect(plan, shards[0], progress=False, workers=2)
     for round_ in range(args.rounds + 1):
         arrays = [load_shard(path)[0] for folder in shards for path in sorted(folder.glob("*.npz"))]
         states = torch.from_numpy(np.concatenate([a["state"] for a in arrays])).float()
         actions = torch.from_numpy(np.concatenate([a["actions"] for a in arrays]))
-        weights.append(save_cloner(train_state_cloner(states, actions, args.gate_epochs), work / f"clone{round_}.st"))
-        print(f"[{expert}] round {round_}: clone on {len(states)} frames", flush=True)
+        clone = train_state_cloner(states, actions, args.gate_epochs, class_weight_power=power, slots=slots)
+        weights.append(save_cloner(clone, chain / f"clone{round_}.st"))
+        print(f"[{expert}] {chain.name}, round {round_}: clone on {len(states)} frames", flush=True)
         if round_ == args.rounds:
             break
-        shards.append(work / f"dagger{round_ + 1}")
+        shards.append(chain / f"dagger{round_ + 1}")
         plan = CollectPlan(scenarios, args.dagger_episodes, seed=100 + round_, expert=expert,
                            driver=PolicySpec("state", str(weights[-1])), beta=0.5 ** (round_ + 1))  # fmt: skip
         collect(plan, shards[-1], progress=False, workers=2)
@@ -80,10 +90,15 @@ def probe(args: argparse.Namespace, experts: dict[str, dict[str, Any]]) -> dict[
     driven: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for index, (spec, settings) in enumerate(experts.items()):
-            weights = clone_with_dagger(ExpertConfig(**settings), scenarios, Path(tmp) / f"expert{index}", args)
-            specs = {"expert": PolicySpec("expert", kwargs=tuple(settings.items())),
-                     "state clone": PolicySpec("state", str(weights[0])),
-                     f"state clone + {args.rounds} DAgger": PolicySpec("state", str(weights[-1]))}  # fmt: skip
+            specs = {"expert": PolicySpec("expert", kwargs=tuple(settings.items()))}
+            for power, features in itertools.product(args.class_weight_powers, args.features):
+                work, slots = Path(tmp) / f"expert{index}", features == "slots"
+                weights = clone_with_dagger(ExpertConfig(**settings), scenarios, work, args, power, slots)
+                name = "state clone" + (", lane slots" if slots else "")
+                name += f", CE weight freq^-{power:g}" if power else ""
+                specs |= {name: PolicySpec("state", str(weights[0]))}
+                if args.rounds:
+                    specs |= {f"{name} + {args.rounds} DAgger": PolicySpec("state", str(weights[-1]))}
             episodes = closed_loop(specs, scenarios, args.episodes, seed=0, offset=20, progress=False)
             driven |= {f"{name} ({spec or 'defaults'})": per for name, per in episodes.items()}
     driven |= closed_loop(constant_policies(), scenarios, args.episodes, seed=0, offset=20, progress=False)
@@ -120,6 +135,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dagger-episodes", type=int, default=30, help="episodes per scenario in a DAgger round")
     parser.add_argument("--rounds", type=int, default=3, help="DAgger rounds")
     parser.add_argument("--gate-epochs", type=int, default=200, help="the state clone's epochs (the gate's)")
+    parser.add_argument("--class-weight-powers", nargs="+", type=float, default=[0.0],
+                        help="one clone per power: CE weight of an action ∝ frequency^-power (0: plain)")  # fmt: skip
+    parser.add_argument("--features", nargs="+", choices=["raw", "slots"], default=["raw"],
+                        help="one clone per choice: the state alone, or with its lane slots")  # fmt: skip
     parser.add_argument("--scenarios", nargs="+", default=["highway", "merge", "intersection", "roundabout"])
     parser.add_argument("--out", type=Path, default=Path("docs/results/driving_gate_probe"))
     args = parser.parse_args(argv)
@@ -127,7 +146,9 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     results = probe(args, experts)
     seconds = time.perf_counter() - started
-    command = "python -m benchmarks.driving_gate_probe " + " ".join(argv if argv is not None else sys.argv[1:])
+    # shlex.join: an empty --experts spec (the defaults) stays visible as ''
+    given = argv if argv is not None else sys.argv[1:]
+    command = shlex.join(["python", "-m", "benchmarks.driving_gate_probe", *given])
     payload = {"command": command, "machine": machine_info(), "seconds": seconds, "settings": vars(args) | {
         "out": str(args.out)}, "results": results}  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)

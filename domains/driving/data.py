@@ -211,9 +211,14 @@ def action_prototypes(data: DrivingData, num_actions: int) -> torch.Tensor:
 
 
 def action_weights(data: DrivingData, num_actions: int, power: float = 0.5) -> torch.Tensor:
+    """The training frames' :func:`class_weights`."""
+    return class_weights(data.actions, num_actions, power)
+
+
+def class_weights(actions: torch.Tensor, num_actions: int, power: float = 0.5) -> torch.Tensor:
     """(A,) cross-entropy weights ∝ frequency^-power, mean 1: 0 is plain cross-entropy, 1 fully balanced (every
     action weighs as much in total), 0.5 keeps rare lane changes from dominating."""
-    counts = torch.bincount(data.actions, minlength=num_actions).float() + 1.0
+    counts = torch.bincount(actions, minlength=num_actions).float() + 1.0
     weights = (counts.sum() / counts).pow(power)
     return weights / weights.mean()
 

@@ -75,8 +75,11 @@ class DrivingPack(Pack):
         inputs["encoder_adapt_steps"] = recipe.encoder_adapt_steps
         self.train_data, self.val = ledger.run("teacher", inputs, lambda out: load_splits(recipe, self.out, encoder),
                                                after=first)  # fmt: skip
-        gate, weights = {"epochs": recipe.gate_epochs, "seed": recipe.seeds[0]}, lambda out: out / GATE_WEIGHTS
-        self.gate_weights = ledger.run("gate", gate, self.train_gate, weights, after=["teacher"])
+        gate = {"epochs": recipe.gate_epochs, "seed": recipe.seeds[0]}
+        if recipe.gate_lane_slots:  # only then: a gate without them keeps its stage fingerprint
+            gate["lane_slots"] = True
+        self.gate_weights = ledger.run("gate", gate, self.train_gate, lambda out: out / GATE_WEIGHTS,
+                                       after=["teacher"])  # fmt: skip
         self.data_stage = "teacher"  # what the planners' training frames depend on
         # planner variant -> share of the training episodes it learns from
         self.budget_of = {model_name(b, v, budget): budget for b, v, _, budget in runs(recipe)}
@@ -104,7 +107,7 @@ class DrivingPack(Pack):
 
         print(f"[driving] gate: cloning the expert from privileged state ({len(self.train_data)} frames)")
         cloner = train_state_cloner(self.train_data.state, self.train_data.actions, self.recipe.gate_epochs,
-                                    seed=self.recipe.seeds[0])  # fmt: skip
+                                    seed=self.recipe.seeds[0], slots=self.recipe.gate_lane_slots)  # fmt: skip
         return save_cloner(cloner, out / GATE_WEIGHTS)
 
     def gate_result(self) -> ModelResult:

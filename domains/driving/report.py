@@ -332,8 +332,9 @@ def write_report(run: DrivingResult, seconds: float) -> dict[str, Any]:
         "are over the training seeds.",
         "",
         "## Goals",
-        "Gate (issue 14): an MLP cloned from the privileged state the expert reads, no pixels. If it misses these "
-        "goals the expert's labels are the problem, not the camera.",
+        "Gate (issue 14): an MLP cloned from the privileged state the expert reads, no pixels"
+        + (" (with the nearest car ahead and behind in each lane beside the ego)" if recipe.gate_lane_slots else "")
+        + ". If it misses these goals the expert's labels are the problem, not the camera.",
         *imitation_goal_lines(GATE, g, prefix="gate"),
         "",
         "Planners:",

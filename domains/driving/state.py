@@ -70,40 +70,88 @@ def _route_ahead(ego: Any, road: Any) -> list[float]:
     return [rest, *[value for point in ahead for value in point]]
 
 
+LANE_WIDTH_M = 4.0  # highway-env's default lane width
+FAR = 1.0  # an empty slot's gap (/ 50 m): as far as the state reaches
+# per lane (left, own, right) and side (ahead, behind): present, gap / 50 m, speed difference / 10 m/s, time to close
+# the gap / 10 s (at most 1)
+SLOT_FEATURES = 3 * 2 * 4
+
+
+def lane_slots(states: torch.Tensor) -> torch.Tensor:
+    """``(N, SLOT_FEATURES)``: the nearest car ahead and behind in the lane left of the ego, its own and the one right
+    of it, read off the distance-sorted neighbour rows of ``states``.
+
+    The expert decides from exactly these (is the car ahead closing in, is there room in the next lane?), but the
+    state lists cars by distance, so which slot a car occupies changes as traffic moves; an MLP has to learn lane
+    membership from lateral offsets before it can learn the rule. A car's lane is its lateral offset from the ego's
+    lane centre in lane widths (approximate where lanes curve)."""
+    ego_offset_m = states[:, 7:8] * 4.0  # the ego's lateral offset in its lane
+    rows = states[:, EGO_FEATURES:].reshape(len(states), NEIGHBOURS, NEIGHBOUR_FEATURES)
+    present, lon, lat, speed_diff = rows[..., 0] > 0.5, rows[..., 1], rows[..., 2] * 10.0, rows[..., 3]
+    lane = torch.round((lat + ego_offset_m) / LANE_WIDTH_M)
+    slots = []
+    for delta in (-1.0, 0.0, 1.0):
+        for ahead in (True, False):
+            member = present & (lane == delta) & ((lon > 0) if ahead else (lon <= 0))
+            gap = torch.where(member, lon.abs(), torch.full_like(lon, 2 * FAR))
+            nearest = gap.argmin(dim=1, keepdim=True)
+            found = member.gather(1, nearest).float()
+            gap = torch.where(found > 0, gap.gather(1, nearest), torch.full_like(found, FAR))
+            diff = speed_diff.gather(1, nearest) * found
+            closing = (-diff if ahead else diff) * 10.0  # m/s at which the gap shrinks
+            seconds = (gap * 50.0 / closing.clamp_min(1e-3)).clamp(max=10.0) / 10.0
+            slots.append(torch.cat([found, gap, diff, torch.where(closing > 0, seconds, torch.ones_like(seconds))], 1))
+    return torch.cat(slots, dim=1)
+
+
 class StateCloner(nn.Module):
     """Privileged state -> action logits: the gate's student (an MLP on standardised features; no pixels, no
-    reasoning). The training set's feature mean and spread are buffers, so they travel with the weights."""
+    reasoning). The training set's feature mean and spread are buffers, so they travel with the weights. With
+    ``slots`` it also reads :func:`lane_slots` of the state."""
 
-    def __init__(self, hidden: int = 128, num_actions: int = len(sim.ACTIONS)):
+    def __init__(self, hidden: int = 128, num_actions: int = len(sim.ACTIONS), slots: bool = False):
         super().__init__()
-        self.register_buffer("mean", torch.zeros(STATE_DIM))
-        self.register_buffer("scale", torch.ones(STATE_DIM))
-        self.net = nn.Sequential(nn.Linear(STATE_DIM, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+        self.slots = slots
+        width = STATE_DIM + SLOT_FEATURES * slots
+        self.register_buffer("mean", torch.zeros(width))
+        self.register_buffer("scale", torch.ones(width))
+        self.net = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                                  nn.Linear(hidden, num_actions))  # fmt: skip
 
+    def features(self, state: torch.Tensor) -> torch.Tensor:
+        return torch.cat([state, lane_slots(state)], dim=1) if self.slots else state
+
     def forward(self, state: torch.Tensor) -> torch.Tensor:
-        return self.net((state - self.mean) / self.scale)
+        return self.net((self.features(state) - self.mean) / self.scale)
 
 
 def train_state_cloner(states: torch.Tensor, actions: torch.Tensor, epochs: int = 200, seed: int = 0,
-                       batch_size: int = 64, lr: float = 2e-3) -> StateCloner:  # fmt: skip
+                       batch_size: int = 64, lr: float = 2e-3, class_weight_power: float = 0.0,
+                       slots: bool = False) -> StateCloner:  # fmt: skip
     """Behaviour cloning with cross-entropy; seconds on a CPU (a few thousand rows of ``STATE_DIM`` numbers).
 
     Without standardised features and with 40 epochs of 256-row batches the clone stayed at the majority action
     (IDLE, 86% of the decisive expert's highway and merge frames) even where a gradient-boosted classifier on the same
     vectors did far better: it was under-trained, not short of information.
+
+    ``class_weight_power`` weighs each action's cross-entropy ∝ its frequency^-power (0: plain CE), as the pixel
+    planners' imitation does (:func:`~domains.driving.data.class_weights`).
     """
+    from domains.driving.data import class_weights  # data -> collect -> this module: imported here
+
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = StateCloner()
-    model.mean.copy_(states.mean(0))
-    model.scale.copy_(states.std(0).clamp_min(1e-3))  # constant features (absent neighbours) stay at zero
+    model = StateCloner(slots=slots)
+    features = model.features(states)
+    model.mean.copy_(features.mean(0))
+    model.scale.copy_(features.std(0).clamp_min(1e-3))  # constant features (absent neighbours) stay at zero
+    weights = class_weights(actions, model.net[-1].out_features, class_weight_power)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
     model.train()
     for _ in range(epochs):
         for batch in torch.randperm(len(states), generator=generator).split(batch_size):
-            loss = nn.functional.cross_entropy(model(states[batch]), actions[batch])
+            loss = nn.functional.cross_entropy(model(states[batch]), actions[batch], weight=weights)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -120,9 +168,12 @@ def save_cloner(model: StateCloner, path: Path) -> Path:
 
 
 def load_cloner(path: str | Path) -> StateCloner:
+    from safetensors import safe_open
     from safetensors.torch import load_model
 
-    model = StateCloner()
+    with safe_open(str(path), "pt") as weights:  # a clone with lane slots has wider feature statistics
+        slots = weights.get_slice("mean").get_shape()[0] > STATE_DIM
+    model = StateCloner(slots=slots)
     load_model(model, str(path))
     return model.eval()
 

@@ -50,3 +50,61 @@ def test_the_state_knows_where_the_egos_route_goes():
     distance = np.hypot(crossing[:, 1::2] * 50, crossing[:, 2::2] * 10)
     assert (distance <= ahead + 0.5).all()
     assert np.abs(crossing[:, -1] * 10).max() > 5  # the route turns at the junction
+
+
+def _rare_rule(rows: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """States whose nearest car is very close 4% of the time (SLOWER, 4); IDLE (1) otherwise: a rare action that a
+    feature of the state decides, as a lane change or a brake is for the expert."""
+    generator = torch.Generator().manual_seed(seed)
+    states = torch.rand(rows, STATE_DIM, generator=generator)
+    actions = torch.where(states[:, EGO_FEATURES + 1] < 0.04, 4, 1)
+    return states, actions
+
+
+def test_class_weights_of_power_zero_are_plain_cross_entropy_and_rare_actions_weigh_more_above_it():
+    from domains.driving.data import class_weights
+
+    actions = torch.tensor([1] * 90 + [4] * 10)
+    assert torch.equal(class_weights(actions, 5, 0.0), torch.ones(5))
+    weights = class_weights(actions, 5, 0.5)
+    assert weights[4] > weights[1] and torch.isclose(weights.mean(), torch.tensor(1.0))
+
+
+def test_a_weighted_clone_recalls_a_rare_action_that_plain_cloning_misses_more_often():
+    states, actions = _rare_rule(3000, seed=0)
+    test_states, test_actions = _rare_rule(4000, seed=1)
+    rare = test_actions == 4
+
+    def recall(power: float) -> float:
+        model = train_state_cloner(states, actions, epochs=3, seed=0, class_weight_power=power)
+        with torch.no_grad():
+            return (model(test_states[rare]).argmax(-1) == 4).float().mean().item()
+
+    plain, balanced = recall(0.0), recall(1.0)
+    assert balanced > plain + 0.1, (plain, balanced)
+
+
+def test_lane_slots_find_the_nearest_car_ahead_and_behind_in_each_lane():
+    from domains.driving.state import NEIGHBOUR_FEATURES, lane_slots
+
+    state = torch.zeros(1, STATE_DIM)
+    state[0, 7] = 0.25  # the ego drives 1 m off its lane's centre, towards the next lane
+    cars = [(1.0, 20 / 50, -1 / 10, -0.5, 0.0),  # 20 m ahead in the ego's lane (0 m from its centre), 5 m/s slower
+            (1.0, 35 / 50, -1 / 10, 0.0, 0.0),  # farther ahead in the same lane: not the nearest
+            (1.0, -10 / 50, 3 / 10, 0.3, 0.0)]  # 10 m behind in the next lane (+4 m), 3 m/s faster  # fmt: skip
+    rows = state[0, EGO_FEATURES:].view(-1, NEIGHBOUR_FEATURES)  # a view: writing it writes the state
+    rows[: len(cars)] = torch.tensor(cars)
+    slots = lane_slots(state)[0].reshape(3, 2, 4)  # lane (-1, 0, +1), side (ahead, behind), feature
+    torch.testing.assert_close(slots[1, 0], torch.tensor([1.0, 0.4, -0.5, 0.4]))  # closing at 5 m/s: 4 s
+    torch.testing.assert_close(slots[2, 1], torch.tensor([1.0, 0.2, 0.3, 1 / 3]))  # closing at 3 m/s: 3.3 s
+    empty = torch.tensor([0.0, 1.0, 0.0, 1.0])  # no car: as far and as slow to close as the state reaches
+    for lane, side in [(0, 0), (0, 1), (1, 1), (2, 0)]:
+        torch.testing.assert_close(slots[lane, side], empty)
+
+
+def test_a_clone_with_lane_slots_round_trips_and_drives_from_the_state_alone(tmp_path):
+    states, actions = _rare_rule(500, seed=0)
+    model = train_state_cloner(states, actions, epochs=1, seed=0, slots=True)
+    again = load_cloner(save_cloner(model, tmp_path / "slots.safetensors"))
+    assert again.slots and not load_cloner(save_cloner(StateCloner(), tmp_path / "plain.safetensors")).slots
+    assert torch.equal(again(states[:8]), model(states[:8]))
