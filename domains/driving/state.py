@@ -28,6 +28,7 @@ ROUTE_AHEAD_M = (10.0, 20.0, 30.0)
 # count, a lane on the left, a lane on the right, lateral offset in the lane / 4 m, the rest of the current lane / 50 m
 # (at most 2), then each route point ahead: longitudinal / 50 m, lateral / 10 m
 EGO_FEATURES = 9 + 2 * len(ROUTE_AHEAD_M)
+EGO_OFFSET = 7  # where the ego features keep the lateral offset in the lane / 4 m
 # per neighbour: present, longitudinal / 50 m, lateral / 10 m (ego frame), speed difference / 10 m/s, heading diff
 NEIGHBOUR_FEATURES = 5
 STATE_DIM = EGO_FEATURES + NEIGHBOURS * NEIGHBOUR_FEATURES
@@ -85,7 +86,7 @@ def lane_slots(states: torch.Tensor) -> torch.Tensor:
     state lists cars by distance, so which slot a car occupies changes as traffic moves; an MLP has to learn lane
     membership from lateral offsets before it can learn the rule. A car's lane is its lateral offset from the ego's
     lane centre in lane widths (approximate where lanes curve)."""
-    ego_offset_m = states[:, 7:8] * 4.0  # the ego's lateral offset in its lane
+    ego_offset_m = states[:, EGO_OFFSET : EGO_OFFSET + 1] * 4.0
     rows = states[:, EGO_FEATURES:].reshape(len(states), NEIGHBOURS, NEIGHBOUR_FEATURES)
     present, lon, lat, speed_diff = rows[..., 0] > 0.5, rows[..., 1], rows[..., 2] * 10.0, rows[..., 3]
     lane = torch.round((lat + ego_offset_m) / LANE_WIDTH_M)

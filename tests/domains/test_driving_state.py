@@ -85,10 +85,10 @@ def test_a_weighted_clone_recalls_a_rare_action_that_plain_cloning_misses_more_o
 
 
 def test_lane_slots_find_the_nearest_car_ahead_and_behind_in_each_lane():
-    from domains.driving.state import NEIGHBOUR_FEATURES, lane_slots
+    from domains.driving.state import EGO_OFFSET, NEIGHBOUR_FEATURES, lane_slots
 
     state = torch.zeros(1, STATE_DIM)
-    state[0, 7] = 0.25  # the ego drives 1 m off its lane's centre, towards the next lane
+    state[0, EGO_OFFSET] = 0.25  # the ego drives 1 m off its lane's centre, towards the next lane
     cars = [(1.0, 20 / 50, -1 / 10, -0.5, 0.0),  # 20 m ahead in the ego's lane (0 m from its centre), 5 m/s slower
             (1.0, 35 / 50, -1 / 10, 0.0, 0.0),  # farther ahead in the same lane: not the nearest
             (1.0, -10 / 50, 3 / 10, 0.3, 0.0)]  # 10 m behind in the next lane (+4 m), 3 m/s faster  # fmt: skip
@@ -108,3 +108,31 @@ def test_a_clone_with_lane_slots_round_trips_and_drives_from_the_state_alone(tmp
     again = load_cloner(save_cloner(model, tmp_path / "slots.safetensors"))
     assert again.slots and not load_cloner(save_cloner(StateCloner(), tmp_path / "plain.safetensors")).slots
     assert torch.equal(again(states[:8]), model(states[:8]))
+
+
+def test_the_lane_slots_read_the_egos_offset_and_a_real_highways_lanes():
+    """On a real highway the ego's lateral offset sits where lane_slots reads it, and every car the slots place in a
+    lane is in that lane of the simulator."""
+
+    from domains.driving import scenarios as sim
+    from domains.driving.state import EGO_OFFSET, lane_slots, privileged_state
+
+    env = sim.make_env("highway")
+    try:
+        sim.reset(env, 0)
+        ego = env.unwrapped.vehicle
+        state = torch.from_numpy(privileged_state(env))[None]
+        assert abs(state[0, EGO_OFFSET].item() * 4 - ego.lane.local_coordinates(ego.position)[1]) < 1e-4
+        slots = lane_slots(state)[0].reshape(3, 2, 4)
+        others = [v for v in env.unwrapped.road.vehicles if v is not ego]
+        for delta in range(3):
+            for side in range(2):
+                if slots[delta, side, 0] == 0:
+                    continue
+                gap = slots[delta, side, 1].item() * 50
+                lanes = [v.lane_index[2] - ego.lane_index[2] for v in others
+                         if abs(abs(v.position[0] - ego.position[0]) - gap) < 0.1]  # fmt: skip
+                assert delta - 1 in lanes
+        assert slots[:, :, 0].sum() > 0  # the first frame has cars around the ego
+    finally:
+        env.close()
