@@ -206,15 +206,9 @@ class _Generator(_Exported):
     """Greedy decoding and beam search over ``_start`` (prompt -> last logits, state) and ``_step`` (tokens ->
     last logits, state). State arrays are row-aligned, so reordering beams is one ``take`` per array."""
 
-    def __init__(
-        self,
-        export_dir: str | Path,
-        spec: dict[str, Any],
-        providers: Sequence[str] | None = None,
-        threads: int | None = None,
-    ):
-        super().__init__(export_dir, spec, providers, threads)
-        self.generation = spec["generation"]
+    def __init__(self, *args: Any, **kwargs: Any):  # _Exported's arguments
+        super().__init__(*args, **kwargs)
+        self.generation = self.spec["generation"]
         self.decoder = self.session(self.generation["decoder"])
         self.eos = np.array(self.generation["eos_token_id"], dtype=np.int64)
         self.pad_token_id = int(self.generation["pad_token_id"])
