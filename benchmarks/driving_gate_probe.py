@@ -10,7 +10,8 @@ rounds in which the clone drives and the expert labels.
     python -m benchmarks.driving_gate_probe --experts "" --rounds 0 --features raw slots
 
 Each expert records ``--train-episodes`` episodes per scenario, then ``--rounds`` DAgger rounds of
-``--dagger-episodes`` (beta = 0.5, 0.25, ...: the share of steps the expert still drives); the clone is retrained on
+``--dagger-episodes`` (beta = 0.5, 0.25, ...: the share of steps the expert still drives; ``--betas linear``:
+1 - k / rounds, as the driving run's DAgger); the clone is retrained on
 the aggregate after each. Every policy, and constant IDLE and SLOWER (the trivial baselines), then drives the same
 ``--episodes`` seeded episodes per scenario, after the driving report's 20 (never the same ones). Progress is over
 the first expert's distance on the same episode. Writes ``gate_probe.md`` / ``.json`` to ``--out``.
@@ -57,10 +58,13 @@ def clone_with_dagger(expert: Any, scenarios: tuple[str, ...], work: Path, args:
     import torch
 
     from domains.driving.collect import CollectPlan, collect, load_shard
+    from domains.driving.dagger import betas
     from domains.driving.policies import PolicySpec
     from domains.driving.state import save_cloner, train_state_cloner
 
     shards, weights, chain = [work / "expert"], [], work / f"power{power:g}-slots{int(slots)}"
+    # the expert's share of each round's steps: halving (0.5, 0.25, ...) or, as the driving run's DAgger, linear to 0
+    schedule = [0.5 ** (k + 1) for k in range(args.rounds)] if args.betas == "halving" else betas(args.rounds)
     if not shards[0].is_dir():
         plan = CollectPlan(scenarios, args.train_episodes, seed=0, expert=expert)
         collect(plan, shards[0], progress=False, workers=2)
@@ -75,7 +79,7 @@ def clone_with_dagger(expert: Any, scenarios: tuple[str, ...], work: Path, args:
             break
         shards.append(chain / f"dagger{round_ + 1}")
         plan = CollectPlan(scenarios, args.dagger_episodes, seed=100 + round_, expert=expert,
-                           driver=PolicySpec("state", str(weights[-1])), beta=0.5 ** (round_ + 1))  # fmt: skip
+                           driver=PolicySpec("state", str(weights[-1])), beta=schedule[round_])  # fmt: skip
         collect(plan, shards[-1], progress=False, workers=2)
     return weights
 
@@ -134,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-episodes", type=int, default=60, help="expert episodes per scenario to clone")
     parser.add_argument("--dagger-episodes", type=int, default=30, help="episodes per scenario in a DAgger round")
     parser.add_argument("--rounds", type=int, default=3, help="DAgger rounds")
+    parser.add_argument("--betas", choices=["halving", "linear"], default="halving",
+                        help="the expert's share of a DAgger round's steps: 0.5, 0.25, ... or 1 - k/n")  # fmt: skip
     parser.add_argument("--gate-epochs", type=int, default=200, help="the state clone's epochs (the gate's)")
     parser.add_argument("--class-weight-powers", nargs="+", type=float, default=[0.0],
                         help="one clone per power: CE weight of an action ∝ frequency^-power (0: plain)")  # fmt: skip

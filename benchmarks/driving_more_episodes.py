@@ -63,11 +63,15 @@ def policies(run: Path, recipe: Any, variants: tuple[str, ...] = VARIANTS, budge
     """The expert, the state clone, the constant baselines and every training seed of ``variants``' planners trained
     on ``budget`` of the data (``variants`` may be fewer: a run stopped before its all-five planners still checks
     imitation alone)."""
-    from domains.driving.pipeline import GATE_WEIGHTS, model_name, planner_policy, reference_policies
+    from domains.driving.pipeline import gate_weights_in, model_name, planner_policy, reference_policies
 
     if budget not in recipe.budgets:
         raise SystemExit(f"--budget {budget}: the run trained the budgets {sorted(recipe.budgets)}")
-    specs = reference_policies(recipe, run / "gate" / GATE_WEIGHTS)
+    gate = gate_weights_in(run, recipe)
+    if not gate.is_file():  # a run made before the gate had DAgger rounds records none in its recipe
+        raise SystemExit(f"{gate}: no gate weights; for a run made before the gate had DAgger rounds, add "
+                         "--set gate_dagger_rounds=0")  # fmt: skip
+    specs = reference_policies(recipe, gate)
     for variant in variants:
         name = model_name(recipe.backbone, variant, budget)
         for seed in recipe.seeds:

@@ -5,6 +5,9 @@ round trains an imitation planner on every frame so far, lets it drive fresh epi
 probability ``beta``, falling linearly to 0 over the rounds) and has the expert label every frame it saw; the frames
 join the training set. Each round is two stages (``dagger/round<k>/planner`` and ``dagger/round<k>/data``), so an
 interrupted run resumes at the round it was in, and every planner variant then trains on the aggregate.
+
+The gate's state clone has DAgger rounds of its own (:func:`gate_rounds`): it drives, the expert labels, and it is
+retrained on every state so far; its rounds' frames never reach the pixel planners.
 """
 
 from __future__ import annotations
@@ -12,9 +15,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import torch
+
+from domains.driving.collect import collect, load_shard
 from domains.driving.data import DrivingData, concat
 from domains.driving.policies import PolicySpec
 from domains.driving.recipe import planner_kwargs
+from domains.driving.state import GATE_WEIGHTS
 from domains.driving.teacher_data import collect_plan, labelled_frames, more_words, text_encoder
 from suite.runner import Variant
 
@@ -24,6 +32,8 @@ if TYPE_CHECKING:
 
 WEIGHTS = "model.safetensors"
 SEED_OFFSET = 100  # round k collects with data seed + 100 + k: never a training, validation or evaluation episode
+GATE_SEED_OFFSET = 200  # the gate's round k: data seed + 200 + k, apart from the planners' rounds too
+GATE_STAGE = "gate_dagger/round{}"
 
 
 def betas(rounds: int) -> list[float]:
@@ -60,8 +70,6 @@ def aggregate(pack: DrivingPack, ledger: StageLedger) -> tuple[DrivingData, str]
 
 
 def _collect(recipe: Any, plan: Any, out: Path) -> Path:
-    from domains.driving.collect import collect
-
     collect(plan, out / "shards", recipe.progress, recipe.workers)
     return out / "shards"
 
@@ -69,3 +77,43 @@ def _collect(recipe: Any, plan: Any, out: Path) -> Path:
 def _train(pack: DrivingPack, variant: Variant, data: DrivingData, seed: int, out: Path) -> Path:
     pack.fit_planner(variant, seed, out, data)
     return out / WEIGHTS
+
+
+def gate_rounds(pack: DrivingPack, ledger: StageLedger, weights: Path) -> Path:
+    """The gate's DAgger: from the plain clone's ``weights``, each round lets the current clone drive
+    ``dagger_episodes`` per scenario (``episode_scale``'s multiples too; the expert takes a step with probability
+    beta), records the states it visited with the expert's labels, and retrains the clone on the expert's states and
+    every round's. One stage per round (``gate_dagger/round<k>``): a rerun resumes at the round it was in. Returns the
+    last round's weights."""
+    import torch
+
+    recipe = pack.recipe
+    states, actions, previous = [pack.expert_data.state], [pack.expert_data.actions], "gate"
+    for k, beta in enumerate(betas(recipe.gate_dagger_rounds), start=1):
+        driver = PolicySpec("state", str(weights))
+        plan = collect_plan(recipe, recipe.dagger_episodes, recipe.seed + GATE_SEED_OFFSET + k, scaled=True,
+                            driver=driver, beta=beta)  # fmt: skip
+        print(f"[driving] gate DAgger round {k}: the state clone drives {recipe.dagger_episodes} episodes per scenario"
+              f"{more_words(plan)} (the expert takes a step with probability {beta:.2f}) and the expert labels every "
+              "state")  # fmt: skip
+        key = {**pack.gate_settings(), "plan": repr(plan), "scenario_episodes": plan.scenario_episodes}
+        stage = GATE_STAGE.format(k)
+
+        def build(out: Path, plan: Any = plan) -> Path:
+            shards = collect(plan, out / "shards", recipe.progress, recipe.workers)
+            new_states, new_actions = labelled_states(shards)
+            return pack.save_gate(torch.cat([*states, new_states]), torch.cat([*actions, new_actions]), out)
+
+        weights = ledger.run(stage, key, build, lambda out: out / GATE_WEIGHTS, after=[previous])
+        new_states, new_actions = labelled_states(sorted((weights.parent / "shards").glob("*.npz")))
+        states.append(new_states)
+        actions.append(new_actions)
+        previous = stage
+    return weights
+
+
+def labelled_states(shards: list[Path]) -> tuple[Any, Any]:
+    """The privileged states and the expert's actions recorded in ``shards`` (no frames, no rationales)."""
+    arrays = [load_shard(path)[0] for path in shards]
+    return (torch.from_numpy(np.concatenate([a["state"] for a in arrays])).float(),
+            torch.from_numpy(np.concatenate([a["actions"] for a in arrays])).long())  # fmt: skip

@@ -33,6 +33,7 @@ from domains.driving.evaluate import (
 )
 from domains.driving.policies import PolicySpec, constant_spec
 from domains.driving.recipe import VARIANTS, DrivingRecipe, planner_epochs, planner_kwargs
+from domains.driving.state import GATE_WEIGHTS
 from domains.driving.teacher_data import adapt_on_bddx, load_splits, sample_frames, save_rationale_bank
 from domains.driving.terms import build_terms, distils_from_teacher
 from suite.runner import ModelResult, Pack, Trained, Variant, evaluate_variants, export_first_seeds, train_variants
@@ -47,7 +48,6 @@ from suite.trainer import TrainerConfig, resolve_mixed_precision
 CONSTANTS = {"constant-IDLE": "IDLE", "constant-SLOWER": "SLOWER"}
 MAJORITY = "majority-class"
 GATE = "state-clone"  # the expert cloned from privileged state: what imitation can reach before pixels
-GATE_WEIGHTS = "cloner.safetensors"
 # What trains at the budgets above ``ablate_up_to`` (the 90-minute limit) and on the extra backbone.
 LEAN_VARIANTS = ("imitation", "all")
 
@@ -75,18 +75,20 @@ class DrivingPack(Pack):
         inputs["encoder_adapt_steps"] = recipe.encoder_adapt_steps
         self.train_data, self.val = ledger.run("teacher", inputs, lambda out: load_splits(recipe, self.out, encoder),
                                                after=first)  # fmt: skip
-        gate = {"epochs": recipe.gate_epochs, "seed": recipe.seeds[0]}
-        if recipe.gate_lane_slots:  # only then: a gate without them keeps its stage fingerprint
-            gate["lane_slots"] = True
-        self.gate_weights = ledger.run("gate", gate, self.train_gate, lambda out: out / GATE_WEIGHTS,
+        self.expert_data = self.train_data  # the expert's own frames (DAgger's rounds join train_data below)
+        self.gate_weights = ledger.run("gate", self.gate_settings(), self.train_gate, lambda out: out / GATE_WEIGHTS,
                                        after=["teacher"])  # fmt: skip
+        if recipe.gate_dagger_rounds:  # the clone drives, the expert labels: states the expert never visits
+            from domains.driving.dagger import gate_rounds
+
+            self.gate_weights = gate_rounds(self, ledger, self.gate_weights)
         self.data_stage = "teacher"  # what the planners' training frames depend on
         # planner variant -> share of the training episodes it learns from
         self.budget_of = {model_name(b, v, budget): budget for b, v, _, budget in runs(recipe)}
         self._fit_statistics()
-        # The reasoning-loss ablation's smaller budgets are shares of the expert's demonstrations alone: DAgger's
-        # frames come from planners that learned on all of them, which would leak the full budget into the small.
-        self.expert_data = self.train_data
+        # The reasoning-loss ablation's smaller budgets are shares of the expert's demonstrations alone
+        # (expert_data): DAgger's frames come from planners that learned on all of them, which would leak the full
+        # budget into the small.
         if recipe.dagger_rounds:  # the expert's frames plus the states its learners visit
             from domains.driving.dagger import aggregate
 
@@ -102,12 +104,23 @@ class DrivingPack(Pack):
         self.prototypes = action_prototypes(self.train_data, len(sim.ACTIONS))
         self.class_weights = action_weights(self.train_data, len(sim.ACTIONS), self.recipe.class_weight_power)
 
+    def gate_settings(self) -> dict[str, Any]:
+        """What the gate's clone is trained with (its stages' fingerprints)."""
+        gate = {"epochs": self.recipe.gate_epochs, "seed": self.recipe.seeds[0]}
+        if self.recipe.gate_lane_slots:  # only then: a gate without them keeps its stage fingerprint
+            gate["lane_slots"] = True
+        return gate
+
     def train_gate(self, out: Path) -> Path:
+        print(f"[driving] gate: cloning the expert from privileged state ({len(self.expert_data)} frames)")
+        return self.save_gate(self.expert_data.state, self.expert_data.actions, out)
+
+    def save_gate(self, states: torch.Tensor, actions: torch.Tensor, out: Path) -> Path:
+        """The gate's clone of the expert's ``actions`` from ``states``, saved in ``out``."""
         from domains.driving.state import save_cloner, train_state_cloner
 
-        print(f"[driving] gate: cloning the expert from privileged state ({len(self.train_data)} frames)")
-        cloner = train_state_cloner(self.train_data.state, self.train_data.actions, self.recipe.gate_epochs,
-                                    seed=self.recipe.seeds[0], slots=self.recipe.gate_lane_slots)  # fmt: skip
+        cloner = train_state_cloner(states, actions, self.recipe.gate_epochs, seed=self.recipe.seeds[0],
+                                    slots=self.recipe.gate_lane_slots)  # fmt: skip
         return save_cloner(cloner, out / GATE_WEIGHTS)
 
     def gate_result(self) -> ModelResult:
@@ -225,6 +238,15 @@ class DrivingPack(Pack):
 
     def export(self, trained: Trained, target: Path) -> Path | None:
         return export_planner(self.recipe, trained.model, trained.variant.student, self.val, target)
+
+
+def gate_weights_in(run: Path, recipe: DrivingRecipe) -> Path:
+    """Where the finished run in ``run`` keeps its gate's final weights: its last DAgger round's, or the plain
+    clone's."""
+    from domains.driving.dagger import GATE_STAGE
+
+    stage = GATE_STAGE.format(recipe.gate_dagger_rounds) if recipe.gate_dagger_rounds else "gate"
+    return run / stage / GATE_WEIGHTS
 
 
 def reference_policies(recipe: DrivingRecipe, gate_weights: Path) -> dict[str, PolicySpec]:

@@ -334,6 +334,7 @@ def write_report(run: DrivingResult, seconds: float) -> dict[str, Any]:
         "## Goals",
         "Gate (issue 14): an MLP cloned from the privileged state the expert reads, no pixels"
         + (" (with the nearest car ahead and behind in each lane beside the ego)" if recipe.gate_lane_slots else "")
+        + gate_dagger_words(recipe)
         + ". If it misses these goals the expert's labels are the problem, not the camera.",
         *imitation_goal_lines(GATE, g, prefix="gate"),
         "",
@@ -409,6 +410,20 @@ def share_words(recipe: Any) -> str:
         return ""
     listed = ", ".join(f"{share:.0%} of {s}'s" for s, share in sorted(recipe.epoch_share.items()))
     return f"; an epoch on all the frames draws {listed} frames, afresh each epoch (`epoch_share`)"
+
+
+def gate_dagger_words(recipe: Any) -> str:
+    """The gate's own DAgger rounds, in words ('' without any)."""
+    if not recipe.gate_dagger_rounds:
+        return ""
+    from domains.driving.dagger import betas
+    from domains.driving.recipe import scaled_episodes
+
+    shares = ", ".join(f"{b:.2f}" for b in betas(recipe.gate_dagger_rounds))
+    more = "".join(f", {n} of {s}" for s, n in scaled_episodes(recipe, recipe.dagger_episodes))
+    return (f", then retrained after each of {recipe.gate_dagger_rounds} DAgger rounds in which it drives "
+            f"{recipe.dagger_episodes} episodes per scenario{more} (the expert taking each step with probability "
+            f"{shares}) and the expert labels every state it visits")  # fmt: skip
 
 
 def dagger_words(recipe: Any) -> str:

@@ -32,6 +32,7 @@ EGO_OFFSET = 7  # where the ego features keep the lateral offset in the lane / 4
 # per neighbour: present, longitudinal / 50 m, lateral / 10 m (ego frame), speed difference / 10 m/s, heading diff
 NEIGHBOUR_FEATURES = 5
 STATE_DIM = EGO_FEATURES + NEIGHBOURS * NEIGHBOUR_FEATURES
+GATE_WEIGHTS = "cloner.safetensors"  # the gate's weights in its stage's folder
 
 
 def privileged_state(env: Any) -> np.ndarray:

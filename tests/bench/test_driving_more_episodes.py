@@ -76,11 +76,41 @@ def test_the_run_recipe_is_the_one_the_run_recorded_else_the_full_profile(tmp_pa
     assert run_recipe(tmp_path, ["eval_episodes=30"]).expert.other_routes == "known"
 
 
+def fake_gate(run, recipe):
+    """An empty file where a finished run keeps its gate's final weights (the specs only name the file)."""
+    from domains.driving.pipeline import gate_weights_in
+
+    path = gate_weights_in(run, recipe)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")
+    return path
+
+
+def test_the_gate_is_its_last_dagger_rounds_clone_and_a_run_without_it_is_told_what_to_set(tmp_path):
+    from benchmarks.driving_more_episodes import policies
+    from domains.driving.recipe import full_recipe
+
+    recipe = full_recipe(["seeds=[0]", "variants=[imitation]"])
+    (tmp_path / "students" / f"{recipe.backbone}-imitation-s0").mkdir(parents=True)
+    (tmp_path / "students" / f"{recipe.backbone}-imitation-s0" / "model.safetensors").write_bytes(b"")
+    (tmp_path / "gate").mkdir()
+    (tmp_path / "gate" / "cloner.safetensors").write_bytes(b"")  # a run made before the gate's DAgger rounds
+    with pytest.raises(SystemExit, match="gate_dagger_rounds=0"):
+        policies(tmp_path, recipe, ("imitation",))
+    plain = full_recipe(["seeds=[0]", "variants=[imitation]", "gate_dagger_rounds=0"])
+    plain_gate = policies(tmp_path, plain, ("imitation",))["state-clone"]
+    assert plain_gate.weights == str(tmp_path / "gate/cloner.safetensors")
+    last = fake_gate(tmp_path, recipe)
+    assert last == tmp_path / f"gate_dagger/round{recipe.gate_dagger_rounds}/cloner.safetensors"
+    assert policies(tmp_path, recipe, ("imitation",))["state-clone"].weights == str(last)
+
+
 def test_a_run_without_its_all_five_planners_still_checks_imitation_alone(tmp_path):
     from benchmarks.driving_more_episodes import policies
     from domains.driving.recipe import full_recipe
 
     recipe = full_recipe(["seeds=[0,1]"])
+    fake_gate(tmp_path, recipe)
     for seed in recipe.seeds:  # only the imitation planners were trained
         directory = tmp_path / "students" / f"{recipe.backbone}-imitation-s{seed}"
         directory.mkdir(parents=True)
@@ -134,6 +164,7 @@ def test_a_budgets_planners_are_the_ones_trained_on_that_share_and_other_shares_
     from domains.driving.recipe import full_recipe
 
     recipe = full_recipe(["seeds=[0]"])
+    fake_gate(tmp_path, recipe)
     directory = tmp_path / "students" / f"{recipe.backbone}-align-10pct-s0"
     directory.mkdir(parents=True)
     (directory / "model.safetensors").write_bytes(b"")

@@ -1,7 +1,7 @@
 """DAgger rounds in the driving pack, on the ego camera and with the rationale encoder adapted on BDD-X: each round's
 imitation planner drives (the expert's share of the driving falling to 0), the expert labels what it saw, and the
-frames join the training set; a rerun reuses every round. The scenario has twice the episodes (``episode_scale``):
-the extra expert episode joins the whole budget only."""
+frames join the training set; a rerun reuses every round. The gate's state clone drives rounds of its own. The
+scenario has twice the episodes (``episode_scale``): the extra expert episode joins the whole budget only."""
 
 from __future__ import annotations
 
@@ -64,6 +64,37 @@ def test_each_round_adds_the_frames_its_planner_visited(dagger_pack):
         assert manifest["driver"]["weights"] == str(out / f"dagger/round{k}/planner/model.safetensors")
 
 
+def test_the_gate_clone_drives_its_own_rounds_and_keeps_them_to_itself(dagger_pack):
+    from domains.driving.collect import load_shard
+    from domains.driving.pipeline import gate_weights_in
+    from domains.driving.state import load_cloner
+
+    recipe, out, pack = dagger_pack
+    assert pack.gate_weights == gate_weights_in(out, recipe) == out / "gate_dagger/round2/cloner.safetensors"
+    drivers = [out / "gate/cloner.safetensors", out / "gate_dagger/round1/cloner.safetensors"]
+    for k, (beta, driver) in enumerate(zip(dagger.betas(2), drivers, strict=True), start=1):
+        shards = out / f"gate_dagger/round{k}/shards"
+        manifest = json.loads((shards / "manifest.json").read_text())
+        assert manifest["beta"] == beta and manifest["scenario_episodes"] == [["merge", 2]]
+        assert manifest["driver"] == {**manifest["driver"], "kind": "state", "weights": str(driver)}
+        assert sum(len(load_shard(p)[0]["actions"]) for p in shards.glob("*.npz")) > 0
+    assert load_cloner(pack.gate_weights).slots == recipe.gate_lane_slots
+    # the gate's rounds train the clone alone: the planners' frames are the expert's and their own rounds'
+    folders = [out / "data/train", *(out / f"dagger/round{k}/data/shards" for k in (1, 2))]
+    frames = sum(len(load_shard(p)[0]["actions"]) for folder in folders for p in folder.glob("*.npz"))
+    assert len(pack.train_data) == frames
+
+
+def test_without_gate_rounds_the_gate_is_the_plain_clone(dagger_pack):
+    import dataclasses
+
+    from domains.driving.pipeline import gate_weights_in
+
+    recipe, out, _ = dagger_pack
+    plain = dataclasses.replace(recipe, gate_dagger_rounds=0)
+    assert gate_weights_in(out, plain) == out / "gate/cloner.safetensors"
+
+
 def test_smaller_budgets_learn_from_the_experts_episodes_alone(dagger_pack):
     # DAgger's drivers learned from every expert frame: their frames would leak the full budget into a small one.
     # episode_scale's extra episodes would make the small budgets' share of that scenario larger than the others'.
@@ -99,8 +130,10 @@ def test_a_rerun_reuses_every_round(dagger_pack, capsys):
     weights = out / "dagger/round2/planner/model.safetensors"
     before = weights.stat().st_mtime_ns
     again = DrivingPack(recipe, StageLedger(recipe.output_dir), resume=True)
-    assert "[dagger/round2/planner] up to date" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "[dagger/round2/planner] up to date" in printed and "[gate_dagger/round2] up to date" in printed
     assert weights.stat().st_mtime_ns == before and len(again.train_data) == len(pack.train_data)
+    assert again.gate_weights == pack.gate_weights
     assert torch.equal(again.train_data.actions, pack.train_data.actions)
 
 
