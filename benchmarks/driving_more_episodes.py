@@ -68,9 +68,9 @@ def policies(run: Path, recipe: Any, variants: tuple[str, ...] = VARIANTS, budge
     if budget not in recipe.budgets:
         raise SystemExit(f"--budget {budget}: the run trained the budgets {sorted(recipe.budgets)}")
     gate = gate_weights_in(run, recipe)
-    if not gate.is_file():  # a run made before the gate had DAgger rounds records none in its recipe
-        raise SystemExit(f"{gate}: no gate weights; for a run made before the gate had DAgger rounds, add "
-                         "--set gate_dagger_rounds=0")  # fmt: skip
+    if not gate.is_file():
+        raise SystemExit(f"{gate}: no gate weights; is {run} a finished driving run made with "
+                         f"gate_dagger_rounds={recipe.gate_dagger_rounds}?")  # fmt: skip
     specs = reference_policies(recipe, gate)
     for variant in variants:
         name = model_name(recipe.backbone, variant, budget)

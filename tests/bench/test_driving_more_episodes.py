@@ -86,18 +86,18 @@ def fake_gate(run, recipe):
     return path
 
 
-def test_the_gate_is_its_last_dagger_rounds_clone_and_a_run_without_it_is_told_what_to_set(tmp_path):
+def test_the_gate_is_its_last_dagger_rounds_clone_and_a_run_without_it_is_refused(tmp_path):
     from benchmarks.driving_more_episodes import policies
     from domains.driving.recipe import full_recipe
 
-    recipe = full_recipe(["seeds=[0]", "variants=[imitation]"])
+    recipe = full_recipe(["seeds=[0]", "variants=[imitation]", "gate_dagger_rounds=2"])
     (tmp_path / "students" / f"{recipe.backbone}-imitation-s0").mkdir(parents=True)
     (tmp_path / "students" / f"{recipe.backbone}-imitation-s0" / "model.safetensors").write_bytes(b"")
     (tmp_path / "gate").mkdir()
-    (tmp_path / "gate" / "cloner.safetensors").write_bytes(b"")  # a run made before the gate's DAgger rounds
-    with pytest.raises(SystemExit, match="gate_dagger_rounds=0"):
+    (tmp_path / "gate" / "cloner.safetensors").write_bytes(b"")  # the plain clone only: its rounds never ran
+    with pytest.raises(SystemExit, match="gate_dagger_rounds=2"):
         policies(tmp_path, recipe, ("imitation",))
-    plain = full_recipe(["seeds=[0]", "variants=[imitation]", "gate_dagger_rounds=0"])
+    plain = full_recipe(["seeds=[0]", "variants=[imitation]"])  # the full profile: no gate rounds
     plain_gate = policies(tmp_path, plain, ("imitation",))["state-clone"]
     assert plain_gate.weights == str(tmp_path / "gate/cloner.safetensors")
     last = fake_gate(tmp_path, recipe)

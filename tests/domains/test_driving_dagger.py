@@ -28,7 +28,7 @@ def dagger_pack(tmp_path_factory):
         output_dir=str(root / "run"), scenarios=["merge"], train_episodes=1, val_episodes=1, seeds=[0],
         variants=["imitation"], extra_backbone="", epochs=1, budget_epochs=1, gate_epochs=1, workers=1, progress=False,
         camera="ego", token_stride=4, frames=4, dagger_rounds=2, dagger_episodes=1, encoder_adapt_steps=2,
-        shift_scenarios=[], episode_scale={"merge": 2},
+        shift_scenarios=[], episode_scale={"merge": 2}, gate_dagger_rounds=2,
     )  # fmt: skip
     yield recipe, root / "run", DrivingPack(recipe, StageLedger(recipe.output_dir), resume=False)
     torch.set_num_threads(threads)
