@@ -103,7 +103,8 @@ class DrivingRecipe(RunOutputs):
     )  # fmt: skip
     # Off until a full run republishes the report with it (and times it against the 90 minutes). With 2 rounds, on 200
     # episodes per scenario, the clone crashed in 0.010 / 0.000 / 0.020 of highway / merge / roundabout ones (without:
-    # 0.040 / 0.035 / 0.020; expert 0.015 / 0 / 0.010) and at the intersection as docs/results/driving_gate_dagger says
+    # 0.040 / 0.035 / 0.020; expert 0.015 / 0 / 0.010), and 0.045 of the intersection's (without: 0.040, expert 0.025)
+    # at 0.97 of the expert's progress instead of 0.89 (docs/results/driving_gate_dagger)
     gate_dagger_rounds: int = field(
         default=0,
         metadata={"help": "DAgger rounds of the gate: its state clone drives dagger_episodes per scenario (scaled by "
