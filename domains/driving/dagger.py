@@ -85,8 +85,6 @@ def gate_rounds(pack: DrivingPack, ledger: StageLedger, weights: Path) -> Path:
     beta), records the states it visited with the expert's labels, and retrains the clone on the expert's states and
     every round's. One stage per round (``gate_dagger/round<k>``): a rerun resumes at the round it was in. Returns the
     last round's weights."""
-    import torch
-
     recipe = pack.recipe
     states, actions, previous = [pack.expert_data.state], [pack.expert_data.actions], "gate"
     for k, beta in enumerate(betas(recipe.gate_dagger_rounds), start=1):
@@ -100,20 +98,21 @@ def gate_rounds(pack: DrivingPack, ledger: StageLedger, weights: Path) -> Path:
         stage = GATE_STAGE.format(k)
 
         def build(out: Path, plan: Any = plan) -> Path:
-            shards = collect(plan, out / "shards", recipe.progress, recipe.workers)
-            new_states, new_actions = labelled_states(shards)
+            collect(plan, out / "shards", recipe.progress, recipe.workers)
+            new_states, new_actions = labelled_states(out / "shards")
             return pack.save_gate(torch.cat([*states, new_states]), torch.cat([*actions, new_actions]), out)
 
         weights = ledger.run(stage, key, build, lambda out: out / GATE_WEIGHTS, after=[previous])
-        new_states, new_actions = labelled_states(sorted((weights.parent / "shards").glob("*.npz")))
+        new_states, new_actions = labelled_states(weights.parent / "shards")
         states.append(new_states)
         actions.append(new_actions)
         previous = stage
     return weights
 
 
-def labelled_states(shards: list[Path]) -> tuple[Any, Any]:
-    """The privileged states and the expert's actions recorded in ``shards`` (no frames, no rationales)."""
-    arrays = [load_shard(path)[0] for path in shards]
+def labelled_states(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The privileged states and the expert's actions recorded in the shards in ``folder``, in file-name order (the
+    same when a round is built and when a rerun reads it back), without frames or rationales."""
+    arrays = [load_shard(path)[0] for path in sorted(folder.glob("*.npz"))]
     return (torch.from_numpy(np.concatenate([a["state"] for a in arrays])).float(),
             torch.from_numpy(np.concatenate([a["actions"] for a in arrays])).long())  # fmt: skip
