@@ -54,11 +54,10 @@ def clone_with_dagger(expert: Any, scenarios: tuple[str, ...], work: Path, args:
     """The state clone's weights after plain cloning and after each DAgger round (``rounds + 1`` files), its
     cross-entropy weighted by action frequency^-``power``, reading the lane slots with ``slots``. The expert's own
     episodes are recorded once per ``work`` folder: the other clones share them."""
-    import numpy as np
     import torch
 
-    from domains.driving.collect import CollectPlan, collect, load_shard
-    from domains.driving.dagger import betas
+    from domains.driving.collect import CollectPlan, collect
+    from domains.driving.dagger import betas, labelled_states
     from domains.driving.policies import PolicySpec
     from domains.driving.state import save_cloner, train_state_cloner
 
@@ -69,9 +68,8 @@ def clone_with_dagger(expert: Any, scenarios: tuple[str, ...], work: Path, args:
         plan = CollectPlan(scenarios, args.train_episodes, seed=0, expert=expert)
         collect(plan, shards[0], progress=False, workers=2)
     for round_ in range(args.rounds + 1):
-        arrays = [load_shard(path)[0] for folder in shards for path in sorted(folder.glob("*.npz"))]
-        states = torch.from_numpy(np.concatenate([a["state"] for a in arrays])).float()
-        actions = torch.from_numpy(np.concatenate([a["actions"] for a in arrays]))
+        recorded = [labelled_states(folder) for folder in shards]
+        states, actions = torch.cat([s for s, _ in recorded]), torch.cat([a for _, a in recorded])
         clone = train_state_cloner(states, actions, args.gate_epochs, class_weight_power=power, slots=slots)
         weights.append(save_cloner(clone, chain / f"clone{round_}.st"))
         print(f"[{expert}] {chain.name}, round {round_}: clone on {len(states)} frames", flush=True)

@@ -412,14 +412,20 @@ def share_words(recipe: Any) -> str:
     return f"; an epoch on all the frames draws {listed} frames, afresh each epoch (`epoch_share`)"
 
 
+def expert_shares(rounds: int) -> str:
+    """The expert's share of each DAgger round's steps, as the report lists them ("0.50, 0.00")."""
+    from domains.driving.dagger import betas
+
+    return ", ".join(f"{b:.2f}" for b in betas(rounds))
+
+
 def gate_dagger_words(recipe: Any) -> str:
     """The gate's own DAgger rounds, in words ('' without any)."""
     if not recipe.gate_dagger_rounds:
         return ""
-    from domains.driving.dagger import betas
     from domains.driving.recipe import scaled_episodes
 
-    shares = ", ".join(f"{b:.2f}" for b in betas(recipe.gate_dagger_rounds))
+    shares = expert_shares(recipe.gate_dagger_rounds)
     more = "".join(f", {n} of {s}" for s, n in scaled_episodes(recipe, recipe.dagger_episodes))
     return (f", then retrained after each of {recipe.gate_dagger_rounds} DAgger rounds in which it drives "
             f"{recipe.dagger_episodes} episodes per scenario{more} (the expert taking each step with probability "
@@ -430,9 +436,7 @@ def dagger_words(recipe: Any) -> str:
     """The DAgger rounds behind the training frames, in words ('' without any)."""
     if not recipe.dagger_rounds:
         return ""
-    from domains.driving.dagger import betas
-
-    shares = ", ".join(f"{b:.2f}" for b in betas(recipe.dagger_rounds))
+    shares = expert_shares(recipe.dagger_rounds)
     return (f"; the training frames include {recipe.dagger_rounds} DAgger rounds of {recipe.dagger_episodes} episodes "
             f"per scenario driven by that round's imitation planner, the expert taking each step with probability "
             f"{shares}, and labelled by the expert (they join the 100% budget only: the smaller budgets are "
