@@ -101,12 +101,11 @@ class DrivingRecipe(RunOutputs):
         metadata={"help": "the gate also reads the nearest car ahead and behind in each lane next to the ego "
                   "(domains.driving.state.lane_slots), not only the cars by distance"},
     )  # fmt: skip
-    # Off until a full run republishes the report with it (and times it against the 90 minutes). With 2 rounds, on 200
-    # episodes per scenario, the clone crashed in 0.010 / 0.000 / 0.020 of highway / merge / roundabout ones (without:
-    # 0.040 / 0.035 / 0.020; expert 0.015 / 0 / 0.010), and 0.045 of the intersection's (without: 0.040, expert 0.025)
-    # at 0.97 of the expert's progress instead of 0.89 (docs/results/driving_gate_dagger)
+    # 2 since the full run /work/run-gdag (74.1 min, the rounds 4.4 of them): on 200 further episodes per scenario
+    # its clone crashed in 2 / 4 / 12 / 3 highway / merge / intersection / roundabout ones, the previous run's clone
+    # without rounds in 5 / 6 / 16 / 4 (expert 3 / 0 / 5 / 2; paired p = 0.13 pooled; docs/results/driving_run_gdag)
     gate_dagger_rounds: int = field(
-        default=0,
+        default=2,
         metadata={"help": "DAgger rounds of the gate: its state clone drives dagger_episodes per scenario (scaled by "
                   "episode_scale), the expert labels every step, the clone is retrained on all the states so far"},
     )  # fmt: skip
@@ -273,8 +272,17 @@ def full_recipe(settings: list[str] | None = None) -> DrivingRecipe:
     return load_config(DrivingRecipe, None, [*PROFILES["full"], *(settings or [])])
 
 
-# The full profile's defaults that changed since runs record their recipe: a run without one was made with these
-BEFORE_RECORDED_RECIPES = ("expert.other_routes=known", "episode_scale={}", "epoch_share={}")
+# Settings added after runs began to record their recipe (commit 0cd1417), each with the value that gives what a run
+# made before it did: a record without the key is such a run (records are complete), and today's default would misread
+# it; a run with no record predates them all
+ADDED_AFTER_RECORDING = {
+    "episode_scale": "{}",  # commit 58903d0
+    "epoch_share": "{}",  # commit 26f3c8e
+    "gate_lane_slots": "false",  # commit 450ab80
+    "gate_dagger_rounds": "0",  # commit 99ce0f4 (the full profile's default 2 since the run /work/run-gdag)
+}
+# The full profile's defaults of a run with no record, beside those: the expert read the other cars' routes then
+BEFORE_RECORDED_RECIPES = ("expert.other_routes=known", *(f"{k}={v}" for k, v in ADDED_AFTER_RECORDING.items()))
 
 
 def run_recipe(run_dir: str | Path, settings: list[str] | None = None) -> DrivingRecipe:
@@ -283,10 +291,22 @@ def run_recipe(run_dir: str | Path, settings: list[str] | None = None) -> Drivin
     ``settings``, which must repeat that run's own ``--set`` settings (said on the console)."""
     from suite.config import RUN_RECIPE_FILE, read_run_recipe
 
-    recorded = read_run_recipe(DrivingRecipe, run_dir, settings)
+    recorded = read_run_recipe(DrivingRecipe, run_dir, [*settings_older_than(run_dir), *(settings or [])])
     if recorded is not None:
         return recorded
     print(f"[driving] {run_dir} has no {RUN_RECIPE_FILE} (a run made before runs recorded their recipe): assuming "
           f"the full profile of then ({' '.join(BEFORE_RECORDED_RECIPES)}) with {settings or 'no'} --set settings",
           flush=True)  # fmt: skip
     return full_recipe([*BEFORE_RECORDED_RECIPES, *(settings or [])])
+
+
+def settings_older_than(run_dir: str | Path) -> list[str]:
+    """``key=value`` for each setting in ``ADDED_AFTER_RECORDING`` that the run's recorded recipe lacks (none where
+    the run recorded no recipe: ``run_recipe`` then starts from ``BEFORE_RECORDED_RECIPES``)."""
+    from suite.config import RUN_RECIPE_FILE, read_yaml
+
+    path = Path(run_dir) / RUN_RECIPE_FILE
+    recorded = read_yaml(path).get("recipe") if path.is_file() else None
+    if not isinstance(recorded, dict):
+        return []  # no record (or a malformed one, which read_run_recipe names)
+    return [f"{key}={value}" for key, value in ADDED_AFTER_RECORDING.items() if key not in recorded]

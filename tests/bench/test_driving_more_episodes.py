@@ -67,13 +67,34 @@ def test_the_run_recipe_is_the_one_the_run_recorded_else_the_full_profile(tmp_pa
     from domains.driving.recipe import full_recipe, run_recipe
     from suite.config import save_run_recipe
 
-    before = full_recipe(["expert.other_routes=known", "episode_scale={}", "epoch_share={}", "eval_episodes=50"])
+    before = full_recipe(["expert.other_routes=known", "episode_scale={}", "epoch_share={}", "gate_lane_slots=false",
+                          "gate_dagger_rounds=0", "eval_episodes=50"])  # fmt: skip
     assert run_recipe(tmp_path, ["eval_episodes=50"]) == before  # a run made before recipes were recorded
     assert "has no recipe.yaml" in capsys.readouterr().out  # said, since the settings must then be repeated
     made = full_recipe(["expert.other_routes=known", "eval_episodes=50"])
     save_run_recipe(made, tmp_path, "driving", "distill run driving ...")
     assert run_recipe(tmp_path) == made
     assert run_recipe(tmp_path, ["eval_episodes=30"]).expert.other_routes == "known"
+
+
+def test_a_recorded_recipe_without_a_later_setting_gets_the_value_that_gives_what_its_run_did(tmp_path):
+    import yaml
+
+    from domains.driving.recipe import full_recipe, run_recipe
+    from suite.config import save_run_recipe
+
+    made = full_recipe(["eval_episodes=50"])
+    assert made.gate_dagger_rounds == 2 and made.gate_lane_slots  # today's defaults
+    save_run_recipe(made, tmp_path, "driving", "distill run driving ...")
+    assert run_recipe(tmp_path) == made  # a record with the keys keeps them
+    record = yaml.safe_load((tmp_path / "recipe.yaml").read_text())
+    for key in ("gate_dagger_rounds", "gate_lane_slots"):  # as a run recorded before these settings existed
+        del record["recipe"][key]
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(record))
+    older = run_recipe(tmp_path)
+    assert (older.gate_dagger_rounds, older.gate_lane_slots) == (0, False)
+    assert older.episode_scale == made.episode_scale  # recorded: kept, not reset to the value before it existed
+    assert run_recipe(tmp_path, ["gate_dagger_rounds=1"]).gate_dagger_rounds == 1  # --set still wins
 
 
 def fake_gate(run, recipe):
@@ -97,7 +118,7 @@ def test_the_gate_is_its_last_dagger_rounds_clone_and_a_run_without_it_is_refuse
     (tmp_path / "gate" / "cloner.safetensors").write_bytes(b"")  # the plain clone only: its rounds never ran
     with pytest.raises(SystemExit, match="gate_dagger_rounds=2"):
         policies(tmp_path, recipe, ("imitation",))
-    plain = full_recipe(["seeds=[0]", "variants=[imitation]"])  # the full profile: no gate rounds
+    plain = full_recipe(["seeds=[0]", "variants=[imitation]", "gate_dagger_rounds=0"])  # no gate rounds
     plain_gate = policies(tmp_path, plain, ("imitation",))["state-clone"]
     assert plain_gate.weights == str(tmp_path / "gate/cloner.safetensors")
     last = fake_gate(tmp_path, recipe)
