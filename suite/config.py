@@ -242,12 +242,16 @@ def save_run_recipe(recipe: Any, directory: str | Path, domain: str, command: st
     return path
 
 
-def read_run_recipe(cls: type[T], directory: str | Path, overrides: list[str] | None = None) -> T | None:
+def read_run_recipe(
+    cls: type[T], directory: str | Path, overrides: list[str] | None = None, added_later: dict[str, str] | None = None
+) -> T | None:
     """The recipe recorded in ``directory/recipe.yaml`` (:func:`save_run_recipe`) with ``overrides`` on top, or None
     when the run recorded none (it was made before runs recorded their recipe, or not by the distill command).
 
     The record is complete, so each of its mappings replaces the default one whole: a mapping the run was given whole
-    (``--set 'variants={kd: ...}'``) must not get the default entries back.
+    (``--set 'variants={kd: ...}'``) must not get the default entries back. For the same reason a key the record lacks
+    is a setting added after the run: ``added_later`` maps such settings to the value that gives what the run did
+    (today's default could differ), applied before ``overrides``.
     """
     path = Path(directory) / RUN_RECIPE_FILE
     if not path.is_file():
@@ -260,4 +264,5 @@ def read_run_recipe(cls: type[T], directory: str | Path, overrides: list[str] | 
         build_config(cls, data)  # the record alone first: an error in it names the file, one in overrides does not
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
-    return build_config(cls, data, overrides)
+    older = [f"{key}={value}" for key, value in (added_later or {}).items() if key not in record["recipe"]]
+    return build_config(cls, data, [*older, *(overrides or [])])

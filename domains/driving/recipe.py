@@ -291,22 +291,10 @@ def run_recipe(run_dir: str | Path, settings: list[str] | None = None) -> Drivin
     ``settings``, which must repeat that run's own ``--set`` settings (said on the console)."""
     from suite.config import RUN_RECIPE_FILE, read_run_recipe
 
-    recorded = read_run_recipe(DrivingRecipe, run_dir, [*settings_older_than(run_dir), *(settings or [])])
+    recorded = read_run_recipe(DrivingRecipe, run_dir, settings, added_later=ADDED_AFTER_RECORDING)
     if recorded is not None:
         return recorded
     print(f"[driving] {run_dir} has no {RUN_RECIPE_FILE} (a run made before runs recorded their recipe): assuming "
           f"the full profile of then ({' '.join(BEFORE_RECORDED_RECIPES)}) with {settings or 'no'} --set settings",
           flush=True)  # fmt: skip
     return full_recipe([*BEFORE_RECORDED_RECIPES, *(settings or [])])
-
-
-def settings_older_than(run_dir: str | Path) -> list[str]:
-    """``key=value`` for each setting in ``ADDED_AFTER_RECORDING`` that the run's recorded recipe lacks (none where
-    the run recorded no recipe: ``run_recipe`` then starts from ``BEFORE_RECORDED_RECIPES``)."""
-    from suite.config import RUN_RECIPE_FILE, read_yaml
-
-    path = Path(run_dir) / RUN_RECIPE_FILE
-    recorded = read_yaml(path).get("recipe") if path.is_file() else None
-    if not isinstance(recorded, dict):
-        return []  # no record (or a malformed one, which read_run_recipe names)
-    return [f"{key}={value}" for key, value in ADDED_AFTER_RECORDING.items() if key not in recorded]

@@ -111,6 +111,16 @@ def test_a_runs_recorded_recipe_reads_back_the_same_with_mappings_whole(tmp_path
     assert read_run_recipe(Recipe, tmp_path / "elsewhere") is None  # a run that recorded none
 
 
+def test_a_setting_the_record_lacks_gets_its_value_from_before_it_was_added_and_overrides_still_win(tmp_path) -> None:
+    from suite.config import read_run_recipe
+
+    (tmp_path / "recipe.yaml").write_text("recipe:\n  name: old\n")  # recorded before "splits" existed
+    older = read_run_recipe(Recipe, tmp_path, added_later={"splits": "[train,test]", "name": "new"})
+    assert older.splits == ["train", "test"] and older.name == "old"  # the record's own key is kept
+    again = read_run_recipe(Recipe, tmp_path, ["splits=[dev]"], added_later={"splits": "[train,test]"})
+    assert again.splits == ["dev"]
+
+
 def test_a_broken_run_recipe_names_its_file(tmp_path) -> None:
     from suite.config import read_run_recipe
 
